@@ -1,0 +1,35 @@
+"""flexplan: multi-year planning of distribution grids with EV flexibility.
+
+Public API::
+
+    import flexplan as fp
+    inst = fp.load_instance("instances/ieee33")
+    pm = fp.build_model(inst, "reinforce_only")
+    res = fp.solve(pm, time_limit=120, mip_gap=0.01)
+    res.builds, res.voltages, res.cost_breakdown_eur
+    res.write("out/ieee33")
+"""
+from __future__ import annotations
+
+from .assemble import PlanningModel, build_model
+from .errors import FlexplanError, InstanceError, RecipeError, SolverError
+from .instance import Instance, load_instance
+from .recipe import Recipe, resolve_recipe
+from .results import Results, collect
+from .solve import SolveOptions, solve_model
+
+__version__ = "0.1.0"
+
+
+def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1e-4, threads: int = 0,
+          verbose: bool = False, progress=None, **highs_options) -> Results:
+    """Solve a built model with HiGHS and return its :class:`Results` (whatever the status:
+    check ``res.status`` and ``res.has_solution``)."""
+    opts = SolveOptions(time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, extra=highs_options)
+    outcome = solve_model(pm.model, opts, progress=progress)
+    return collect(pm, outcome)
+
+
+__all__ = ["load_instance", "build_model", "solve", "Results", "Instance", "PlanningModel", "Recipe",
+           "resolve_recipe", "SolveOptions", "solve_model", "collect", "FlexplanError", "InstanceError",
+           "RecipeError", "SolverError", "__version__"]

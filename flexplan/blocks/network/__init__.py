@@ -1,0 +1,1 @@
+"""Network formulations, interchangeable by name (``lindistflow``, ``copperplate``)."""

@@ -1,0 +1,62 @@
+"""Pieces shared by the network formulations."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: A rating above this (MVA) is treated as "no thermal limit" (pandapower's case33bw
+#: carries max_i_ka = 99999 as a placeholder).
+UNLIMITED_MVA = 1.0e4
+
+
+def polygon(sides: int) -> list[tuple[float, float, float]]:
+    """Edges (a, b, c) of a regular polygon inscribed in the unit circle with vertices on
+    the P and Q axes: ``a·P + b·Q <= c·S`` for every edge keeps (P, Q) inside the circle of
+    radius S (the linear limit never overstates capacity) and allows the full rating for
+    pure active or pure reactive flow when ``sides`` is a multiple of 4."""
+    if sides < 4 or sides % 4:
+        raise ValueError("polygon sides must be a multiple of 4 and >= 4")
+    c = math.cos(math.pi / sides)
+    return [(math.cos((2 * m + 1) * math.pi / sides), math.sin((2 * m + 1) * math.pi / sides), c)
+            for m in range(sides)]
+
+
+def flow_ranges(net, hub) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Exact physical ranges of each branch's flow per op in a lossless radial network:
+    arrays (n_branches, n_ops) Pmin, Pmax, Qmin, Qmax (MW, Mvar).
+
+    The flow into a branch's child equals everything withdrawn below it: fixed loads minus
+    shed load (shed ∈ [0, load], keeping the load's power factor) minus variable injections
+    (|injection| <= the bound declared in the Hub).  These ranges bound the flows and
+    give the big-M of the disjunctive voltage drop, so they are as tight as the data allow.
+    """
+    below = net.downstream_buses()
+    pw, qw = hub.p_withdraw, hub.q_withdraw
+    sheddable = pw > 0
+    p_lo = np.where(sheddable, 0.0, pw)
+    p_hi = pw
+    q_lo = np.where(sheddable, np.minimum(qw, 0.0), qw)
+    q_hi = np.where(sheddable, np.maximum(qw, 0.0), qw)
+    T = pw.shape[1]
+    out = [np.zeros((net.n_branches, T)) for _ in range(4)]
+    for k, bs in enumerate(below):
+        inj = hub.max_injection[bs].sum()
+        out[0][k] = p_lo[bs].sum(axis=0) - inj
+        out[1][k] = p_hi[bs].sum(axis=0) + inj
+        out[2][k] = q_lo[bs].sum(axis=0) - inj
+        out[3][k] = q_hi[bs].sum(axis=0) + inj
+    return tuple(out)
+
+
+def polygon_edges_needed(edges, pmin, pmax, qmin, qmax) -> list[int]:
+    """Edges of the (axis-symmetric) polygon that can bind for flows in the box
+    [pmin, pmax] x [qmin, qmax]: where P >= 0 an edge with a < 0 is implied by its mirror
+    image (-a, b), and likewise for P <= 0 and for Q.  Load-only feeders need a quarter of
+    the edges."""
+    keep = []
+    for m, (a, b, _) in enumerate(edges):
+        if (a < 0 and pmin >= 0) or (a > 0 and pmax <= 0) or (b < 0 and qmin >= 0) or (b > 0 and qmax <= 0):
+            continue
+        keep.append(m)
+    return keep

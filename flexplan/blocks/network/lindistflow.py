@@ -1,0 +1,289 @@
+"""LinDistFlow on a radial feeder (FORMULATION.md §2), the default network formulation.
+
+Per op t, branch k = (i -> j) with flow P_k, Q_k (MW, Mvar) into bus j, squared voltage
+v_j (pu²), S_base the instance's base power (MVA):
+
+* balance at j:  P_k + inj_j + shed_j = Σ_{children m of j} P_m   (Q likewise, with the
+  shed load keeping the load's power factor; inj = variable injections − fixed loads);
+* voltage drop:  v_j = v_i − 2 (r_k P_k + x_k Q_k) / S_base, slack buses fixed at vm²;
+* voltage band (soft): v_j + s⁻_j ≥ v_min², v_j − s⁺_j ≤ v_max²;
+* thermal (soft): a_m P_k + b_m Q_k ≤ cos(π/N) · S_k · loading + s^ov_k for the N edges
+  of a polygon inscribed in the circle (never overstates capacity);
+* bounds: v ∈ [v_hard_min², v_hard_max²]; P_k, Q_k within the exact range of what can
+  be withdrawn below k (:func:`common.flow_ranges`); polygon edges that cannot bind for
+  flows in that range are left out (:func:`common.polygon_edges_needed`).
+
+Investments (Hub branch options, state z(n) ∈ {0,1}):
+* replacement c of branch k: rating S_k(n) = S_k + Σ_c (S_c − S_k) z_c(n); the voltage
+  drop holds for the alternative that is in place, the others are relaxed by
+  M_a(t) = max_b 2 (|r_b − r_a| P̄(t) + |x_b − x_a| Q̄(t)) / S_base — the largest value
+  alternative a's residual takes while b is in place, derived from the flow range, not
+  guessed;
+* parallel candidate c: a branch of its own with flow (Pc, Qc), |Pc| ≤ P̄ z_c(n),
+  |Qc| ≤ Q̄ z_c(n), thermal polygon and a disjunctive voltage drop whose M is the largest
+  drop along the branch it parallels.
+
+Penalties (Hub cost categories): ``penalty_unserved`` (VOLL, EUR/MWh), ``penalty_overload``
+(EUR/MVAh), ``penalty_voltage`` (EUR per pu² h).  Losses are neglected: voltages are
+optimistic; ``tests/test_lindistflow_ac.py`` measures the error against pandapower's AC
+power flow.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+
+from .. import BlockSpec, register_formulation
+from .common import UNLIMITED_MVA, flow_ranges, polygon, polygon_edges_needed
+
+
+@dataclass
+class LinDistFlowConfig:
+    """``polygon_sides``: edges of the thermal-limit polygon (multiple of 4; default 12:
+    at worst 3.4 % below the circle); ``v_hard_min_pu`` / ``v_hard_max_pu``: physical
+    bounds on voltage used to derive big-M (default 0.8 / 1.2 pu, well outside any
+    planning band)."""
+
+    polygon_sides: int = 12
+    v_hard_min_pu: float = 0.8
+    v_hard_max_pu: float = 1.2
+
+    def validate(self):
+        if self.polygon_sides < 4 or self.polygon_sides % 4:
+            return f"network.polygon_sides must be a multiple of 4 and >= 4, got {self.polygon_sides}"
+        if not 0 < self.v_hard_min_pu < self.v_hard_max_pu:
+            return "network.v_hard_min_pu must be positive and below v_hard_max_pu"
+
+
+def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
+    net = inst.network
+    lim, pen = inst.limits, inst.penalties
+    br = net.branches
+    frm = br["from_bus"].to_numpy()
+    to = br["to_bus"].to_numpy()
+    r = br["r_pu"].to_numpy()
+    x = br["x_pu"].to_numpy()
+    rating = br["rating_mva"].to_numpy()
+    T = range(ix.n_ops)
+    K = range(net.n_branches)
+    sb = float(net.s_base_mva)
+    opnode = [ix.node_names[k] for k in ix.op_node]
+    hours = ix.op_hours()
+
+    options = hub.branch_options
+    Pmin, Pmax, Qmin, Qmax = flow_ranges(net, hub)
+    replaces = {k: [o for o in opts if o.kind == "replace"] for k, opts in options.items()}
+    parallels = [o for opts in options.values() for o in opts if o.kind == "parallel"]
+    has_par = {o.branch for o in parallels}
+    # a branch with a parallel shares the flow: each part within +-(largest magnitude)
+    Pabs = np.maximum(np.abs(Pmin), np.abs(Pmax))
+    Qabs = np.maximum(np.abs(Qmin), np.abs(Qmax))
+    for k in has_par:
+        Pmin[k], Pmax[k], Qmin[k], Qmax[k] = -Pabs[k], Pabs[k], -Qabs[k], Qabs[k]
+
+    vh_lo, vh_hi = cfg.v_hard_min_pu ** 2, cfg.v_hard_max_pu ** 2
+    vmin2, vmax2 = lim.v_min_pu ** 2, lim.v_max_pu ** 2
+    slack_v = {int(bus): float(vm) ** 2 for bus, vm in zip(net.slack["bus"], net.slack["vm_pu"])}
+    buses = [j for j in range(net.n_buses) if j not in slack_v]
+
+    b.P = pyo.Var(K, T, bounds=lambda _, k, t: (Pmin[k, t], Pmax[k, t]))
+    b.Q = pyo.Var(K, T, bounds=lambda _, k, t: (Qmin[k, t], Qmax[k, t]))
+    b.v = pyo.Var(buses, T, bounds=(vh_lo, vh_hi), initialize=1.0)
+    b.s_vlo = pyo.Var(buses, T, within=pyo.NonNegativeReals)
+    b.s_vhi = pyo.Var(buses, T, within=pyo.NonNegativeReals)
+
+    def v(j, t):
+        return slack_v[j] if j in slack_v else b.v[j, t]
+
+    # load shedding where there is load
+    pw, qw = hub.p_withdraw, hub.q_withdraw
+    shed_keys = [(j, t) for j in range(net.n_buses) if np.any(pw[j] > 0) for t in T if pw[j, t] > 0]
+    b.shed = pyo.Var(shed_keys, bounds=lambda _, j, t: (0.0, pw[j, t]))
+    q_ratio = np.divide(qw, pw, out=np.zeros_like(pw), where=pw > 0)
+
+    # parallel branches
+    PC = range(len(parallels))
+    pbr = [o.branch for o in parallels]
+    b.Pp = pyo.Var(PC, T, bounds=lambda _, c, t: (-Pabs[pbr[c], t], Pabs[pbr[c], t]))
+    b.Qp = pyo.Var(PC, T, bounds=lambda _, c, t: (-Qabs[pbr[c], t], Qabs[pbr[c], t]))
+    par_on = defaultdict(list)
+    for c, o in enumerate(parallels):
+        par_on[o.branch].append(c)
+
+    # -- balances ------------------------------------------------------------------------
+    children = defaultdict(list)
+    for k in K:
+        children[frm[k]].append(k)
+    parent = net.parent_branch()
+    shed_set = set(shed_keys)
+
+    def balance(kind):
+        flow, pflow = (b.P, b.Pp) if kind == "p" else (b.Q, b.Qp)
+        fixed = pw if kind == "p" else qw
+        terms = hub.p_terms if kind == "p" else hub.q_terms
+
+        def rule(_, j, t):
+            k = parent[j]
+            e = flow[k, t] + sum(pflow[c, t] for c in par_on[k]) - fixed[j, t]
+            if (j, t) in shed_set:
+                e += b.shed[j, t] if kind == "p" else q_ratio[j, t] * b.shed[j, t]
+            for term in terms.get((j, t), ()):
+                e += term
+            out = sum(flow[m, t] for m in children[j]) + sum(pflow[c, t] for m in children[j] for c in par_on[m])
+            return e - out == 0
+        return rule
+
+    b.balance_p = pyo.Constraint(buses, T, rule=balance("p"))
+    b.balance_q = pyo.Constraint(buses, T, rule=balance("q"))
+
+    # -- voltage drop ---------------------------------------------------------------------
+    plain = [k for k in K if k not in replaces or not replaces[k]]
+    b.vdrop = pyo.Constraint(plain, T, rule=lambda _, k, t: v(to[k], t) == v(frm[k], t)
+                             - 2.0 * (r[k] * b.P[k, t] + x[k] * b.Q[k, t]) / sb)
+
+    # alternatives of a replaced branch: (branch, r, x, state by node, M per op).  When
+    # alternative b is in place the residual of alternative a is
+    # 2((r_b - r_a) P + (x_b - x_a) Q) / S_base, so M_a = max_b of its bound.
+    alt = []
+    for k, opts in replaces.items():
+        if not opts:
+            continue
+        rx = [(r[k], x[k], {n: 1 - sum(o.state[n] for o in opts) for n in ix.node_names})]
+        rx += [(o.r_pu, o.x_pu, o.state) for o in opts]
+        for ra, xa, st in rx:
+            M = np.max([2.0 * (abs(rb - ra) * Pabs[k] + abs(xb - xa) * Qabs[k]) / sb for rb, xb, _ in rx], axis=0)
+            alt.append((k, ra, xa, st, M))
+    A = range(len(alt))
+
+    def resid(a, t):
+        k, rr, xx, _, _ = alt[a]
+        return v(frm[k], t) - v(to[k], t) - 2.0 * (rr * b.P[k, t] + xx * b.Q[k, t]) / sb
+
+    b.vdrop_alt_up = pyo.Constraint(A, T, rule=lambda _, a, t: resid(a, t) <= alt[a][4][t] * (1 - alt[a][3][opnode[t]]))
+    b.vdrop_alt_dn = pyo.Constraint(A, T, rule=lambda _, a, t: -resid(a, t) <= alt[a][4][t] * (1 - alt[a][3][opnode[t]]))
+
+    def resid_p(c, t):
+        o = parallels[c]
+        k = o.branch
+        return v(frm[k], t) - v(to[k], t) - 2.0 * (o.r_pu * b.Pp[c, t] + o.x_pu * b.Qp[c, t]) / sb
+
+    # a parallel that is not built carries nothing, so its residual is the drop along the
+    # branch it parallels: at most 2 (max r · |P| + max x · |Q|) / S_base
+    Mp = []
+    for o in parallels:
+        k = o.branch
+        rmax = max([r[k]] + [q.r_pu for q in replaces.get(k, [])])
+        xmax = max([x[k]] + [q.x_pu for q in replaces.get(k, [])])
+        Mp.append(2.0 * (rmax * Pabs[k] + xmax * Qabs[k]) / sb)
+    b.vdrop_par_up = pyo.Constraint(PC, T, rule=lambda _, c, t: resid_p(c, t) <= Mp[c][t] * (1 - parallels[c].state[opnode[t]]))
+    b.vdrop_par_dn = pyo.Constraint(PC, T, rule=lambda _, c, t: -resid_p(c, t) <= Mp[c][t] * (1 - parallels[c].state[opnode[t]]))
+    for name, var, bound in (("par_p_on", b.Pp, Pabs), ("par_q_on", b.Qp, Qabs)):
+        setattr(b, name + "_up", pyo.Constraint(PC, T, rule=lambda _, c, t, var=var, bound=bound:
+                                               var[c, t] <= bound[pbr[c], t] * parallels[c].state[opnode[t]]))
+        setattr(b, name + "_dn", pyo.Constraint(PC, T, rule=lambda _, c, t, var=var, bound=bound:
+                                               -var[c, t] <= bound[pbr[c], t] * parallels[c].state[opnode[t]]))
+
+    # -- voltage band ---------------------------------------------------------------------
+    b.v_min = pyo.Constraint(buses, T, rule=lambda _, j, t: b.v[j, t] + b.s_vlo[j, t] >= vmin2)
+    b.v_max = pyo.Constraint(buses, T, rule=lambda _, j, t: b.v[j, t] - b.s_vhi[j, t] <= vmax2)
+
+    # -- thermal limits -------------------------------------------------------------------
+    load_frac = lim.max_loading_pct / 100.0
+    limited = [k for k in K if rating[k] < UNLIMITED_MVA or replaces.get(k)]
+    rating_expr = {}
+    for k in limited:
+        base = rating[k] if rating[k] < UNLIMITED_MVA else 0.0
+        opts = replaces.get(k, [])
+        for n in ix.node_names:
+            rating_expr[k, n] = base + sum((o.rating_mva - base) * o.state[n] for o in opts) if opts else base
+    edges = polygon(cfg.polygon_sides)
+    b.s_over = pyo.Var(limited, T, within=pyo.NonNegativeReals)
+    keys = [(k, m, t) for k in limited for t in T
+            for m in polygon_edges_needed(edges, Pmin[k, t], Pmax[k, t], Qmin[k, t], Qmax[k, t])]
+    b.thermal = pyo.Constraint(keys, rule=lambda _, k, m, t: edges[m][0] * b.P[k, t] + edges[m][1] * b.Q[k, t]
+                               <= edges[m][2] * load_frac * rating_expr[k, opnode[t]] + b.s_over[k, t])
+    b.s_over_par = pyo.Var(PC, T, within=pyo.NonNegativeReals)
+    keys = [(c, m, t) for c in PC for t in T
+            for m in polygon_edges_needed(edges, -Pabs[pbr[c], t], Pabs[pbr[c], t], -Qabs[pbr[c], t], Qabs[pbr[c], t])]
+    b.thermal_par = pyo.Constraint(keys, rule=lambda _, c, m, t: edges[m][0] * b.Pp[c, t] + edges[m][1] * b.Qp[c, t]
+                                   <= edges[m][2] * load_frac * parallels[c].rating_mva * parallels[c].state[opnode[t]]
+                                   + b.s_over_par[c, t])
+
+    # -- penalties ------------------------------------------------------------------------
+    by_ny = defaultdict(list)
+    for t in T:
+        by_ny[(opnode[t], int(ix.op_year[t]))].append(t)
+    shed_at = defaultdict(list)
+    for j, t in shed_keys:
+        shed_at[t].append(j)
+    for (n, y), ts in by_ny.items():
+        hub.cost("penalty_unserved", n, pen.voll_eur_per_mwh * sum(hours[t] * b.shed[j, t] for t in ts
+                                                                     for j in shed_at[t]), year=y)
+        hub.cost("penalty_overload", n, pen.overload_eur_per_mvah * (
+            sum(hours[t] * b.s_over[k, t] for k in limited for t in ts)
+            + sum(hours[t] * b.s_over_par[c, t] for c in PC for t in ts)), year=y)
+        hub.cost("penalty_voltage", n, pen.voltage_eur_per_pu2h * sum(
+            hours[t] * (b.s_vlo[j, t] + b.s_vhi[j, t]) for j in buses for t in ts), year=y)
+
+    b._meta = dict(buses=buses, limited=limited, parallels=parallels, rating_expr=rating_expr, slack_v=slack_v,
+                   opnode=opnode)
+    hub.provided.add("network")
+
+
+def _rating_at(expr) -> float:
+    return float(pyo.value(expr)) if not isinstance(expr, (int, float)) else float(expr)
+
+
+def extract_lindistflow(b, inst, ix) -> dict:
+    """voltages (node, year, day, hour, bus, v_pu), line_loading (node, year, day, hour,
+    line, p_mw, q_mvar, loading_pct) and the slack values."""
+    net = inst.network
+    meta = b._meta
+    ops = ix.op_frame()
+    T = ix.n_ops
+    nb = net.n_buses
+    V = np.zeros((nb, T))
+    for bus, v2 in meta["slack_v"].items():
+        V[bus] = np.sqrt(v2)
+    for (j, t), var in b.v.items():
+        V[j, t] = np.sqrt(max(var.value, 0.0))
+    names = net.buses["name"].to_numpy()
+    volt = pd.concat([ops.assign(bus=names[j], v_pu=V[j]) for j in range(nb)], ignore_index=True)
+
+    rows = []
+    P = np.array([var.value for var in b.P.values()]).reshape(net.n_branches, T)
+    Q = np.array([var.value for var in b.Q.values()]).reshape(net.n_branches, T)
+    opnode = meta["opnode"]
+    rating_cache = {}
+
+    def rating(k, n):
+        if (k, n) not in rating_cache:
+            rating_cache[k, n] = _rating_at(meta["rating_expr"][k, n]) if (k, n) in meta["rating_expr"] else np.nan
+        return rating_cache[k, n]
+
+    for k in range(net.n_branches):
+        rat = np.array([rating(k, n) for n in ix.node_names])[ix.op_node]
+        s = np.hypot(P[k], Q[k])
+        rows.append(ops.assign(line=net.branches.at[k, "name"], p_mw=P[k], q_mvar=Q[k], rating_mva=rat,
+                               loading_pct=np.where(rat > 0, 100 * s / np.where(rat > 0, rat, 1), np.nan)))
+    for c, o in enumerate(meta["parallels"]):
+        st = np.array([_rating_at(o.state[n]) for n in ix.node_names])[ix.op_node]
+        if st.max() < 0.5:
+            continue
+        pc = np.array([b.Pp[c, t].value for t in range(T)])
+        qc = np.array([b.Qp[c, t].value for t in range(T)])
+        rat = np.where(st > 0.5, o.rating_mva, np.nan)
+        rows.append(ops.assign(line=o.candidate, p_mw=pc, q_mvar=qc, rating_mva=rat,
+                               loading_pct=100 * np.hypot(pc, qc) / o.rating_mva))
+    loading = pd.concat(rows, ignore_index=True)
+    w = ix.op_expected_hours()
+    shed = sum((var.value or 0.0) * w[t] for (j, t), var in b.shed.items())
+    return {"voltages": volt, "line_loading": loading, "unserved_mwh_modelled": float(shed)}
+
+
+register_formulation(BlockSpec("lindistflow", add_lindistflow, LinDistFlowConfig, provides=("network",),
+                               extract=extract_lindistflow, doc=__doc__))

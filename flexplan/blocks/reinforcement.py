@@ -1,0 +1,90 @@
+"""Reinforcement block (FORMULATION.md §3).
+
+Variables: ``build[c, n]`` in {0, 1} (or [0, 1] with ``binary = false``) for candidate c
+at tree node n, decided at the node's first year.  Built state at n:
+``z[c, n] = Σ_{m ∈ ancestors(n) ∪ {n}} build[c, m]``.
+
+Constraints, for every node n:
+* at most one replacement per asset: ``Σ_{c replaces a} z[c, n] <= 1``;
+* a parallel candidate is built at most once: ``z[c, n] <= 1``.
+
+Cost: ``capex_c · PV(n) · build[c, n]`` with ``PV(n)`` the present value per EUR of capex
+of the annuities paid from the node's first year to the horizon end (or the equivalent
+lump sum with salvage, :mod:`flexplan.economics`), category ``investment``.  The network
+formulation reads the options through the Hub: a replacement changes the branch's
+impedance (disjunctive, big-M) and rating, a parallel candidate is a branch of its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pyomo.environ as pyo
+
+from ..economics import INVESTMENT_COST_METHODS
+from ..hub import BranchOption
+from . import BlockSpec, register_block
+
+
+@dataclass
+class ReinforcementConfig:
+    """``binary``: integer build decisions (default true); false gives the LP relaxation
+    (fractional builds), useful for screening and for benchmarks of the LP part."""
+
+    binary: bool = True
+
+
+def add_reinforcement(b, inst, ix, hub, cfg: ReinforcementConfig) -> None:
+    cands = inst.candidates
+    econ = inst.economics
+    pv_factor = INVESTMENT_COST_METHODS[econ.investment_cost]
+    C = range(len(cands))
+    b.build = pyo.Var(C, ix.node_names, domain=pyo.Binary if cfg.binary else pyo.UnitInterval)
+    state = {c: {n: sum(b.build[c, m] for m in ix.ancestors_incl[n]) for n in ix.node_names} for c in C}
+
+    replace_groups: dict[int, list[int]] = {}
+    for c, (kind, branch) in enumerate(zip(cands["kind"], cands["branch"])):
+        if kind == "replace":
+            replace_groups.setdefault(int(branch), []).append(c)
+    b.one_replacement = pyo.Constraint(
+        [(k, n) for k in replace_groups for n in ix.node_names],
+        rule=lambda _, k, n: sum(state[c][n] for c in replace_groups[k]) <= 1)
+    parallels = [c for c in C if cands.at[c, "kind"] == "parallel"]
+    b.one_parallel = pyo.Constraint([(c, n) for c in parallels for n in ix.node_names if len(ix.ancestors_incl[n]) > 1],
+                                    rule=lambda _, c, n: state[c][n] <= 1)
+
+    for n in ix.node_names:
+        node = ix.nodes[n]
+        terms = []
+        for c in C:
+            f = pv_factor(node.first_year, econ.end_year, econ.base_year, econ.discount_rate,
+                          int(cands.at[c, "lifetime_years"]))
+            terms.append(float(cands.at[c, "capex_eur"]) * f * b.build[c, n])
+        if terms:
+            hub.cost("investment", n, sum(terms))
+
+    for c in C:
+        row = cands.iloc[c]
+        hub.add_branch_option(BranchOption(candidate=row["id"], branch=int(row["branch"]), kind=row["kind"],
+                                           r_pu=float(row["r_pu"]), x_pu=float(row["x_pu"]),
+                                           rating_mva=float(row["rating_mva"]), state=state[c]))
+    hub.provided.add("reinforcement")
+
+
+def extract_reinforcement(b, inst, ix) -> dict:
+    """Builds (rounded to the nearest integer when binary) as a table."""
+    cands = inst.candidates
+    rows = []
+    for (c, n), var in b.build.items():
+        val = var.value or 0.0
+        if val > 1e-6:
+            row = cands.iloc[c]
+            rows.append(dict(asset=row["asset"], kind=row["kind"], type=row["type"], candidate=row["id"], node=n,
+                             year=ix.nodes[n].first_year, share=round(val, 6),
+                             capex_eur=float(row["capex_eur"]) * val, rating_mva=float(row["rating_mva"])))
+    cols = ["asset", "kind", "type", "candidate", "node", "year", "share", "capex_eur", "rating_mva"]
+    return {"builds": pd.DataFrame(rows, columns=cols).sort_values(["year", "asset"]).reset_index(drop=True)}
+
+
+register_block(BlockSpec("reinforcement", add_reinforcement, ReinforcementConfig, provides=("reinforcement",),
+                         extract=extract_reinforcement, doc=__doc__))

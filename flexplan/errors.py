@@ -1,0 +1,68 @@
+"""Errors that flexplan raises on purpose.
+
+Every problem with user input is an :class:`InstanceError` that names the file, the row
+and the field, so that a person can go straight to the cell to fix.  Several problems
+found in one file are collected and reported together.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class FlexplanError(Exception):
+    """Base class of every error flexplan raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in one place of the input.
+
+    ``file`` is the file (or ``pandapower:NAME`` for a built-in network), ``row`` a
+    1-based data row of a CSV file (``None`` when the problem is not in one row), ``field``
+    the column or TOML key, ``message`` what is wrong and what is allowed.
+    """
+
+    file: str
+    message: str
+    row: int | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.row is not None:
+            where += f", row {self.row}"
+        if self.field is not None:
+            where += f", field '{self.field}'"
+        return f"{where}: {self.message}"
+
+
+class InstanceError(FlexplanError):
+    """Invalid instance data: one or more :class:`Problem` records."""
+
+    def __init__(self, problems: list[Problem] | Problem):
+        if isinstance(problems, Problem):
+            problems = [problems]
+        self.problems = list(problems)
+        lines = [str(p) for p in self.problems]
+        head = "invalid instance" if len(lines) == 1 else f"invalid instance ({len(lines)} problems)"
+        super().__init__(head + ":\n  " + "\n  ".join(lines))
+
+
+class RecipeError(FlexplanError):
+    """A recipe (model definition) that cannot be assembled."""
+
+
+class SolverError(FlexplanError):
+    """The solver could not be run or returned no usable answer."""
+
+
+def rel(path: Path | str, root: Path | None = None) -> str:
+    """Path as shown in messages: relative to ``root`` when below it."""
+    p = Path(path)
+    if root is not None:
+        try:
+            return str(p.relative_to(root.parent))
+        except ValueError:
+            pass
+    return str(p)

@@ -1,0 +1,89 @@
+"""The Hub: the only coupling between blocks (DESIGN.md, "The block contract").
+
+Blocks never see each other.  They put into the Hub
+
+* power at buses per op: fixed withdrawals (``withdraw``: loads, with their reactive
+  power, which the network may shed at the value of lost load) and variable injections
+  (``inject``: expressions, generation positive), with an upper bound on their magnitude
+  so that the network can derive its flow bounds;
+* cost terms per (category, node[, year]) (``cost``);
+* branch options that investments create (``add_branch_option``): a replacement that
+  changes a branch's impedance and rating, or a parallel branch, each with its built state
+  per tree node (an expression of the investment variables).
+
+The network formulation turns injections into bus balances; the assembler turns costs
+into the objective (probability- and discount-weighted).  Reports break costs down by
+the same category names.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class BranchOption:
+    """An investment option on a branch.
+
+    ``kind``: ``replace`` (the branch gets ``r_pu``, ``x_pu``, ``rating_mva``) or
+    ``parallel`` (a new branch with those data beside it); ``state``: node name ->
+    expression in [0, 1] that is 1 where the option is built (at the node or before)."""
+
+    candidate: str
+    branch: int
+    kind: str
+    r_pu: float
+    x_pu: float
+    rating_mva: float
+    state: dict
+
+
+@dataclass
+class CostTerm:
+    category: str
+    node: str
+    expr: object
+    year: int | None  # None: already a present value (EUR at the base year)
+
+
+class Hub:
+    def __init__(self, n_buses: int, n_ops: int):
+        self.n_buses, self.n_ops = n_buses, n_ops
+        self.p_withdraw = np.zeros((n_buses, n_ops))  # MW, fixed loads
+        self.q_withdraw = np.zeros((n_buses, n_ops))  # Mvar
+        self.p_terms: dict[tuple[int, int], list] = defaultdict(list)  # (bus, op) -> expressions, MW injected
+        self.q_terms: dict[tuple[int, int], list] = defaultdict(list)
+        self.max_injection = np.zeros(n_buses)  # MVA, bound on |variable injections| per bus
+        self.costs: list[CostTerm] = []
+        self.branch_options: dict[int, list[BranchOption]] = defaultdict(list)
+        self.provided: set[str] = set()
+
+    # -- power ---------------------------------------------------------------------------
+    def withdraw(self, bus: int, p_mw: np.ndarray, q_mvar: np.ndarray) -> None:
+        """A fixed load (MW, Mvar per op) at ``bus``; the network may shed it at VOLL."""
+        self.p_withdraw[bus] += p_mw
+        self.q_withdraw[bus] += q_mvar
+
+    def inject(self, bus: int, op: int, p=None, q=None) -> None:
+        """A variable injection (expression, MW / Mvar; generation positive) at (bus, op)."""
+        if p is not None:
+            self.p_terms[(bus, op)].append(p)
+        if q is not None:
+            self.q_terms[(bus, op)].append(q)
+
+    def bound_injection(self, bus: int, max_mva: float) -> None:
+        """Declare that the variable injections at ``bus`` never exceed ``max_mva``."""
+        self.max_injection[bus] += max_mva
+
+    # -- money ---------------------------------------------------------------------------
+    def cost(self, category: str, node: str, expr, year: int | None = None) -> None:
+        """A cost in EUR.  With ``year``: paid in that (modelled) year, undiscounted; the
+        assembler weights it by the node probability and the year's discount weight.
+        Without: already a present value at the base year (weighted by probability only)."""
+        self.costs.append(CostTerm(category, node, expr, year))
+
+    # -- investments ---------------------------------------------------------------------
+    def add_branch_option(self, option: BranchOption) -> None:
+        self.branch_options[option.branch].append(option)

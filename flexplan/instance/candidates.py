@@ -1,0 +1,150 @@
+"""Reinforcement candidates from the catalogue (FORMULATION.md §3).
+
+``[reinforcement]`` in instance.toml:
+
+* ``line_types``: list of tables ``name, r_ohm_per_km, x_ohm_per_km, max_i_ka,
+  capex_eur_per_km, lifetime_years`` and optional ``vn_kv_min``, ``vn_kv_max`` (which
+  lines the type fits, kV; default: all) and ``fixed_capex_eur`` (per project, EUR);
+* ``transformer_types``: ``name, sn_mva, vk_percent, vkr_percent, capex_eur,
+  lifetime_years`` and optional ``vn_kv`` (the low-voltage side it fits; default: all);
+  a transformer type also upgrades the virtual ``substation`` import limit (impedance 0);
+* ``generate``: which candidates to make for every line: ``["replace", "parallel"]``
+  (default).  A replacement is generated only by a type stronger than the line;
+* ``assets``: branch names that may be reinforced (default: every branch);
+* ``candidates``: optional CSV ``asset, kind, type`` listing candidates explicitly
+  (then nothing is generated).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import InstanceError, Problem
+from .model import Network
+from .tables import check_section, read_csv
+
+LINE_TYPE_KEYS = {"name": "str", "r_ohm_per_km": "float+", "x_ohm_per_km": "float+", "max_i_ka": "float++",
+                  "capex_eur_per_km": "float+", "fixed_capex_eur": "float+", "lifetime_years": "int",
+                  "vn_kv_min": "float+", "vn_kv_max": "float+"}
+TRAFO_TYPE_KEYS = {"name": "str", "sn_mva": "float++", "vk_percent": "float++", "vkr_percent": "float+",
+                   "capex_eur": "float+", "lifetime_years": "int", "vn_kv": "float++"}
+REINF_KEYS = {"line_types": "list", "transformer_types": "list", "generate": "list", "assets": "list|str",
+              "candidates": "str"}
+COLUMNS = ["id", "asset", "branch", "kind", "type", "r_pu", "x_pu", "rating_mva", "capex_eur", "lifetime_years"]
+
+
+def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.DataFrame:
+    problems = check_section(cfg, shown, "reinforcement.", REINF_KEYS)
+    line_types, trafo_types = {}, {}
+    for i, t in enumerate(cfg.get("line_types", [])):
+        pre = f"reinforcement.line_types[{i}]."
+        if not isinstance(t, dict):
+            problems.append(Problem(shown, "must be a table", field=pre[:-1]))
+            continue
+        problems += check_section(t, shown, pre, LINE_TYPE_KEYS,
+                                  required=("name", "r_ohm_per_km", "x_ohm_per_km", "max_i_ka", "capex_eur_per_km",
+                                            "lifetime_years"))
+        if "lifetime_years" in t and isinstance(t["lifetime_years"], int) and t["lifetime_years"] <= 0:
+            problems.append(Problem(shown, "must be > 0", field=pre + "lifetime_years"))
+        line_types[t.get("name", f"#{i}")] = t
+    for i, t in enumerate(cfg.get("transformer_types", [])):
+        pre = f"reinforcement.transformer_types[{i}]."
+        if not isinstance(t, dict):
+            problems.append(Problem(shown, "must be a table", field=pre[:-1]))
+            continue
+        problems += check_section(t, shown, pre, TRAFO_TYPE_KEYS,
+                                  required=("name", "sn_mva", "vk_percent", "vkr_percent", "capex_eur", "lifetime_years"))
+        if "lifetime_years" in t and isinstance(t["lifetime_years"], int) and t["lifetime_years"] <= 0:
+            problems.append(Problem(shown, "must be > 0", field=pre + "lifetime_years"))
+        trafo_types[t.get("name", f"#{i}")] = t
+    generate = cfg.get("generate", ["replace", "parallel"])
+    bad = [g for g in generate if g not in ("replace", "parallel")]
+    if bad:
+        problems.append(Problem(shown, f"{bad} not in: replace, parallel", field="reinforcement.generate"))
+    branches = net.branches
+    by_name = {n: k for k, n in enumerate(branches["name"])}
+    assets = cfg.get("assets", "all")
+    if assets != "all":
+        if isinstance(assets, str):
+            problems.append(Problem(shown, "must be 'all' or a list of branch names", field="reinforcement.assets"))
+        else:
+            problems += [Problem(shown, f"unknown branch '{a}'", field="reinforcement.assets")
+                         for a in assets if a not in by_name]
+    if problems:
+        raise InstanceError(problems)
+    allowed = set(by_name) if assets == "all" else set(assets)
+
+    rows = []
+
+    def line_cand(k: int, kind: str, tname: str):
+        br, t = branches.iloc[k], line_types[tname]
+        zb = br.vn_kv ** 2 / net.s_base_mva
+        L = br.length_km
+        rows.append(dict(asset=br["name"], branch=k, kind=kind, type=tname, r_pu=t["r_ohm_per_km"] * L / zb,
+                         x_pu=t["x_ohm_per_km"] * L / zb, rating_mva=math.sqrt(3) * br.vn_kv * t["max_i_ka"],
+                         capex_eur=t["capex_eur_per_km"] * L + t.get("fixed_capex_eur", 0.0),
+                         lifetime_years=t["lifetime_years"]))
+
+    def trafo_cand(k: int, tname: str):
+        br, t = branches.iloc[k], trafo_types[tname]
+        if br.kind == "substation":
+            r = x = 0.0
+        else:
+            z = t["vk_percent"] / 100 * net.s_base_mva / t["sn_mva"]
+            r = t["vkr_percent"] / 100 * net.s_base_mva / t["sn_mva"]
+            x = math.sqrt(max(z * z - r * r, 0.0))
+        rows.append(dict(asset=br["name"], branch=k, kind="replace", type=tname, r_pu=r, x_pu=x,
+                         rating_mva=t["sn_mva"], capex_eur=t["capex_eur"], lifetime_years=t["lifetime_years"]))
+
+    def line_fits(br, t):
+        return t.get("vn_kv_min", 0.0) <= br.vn_kv <= t.get("vn_kv_max", math.inf)
+
+    if "candidates" in cfg:
+        path = folder / cfg["candidates"]
+        df = read_csv(path, str(path), {"asset": "str", "kind": "str", "type": "str"})
+        for i, c in df.iterrows():
+            line = i + 2
+            if c.asset not in by_name:
+                problems.append(Problem(str(path), f"unknown branch '{c.asset}'", row=line, field="asset"))
+                continue
+            k = by_name[c.asset]
+            is_line = branches.at[k, "kind"] == "line"
+            types = line_types if is_line else trafo_types
+            if c.kind not in (("replace", "parallel") if is_line else ("replace",)):
+                problems.append(Problem(str(path), f"kind '{c.kind}' is not possible for a {branches.at[k, 'kind']}",
+                                        row=line, field="kind"))
+            elif c.type not in types:
+                problems.append(Problem(str(path), f"unknown {'line' if is_line else 'transformer'} type '{c.type}'",
+                                        row=line, field="type"))
+            elif is_line:
+                line_cand(k, c.kind, c.type)
+            else:
+                trafo_cand(k, c.type)
+        if problems:
+            raise InstanceError(problems)
+    else:
+        for k, br in branches.iterrows():
+            if br["name"] not in allowed:
+                continue
+            if br.kind == "line":
+                for tname, t in line_types.items():
+                    if not line_fits(br, t) or br.length_km <= 0:
+                        continue
+                    rating = math.sqrt(3) * br.vn_kv * t["max_i_ka"]
+                    if "replace" in generate and rating > br.rating_mva * (1 + 1e-9):
+                        line_cand(k, "replace", tname)
+                    if "parallel" in generate:
+                        line_cand(k, "parallel", tname)
+            else:
+                for tname, t in trafo_types.items():
+                    fits = br.kind == "substation" or "vn_kv" not in t or abs(t["vn_kv"] - br.vn_kv) < 1e-6
+                    if fits and t["sn_mva"] > br.rating_mva * (1 + 1e-9):
+                        trafo_cand(k, tname)
+    out = pd.DataFrame(rows, columns=COLUMNS[1:])
+    out.insert(0, "id", [f"{a}:{kd}:{t}" for a, kd, t in zip(out["asset"], out["kind"], out["type"])])
+    if out["id"].duplicated().any():
+        raise InstanceError(Problem(shown, f"candidate '{out['id'][out['id'].duplicated()].iloc[0]}' listed twice",
+                                    field="reinforcement.candidates"))
+    return out.reset_index(drop=True)

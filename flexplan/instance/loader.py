@@ -1,0 +1,350 @@
+"""Load ``instances/NAME/instance.toml`` (+ CSV files) into a validated :class:`Instance`.
+
+The format is documented in README.md ("Instance format"); every problem found is
+reported with the file, the line and the field, and all problems of one file together.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InstanceError, Problem
+from . import network_io
+from .candidates import build_candidates
+from .model import Economics, Instance, Limits, Network, Penalties, Profiles
+from .tables import check_section, read_csv
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+TOP_KEYS = {"name": "str", "description": "str", "network": "table", "profiles": "table", "growth": "table",
+            "economics": "table", "operation": "table", "limits": "table", "penalties": "table",
+            "reinforcement": "table"}
+NETWORK_KEYS = {"source": "str", "name": "str", "file": "str", "buses": "str", "lines": "str",
+                "transformers": "str", "slack_bus": "str", "slack_vm_pu": "float++", "s_base_mva": "float++",
+                "line_patch": "str", "loads": "str", "default_class": "str", "substation_mva": "float++"}
+ECON_KEYS = {"base_year": "int", "end_year": "int", "stages": "list", "discount_rate": "float+",
+             "investment_cost": "str"}
+LIMIT_KEYS = {"v_min_pu": "float++", "v_max_pu": "float++", "max_loading_pct": "float++"}
+PENALTY_KEYS = {"voll_eur_per_mwh": "float+", "overload_eur_per_mvah": "float+", "voltage_eur_per_pu2h": "float+"}
+
+
+def load_instance(path: str | Path) -> Instance:
+    """Load and validate an instance folder (or its ``instance.toml``)."""
+    path = Path(path)
+    toml_path = path / "instance.toml" if path.is_dir() else path
+    folder = toml_path.parent
+    shown = str(toml_path)
+    if not toml_path.exists():
+        raise InstanceError(Problem(shown, "instance file not found (expected a folder with instance.toml)"))
+    try:
+        data = tomllib.loads(toml_path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise InstanceError(Problem(shown, f"not valid TOML: {e}")) from e
+
+    problems = check_section(data, shown, "", TOP_KEYS, required=("network", "profiles", "economics"))
+    if problems:
+        raise InstanceError(problems)
+
+    def f(name: str) -> tuple[Path, str]:
+        p = folder / name
+        return p, str(p)
+
+    net_cfg = data["network"]
+    problems += check_section(net_cfg, shown, "network.", NETWORK_KEYS, required=("source",))
+    econ_cfg = data["economics"]
+    problems += check_section(econ_cfg, shown, "economics.", ECON_KEYS, required=("base_year", "end_year", "stages"))
+    limits_cfg = data.get("limits", {})
+    problems += check_section(limits_cfg, shown, "limits.", LIMIT_KEYS)
+    pen_cfg = data.get("penalties", {})
+    problems += check_section(pen_cfg, shown, "penalties.", PENALTY_KEYS)
+    problems += check_section(data.get("operation", {}), shown, "operation.", {"years_per_stage": "str"})
+    problems += check_section(data.get("growth", {}), shown, "growth.", {"annual_rate": "float", "file": "str"})
+    problems += check_section(data["profiles"], shown, "profiles.", {"file": "str"}, required=("file",))
+    if problems:
+        raise InstanceError(problems)
+
+    economics = _economics(econ_cfg, shown)
+    limits = Limits(**limits_cfg)
+    if not limits.v_min_pu < limits.v_max_pu:
+        raise InstanceError(Problem(shown, f"v_min_pu {limits.v_min_pu} must be below v_max_pu {limits.v_max_pu}",
+                                    field="limits.v_min_pu"))
+    penalties = Penalties(**pen_cfg)
+    yps = data.get("operation", {}).get("years_per_stage", "all")
+    if yps not in ("all", "last"):
+        raise InstanceError(Problem(shown, f"'{yps}' is not one of: all, last", field="operation.years_per_stage"))
+
+    network = _network(net_cfg, folder, shown)
+    profiles = _profiles(*f(data["profiles"]["file"]))
+    classes = set(profiles.factors)
+    default_class = net_cfg.get("default_class")
+    loads = network.loads
+    if default_class is not None:
+        loads = loads.assign(load_class=[c if c else default_class for c in loads["load_class"]])
+    missing = sorted(set(loads["load_class"]) - classes)
+    if missing:
+        if "loads" in net_cfg:
+            where, fld = str(folder / net_cfg["loads"]), "class"
+        else:
+            where, fld = shown, "network.default_class"
+        raise InstanceError(Problem(where, f"load class(es) {', '.join(repr(m) for m in missing)} have no column in "
+                                    f"{data['profiles']['file']} (columns: {', '.join(sorted(classes))})", field=fld))
+    network = Network(buses=network.buses, branches=network.branches, loads=loads, slack=network.slack,
+                      s_base_mva=network.s_base_mva, source=network.source)
+    growth = _growth(data.get("growth", {}), folder, shown, economics, sorted(classes))
+    candidates = build_candidates(data.get("reinforcement", {}), network, folder, shown)
+    return Instance(name=data.get("name", folder.name), path=folder, network=network, profiles=profiles,
+                    growth=growth, economics=economics, limits=limits, penalties=penalties,
+                    candidates=candidates, years_per_stage=yps, description=data.get("description", ""))
+
+
+def _economics(cfg: dict, shown: str) -> Economics:
+    problems = []
+    y0, H = cfg["base_year"], cfg["end_year"]
+    stages = cfg["stages"]
+    if H < y0:
+        problems.append(Problem(shown, f"end_year {H} is before base_year {y0}", field="economics.end_year"))
+    if not stages or not all(isinstance(s, int) and not isinstance(s, bool) for s in stages):
+        problems.append(Problem(shown, "stages must be a non-empty list of years", field="economics.stages"))
+    elif stages[0] != y0 or any(b <= a for a, b in zip(stages, stages[1:])) or stages[-1] > H:
+        problems.append(Problem(shown, f"stages {stages} must start at base_year {y0}, increase strictly and end "
+                                f"no later than end_year {H}", field="economics.stages"))
+    method = cfg.get("investment_cost", "annuity")
+    if method not in ("annuity", "lump_sum"):
+        problems.append(Problem(shown, f"'{method}' is not one of: annuity, lump_sum", field="economics.investment_cost"))
+    if cfg.get("discount_rate", 0.035) > 1:
+        problems.append(Problem(shown, "discount_rate is a fraction per year (0.035 for 3.5 %)",
+                                field="economics.discount_rate"))
+    if problems:
+        raise InstanceError(problems)
+    return Economics(base_year=y0, end_year=H, stages=tuple(stages), discount_rate=float(cfg.get("discount_rate", 0.035)),
+                     investment_cost=method)
+
+
+def _network(cfg: dict, folder: Path, shown: str) -> Network:
+    source = cfg["source"]
+    s_base = float(cfg.get("s_base_mva", 1.0))
+    if source in ("pandapower", "json"):
+        if source == "pandapower":
+            if "name" not in cfg:
+                raise InstanceError(Problem(shown, "missing key (a pandapower network name, e.g. case33bw)",
+                                            field="network.name"))
+            net = network_io.pandapower_builtin(cfg["name"], shown)
+            label = f"pandapower:{cfg['name']}"
+        else:
+            if "file" not in cfg:
+                raise InstanceError(Problem(shown, "missing key (a pandapower JSON file)", field="network.file"))
+            net = network_io.pandapower_json(folder / cfg["file"], shown)
+            label = str(folder / cfg["file"])
+        if "line_patch" in cfg:
+            _patch_lines(net, folder / cfg["line_patch"])
+        network = network_io.from_pandapower(net, label, s_base)
+    elif source == "csv":
+        network = _csv_network(cfg, folder, shown, s_base)
+    else:
+        raise InstanceError(Problem(shown, f"'{source}' is not one of: pandapower, json, csv", field="network.source"))
+    if "loads" in cfg:
+        network = _replace_loads(network, folder / cfg["loads"])
+    bad = network.branches[~(network.branches["rating_mva"] > 0)]
+    if len(bad):
+        raise InstanceError([Problem(network.source, f"rating {r.rating_mva} MVA must be > 0", field=f"{r.name}")
+                             for r in bad.itertuples()])
+    if "substation_mva" in cfg:
+        network = network_io.add_substation_limit(network, cfg["substation_mva"])
+    return network
+
+
+def _patch_lines(net, path: Path) -> None:
+    """Overwrite line data of a pandapower network from a CSV (column ``line`` = index)."""
+    shown = str(path)
+    df = read_csv(path, shown, {"line": "int"}, {"max_i_ka": "float++", "r_ohm_per_km": "float+",
+                                                  "x_ohm_per_km": "float+", "length_km": "float++",
+                                                  "in_service": "bool"})
+    problems = [Problem(shown, f"line {ln} is not in the network", row=i + 2, field="line")
+                for i, ln in enumerate(df["line"]) if ln not in net.line.index]
+    if problems:
+        raise InstanceError(problems)
+    for col in df.columns:
+        if col != "line":
+            net.line.loc[df["line"].to_numpy(), col] = df[col].to_numpy()
+
+
+def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
+    for key in ("buses", "lines", "slack_bus"):
+        if key not in cfg:
+            raise InstanceError(Problem(shown, "missing key (required when network.source = 'csv')", field=f"network.{key}"))
+    bpath = folder / cfg["buses"]
+    buses = read_csv(bpath, str(bpath), {"name": "str", "vn_kv": "float++"})
+    dup = buses["name"].duplicated()
+    if dup.any():
+        i = int(np.argmax(dup.to_numpy()))
+        raise InstanceError(Problem(str(bpath), f"bus name '{buses['name'][i]}' is used twice", row=i + 2, field="name"))
+    index = {n: i for i, n in enumerate(buses["name"])}
+    vn = buses["vn_kv"].to_numpy()
+    rows, problems = [], []
+    lpath = folder / cfg["lines"]
+    lines = read_csv(lpath, str(lpath), {"name": "str", "from_bus": "str", "to_bus": "str", "r_ohm": "float+",
+                                         "x_ohm": "float+", "rating_mva": "float"},
+                     {"length_km": "float+"})
+    for i, ln in lines.iterrows():
+        for fld in ("from_bus", "to_bus"):
+            if ln[fld] not in index:
+                problems.append(Problem(str(lpath), f"unknown bus '{ln[fld]}' (not in {cfg['buses']})", row=i + 2, field=fld))
+        if ln["rating_mva"] <= 0:
+            problems.append(Problem(str(lpath), f"rating {ln['rating_mva']} must be > 0", row=i + 2, field="rating_mva"))
+        if ln["r_ohm"] == 0 and ln["x_ohm"] == 0:
+            problems.append(Problem(str(lpath), "zero impedance line (r_ohm = x_ohm = 0); merge the buses instead",
+                                    row=i + 2, field="r_ohm"))
+        if ln["from_bus"] in index and ln["to_bus"] in index:
+            a, b = index[ln["from_bus"]], index[ln["to_bus"]]
+            if vn[a] != vn[b]:
+                problems.append(Problem(str(lpath), f"line joins buses of {vn[a]} kV and {vn[b]} kV", row=i + 2,
+                                        field="to_bus"))
+            zb = vn[a] ** 2 / s_base
+            rows.append(dict(name=ln["name"], kind="line", a=a, b=b, r_pu=ln["r_ohm"] / zb, x_pu=ln["x_ohm"] / zb,
+                             rating_mva=ln["rating_mva"], length_km=float(ln.get("length_km", 0.0) or 0.0),
+                             vn_kv=vn[a], virtual=False, source=f"{lpath} line {i + 2}"))
+    if "transformers" in cfg:
+        tpath = folder / cfg["transformers"]
+        tr = read_csv(tpath, str(tpath), {"name": "str", "hv_bus": "str", "lv_bus": "str", "sn_mva": "float++",
+                                          "vk_percent": "float++", "vkr_percent": "float+"})
+        for i, t in tr.iterrows():
+            for fld in ("hv_bus", "lv_bus"):
+                if t[fld] not in index:
+                    problems.append(Problem(str(tpath), f"unknown bus '{t[fld]}'", row=i + 2, field=fld))
+            if t["vkr_percent"] > t["vk_percent"]:
+                problems.append(Problem(str(tpath), "vkr_percent exceeds vk_percent", row=i + 2, field="vkr_percent"))
+            if t["hv_bus"] in index and t["lv_bus"] in index:
+                z = t["vk_percent"] / 100 * s_base / t["sn_mva"]
+                r = t["vkr_percent"] / 100 * s_base / t["sn_mva"]
+                rows.append(dict(name=t["name"], kind="transformer", a=index[t["hv_bus"]], b=index[t["lv_bus"]],
+                                 r_pu=r, x_pu=math.sqrt(max(z * z - r * r, 0)), rating_mva=t["sn_mva"], length_km=0.0,
+                                 vn_kv=vn[index[t["lv_bus"]]], virtual=False, source=f"{tpath} line {i + 2}"))
+    if cfg["slack_bus"] not in index:
+        problems.append(Problem(shown, f"unknown bus '{cfg['slack_bus']}'", field="network.slack_bus"))
+    if problems:
+        raise InstanceError(problems)
+    slack = pd.DataFrame([dict(bus=index[cfg["slack_bus"]], vm_pu=float(cfg.get("slack_vm_pu", 1.0)))])
+    loads = pd.DataFrame(columns=["bus", "p_mw", "q_mvar", "load_class", "name"])
+    return network_io.orient_radial(buses.assign(pp_index=-1), pd.DataFrame(rows), loads, slack, str(lpath), s_base)
+
+
+def _replace_loads(network: Network, path: Path) -> Network:
+    shown = str(path)
+    df = read_csv(path, shown, {"bus": "str", "p_mw": "float", "q_mvar": "float"}, {"class": "str", "name": "str"})
+    index = {n: i for i, n in enumerate(network.buses["name"])}
+    problems = [Problem(shown, f"unknown bus '{b}'", row=i + 2, field="bus") for i, b in enumerate(df["bus"])
+                if b not in index]
+    if problems:
+        raise InstanceError(problems)
+    loads = pd.DataFrame({"bus": [index[b] for b in df["bus"]], "p_mw": df["p_mw"], "q_mvar": df["q_mvar"],
+                          "load_class": df["class"] if "class" in df else "",
+                          "name": df["name"] if "name" in df else [f"load_{i}" for i in range(len(df))]})
+    return Network(buses=network.buses, branches=network.branches, loads=loads, slack=network.slack,
+                   s_base_mva=network.s_base_mva, source=network.source)
+
+
+def _profiles(path: Path, shown: str) -> Profiles:
+    """``day, hour, weight, <class>...``: one row per (day, hour); hours 0..H-1 of every day
+    in order; weight (days/year) the same on every row of a day; class columns >= 0."""
+    df = read_csv(path, shown, {"day": "str", "hour": "int", "weight": "float++"}, allow_extra=True)
+    classes = [c for c in df.columns if c not in ("day", "hour", "weight")]
+    problems = []
+    if not classes:
+        raise InstanceError(Problem(shown, "no load-class column (e.g. 'residential') besides day, hour, weight", row=1))
+    for c in classes:
+        vals, probs = _num(df[c], shown, c)
+        problems += probs
+        df[c] = vals
+    if problems:
+        raise InstanceError(problems)
+    days = list(dict.fromkeys(df["day"]))
+    counts = df.groupby("day", sort=False).size()
+    hours = int(counts.iloc[0])
+    for d in days:
+        rows = np.where(df["day"].to_numpy() == d)[0]
+        if len(rows) != hours:
+            problems.append(Problem(shown, f"day '{d}' has {len(rows)} rows but day '{days[0]}' has {hours}: every "
+                                    "day needs the same number of hours", row=int(rows[-1]) + 2, field="hour"))
+            continue
+        if rows[-1] - rows[0] != hours - 1:
+            problems.append(Problem(shown, f"the rows of day '{d}' are not contiguous", row=int(rows[0]) + 2, field="day"))
+        h = df["hour"].to_numpy()[rows]
+        if not np.array_equal(h, np.arange(hours)):
+            bad = int(np.argmax(h != np.arange(hours)))
+            problems.append(Problem(shown, f"hour {h[bad]} out of sequence: hours of a day must run 0..{hours - 1}",
+                                    row=int(rows[bad]) + 2, field="hour"))
+        w = df["weight"].to_numpy()[rows]
+        if not np.all(w == w[0]):
+            bad = int(np.argmax(w != w[0]))
+            problems.append(Problem(shown, f"weight {w[bad]} differs from {w[0]} on the same day", row=int(rows[bad]) + 2,
+                                    field="weight"))
+    if problems:
+        raise InstanceError(problems)
+    if 24 % hours != 0:
+        raise InstanceError(Problem(shown, f"{hours} steps per day do not divide 24 h", field="hour"))
+    weights = np.array([df["weight"][df["day"] == d].iloc[0] for d in days], dtype=float)
+    total = weights.sum()
+    if not 364.0 <= total <= 366.0:
+        raise InstanceError(Problem(shown, f"day weights sum to {total:g} days; they must cover a year (365)",
+                                    field="weight"))
+    factors = {c: df[c].to_numpy(dtype=float).reshape(len(days), hours) for c in classes}
+    return Profiles(days=tuple(days), weights=weights, hours=hours, dt_h=24.0 / hours, factors=factors)
+
+
+def _num(col, shown, name):
+    vals, probs = [], []
+    for i, raw in enumerate(col):
+        try:
+            v = float(raw)
+            if not math.isfinite(v) or v < 0:
+                raise ValueError
+        except ValueError:
+            probs.append(Problem(shown, f"'{raw}' is not a finite number >= 0", row=i + 2, field=name))
+            v = math.nan
+        vals.append(v)
+    return vals, probs
+
+
+def _growth(cfg: dict, folder: Path, shown: str, econ: Economics, classes: list[str]) -> pd.DataFrame:
+    """Load multiplier per year and class, 1 in the base year unless the file says otherwise."""
+    years = econ.years
+    if "file" in cfg and "annual_rate" in cfg:
+        raise InstanceError(Problem(shown, "give either growth.file or growth.annual_rate, not both", field="growth"))
+    if "file" in cfg:
+        path = folder / cfg["file"]
+        df = read_csv(path, str(path), {"year": "int"}, allow_extra=True)
+        cols = [c for c in df.columns if c != "year"]
+        problems = []
+        for c in cols:
+            vals, probs = _num(df[c], str(path), c)
+            df[c] = vals
+            problems += probs
+        if "factor" in cols and len(cols) == 1:
+            df = df.assign(**{c: df["factor"] for c in classes}).drop(columns=["factor"])
+        else:
+            missing = [c for c in classes if c not in cols]
+            if missing:
+                problems.append(Problem(str(path), f"no column for load class(es) {', '.join(missing)} (or a single "
+                                        "'factor' column for all)", row=1))
+        absent = [y for y in years if y not in set(df["year"])]
+        if absent:
+            problems.append(Problem(str(path), f"year(s) {', '.join(map(str, absent[:5]))} of the horizon "
+                                    f"{years[0]}-{years[-1]} are missing", field="year"))
+        if df["year"].duplicated().any():
+            i = int(np.argmax(df["year"].duplicated().to_numpy()))
+            problems.append(Problem(str(path), f"year {df['year'][i]} appears twice", row=i + 2, field="year"))
+        if problems:
+            raise InstanceError(problems)
+        return df.set_index("year").loc[years, classes].astype(float)
+    rate = float(cfg.get("annual_rate", 0.0))
+    if rate <= -1:
+        raise InstanceError(Problem(shown, "annual_rate must be > -1", field="growth.annual_rate"))
+    g = np.array([(1 + rate) ** (y - econ.base_year) for y in years])
+    return pd.DataFrame({c: g for c in classes}, index=pd.Index(years, name="year"))

@@ -1,0 +1,264 @@
+"""Networks from pandapower (built-in or JSON) or CSV tables, checked to be radial.
+
+Conversion rules (pandapower -> flexplan):
+
+* out-of-service elements, and lines or transformers behind an open switch, are left out;
+  buses joined by a closed bus-bus switch are merged;
+* a line's impedance is ``(r|x)_ohm_per_km * length_km / parallel``, its rating
+  ``sqrt(3) * vn_kv * max_i_ka * parallel`` MVA (times ``max_loading_percent`` when the
+  instance limits say so); a two-winding transformer's series impedance comes from
+  ``vk_percent`` / ``vkr_percent`` on ``sn_mva`` (tap changers and phase shift are not
+  modelled: LinDistFlow is a balanced, lossless single-phase equivalent);
+* loads are ``p_mw * scaling``, ``q_mvar * scaling``; static generators are not read yet.
+
+The result must be a forest: each connected part holds exactly one slack bus (an
+``ext_grid``) and no loop.  Isolated buses without load are dropped with a warning.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InstanceError, Problem
+from .model import Network
+
+log = logging.getLogger(__name__)
+
+PANDAPOWER_BUILTINS = ("case33bw", "create_cigre_network_mv", "create_cigre_network_lv", "mv_oberrhein")
+
+
+def pandapower_builtin(name: str, where: str):
+    """Return a pandapower built-in network by name."""
+    import pandapower.networks as pn
+
+    if name not in PANDAPOWER_BUILTINS and not hasattr(pn, name):
+        raise InstanceError(Problem(where, f"unknown pandapower network '{name}'; shipped ones include "
+                                    + ", ".join(PANDAPOWER_BUILTINS), field="network.name"))
+    try:
+        return getattr(pn, name)()
+    except TypeError as e:  # networks that need arguments
+        raise InstanceError(Problem(where, f"pandapower network '{name}' cannot be built without arguments: {e}",
+                                    field="network.name")) from e
+
+
+def pandapower_json(path, where: str):
+    import pandapower as pp
+
+    if not path.exists():
+        raise InstanceError(Problem(where, f"network file not found: {path}", field="network.file"))
+    try:
+        return pp.from_json(str(path))
+    except Exception as e:  # pandapower raises many kinds
+        raise InstanceError(Problem(str(path), f"not a readable pandapower JSON network: {e}")) from e
+
+
+class _UnionFind:
+    def __init__(self, items):
+        self.parent = {i: i for i in items}
+
+    def find(self, i):
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def from_pandapower(net, source: str, s_base_mva: float = 1.0, use_max_loading: bool = False) -> Network:
+    """Convert a pandapower network to a radial :class:`Network` (see module docstring)."""
+    problems: list[Problem] = []
+    if len(net.trafo3w):
+        problems.append(Problem(source, "three-winding transformers are not supported", field="trafo3w"))
+    if "impedance" in net and len(net.impedance):
+        problems.append(Problem(source, "impedance elements are not supported", field="impedance"))
+    if problems:
+        raise InstanceError(problems)
+
+    bus_ok = net.bus.index[net.bus.in_service.astype(bool)]
+    uf = _UnionFind(list(bus_ok))
+    sw = net.switch
+    open_line_ends = set()
+    open_trafos = set()
+    for _, s in sw.iterrows():
+        if s.et == "b":
+            if bool(s.closed) and s.bus in uf.parent and s.element in uf.parent:
+                uf.union(int(s.bus), int(s.element))
+        elif s.et == "l" and not bool(s.closed):
+            open_line_ends.add(int(s.element))
+        elif s.et == "t" and not bool(s.closed):
+            open_trafos.add(int(s.element))
+
+    reps = sorted({uf.find(b) for b in bus_ok})
+    pos = {r: i for i, r in enumerate(reps)}
+    bus_map = {b: pos[uf.find(b)] for b in bus_ok}
+    names = []
+    for r in reps:
+        nm = net.bus.at[r, "name"]
+        names.append(str(nm) if nm is not None and not (isinstance(nm, float) and math.isnan(nm)) else str(r))
+    if len(set(names)) != len(names):  # fall back to pandapower indices
+        names = [str(r) for r in reps]
+    buses = pd.DataFrame({"name": names, "vn_kv": [float(net.bus.at[r, "vn_kv"]) for r in reps],
+                          "pp_index": reps})
+
+    rows = []
+    for idx, ln in net.line.iterrows():
+        if not bool(ln.in_service) or idx in open_line_ends:
+            continue
+        if ln.from_bus not in bus_map or ln.to_bus not in bus_map:
+            continue
+        par = float(ln.get("parallel", 1) or 1)
+        vn = float(net.bus.at[ln.from_bus, "vn_kv"])
+        zbase = vn ** 2 / s_base_mva
+        rating = math.sqrt(3) * vn * float(ln.max_i_ka) * par
+        if use_max_loading and "max_loading_percent" in ln and not pd.isna(ln.max_loading_percent):
+            rating *= float(ln.max_loading_percent) / 100.0
+        lname = ln.get("name")
+        rows.append(dict(name=str(lname) if isinstance(lname, str) and lname else f"line_{idx}", kind="line",
+                         a=bus_map[ln.from_bus], b=bus_map[ln.to_bus],
+                         r_pu=float(ln.r_ohm_per_km) * float(ln.length_km) / par / zbase,
+                         x_pu=float(ln.x_ohm_per_km) * float(ln.length_km) / par / zbase,
+                         rating_mva=rating, length_km=float(ln.length_km), vn_kv=vn, virtual=False,
+                         source=f"{source} line {idx}"))
+    for idx, tr in net.trafo.iterrows():
+        if not bool(tr.in_service) or idx in open_trafos:
+            continue
+        if tr.hv_bus not in bus_map or tr.lv_bus not in bus_map:
+            continue
+        sn = float(tr.sn_mva) * float(tr.get("parallel", 1) or 1)
+        z = float(tr.vk_percent) / 100.0 * s_base_mva / sn
+        r = float(tr.vkr_percent) / 100.0 * s_base_mva / sn
+        x = math.sqrt(max(z * z - r * r, 0.0))
+        tname = tr.get("name")
+        rows.append(dict(name=str(tname) if isinstance(tname, str) and tname else f"trafo_{idx}", kind="transformer",
+                         a=bus_map[tr.hv_bus], b=bus_map[tr.lv_bus], r_pu=r, x_pu=x, rating_mva=sn,
+                         length_km=0.0, vn_kv=float(net.bus.at[tr.lv_bus, "vn_kv"]), virtual=False,
+                         source=f"{source} trafo {idx}"))
+
+    loads = []
+    for idx, ld in net.load.iterrows():
+        if not bool(ld.in_service) or ld.bus not in bus_map:
+            continue
+        sc = float(ld.get("scaling", 1.0))
+        lname = ld.get("name")
+        loads.append(dict(bus=bus_map[ld.bus], p_mw=float(ld.p_mw) * sc, q_mvar=float(ld.q_mvar) * sc,
+                          load_class="", name=str(lname) if isinstance(lname, str) and lname else f"load_{idx}"))
+    slack = [dict(bus=bus_map[eg.bus], vm_pu=float(eg.vm_pu)) for _, eg in net.ext_grid.iterrows()
+             if bool(eg.in_service) and eg.bus in bus_map]
+    return orient_radial(buses, pd.DataFrame(rows), pd.DataFrame(loads, columns=["bus", "p_mw", "q_mvar", "load_class", "name"]),
+                         pd.DataFrame(slack, columns=["bus", "vm_pu"]), source, s_base_mva)
+
+
+def orient_radial(buses: pd.DataFrame, edges: pd.DataFrame, loads: pd.DataFrame, slack: pd.DataFrame,
+                  source: str, s_base_mva: float) -> Network:
+    """Check that ``edges`` (columns ``a``, ``b`` and the branch data) form a forest with one
+    slack bus per tree, orient every branch away from its slack bus and return the Network.
+
+    Raises :class:`InstanceError` naming the branches that close a loop, the buses that
+    no slack bus reaches (when they carry load), or the trees with two slack buses.
+    """
+    nb = len(buses)
+    problems: list[Problem] = []
+    if len(slack) == 0:
+        raise InstanceError(Problem(source, "no slack bus (ext_grid / network.slack_bus) in service", field="slack"))
+    adj: list[list[tuple[int, int]]] = [[] for _ in range(nb)]
+    for k, (a, b) in enumerate(zip(edges["a"], edges["b"])):
+        if a == b:
+            problems.append(Problem(source, f"branch '{edges.at[k, 'name']}' connects bus '{buses.at[a, 'name']}' to itself",
+                                    field="to_bus"))
+            continue
+        adj[a].append((b, k))
+        adj[b].append((a, k))
+    if problems:
+        raise InstanceError(problems)
+
+    seen_from = np.full(nb, -1)
+    parent_edge = np.full(nb, -1)
+    used = np.zeros(len(edges), dtype=bool)
+    frm = np.zeros(len(edges), dtype=int)
+    to = np.zeros(len(edges), dtype=int)
+    loop_edges = []
+    for s in slack["bus"]:
+        if seen_from[s] >= 0:
+            problems.append(Problem(source, f"slack buses '{buses.at[seen_from[s], 'name']}' and '{buses.at[s, 'name']}' "
+                                    "are connected: each radial part must have exactly one slack bus", field="slack"))
+            continue
+        seen_from[s] = s
+        stack = [s]
+        while stack:
+            u = stack.pop()
+            for v, k in adj[u]:
+                if used[k]:
+                    continue
+                used[k] = True
+                if seen_from[v] >= 0:
+                    if seen_from[v] != s:
+                        problems.append(Problem(source, f"slack buses '{buses.at[seen_from[v], 'name']}' and "
+                                                f"'{buses.at[s, 'name']}' are connected: each radial part must have "
+                                                "exactly one slack bus", field="slack"))
+                    else:
+                        loop_edges.append(k)
+                    continue
+                seen_from[v] = s
+                parent_edge[v] = k
+                frm[k], to[k] = u, v
+                stack.append(v)
+    if loop_edges:
+        names = ", ".join(f"'{edges.at[k, 'name']}'" for k in loop_edges[:10])
+        more = f" (and {len(loop_edges) - 10} more)" if len(loop_edges) > 10 else ""
+        problems.append(Problem(source, f"network is not radial: branch(es) {names}{more} close a loop; open a switch "
+                                "or take the branch out of service", field="line"))
+    unreached = np.where(seen_from < 0)[0]
+    load_buses = set(loads["bus"]) if len(loads) else set()
+    bad = [b for b in unreached if b in load_buses]
+    if bad:
+        problems.append(Problem(source, "bus(es) " + ", ".join(f"'{buses.at[b, 'name']}'" for b in bad[:10])
+                                + " carry load but no slack bus feeds them (disconnected network)", field="bus"))
+    if problems:
+        raise InstanceError(problems)
+    if len(unreached):
+        log.warning("%s: dropping %d isolated bus(es) without load: %s", source, len(unreached),
+                    ", ".join(str(buses.at[b, "name"]) for b in unreached[:10]))
+        keep = np.where(seen_from >= 0)[0]
+        remap = -np.ones(nb, dtype=int)
+        remap[keep] = np.arange(len(keep))
+        buses = buses.iloc[keep].reset_index(drop=True)
+        keep_e = np.where(used & (seen_from[np.maximum(frm, 0)] >= 0))[0]
+        edges = edges.iloc[keep_e].reset_index(drop=True)
+        frm, to = remap[frm[keep_e]], remap[to[keep_e]]
+        loads = loads.assign(bus=remap[loads["bus"].to_numpy()])
+        slack = slack.assign(bus=remap[slack["bus"].to_numpy()])
+
+    branches = edges.drop(columns=["a", "b"]).assign(from_bus=frm, to_bus=to)
+    branches = branches[["name", "kind", "from_bus", "to_bus", "r_pu", "x_pu", "rating_mva", "length_km", "vn_kv",
+                         "virtual", "source"]].reset_index(drop=True)
+    if branches["name"].duplicated().any():
+        dup = branches["name"][branches["name"].duplicated()].iloc[0]
+        raise InstanceError(Problem(source, f"branch name '{dup}' is used twice; names must be unique", field="name"))
+    return Network(buses=buses.reset_index(drop=True), branches=branches, loads=loads.reset_index(drop=True),
+                   slack=slack.reset_index(drop=True), s_base_mva=s_base_mva, source=source)
+
+
+def add_substation_limit(net: Network, rating_mva: float) -> Network:
+    """Put an import limit of ``rating_mva`` between each slack bus and the grid: a new
+    slack bus ``grid`` joined by a zero-impedance virtual branch ``substation`` whose
+    rating the reinforcement catalogue can raise (for networks without a transformer)."""
+    buses = net.buses.copy()
+    branches = net.branches.copy()
+    new_slack = []
+    for k, (bus, vm) in enumerate(zip(net.slack["bus"], net.slack["vm_pu"])):
+        nb = len(buses)
+        suffix = "" if len(net.slack) == 1 else f"_{k}"
+        buses.loc[nb] = {"name": f"grid{suffix}", "vn_kv": buses.at[bus, "vn_kv"], "pp_index": -1}
+        branches.loc[len(branches)] = dict(name=f"substation{suffix}", kind="substation", from_bus=nb, to_bus=bus,
+                                           r_pu=0.0, x_pu=0.0, rating_mva=float(rating_mva), length_km=0.0,
+                                           vn_kv=buses.at[bus, "vn_kv"], virtual=True, source="network.substation_mva")
+        new_slack.append(dict(bus=nb, vm_pu=vm))
+    return Network(buses=buses, branches=branches, loads=net.loads, slack=pd.DataFrame(new_slack),
+                   s_base_mva=net.s_base_mva, source=net.source)

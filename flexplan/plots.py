@@ -1,0 +1,118 @@
+"""PNG plots of a plan: voltage profile along the feeder at the worst hour, loading
+duration curves, investment timeline and cost breakdown."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def write_plots(res, folder: Path, instance=None) -> list[Path]:
+    out = []
+    for fn in (voltage_profile, loading_duration, investment_timeline, cost_breakdown):
+        path = fn(res, folder)
+        if path is not None:
+            out.append(path)
+    return out
+
+
+def voltage_profile(res, folder: Path):
+    v = res.voltages
+    if v.empty:
+        return None
+    key = ["node", "year", "day", "hour"]
+    worst = v.loc[v["v_pu"].idxmin(), key]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    order = list(dict.fromkeys(v["bus"]))
+    pos = {b: i for i, b in enumerate(order)}
+    for year in sorted(v["year"].unique())[:: max(1, len(v["year"].unique()) // 5)] + [int(worst.year)]:
+        sel = v[(v.year == year)]
+        # worst op of that year
+        w = sel.loc[sel["v_pu"].idxmin(), key]
+        s = sel[(sel.day == w.day) & (sel.hour == w.hour) & (sel.node == w.node)]
+        style = dict(lw=2.2, color="C3") if year == worst.year else dict(lw=1, alpha=0.7)
+        ax.plot([pos[b] for b in s["bus"]], s["v_pu"], marker=".", label=f"{year} ({w.day} {int(w.hour):02d}h)", **style)
+    ax.axhline(res.limits.get("v_min_pu", 0.9), color="k", ls="--", lw=0.8)
+    ax.axhline(res.limits.get("v_max_pu", 1.1), color="k", ls="--", lw=0.8)
+    ax.set_xlabel("bus (in network order)")
+    ax.set_ylabel("voltage (pu)")
+    ax.set_title(f"{res.instance}: voltage at the worst hour of each year shown (LinDistFlow)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = folder / "voltage_profile.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def loading_duration(res, folder: Path, top: int = 6):
+    ld = res.line_loading.dropna(subset=["loading_pct"])
+    if ld.empty:
+        return None
+    peak = ld.groupby("line")["loading_pct"].max().sort_values(ascending=False)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for line in peak.index[:top]:
+        s = np.sort(ld.loc[ld.line == line, "loading_pct"].to_numpy())[::-1]
+        ax.plot(np.linspace(0, 100, len(s)), s, label=line)
+    ax.axhline(res.limits.get("max_loading_pct", 100), color="k", ls="--", lw=0.8)
+    ax.set_xlabel("share of modelled hours (%)")
+    ax.set_ylabel("loading (% of rating in place)")
+    ax.set_title(f"{res.instance}: loading duration, {min(top, len(peak))} most loaded branches")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = folder / "loading_duration.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def investment_timeline(res, folder: Path):
+    fig, ax = plt.subplots(figsize=(8, 4))
+    b = res.builds
+    years = list(range(res.extra["horizon"]["base_year"], res.extra["horizon"]["end_year"] + 1))
+    if b.empty:
+        ax.text(0.5, 0.5, "no reinforcement built", ha="center", va="center", transform=ax.transAxes)
+    else:
+        by = b.groupby(["year", "kind"])["capex_eur"].sum().unstack(fill_value=0.0)
+        bottom = np.zeros(len(by))
+        for kind in by.columns:
+            ax.bar(by.index, by[kind] / 1e3, bottom=bottom, label=kind)
+            bottom += by[kind].to_numpy() / 1e3
+        for year, grp in b.groupby("year"):
+            ax.annotate("\n".join(grp["asset"].astype(str).tolist()[:6]) + ("\n…" if len(grp) > 6 else ""),
+                        (year, grp["capex_eur"].sum() / 1e3), ha="center", va="bottom", fontsize=7)
+        ax.legend()
+    ax.set_xlim(years[0] - 0.8, years[-1] + 0.8)
+    ax.set_xlabel("build year")
+    ax.set_ylabel("capex (kEUR)")
+    ax.set_title(f"{res.instance}: investment timeline")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    path = folder / "investment_timeline.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def cost_breakdown(res, folder: Path):
+    cb = {k: v for k, v in res.cost_breakdown_eur.items()}
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    names = list(cb)
+    vals = [cb[k] / 1e3 for k in names]
+    ax.barh(names, vals, color=["C0" if k == "investment" else "C3" for k in names])
+    for i, v in enumerate(vals):
+        ax.text(v, i, f" {v:,.1f}", va="center", fontsize=8)
+    ax.set_xlabel("expected present value (kEUR)")
+    ax.set_title(f"{res.instance}: cost breakdown")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    path = folder / "cost_breakdown.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

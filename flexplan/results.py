@@ -1,0 +1,174 @@
+"""Solution -> tidy DataFrames, KPIs, summary.json, CSV files and plots.
+
+``Results.write(folder)`` writes into a temporary folder beside the target and renames it
+into place at the end, so a killed run never leaves a half-written result that looks
+complete.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+
+from .solve import SolveOutcome
+
+
+@dataclass
+class Results:
+    instance: str
+    model: str
+    status: str
+    highs_status: str
+    has_solution: bool
+    objective_eur: float | None
+    mip_gap: float | None
+    costs: pd.DataFrame  # category, node, year, cost_eur (undiscounted, in that year or PV), pv_eur (expected PV)
+    builds: pd.DataFrame
+    voltages: pd.DataFrame
+    line_loading: pd.DataFrame
+    violations: dict
+    timings_s: dict
+    size: dict
+    limits: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def cost_breakdown_eur(self) -> dict:
+        if self.costs.empty:
+            return {}
+        return {k: float(v) for k, v in self.costs.groupby("category", sort=False)["pv_eur"].sum().items()}
+
+    def summary(self) -> dict:
+        builds = [dict(asset=r.asset, kind=r.kind, type=r.type, node=r.node, year=int(r.year),
+                       capex_eur=float(r.capex_eur)) for r in self.builds.itertuples()]
+        return dict(instance=self.instance, model=self.model, status=self.status, highs_status=self.highs_status,
+                    objective_eur=self.objective_eur, mip_gap=self.mip_gap, cost_breakdown_eur=self.cost_breakdown_eur,
+                    builds=builds, violations=self.violations,
+                    timings_s={k: round(v, 4) for k, v in self.timings_s.items()}, size=self.size, limits=self.limits,
+                    **self.extra)
+
+    def write(self, folder: str | Path, plots: bool = True) -> Path:
+        """Write summary.json, voltages.csv, line_loading.csv, builds.csv, costs.csv and PNG
+        plots to ``folder`` atomically (an existing folder is replaced)."""
+        folder = Path(folder).resolve()
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        try:
+            t0 = time.perf_counter()
+            self.voltages.to_csv(tmp / "voltages.csv", index=False, float_format="%.6f")
+            self.line_loading.to_csv(tmp / "line_loading.csv", index=False, float_format="%.6f")
+            self.builds.to_csv(tmp / "builds.csv", index=False)
+            self.costs.to_csv(tmp / "costs.csv", index=False)
+            if plots and self.has_solution:
+                from .plots import write_plots
+
+                write_plots(self, tmp)
+            self.timings_s["write"] = time.perf_counter() - t0
+            (tmp / "summary.json").write_text(json.dumps(_clean(self.summary()), indent=2) + "\n")
+            (tmp / "report.md").write_text(report_markdown(self))
+            if folder.exists():
+                old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+                folder.rename(old)
+                tmp.rename(folder)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return folder
+
+
+def _clean(obj):
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return None if not math.isfinite(obj) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def collect(pm, outcome: SolveOutcome) -> Results:
+    """Read the solved model into a :class:`Results`."""
+    t0 = time.perf_counter()
+    inst, ix = pm.instance, pm.index
+    extracted = {}
+    if outcome.has_solution:
+        for name, (spec, blk) in pm.blocks.items():
+            if spec.extract is not None:
+                extracted.update(spec.extract(blk, inst, ix))
+    rows = []
+    if outcome.has_solution:
+        for term in pm.hub.costs:
+            val = float(pyo.value(term.expr, exception=False) or 0.0) if not isinstance(term.expr, (int, float)) \
+                else float(term.expr)
+            rows.append(dict(category=term.category, node=term.node, year=term.year if term.year is not None else "",
+                             cost_eur=val, pv_eur=val * pm.cost_weight(term)))
+    costs = pd.DataFrame(rows, columns=["category", "node", "year", "cost_eur", "pv_eur"])
+    builds = extracted.get("builds", pd.DataFrame(columns=["asset", "kind", "type", "candidate", "node", "year",
+                                                           "share", "capex_eur", "rating_mva"]))
+    volt = extracted.get("voltages", pd.DataFrame(columns=["node", "year", "day", "hour", "bus", "v_pu"]))
+    load = extracted.get("line_loading", pd.DataFrame(columns=["node", "year", "day", "hour", "line", "p_mw", "q_mvar",
+                                                               "rating_mva", "loading_pct"]))
+    lim = inst.limits
+    if len(volt):
+        dev = np.maximum(lim.v_min_pu - volt["v_pu"], volt["v_pu"] - lim.v_max_pu).clip(lower=0)
+        max_dev = float(dev.max())
+    else:
+        max_dev = 0.0
+    over = (load["loading_pct"] - lim.max_loading_pct).clip(lower=0) if len(load) else pd.Series([0.0])
+    violations = dict(max_voltage_deviation_pu=round(max_dev, 6),
+                      max_overload_pct=round(float(over.max()) if over.notna().any() else 0.0, 4),
+                      unserved_mwh=round(float(extracted.get("unserved_mwh_modelled", 0.0)), 6))
+    timings = dict(pm.timings)
+    timings.update(outcome.timings)
+    timings["extract"] = time.perf_counter() - t0
+    return Results(instance=inst.name, model=pm.recipe.name, status=outcome.status, highs_status=outcome.highs_status,
+                   has_solution=outcome.has_solution, objective_eur=outcome.objective, mip_gap=outcome.mip_gap,
+                   costs=costs, builds=builds, voltages=volt, line_loading=load, violations=violations,
+                   timings_s=timings, size=outcome.size,
+                   limits=dict(v_min_pu=lim.v_min_pu, v_max_pu=lim.v_max_pu, max_loading_pct=lim.max_loading_pct),
+                   extra=dict(dual_bound_eur=outcome.dual_bound,
+                              horizon=dict(base_year=inst.economics.base_year, end_year=inst.economics.end_year,
+                                           stages=list(inst.economics.stages),
+                                           discount_rate=inst.economics.discount_rate,
+                                           years_per_stage=inst.years_per_stage,
+                                           representative_days=len(inst.profiles.days),
+                                           steps_per_day=inst.profiles.hours)))
+
+
+def report_markdown(res: Results) -> str:
+    """A short human-readable report beside the machine-readable files."""
+    lines = [f"# flexplan plan: {res.instance} under {res.model}", ""]
+    obj = "n/a" if res.objective_eur is None else f"{res.objective_eur:,.0f} EUR"
+    gap = "" if res.mip_gap is None else f", MIP gap {100 * res.mip_gap:.3f} %"
+    lines += [f"Status: **{res.status}** (HiGHS: {res.highs_status}); expected present cost {obj}{gap}.", ""]
+    lines += ["## Cost breakdown (present value, EUR)", "", "| category | EUR |", "|---|---:|"]
+    lines += [f"| {k} | {v:,.0f} |" for k, v in res.cost_breakdown_eur.items()]
+    lines += ["", "## Builds", ""]
+    if len(res.builds):
+        lines += ["| year | node | asset | kind | type | capex EUR |", "|---|---|---|---|---|---:|"]
+        lines += [f"| {r.year} | {r.node} | {r.asset} | {r.kind} | {r.type} | {r.capex_eur:,.0f} |"
+                  for r in res.builds.itertuples()]
+    else:
+        lines.append("Nothing is built.")
+    v = res.violations
+    lines += ["", "## Limits", "",
+              f"- largest voltage deviation outside the band: {v['max_voltage_deviation_pu']:.4f} pu",
+              f"- largest overload above the thermal limit: {v['max_overload_pct']:.2f} %",
+              f"- unserved energy over the horizon: {v['unserved_mwh']:.3f} MWh", "",
+              "## Time (s)", "", ", ".join(f"{k} {t:.2f}" for k, t in res.timings_s.items()), "",
+              "Plots: voltage_profile.png, loading_duration.png, investment_timeline.png, cost_breakdown.png", ""]
+    return "\n".join(lines)
