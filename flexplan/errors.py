@@ -18,9 +18,10 @@ class FlexplanError(Exception):
 class Problem:
     """One problem in one place of the input.
 
-    ``file`` is the file (or ``pandapower:NAME`` for a built-in network), ``row`` a
-    1-based data row of a CSV file (``None`` when the problem is not in one row), ``field``
-    the column or TOML key, ``message`` what is wrong and what is allowed.
+    ``file`` is the file (or ``pandapower:NAME`` for a built-in network), ``row`` the
+    line number in a CSV file, the header being line 1 (``None`` when the problem is not
+    in one line), ``field`` the column or TOML key, ``message`` what is wrong and what is
+    allowed.
     """
 
     file: str

@@ -21,27 +21,35 @@ def write_plots(res, folder: Path, instance=None) -> list[Path]:
 
 
 def voltage_profile(res, folder: Path):
+    """Voltage along the feeder (x: line length from the slack bus, km; one segment per
+    branch) at the worst hour of a few years, with the band."""
     v = res.voltages
     if v.empty:
         return None
     key = ["node", "year", "day", "hour"]
-    worst = v.loc[v["v_pu"].idxmin(), key]
+    tree = res.extra.get("tree")
+    years = sorted(v["year"].unique())
+    worst_year = int(v.loc[v["v_pu"].idxmin(), "year"])
+    shown = sorted(set(years[:: max(1, len(years) // 4)]) | {worst_year, years[-1]})
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    order = list(dict.fromkeys(v["bus"]))
-    pos = {b: i for i, b in enumerate(order)}
-    for year in sorted(v["year"].unique())[:: max(1, len(v["year"].unique()) // 5)] + [int(worst.year)]:
-        sel = v[(v.year == year)]
-        # worst op of that year
+    for i, year in enumerate(shown):
+        sel = v[v.year == year]
         w = sel.loc[sel["v_pu"].idxmin(), key]
-        s = sel[(sel.day == w.day) & (sel.hour == w.hour) & (sel.node == w.node)]
-        style = dict(lw=2.2, color="C3") if year == worst.year else dict(lw=1, alpha=0.7)
-        ax.plot([pos[b] for b in s["bus"]], s["v_pu"], marker=".", label=f"{year} ({w.day} {int(w.hour):02d}h)", **style)
+        s = sel[(sel.day == w.day) & (sel.hour == w.hour) & (sel.node == w.node)].set_index("bus")["v_pu"]
+        style = dict(lw=2.2, color="C3") if year == worst_year else dict(lw=1, alpha=0.8, color=f"C{i % 3}")
+        label = f"{year} ({w.day} {int(w.hour):02d}h)" + (" worst" if year == worst_year else "")
+        if tree:
+            dist = tree["distance_km"]
+            for j, (a, b) in enumerate(tree["edges"]):
+                ax.plot([dist[a], dist[b]], [s[a], s[b]], marker=".", label=label if j == 0 else None, **style)
+        else:
+            ax.plot(range(len(s)), s.to_numpy(), marker=".", label=label, **style)
     ax.axhline(res.limits.get("v_min_pu", 0.9), color="k", ls="--", lw=0.8)
     ax.axhline(res.limits.get("v_max_pu", 1.1), color="k", ls="--", lw=0.8)
-    ax.set_xlabel("bus (in network order)")
+    ax.set_xlabel("line length from the substation (km)" if tree else "bus")
     ax.set_ylabel("voltage (pu)")
-    ax.set_title(f"{res.instance}: voltage at the worst hour of each year shown (LinDistFlow)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"{res.instance}: voltage along the feeder at the worst hour (LinDistFlow, plan in place)")
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = folder / "voltage_profile.png"
@@ -89,6 +97,8 @@ def investment_timeline(res, folder: Path):
                         (year, grp["capex_eur"].sum() / 1e3), ha="center", va="bottom", fontsize=7)
         ax.legend()
     ax.set_xlim(years[0] - 0.8, years[-1] + 0.8)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.margins(y=0.35)
     ax.set_xlabel("build year")
     ax.set_ylabel("capex (kEUR)")
     ax.set_title(f"{res.instance}: investment timeline")

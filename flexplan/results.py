@@ -50,11 +50,12 @@ class Results:
     def summary(self) -> dict:
         builds = [dict(asset=r.asset, kind=r.kind, type=r.type, node=r.node, year=int(r.year),
                        capex_eur=float(r.capex_eur)) for r in self.builds.itertuples()]
+        extra = {k: v for k, v in self.extra.items() if k != "tree"}
         return dict(instance=self.instance, model=self.model, status=self.status, highs_status=self.highs_status,
                     objective_eur=self.objective_eur, mip_gap=self.mip_gap, cost_breakdown_eur=self.cost_breakdown_eur,
                     builds=builds, violations=self.violations,
                     timings_s={k: round(v, 4) for k, v in self.timings_s.items()}, size=self.size, limits=self.limits,
-                    **self.extra)
+                    **extra)
 
     def write(self, folder: str | Path, plots: bool = True) -> Path:
         """Write summary.json, voltages.csv, line_loading.csv, builds.csv, costs.csv and PNG
@@ -140,13 +141,22 @@ def collect(pm, outcome: SolveOutcome) -> Results:
                    costs=costs, builds=builds, voltages=volt, line_loading=load, violations=violations,
                    timings_s=timings, size=outcome.size,
                    limits=dict(v_min_pu=lim.v_min_pu, v_max_pu=lim.v_max_pu, max_loading_pct=lim.max_loading_pct),
-                   extra=dict(dual_bound_eur=outcome.dual_bound,
+                   extra=dict(dual_bound_eur=outcome.dual_bound, tree=_tree(inst.network),
                               horizon=dict(base_year=inst.economics.base_year, end_year=inst.economics.end_year,
                                            stages=list(inst.economics.stages),
                                            discount_rate=inst.economics.discount_rate,
                                            years_per_stage=inst.years_per_stage,
                                            representative_days=len(inst.profiles.days),
                                            steps_per_day=inst.profiles.hours)))
+
+
+def _tree(net) -> dict:
+    """Bus names, branch end points (by name) and distances from the slack bus, for plots."""
+    names = net.buses["name"].tolist()
+    dist = net.distance_km()
+    edges = [(names[f], names[t]) for f, t, vt in zip(net.branches["from_bus"], net.branches["to_bus"],
+                                                      net.branches["virtual"]) if not vt]
+    return {"edges": edges, "distance_km": {n: float(d) for n, d in zip(names, dist)}}
 
 
 def report_markdown(res: Results) -> str:

@@ -89,12 +89,17 @@ def load_instance(path: str | Path) -> Instance:
         loads = loads.assign(load_class=[c if c else default_class for c in loads["load_class"]])
     missing = sorted(set(loads["load_class"]) - classes)
     if missing:
-        if "loads" in net_cfg:
-            where, fld = str(folder / net_cfg["loads"]), "class"
-        else:
-            where, fld = shown, "network.default_class"
-        raise InstanceError(Problem(where, f"load class(es) {', '.join(repr(m) for m in missing)} have no column in "
-                                    f"{data['profiles']['file']} (columns: {', '.join(sorted(classes))})", field=fld))
+        # blame the first line of loads.csv that names the class, else network.default_class
+        problems = []
+        for m in missing:
+            rows = [i for i, c in enumerate(network.loads["load_class"]) if c == m]
+            msg = (f"load class '{m}' has no column in {data['profiles']['file']} (columns: {', '.join(sorted(classes))})"
+                   if m else "no load class: set network.default_class or give the loads file a 'class' column")
+            if "loads" in net_cfg and rows:  # no class at all: the 'class' column is missing (header, line 1)
+                problems.append(Problem(str(folder / net_cfg["loads"]), msg, row=rows[0] + 2 if m else 1, field="class"))
+            else:
+                problems.append(Problem(shown, msg, field="network.default_class"))
+        raise InstanceError(problems)
     network = Network(buses=network.buses, branches=network.branches, loads=loads, slack=network.slack,
                       s_base_mva=network.s_base_mva, source=network.source)
     growth = _growth(data.get("growth", {}), folder, shown, economics, sorted(classes))
@@ -149,7 +154,7 @@ def _network(cfg: dict, folder: Path, shown: str) -> Network:
         network = _csv_network(cfg, folder, shown, s_base)
     else:
         raise InstanceError(Problem(shown, f"'{source}' is not one of: pandapower, json, csv", field="network.source"))
-    if "loads" in cfg:
+    if "loads" in cfg and source != "csv":  # a CSV network reads its loads before the radiality check
         network = _replace_loads(network, folder / cfg["loads"])
     bad = network.branches[~(network.branches["rating_mva"] > 0)]
     if len(bad):
@@ -231,21 +236,27 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
     if problems:
         raise InstanceError(problems)
     slack = pd.DataFrame([dict(bus=index[cfg["slack_bus"]], vm_pu=float(cfg.get("slack_vm_pu", 1.0)))])
-    loads = pd.DataFrame(columns=["bus", "p_mw", "q_mvar", "load_class", "name"])
+    # loads go into the radiality check, so that a load on a disconnected bus is reported as such
+    loads = (_read_loads(folder / cfg["loads"], index) if "loads" in cfg
+             else pd.DataFrame(columns=["bus", "p_mw", "q_mvar", "load_class", "name"]))
     return network_io.orient_radial(buses.assign(pp_index=-1), pd.DataFrame(rows), loads, slack, str(lpath), s_base)
 
 
-def _replace_loads(network: Network, path: Path) -> Network:
+def _read_loads(path: Path, index: dict[str, int]) -> pd.DataFrame:
+    """Loads CSV ``bus, p_mw, q_mvar[, class, name]``; row i is line i + 2 of the file."""
     shown = str(path)
     df = read_csv(path, shown, {"bus": "str", "p_mw": "float", "q_mvar": "float"}, {"class": "str", "name": "str"})
-    index = {n: i for i, n in enumerate(network.buses["name"])}
     problems = [Problem(shown, f"unknown bus '{b}'", row=i + 2, field="bus") for i, b in enumerate(df["bus"])
                 if b not in index]
     if problems:
         raise InstanceError(problems)
-    loads = pd.DataFrame({"bus": [index[b] for b in df["bus"]], "p_mw": df["p_mw"], "q_mvar": df["q_mvar"],
-                          "load_class": df["class"] if "class" in df else "",
-                          "name": df["name"] if "name" in df else [f"load_{i}" for i in range(len(df))]})
+    return pd.DataFrame({"bus": [index[b] for b in df["bus"]], "p_mw": df["p_mw"], "q_mvar": df["q_mvar"],
+                         "load_class": df["class"] if "class" in df else "",
+                         "name": df["name"] if "name" in df else [f"load_{i}" for i in range(len(df))]})
+
+
+def _replace_loads(network: Network, path: Path) -> Network:
+    loads = _read_loads(path, {n: i for i, n in enumerate(network.buses["name"])})
     return Network(buses=network.buses, branches=network.branches, loads=loads, slack=network.slack,
                    s_base_mva=network.s_base_mva, source=network.source)
 

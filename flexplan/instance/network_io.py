@@ -232,8 +232,8 @@ def orient_radial(buses: pd.DataFrame, edges: pd.DataFrame, loads: pd.DataFrame,
         keep_e = np.where(used & (seen_from[np.maximum(frm, 0)] >= 0))[0]
         edges = edges.iloc[keep_e].reset_index(drop=True)
         frm, to = remap[frm[keep_e]], remap[to[keep_e]]
-        loads = loads.assign(bus=remap[loads["bus"].to_numpy()])
-        slack = slack.assign(bus=remap[slack["bus"].to_numpy()])
+        loads = loads.assign(bus=remap[loads["bus"].to_numpy(dtype=int)])  # an empty frame has dtype object
+        slack = slack.assign(bus=remap[slack["bus"].to_numpy(dtype=int)])
 
     branches = edges.drop(columns=["a", "b"]).assign(from_bus=frm, to_bus=to)
     branches = branches[["name", "kind", "from_bus", "to_bus", "r_pu", "x_pu", "rating_mva", "length_km", "vn_kv",

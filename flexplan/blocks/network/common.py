@@ -56,7 +56,10 @@ def polygon_edges_needed(edges, pmin, pmax, qmin, qmax) -> list[int]:
     the edges."""
     keep = []
     for m, (a, b, _) in enumerate(edges):
-        if (a < 0 and pmin >= 0) or (a > 0 and pmax <= 0) or (b < 0 and qmin >= 0) or (b > 0 and qmax <= 0):
+        # a range that is exactly {0} keeps the positive side of the pair
+        if (a < 0 and pmin >= 0) or (a > 0 and pmax <= 0 and pmin < 0):
+            continue
+        if (b < 0 and qmin >= 0) or (b > 0 and qmax <= 0 and qmin < 0):
             continue
         keep.append(m)
     return keep

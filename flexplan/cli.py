@@ -1,0 +1,138 @@
+"""Command line: ``flexplan solve | list | demo``.
+
+Exit codes (scripts can rely on them):
+
+* 0 — solved: optimal, or a feasible plan within the requested MIP gap;
+* 2 — bad input or usage (instance, recipe or option): the message names what to fix;
+* 3 — the solver found no feasible plan (infeasible, unbounded, error); status written;
+* 4 — stopped at a limit (time, iterations, interrupt) with a feasible plan: results are
+  written with that status and the gap;
+* 1 — an unexpected internal error (a bug: please report it with the traceback).
+
+Progress and timing lines go to stderr; the result folder's path goes to stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_NO_SOLUTION, EXIT_LIMIT = 0, 1, 2, 3, 4
+
+
+def _log(msg: str) -> None:
+    print(f"[flexplan] {msg}", file=sys.stderr, flush=True)
+
+
+def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threads, verbose, plots=True) -> int:
+    import flexplan as fp
+    from .paths import resolve_instance_path
+
+    t0 = time.perf_counter()
+    path = resolve_instance_path(instance)
+    _log(f"loading instance {path}")
+    inst = fp.load_instance(path)
+    load_s = time.perf_counter() - t0
+    _log(f"  {inst.network.n_buses} buses, {inst.network.n_branches} branches, {len(inst.candidates)} candidates, "
+         f"{len(inst.profiles.days)} days x {inst.profiles.hours} steps, stages {list(inst.economics.stages)} "
+         f"({load_s:.1f} s)")
+    _log(f"building model '{recipe}'")
+    pm = fp.build_model(inst, recipe)
+    pm.timings["load"] = load_s
+    _log(f"  built in {pm.timings['build']:.1f} s")
+    res = fp.solve(pm, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, progress=_log)
+    t = res.timings_s
+    _log(f"  status {res.status} (HiGHS: {res.highs_status}); hand-off {t['handoff']:.1f} s, solve {t['solve']:.1f} s")
+    if res.has_solution:
+        gap = "" if res.mip_gap is None else f", gap {100 * res.mip_gap:.2f} %"
+        _log(f"  objective {res.objective_eur:,.0f} EUR{gap}; {len(res.builds)} build(s)")
+        for b in res.builds.itertuples():
+            _log(f"    {b.year} {b.asset}: {b.kind} with {b.type} ({b.capex_eur:,.0f} EUR)")
+        v = res.violations
+        _log(f"  violations: voltage {v['max_voltage_deviation_pu']:.4f} pu, overload {v['max_overload_pct']:.2f} %, "
+             f"unserved {v['unserved_mwh']:.3f} MWh")
+    out_dir = Path(out) if out else Path("out") / f"{inst.name}-{pm.recipe.name}"
+    folder = res.write(out_dir, plots=plots)
+    _log(f"results written to {folder}")
+    print(folder)
+    if res.status == "optimal":
+        return EXIT_OK
+    if res.has_solution:
+        return EXIT_LIMIT
+    return EXIT_NO_SOLUTION
+
+
+def cmd_list(_args) -> int:
+    from .blocks import BLOCKS, FORMULATIONS, _load_all
+    from .paths import shipped_instances, shipped_models
+    from .recipe import resolve_recipe
+
+    _load_all()
+    print("instances:")
+    for p in sorted(shipped_instances().glob("*/instance.toml")):
+        desc = tomllib.loads(p.read_text()).get("description", "").split("\n")[0]
+        print(f"  {p.parent.name:<14} {desc}")
+    print("recipes (models):")
+    for p in sorted(shipped_models().glob("*.toml")):
+        r = resolve_recipe(p)
+        print(f"  {p.stem:<22} {r.description}")
+    print("blocks:       " + ", ".join(sorted(BLOCKS)))
+    print("formulations: " + ", ".join(sorted(FORMULATIONS)))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import FlexplanError, InstanceError, RecipeError, SolverError
+    from .paths import DEFAULT_INSTANCE, DEFAULT_RECIPE
+
+    parser = argparse.ArgumentParser(prog="flexplan", description="Multi-year distribution grid planning with EV "
+                                     "flexibility (Pyomo + HiGHS).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("solve", help="solve an instance and write the results")
+    p.add_argument("instance", help="instance folder (or the name of a shipped instance)")
+    p.add_argument("--model", default=DEFAULT_RECIPE, help="recipe: a TOML file or a shipped name "
+                   f"(default {DEFAULT_RECIPE})")
+    p.add_argument("--out", help="output folder (default out/INSTANCE-MODEL)")
+    p.add_argument("--time-limit", type=float, default=None, help="HiGHS time limit in seconds")
+    p.add_argument("--mip-gap", type=float, default=0.01, help="relative MIP gap (default 0.01)")
+    p.add_argument("--threads", type=int, default=0, help="HiGHS threads (default: HiGHS decides)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the HiGHS log")
+    sub.add_parser("list", help="list shipped instances, recipes, blocks and formulations")
+    d = sub.add_parser("demo", help=f"solve the default instance ({DEFAULT_INSTANCE}, {DEFAULT_RECIPE}) and write "
+                       "the report")
+    d.add_argument("--out", default=None, help=f"output folder (default out/{DEFAULT_INSTANCE}-{DEFAULT_RECIPE})")
+    d.add_argument("--time-limit", type=float, default=600.0, help="HiGHS time limit in seconds (default 600)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            return cmd_list(args)
+        if args.command == "demo":
+            return _run(DEFAULT_INSTANCE, DEFAULT_RECIPE, args.out, args.time_limit, 0.01, 0, False)
+        if args.mip_gap < 0 or (args.time_limit is not None and args.time_limit <= 0):
+            _log("error: --mip-gap must be >= 0 and --time-limit > 0")
+            return EXIT_INPUT
+        return _run(args.instance, args.model, args.out, args.time_limit, args.mip_gap, args.threads, args.verbose,
+                    plots=not args.no_plots)
+    except (InstanceError, RecipeError) as e:
+        _log(f"error: {e}")
+        return EXIT_INPUT
+    except SolverError as e:
+        _log(f"solver error: {e}")
+        return EXIT_NO_SOLUTION
+    except FlexplanError as e:
+        _log(f"error: {e}")
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        _log("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
