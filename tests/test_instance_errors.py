@@ -398,7 +398,9 @@ def test_profile_weights_do_not_cover_a_year(tmp_path):
 
 
 def test_load_class_without_profile_column(tmp_path):
-    folder = make_instance(tmp_path, files={"loads.csv": LOADS + "B,0.1,0.0,industrial,ld_B2\n"})
+    # 'industrial' on lines 4 and 5: the first line that names it is reported
+    folder = make_instance(tmp_path, files={"loads.csv": LOADS + "B,0.1,0.0,industrial,ld_B2\n"
+                                                         "C,0.1,0.0,industrial,ld_C2\n"})
     p = only(load_error(folder))
     check(p, folder / "loads.csv", 4, "class", "'industrial'", "profiles.csv", "commercial, residential")
 

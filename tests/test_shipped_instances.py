@@ -1,0 +1,48 @@
+"""Shipped instances end to end (the issue's "done means")."""
+import pytest
+
+import flexplan as fp
+from flexplan.paths import shipped_instances
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def ieee33():
+    inst = fp.load_instance(shipped_instances() / "ieee33")
+    return inst, fp.solve(fp.build_model(inst, "reinforce_only"), mip_gap=0.01, time_limit=900)
+
+
+def test_ieee33_builds_within_horizon_and_respects_limits(ieee33):
+    inst, res = ieee33
+    assert res.status == "optimal" and res.mip_gap <= 0.01
+    assert len(res.builds) > 0
+    assert res.builds["year"].between(inst.economics.base_year, inst.economics.end_year).all()
+    assert res.violations == {"max_voltage_deviation_pu": 0.0, "max_overload_pct": 0.0, "unserved_mwh": 0.0}
+    assert res.voltages["v_pu"].min() >= inst.limits.v_min_pu - 1e-6
+    assert res.line_loading["loading_pct"].max() <= inst.limits.max_loading_pct + 1e-4
+    # nothing needs building at base-year load: the first build comes later
+    assert res.builds["year"].min() > inst.economics.base_year
+
+
+def test_ieee33_without_reinforcement_violates(ieee33):
+    """The builds are needed: with demand only, the limits cannot be kept."""
+    inst, _ = ieee33
+    res = fp.solve(fp.build_model(inst, {"name": "demand_only", "blocks": ["demand"]}))
+    assert res.violations["unserved_mwh"] > 0 or res.violations["max_voltage_deviation_pu"] > 0
+
+
+def test_cigre_mv_loads_and_is_radial():
+    inst = fp.load_instance(shipped_instances() / "cigre_mv")
+    net = inst.network
+    assert net.n_buses == 15 and net.n_branches == 14  # 12 closed lines + 2 transformers
+    assert net.loads["p_mw"].sum() == pytest.approx(44.74215, rel=1e-6)
+    assert set(net.branches["kind"]) == {"line", "transformer"}
+
+
+@pytest.mark.slow
+def test_cigre_mv_solves():
+    inst = fp.load_instance(shipped_instances() / "cigre_mv")
+    res = fp.solve(fp.build_model(inst, "reinforce_only"), mip_gap=0.01, time_limit=1800)
+    assert res.has_solution
+    assert res.violations["unserved_mwh"] == 0.0
