@@ -11,6 +11,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_plots(res, folder: Path, instance=None) -> list[Path]:
     out = []
     for fn in (voltage_profile, loading_duration, investment_timeline, cost_breakdown):
@@ -51,11 +58,7 @@ def voltage_profile(res, folder: Path):
     ax.set_title(f"{res.instance}: voltage along the feeder at the worst hour (LinDistFlow, plan in place)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = folder / "voltage_profile.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, folder / "voltage_profile.png")
 
 
 def loading_duration(res, folder: Path, top: int = 6):
@@ -73,11 +76,7 @@ def loading_duration(res, folder: Path, top: int = 6):
     ax.set_title(f"{res.instance}: loading duration, {min(top, len(peak))} most loaded branches")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = folder / "loading_duration.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, folder / "loading_duration.png")
 
 
 def investment_timeline(res, folder: Path):
@@ -103,11 +102,7 @@ def investment_timeline(res, folder: Path):
     ax.set_ylabel("capex (kEUR)")
     ax.set_title(f"{res.instance}: investment timeline")
     ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    path = folder / "investment_timeline.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, folder / "investment_timeline.png")
 
 
 def cost_breakdown(res, folder: Path):
@@ -121,8 +116,4 @@ def cost_breakdown(res, folder: Path):
     ax.set_xlabel("expected present value (kEUR)")
     ax.set_title(f"{res.instance}: cost breakdown")
     ax.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
-    path = folder / "cost_breakdown.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, folder / "cost_breakdown.png")
