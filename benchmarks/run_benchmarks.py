@@ -25,7 +25,8 @@ number of buses, of representative days and of investment stages separately from
 small base case, solved as LP relaxations (``reinforcement.binary = false``).
 
     PYTHONPATH=. python benchmarks/run_benchmarks.py --quick
-    PYTHONPATH=. python benchmarks/run_benchmarks.py            # full run (~20 min on 2 cores)
+    PYTHONPATH=. python benchmarks/run_benchmarks.py            # full run (~15 min on 2 cores)
+    PYTHONPATH=. python benchmarks/run_benchmarks.py --only syn --gc pause-freeze --out benchmarks/results/gc_pause_freeze.json
 
 Results: ``--out`` (JSON, default benchmarks/results/latest.json), a CSV and a log-log
 PNG beside it.  Progress goes to stderr, the final table to stdout.
@@ -55,8 +56,8 @@ LP_RECIPE = {"name": "reinforce_lp", "blocks": ["demand", "reinforcement"],
 BASE = dict(buses=25, days=1, stages=2)
 FULL_SWEEPS = {"buses": [25, 50, 100, 200, 400], "days": [1, 2, 4, 8, 16], "stages": [1, 2, 4, 8]}
 QUICK_SWEEPS = {"buses": [25, 50], "days": [1, 2], "stages": [1, 2]}
-# runs with at least this many estimated variables are repeated once only
-LARGE_VARS = 60_000
+# a case whose first run has at least this many variables is not repeated
+LARGE_VARS = 100_000
 
 
 def log(msg: str) -> None:
@@ -171,6 +172,8 @@ lifetime_years = 40
 
 
 def case_list(quick: bool, time_limit: float, repeat: int, skip_cigre: bool) -> list[dict]:
+    """The cases to run.  ``repeat`` is the most runs per case: a case whose first run
+    has >= LARGE_VARS variables runs once (see main)."""
     cases = []
     mip = dict(recipe="reinforce_only", mip_gap=0.01, time_limit=time_limit, kind="mip")
     if quick:
@@ -179,7 +182,7 @@ def case_list(quick: bool, time_limit: float, repeat: int, skip_cigre: bool) -> 
     else:
         cases.append(dict(name="ieee33", instance=str(REPO / "instances" / "ieee33"), repeat=repeat, **mip))
         if not skip_cigre:
-            cases.append(dict(name="cigre_mv", instance=str(REPO / "instances" / "cigre_mv"), repeat=1, **mip))
+            cases.append(dict(name="cigre_mv", instance=str(REPO / "instances" / "cigre_mv"), repeat=repeat, **mip))
     sweeps = QUICK_SWEEPS if quick else FULL_SWEEPS
     seen = set()
     for dim, values in sweeps.items():
@@ -191,10 +194,8 @@ def case_list(quick: bool, time_limit: float, repeat: int, skip_cigre: bool) -> 
                 next(c for c in cases if c["name"] == name)["sweep"].append(dim)
                 continue
             seen.add(key)
-            est = 60 * key[0] * key[1] * 24 * key[2]  # ~variables (measured ~57 per bus-op)
             cases.append(dict(name=name, synthetic=size, sweep=[dim], recipe=LP_RECIPE, mip_gap=0.01,
-                              time_limit=time_limit, kind="lp",
-                              repeat=1 if (quick or est >= LARGE_VARS) else repeat))
+                              time_limit=time_limit, kind="lp", repeat=1 if quick else repeat))
     return cases
 
 
@@ -215,7 +216,18 @@ def worker(spec_path: str, out_path: str) -> None:
     inst = fp.load_instance(spec["instance"])
     t_load = time.perf_counter() - t
     t = time.perf_counter()
-    pm = fp.build_model(inst, spec["recipe"])
+    gc_mode = spec.get("gc_mode", "on")
+    if gc_mode == "on":
+        pm = fp.build_model(inst, spec["recipe"])
+    else:  # experiment: Python's cyclic GC paused while the model is built (flexplan does not do this)
+        import gc
+
+        from pyomo.common.gc_manager import PauseGC
+
+        with PauseGC():
+            pm = fp.build_model(inst, spec["recipe"])
+            if gc_mode == "pause-freeze":  # the model's objects go to the permanent generation
+                gc.freeze()
     t_build_call = time.perf_counter() - t
     t = time.perf_counter()
     res = fp.solve(pm, time_limit=spec["time_limit"], mip_gap=spec["mip_gap"], threads=spec.get("threads", 0))
@@ -243,9 +255,9 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def run_once(case: dict, instance: str, threads: int, wall_limit: float) -> dict:
+def run_once(case: dict, instance: str, threads: int, wall_limit: float, gc_mode: str = "on") -> dict:
     spec = {"instance": instance, "recipe": case["recipe"], "time_limit": case["time_limit"],
-            "mip_gap": case["mip_gap"], "threads": threads}
+            "mip_gap": case["mip_gap"], "threads": threads, "gc_mode": gc_mode}
     with tempfile.TemporaryDirectory(prefix="flexplan-bench-") as tmp:
         sp, op = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         sp.write_text(json.dumps(spec))
@@ -301,7 +313,7 @@ def table(rows: list[dict], markdown: bool = False) -> str:
                                                             for i, h in enumerate(heads)) + "|"]
         out += ["| " + " | ".join(c) + " |" for c in cells]
         return "\n".join(out)
-    w = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    w = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(heads)]
     line = lambda c: "  ".join(s.ljust(w[i]) if i in (0, len(w) - 1) else s.rjust(w[i]) for i, s in enumerate(c))
     return "\n".join([line(heads), line(["-" * x for x in w])] + [line(c) for c in cells])
 
@@ -406,6 +418,10 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs per small case (large cases run once); default 3")
     ap.add_argument("--time-limit", type=float, default=300.0, help="HiGHS time limit per solve (s); default 300")
     ap.add_argument("--threads", type=int, default=0, help="HiGHS threads (default 0: HiGHS decides)")
+    ap.add_argument("--gc", choices=["on", "pause", "pause-freeze"], default="on",
+                    help="experiment: 'pause' suspends Python's cyclic garbage collector during build_model, "
+                         "'pause-freeze' also moves the built model into the permanent generation (gc.freeze); "
+                         "default 'on' (flexplan as it is)")
     ap.add_argument("--only", default=None, help="run only cases whose name contains this text")
     ap.add_argument("--skip-cigre", action="store_true", help="leave out cigre_mv (the longest case)")
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"),
@@ -434,20 +450,24 @@ def main(argv=None) -> int:
             for k in range(case["repeat"]):
                 log(f"case {i}/{len(cases)} {case['name']} run {k + 1}/{case['repeat']} ...")
                 try:
-                    r = run_once(case, instance, args.threads, wall_limit=3 * case["time_limit"] + 600)
+                    r = run_once(case, instance, args.threads, wall_limit=3 * case["time_limit"] + 600,
+                                 gc_mode=args.gc)
                 except (RuntimeError, subprocess.TimeoutExpired) as e:
                     log(f"  FAILED: {e}")
                     failures.append(dict(case=case["name"], error=str(e)))
                     break
                 runs.append(r)
+                last = k + 1 == case["repeat"] or r["size"]["variables"] >= LARGE_VARS
                 log(f"  {r['size']['variables']:,} vars, {r['size']['constraints']:,} cons: load {r['load_s']:.2f} "
                     f"build {r['build_s']:.2f} handoff {r['handoff_s']:.2f} solve {r['solve_s']:.2f} "
                     f"extract {r['extract_s']:.2f} other {r['other_s']:.2f} s, peak {r['peak_mb']:.0f} MB, "
                     f"{r['status']}" + (f" gap {r['mip_gap']:.4f}" if r["mip_gap"] else ""))
+                if last:  # large cases (>= LARGE_VARS variables) run once
+                    break
             if runs:
                 rows.append(summarise(case, runs))
     fit = fits(rows)
-    result = dict(command=" ".join([Path(sys.executable).name] + sys.argv), quick=args.quick,
+    result = dict(command=" ".join([Path(sys.executable).name] + sys.argv), quick=args.quick, gc_mode=args.gc,
                   created=time.strftime("%Y-%m-%d %H:%M:%S"), total_wall_s=round(time.perf_counter() - t_all, 1),
                   machine=machine(), lp_recipe=LP_RECIPE, base=BASE, sweeps=QUICK_SWEEPS if args.quick else FULL_SWEEPS,
                   fits=fit, cases=rows, failures=failures)
