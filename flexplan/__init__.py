@@ -11,7 +11,7 @@ Public API::
 """
 from __future__ import annotations
 
-from .assemble import PlanningModel, build_model
+from .assemble import PlanningModel, build_model, cyclic_gc_paused, release_memory
 from .errors import FlexplanError, InstanceError, RecipeError, SolverError
 from .instance import Instance, load_instance
 from .recipe import Recipe, resolve_recipe
@@ -26,10 +26,11 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
     """Solve a built model with HiGHS and return its :class:`Results` (whatever the status:
     check ``res.status`` and ``res.has_solution``)."""
     opts = SolveOptions(time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, extra=highs_options)
-    outcome = solve_model(pm.model, opts, progress=progress)
-    return collect(pm, outcome)
+    with cyclic_gc_paused():
+        outcome = solve_model(pm.model, opts, progress=progress)
+        return collect(pm, outcome)
 
 
 __all__ = ["load_instance", "build_model", "solve", "Results", "Instance", "PlanningModel", "Recipe",
            "resolve_recipe", "SolveOptions", "solve_model", "collect", "FlexplanError", "InstanceError",
-           "RecipeError", "SolverError", "__version__"]
+           "RecipeError", "SolverError", "release_memory", "__version__"]

@@ -122,7 +122,7 @@ def solve_model(model, options: SolveOptions | None = None, progress=None) -> So
     timings["handoff"] = time.perf_counter() - t0
     size = dict(variables=lp.num_col_, constraints=lp.num_row_, binaries=n_int, nonzeros=nnz)
     if progress:
-        progress(f"solving with HiGHS {highspy.Highs().version()}: {size['variables']} variables, "
+        progress(f"solving with HiGHS {h.version()}: {size['variables']} variables, "
                  f"{size['constraints']} constraints, {n_int} integer")
     t1 = time.perf_counter()
     h.run()

@@ -63,16 +63,18 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     net = inst.network
     lim, pen = inst.limits, inst.penalties
     br = net.branches
-    frm = br["from_bus"].to_numpy()
-    to = br["to_bus"].to_numpy()
-    r = br["r_pu"].to_numpy()
-    x = br["x_pu"].to_numpy()
-    rating = br["rating_mva"].to_numpy()
+    # plain Python numbers in everything that multiplies a Pyomo expression: numpy scalars
+    # send Pyomo down its slow ufunc path (measured in benchmarks/)
+    frm = br["from_bus"].tolist()
+    to = br["to_bus"].tolist()
+    r = br["r_pu"].astype(float).tolist()
+    x = br["x_pu"].astype(float).tolist()
+    rating = br["rating_mva"].astype(float).tolist()
     T = range(ix.n_ops)
     K = range(net.n_branches)
     sb = float(net.s_base_mva)
     opnode = [ix.node_names[k] for k in ix.op_node]
-    hours = ix.op_hours()
+    hours = ix.op_hours().tolist()
 
     options = hub.branch_options
     Pmin, Pmax, Qmin, Qmax = flow_ranges(net, hub)
@@ -103,7 +105,9 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     pw, qw = hub.p_withdraw, hub.q_withdraw
     shed_keys = [(j, t) for j in range(net.n_buses) if np.any(pw[j] > 0) for t in T if pw[j, t] > 0]
     b.shed = pyo.Var(shed_keys, bounds=lambda _, j, t: (0.0, pw[j, t]))
-    q_ratio = np.divide(qw, pw, out=np.zeros_like(pw), where=pw > 0)
+    q_ratio = np.divide(qw, pw, out=np.zeros_like(pw), where=pw > 0).tolist()
+    pw_l, qw_l = pw.tolist(), qw.tolist()
+    Pabs_l, Qabs_l = Pabs.tolist(), Qabs.tolist()
 
     # parallel branches
     PC = range(len(parallels))
@@ -123,14 +127,14 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
 
     def balance(kind):
         flow, pflow = (b.P, b.Pp) if kind == "p" else (b.Q, b.Qp)
-        fixed = pw if kind == "p" else qw
+        fixed = pw_l if kind == "p" else qw_l
         terms = hub.p_terms if kind == "p" else hub.q_terms
 
         def rule(_, j, t):
             k = parent[j]
-            e = flow[k, t] + sum(pflow[c, t] for c in par_on[k]) - fixed[j, t]
+            e = flow[k, t] + sum(pflow[c, t] for c in par_on[k]) - fixed[j][t]
             if (j, t) in shed_set:
-                e += b.shed[j, t] if kind == "p" else q_ratio[j, t] * b.shed[j, t]
+                e += b.shed[j, t] if kind == "p" else q_ratio[j][t] * b.shed[j, t]
             for term in terms.get((j, t), ()):
                 e += term
             out = sum(flow[m, t] for m in children[j]) + sum(pflow[c, t] for m in children[j] for c in par_on[m])
@@ -156,7 +160,7 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         rx += [(o.r_pu, o.x_pu, o.state) for o in opts]
         for ra, xa, st in rx:
             M = np.max([2.0 * (abs(rb - ra) * Pabs[k] + abs(xb - xa) * Qabs[k]) / sb for rb, xb, _ in rx], axis=0)
-            alt.append((k, ra, xa, st, M))
+            alt.append((k, ra, xa, st, M.tolist()))
     A = range(len(alt))
 
     def resid(a, t):
@@ -178,14 +182,14 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         k = o.branch
         rmax = max([r[k]] + [q.r_pu for q in replaces.get(k, [])])
         xmax = max([x[k]] + [q.x_pu for q in replaces.get(k, [])])
-        Mp.append(2.0 * (rmax * Pabs[k] + xmax * Qabs[k]) / sb)
+        Mp.append((2.0 * (rmax * Pabs[k] + xmax * Qabs[k]) / sb).tolist())
     b.vdrop_par_up = pyo.Constraint(PC, T, rule=lambda _, c, t: resid_p(c, t) <= Mp[c][t] * (1 - parallels[c].state[opnode[t]]))
     b.vdrop_par_dn = pyo.Constraint(PC, T, rule=lambda _, c, t: -resid_p(c, t) <= Mp[c][t] * (1 - parallels[c].state[opnode[t]]))
-    for name, var, bound in (("par_p_on", b.Pp, Pabs), ("par_q_on", b.Qp, Qabs)):
+    for name, var, bound in (("par_p_on", b.Pp, Pabs_l), ("par_q_on", b.Qp, Qabs_l)):
         setattr(b, name + "_up", pyo.Constraint(PC, T, rule=lambda _, c, t, var=var, bound=bound:
-                                               var[c, t] <= bound[pbr[c], t] * parallels[c].state[opnode[t]]))
+                                               var[c, t] <= bound[pbr[c]][t] * parallels[c].state[opnode[t]]))
         setattr(b, name + "_dn", pyo.Constraint(PC, T, rule=lambda _, c, t, var=var, bound=bound:
-                                               -var[c, t] <= bound[pbr[c], t] * parallels[c].state[opnode[t]]))
+                                               -var[c, t] <= bound[pbr[c]][t] * parallels[c].state[opnode[t]]))
 
     # -- voltage band ---------------------------------------------------------------------
     b.v_min = pyo.Constraint(buses, T, rule=lambda _, j, t: b.v[j, t] + b.s_vlo[j, t] >= vmin2)
