@@ -46,3 +46,25 @@ def test_cigre_mv_solves():
     res = fp.solve(fp.build_model(inst, "reinforce_only"), mip_gap=0.01, time_limit=1800)
     assert res.has_solution
     assert res.violations["unserved_mwh"] == 0.0
+
+
+def test_time_limit_reports_status_and_incumbent(tmp_path):
+    """A time limit far below what branch and bound needs: the status says so, the
+    incumbent (if HiGHS found one) comes back with its gap, and the CLI exit code and the
+    written summary agree."""
+    import json
+
+    from flexplan.cli import EXIT_LIMIT, EXIT_NO_SOLUTION, main
+
+    inst = fp.load_instance(shipped_instances() / "ieee33")
+    res = fp.solve(fp.build_model(inst, "reinforce_only"), time_limit=0.5, mip_gap=0.0)
+    assert res.status == "time_limit" and res.highs_status == "Time limit reached"
+    if res.has_solution:
+        assert res.objective_eur is not None and res.mip_gap is not None and res.mip_gap > 0
+    else:
+        assert res.objective_eur is None and res.builds.empty
+    code = main(["solve", "ieee33", "--time-limit", "0.5", "--mip-gap", "0", "--out", str(tmp_path / "o"),
+                 "--no-plots"])
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["status"] == "time_limit"
+    assert code == (EXIT_LIMIT if summary["objective_eur"] is not None else EXIT_NO_SOLUTION)
