@@ -3,28 +3,25 @@
 ``flexplan._instances`` / ``flexplan._models`` (wheel install)."""
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
-_REPO = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
+_REPO = _PACKAGE.parent
 
 
-def _find(folder: str, package: str) -> Path:
+def _find(folder: str, packaged: str) -> Path:
     local = _REPO / folder
-    if local.is_dir():
+    if local.is_dir() and (_REPO / "pyproject.toml").is_file():
         return local
-    try:
-        return Path(str(resources.files(package)))
-    except ModuleNotFoundError:
-        return local
+    return _PACKAGE / packaged
 
 
 def shipped_instances() -> Path:
-    return _find("instances", "flexplan._instances")
+    return _find("instances", "_instances")
 
 
 def shipped_models() -> Path:
-    return _find("models", "flexplan._models")
+    return _find("models", "_models")
 
 
 def resolve_instance_path(name_or_path: str | Path) -> Path:
