@@ -7,7 +7,6 @@ found in one file are collected and reported together.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 
 class FlexplanError(Exception):
@@ -57,13 +56,3 @@ class RecipeError(FlexplanError):
 class SolverError(FlexplanError):
     """The solver could not be run or returned no usable answer."""
 
-
-def rel(path: Path | str, root: Path | None = None) -> str:
-    """Path as shown in messages: relative to ``root`` when below it."""
-    p = Path(path)
-    if root is not None:
-        try:
-            return str(p.relative_to(root.parent))
-        except ValueError:
-            pass
-    return str(p)

@@ -63,13 +63,6 @@ class ModelIndex:
         """Hours per year each op stands for: day weight x step length (h)."""
         return self.day_weight[self.op_day] * self.dt_h
 
-    def op_pv_weight(self) -> np.ndarray:
-        """Present-value, probability-weighted hours of each op: multiply an hourly
-        cost rate (EUR/h) by this to get its share of the objective (EUR)."""
-        w = np.array([self.nodes[self.node_names[n]].prob * self.year_weight[(self.node_names[n], int(y))]
-                      for n, y in zip(self.op_node, self.op_year)])
-        return w * self.op_hours()
-
     def op_expected_hours(self) -> np.ndarray:
         """Probability-weighted hours over the whole horizon each op stands for
         (undiscounted): multiply MW by this to get expected MWh over the horizon."""

@@ -107,7 +107,7 @@ def collect(pm, outcome: SolveOutcome) -> Results:
     inst, ix = pm.instance, pm.index
     extracted = {}
     if outcome.has_solution:
-        for name, (spec, blk) in pm.blocks.items():
+        for spec, blk in pm.blocks.values():
             if spec.extract is not None:
                 extracted.update(spec.extract(blk, inst, ix))
     rows = []

@@ -12,7 +12,6 @@ comes back with ``has_solution = False`` and the solver's own status text.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -148,6 +147,3 @@ def solve_model(model, options: SolveOptions | None = None, progress=None) -> So
     return SolveOutcome(status=status, highs_status=text, has_solution=has_solution, objective=objective,
                         mip_gap=gap, dual_bound=bound, size=size, timings=timings)
 
-
-def stderr_progress(msg: str) -> None:
-    print(f"[flexplan] {msg}", file=sys.stderr, flush=True)

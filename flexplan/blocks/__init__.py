@@ -9,7 +9,7 @@ provide ``network``.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import RecipeError
@@ -70,5 +70,3 @@ def _load_all() -> None:
     from . import demand, reinforcement  # noqa: F401
     from .network import copperplate, lindistflow  # noqa: F401
 
-
-_ = field  # re-exported for block modules

@@ -82,7 +82,7 @@ class CohortEnvelopes:
 def validate_sessions(df: pd.DataFrame, shown: str, hours: int, dt_h: float, eta_charge: float = 0.95,
                       soc_max: float = 1.0, clip: bool = False) -> tuple[pd.DataFrame, int]:
     """Check sessions; return them (with ``start`` and ``length`` slots) and how many were
-    clipped.  Errors name the CSV line (header = line 1) and field; with ``clip`` an
+    clipped.  ``eta_charge`` 0.95 and ``soc_max`` 1.0 as in :func:`build_envelopes`.  Errors name the CSV line (header = line 1) and field; with ``clip`` an
     unreachable requirement is lowered to what the charger can deliver instead."""
     missing = [c for c in SESSION_COLUMNS if c not in df.columns]
     if missing:
@@ -142,6 +142,11 @@ def build_envelopes(sessions: pd.DataFrame, n_ev_days: float, hours: int, dt_h: 
                     eta_discharge: float = 0.95, soc_min: float = 0.2, soc_max: float = 1.0, v2g: bool = False,
                     split_by_charger: bool = True, max_cohorts: int | None = None) -> CohortEnvelopes:
     """Cohort envelopes per EV from validated sessions (with ``start``/``length``).
+
+    Defaults (FORMULATION.md §4, calibrated on the UK Electric Nation trial, Gonzalez
+    Venegas et al., eTransportation 2021): ``eta_charge`` / ``eta_discharge`` 0.95
+    (dimensionless), ``soc_min`` 0.2 (fraction of B, the V2G floor), ``soc_max`` 1.0
+    (fraction of B, "full").
 
     ``n_ev_days``: EVs x days the sessions were drawn from (divides every total, so the
     result is per EV and day); ``split_by_charger``: cohorts also by charger power (exact

@@ -52,9 +52,9 @@ def add_copperplate(b, inst, ix, hub, cfg: CopperplateConfig) -> None:
     br = net.branches
     at_slack = {s: [k for k in range(net.n_branches) if br.at[k, "from_bus"] == s] for s in slacks}
     opnode = [ix.node_names[k] for k in ix.op_node]
-    hours = ix.op_hours()
+    hours = ix.op_hours().tolist()  # plain floats: numpy scalars slow Pyomo down
     pw, qw = hub.p_withdraw, hub.q_withdraw
-    q_ratio = np.divide(qw, pw, out=np.zeros_like(pw), where=pw > 0)
+    q_ratio = np.divide(qw, pw, out=np.zeros_like(pw), where=pw > 0).tolist()
 
     b.P_imp = pyo.Var(slacks, T)
     b.Q_imp = pyo.Var(slacks, T)
@@ -72,7 +72,7 @@ def add_copperplate(b, inst, ix, hub, cfg: CopperplateConfig) -> None:
         def rule(_, s, t):
             e = imp[s, t] - float(fixed[members[s], t].sum())
             for j in shed_at[(s, t)]:
-                e += b.shed[j, t] if kind == "p" else q_ratio[j, t] * b.shed[j, t]
+                e += b.shed[j, t] if kind == "p" else q_ratio[j][t] * b.shed[j, t]
             for j in members[s]:
                 for term in terms.get((j, t), ()):
                     e += term

@@ -261,7 +261,6 @@ def extract_lindistflow(b, inst, ix) -> dict:
     rows = []
     P = np.array([var.value for var in b.P.values()]).reshape(net.n_branches, T)
     Q = np.array([var.value for var in b.Q.values()]).reshape(net.n_branches, T)
-    opnode = meta["opnode"]
     rating_cache = {}
 
     def rating(k, n):
