@@ -38,14 +38,20 @@ class Problem:
 
 
 class InstanceError(FlexplanError):
-    """Invalid instance data: one or more :class:`Problem` records."""
+    """Invalid instance data: one or more :class:`Problem` records (the message shows the
+    first ``SHOWN``; ``problems`` has them all)."""
+
+    SHOWN = 25
 
     def __init__(self, problems: list[Problem] | Problem):
         if isinstance(problems, Problem):
             problems = [problems]
         self.problems = list(problems)
-        lines = [str(p) for p in self.problems]
-        head = "invalid instance" if len(lines) == 1 else f"invalid instance ({len(lines)} problems)"
+        lines = [str(p) for p in self.problems[:self.SHOWN]]
+        if len(self.problems) > self.SHOWN:
+            lines.append(f"... and {len(self.problems) - self.SHOWN} more (all of them in .problems)")
+        n = len(self.problems)
+        head = "invalid instance" if n == 1 else f"invalid instance ({n} problems)"
         super().__init__(head + ":\n  " + "\n  ".join(lines))
 
 

@@ -40,23 +40,29 @@ def test_baseline_equals_step_by_step_simulation():
     env = build_envelopes(s, n_ev_days=300, hours=24, dt_h=1.0)
     ref = simulate_uncontrolled(s) / 300 / 1000  # kW total -> MW per EV
     assert np.allclose(env.baseline_profile_mw(), ref, atol=1e-12)
-    assert env.sessions.sum() == 300
+    assert env.n_sessions == 300 and sum(c.sessions for c in env.cohorts) == 300
 
 
 def test_envelope_bounds_are_consistent():
-    s, _ = validate_sessions(random_sessions(300, seed=2), "s.csv", 24, 1.0)
+    s, _ = validate_sessions(random_sessions(300, seed=2).assign(v2g=lambda d: d.index % 2 == 0), "s.csv", 24, 1.0)
     for v2g in (False, True):
-        env = build_envelopes(s, n_ev_days=300, hours=24, dt_h=1.0, v2g=v2g)
-        for k in range(env.n_cohorts):
-            lo, hi = env.e_min_mwh[k], env.e_max_mwh[k]
-            assert np.all(lo <= hi + 1e-12)
-            assert hi[0] == pytest.approx(env.e_arr_mwh[k])
-            assert lo[-1] >= env.e_req_mwh[k] - 1e-12
-            # the envelope never asks for more than the chargers can do in one step
-            assert np.all(np.diff(hi) <= env.eta_charge * env.p_max_mw[k] + 1e-12)
-            assert np.all(np.diff(lo) <= env.eta_charge * env.p_max_mw[k] + 1e-12)
-            if not v2g:
-                assert lo[0] == pytest.approx(env.e_arr_mwh[k])
+        for kw in ({}, {"max_cohorts": 6}, {"per_session": True}):
+            env = build_envelopes(s, n_ev_days=300, hours=24, dt_h=1.0, v2g=v2g, **kw)
+            for c in env.cohorts:
+                assert np.all(c.e_min_mwh <= c.e_max_mwh + 1e-12)
+                assert np.all(c.dep_min_mwh <= c.dep_max_mwh + 1e-12)
+                assert c.e_min_mwh[0] == pytest.approx(c.arrivals_mwh[0])
+                assert c.e_max_mwh[0] == pytest.approx(c.arrivals_mwh[0])
+                # uncontrolled charging delivers exactly the energy of leaving at E^max
+                delivered = env.eta_charge * c.baseline_mw.sum() * env.dt_h
+                assert delivered == pytest.approx(c.dep_max_mwh.sum() - c.arrivals_mwh.sum(), abs=1e-12)
+                assert np.all(c.baseline_mw <= c.p_max_mw + 1e-15)
+                if not v2g:
+                    assert not c.p_dis_max_mw.any()
+            # every session's requirement is in the departure bounds
+            req = (s["energy_required_kwh"].sum()) * 1e-3 / 300
+            assert sum(c.dep_min_mwh.sum() for c in env.cohorts) == pytest.approx(req)
+            assert sum(c.sessions for c in env.cohorts) == 300
 
 
 def test_per_ev_scaling_and_cohort_merge():
@@ -66,8 +72,13 @@ def test_per_ev_scaling_and_cohort_merge():
     assert np.allclose(one.baseline_profile_mw(), two.baseline_profile_mw())
     assert one.n_cohorts == two.n_cohorts
     few = build_envelopes(s, n_ev_days=200, hours=24, dt_h=1.0, split_by_charger=False, max_cohorts=5)
-    assert few.n_cohorts == 5 and few.sessions.sum() == 200
-    assert few.e_arr_mwh.sum() == pytest.approx(one.e_arr_mwh.sum())
+    assert few.n_cohorts == 5 and sum(c.sessions for c in few.cohorts) == 200
+    # merging changes neither the uncontrolled load nor the energy
+    assert np.allclose(few.baseline_profile_mw(), one.baseline_profile_mw())
+    assert few.energy_required_mwh == pytest.approx(one.energy_required_mwh)
+    exact = build_envelopes(s, n_ev_days=200, hours=24, dt_h=1.0, per_session=True)
+    assert exact.n_cohorts == 200
+    assert few.n_variables_per_day < one.n_variables_per_day < exact.n_variables_per_day
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -3,24 +3,36 @@
 A session i: arrival a_i and departure d_i (hours after midnight; d_i <= a_i means the next
 morning), energy in the battery at arrival e_i^arr and required at departure e_i^req (kWh),
 battery B_i (kWh), charger p̄_i (kW).  On a grid of H steps of Δt hours it is plugged in for
-the steps that lie wholly inside [a_i, d_i): from A_i = ceil(a_i / Δt) for
-L_i = floor(d_i / Δt) − A_i steps (wrapping past midnight onto the same periodic day).
+the steps that lie wholly inside [a_i, d_i): from s_i = ceil(a_i / Δt) for
+L_i = floor(d_i / Δt) − s_i steps (wrapping past midnight onto the same periodic day: the
+day is a steady state, so a session's morning steps fall on the same clock hours as the
+previous day's sessions).  Its envelope after τ = 0..L_i plugged steps is
 
-Sessions with the same (A, L) form a cohort; its envelope after τ = 0..L plugged steps is
-the sum of its sessions' envelopes
+    E_i^max(τ) = min(e_i^arr + η_c p̄_i τ Δt, max(SOC_max B_i, e_i^arr))     (charge at once)
+    E_i^min(τ) = max(e_i^lo, e_i^req − η_c p̄_i (L_i − τ) Δt)                 (charge at the last moment)
 
-    E^max(τ) = Σ_i min(e_i^arr + η_c p̄_i τ Δt, SOC_max B_i)               (charge at once)
-    E^min(τ) = Σ_i max(e_i^lo, e_i^req − η_c p̄_i (L − τ) Δt)               (charge at the last moment)
+with e_i^lo = e_i^arr, or min(SOC_min B_i, e_i^arr) for a V2G session in V2G mode.  The
+baseline (uncontrolled) charging is full power from arrival until full: the steps of E^max.
 
-with e_i^lo = e_i^arr without V2G and SOC_min B_i with V2G, and the baseline (uncontrolled)
-charging: every session at full power from arrival until its battery is full
-(``SOC_max B_i``).  Within a cohort the sum of individual envelopes is exact for the
-aggregate energy when all sessions share one charger size, and an outer approximation
-otherwise; more cohorts (splitting by charger) shrink the gap.
+**Cohorts.**  Sessions are grouped into cohorts; a cohort c lives on a window of W_c steps
+starting at clock step A_c, and each member i on its own sub-window [r_i, r_i + L_i) of it.
+The cohort's state e_c(τ) is the energy of the members plugged in during step τ:
 
-Everything is per EV of the fleet: cohort totals are divided by the number of EV-days in
-the sample, so that a node with N EVs scales every quantity by N and the model's size
-depends on cohorts x time only, never on the number of EVs.
+    e_c(τ+1) = e_c(τ) + η_c p_ch(τ) Δt − p_dis(τ) Δt / η_d + Arr_c(τ+1) − Dep_c(τ+1),
+    Σ_{i plugged at τ} E_i^min(τ − r_i) <= e_c(τ) <= Σ_{i plugged at τ} E_i^max(τ − r_i),
+    0 <= p_ch(τ) <= Σ_{i plugged at τ} p̄_i,   0 <= p_dis(τ) <= Σ_{V2G i plugged at τ} p̄_i,
+    Σ_{i leaving at τ} E_i^min(L_i) <= Dep_c(τ) <= Σ_{i leaving at τ} E_i^max(L_i),
+
+with Arr_c(τ) the (fixed) energy of the members arriving at τ, e_c(0) = Arr_c(0) and
+e_c(W_c) = 0.  Summing any individually feasible schedules gives a feasible cohort schedule,
+so a cohort is an outer approximation of its members; with one session per cohort it is
+exact.  By default the cohorts are the distinct (arrival step, plugged steps, charger)
+windows; ``max_cohorts`` merges windows into fewer, looser cohorts; ``per_session`` gives
+the exact (brute-force) model.
+
+Everything is per EV of the fleet: totals are divided by the number of EV-days in the
+sample, so that a node with N EVs scales every quantity by N and the model's size depends
+on cohorts x time only, never on the number of EVs.
 """
 from __future__ import annotations
 
@@ -34,114 +46,187 @@ from ..errors import InstanceError, Problem
 
 SESSION_COLUMNS = ["ev", "arrival_h", "departure_h", "energy_arrival_kwh", "energy_required_kwh", "battery_kwh",
                    "charger_kw"]
+OPTIONAL_COLUMNS = ["v2g"]  # 1 (or true) where the EV and its charger can discharge; default 0
 
 
 @dataclass(frozen=True)
-class CohortEnvelopes:
-    """Per-EV cohort data (MW, MWh) on a day of ``hours`` steps of ``dt_h`` hours.
+class Cohort:
+    """One cohort's data per EV of the fleet (MW, MWh) on a window of ``width`` steps.
 
-    Per cohort k: ``start[k]`` (first plugged step), ``length[k]`` (plugged steps),
-    ``p_max_mw[k]`` (sum of chargers), ``p_dis_max_mw[k]`` (V2G chargers, 0 without),
-    ``e_arr_mwh[k]``, ``e_req_mwh[k]``, ``e_max_mwh[k]`` / ``e_min_mwh[k]`` (arrays of
-    length L+1: energy after τ plugged steps), ``baseline_mw[k]`` (length L: uncontrolled
-    charging power in each plugged step), ``sessions[k]`` (how many sample sessions).
-    """
+    Arrays of length W (one per step τ, or per state e(τ) for τ = 0..W-1): ``p_max_mw``,
+    ``p_dis_max_mw``, ``e_min_mwh``, ``e_max_mwh``, ``baseline_mw``; arrays of length W+1
+    (per boundary τ = 0..W): ``arrivals_mwh`` (fixed energy plugging in), ``dep_min_mwh``,
+    ``dep_max_mwh`` (bounds on the energy leaving)."""
+
+    start: int
+    width: int
+    p_max_mw: np.ndarray
+    p_dis_max_mw: np.ndarray
+    e_min_mwh: np.ndarray
+    e_max_mwh: np.ndarray
+    arrivals_mwh: np.ndarray
+    dep_min_mwh: np.ndarray
+    dep_max_mwh: np.ndarray
+    baseline_mw: np.ndarray
+    sessions: int
+
+    def clock_steps(self, hours: int) -> np.ndarray:
+        """The day step (0..H-1) of each window step."""
+        return (self.start + np.arange(self.width)) % hours
+
+
+@dataclass(frozen=True)
+class FleetEnvelopes:
+    """All cohorts of a fleet, per EV, on a day of ``hours`` steps of ``dt_h`` hours."""
 
     hours: int
     dt_h: float
     eta_charge: float
     eta_discharge: float
-    start: np.ndarray
-    length: np.ndarray
-    p_max_mw: np.ndarray
-    p_dis_max_mw: np.ndarray
-    e_arr_mwh: np.ndarray
-    e_req_mwh: np.ndarray
-    e_max_mwh: list
-    e_min_mwh: list
-    baseline_mw: list
-    sessions: np.ndarray
+    cohorts: tuple[Cohort, ...]
     ev_days: float
+    n_sessions: int
 
     @property
     def n_cohorts(self) -> int:
-        return len(self.start)
-
-    def steps(self, k: int) -> np.ndarray:
-        """The day steps (0..H-1) cohort k is plugged in, in order."""
-        return (self.start[k] + np.arange(self.length[k])) % self.hours
+        return len(self.cohorts)
 
     def baseline_profile_mw(self) -> np.ndarray:
         """Uncontrolled charging per EV over the day (MW per step)."""
+        return self.per_clock_step(lambda c: c.baseline_mw)
+
+    def p_max_profile_mw(self) -> np.ndarray:
+        """Plugged-in charger power per EV over the day (MW per step)."""
+        return self.per_clock_step(lambda c: c.p_max_mw)
+
+    def per_clock_step(self, values) -> np.ndarray:
         out = np.zeros(self.hours)
-        for k in range(self.n_cohorts):
-            np.add.at(out, self.steps(k), self.baseline_mw[k])
+        for c in self.cohorts:
+            np.add.at(out, c.clock_steps(self.hours), values(c))
         return out
+
+    @property
+    def energy_required_mwh(self) -> float:
+        """Energy the EVs leave with at least, minus what they arrive with, per EV and day
+        (MWh): what the chargers must put into the batteries."""
+        return float(sum(c.dep_min_mwh.sum() - c.arrivals_mwh.sum() for c in self.cohorts))
+
+    @property
+    def n_variables_per_day(self) -> int:
+        return int(sum(c.width for c in self.cohorts))
 
 
 def validate_sessions(df: pd.DataFrame, shown: str, hours: int, dt_h: float, eta_charge: float = 0.95,
                       soc_max: float = 1.0, clip: bool = False) -> tuple[pd.DataFrame, int]:
-    """Check sessions; return them (with ``start`` and ``length`` slots) and how many were
-    clipped.  ``eta_charge`` 0.95 and ``soc_max`` 1.0 as in :func:`build_envelopes`.  Errors name the CSV line (header = line 1) and field; with ``clip`` an
-    unreachable requirement is lowered to what the charger can deliver instead."""
+    """Check sessions; return them (with ``start``, ``length`` and ``v2g``) and how many were
+    clipped.  ``eta_charge`` 0.95 and ``soc_max`` 1.0 as in :func:`build_envelopes`.  Errors
+    name the CSV line (header = line 1) and field; with ``clip`` an unreachable requirement
+    is lowered to what the charger can deliver instead."""
     missing = [c for c in SESSION_COLUMNS if c not in df.columns]
     if missing:
         raise InstanceError(Problem(shown, f"missing column(s) {', '.join(missing)}", row=1, field=missing[0]))
+    if len(df) == 0:
+        raise InstanceError(Problem(shown, "no sessions", row=1))
     problems, clipped = [], 0
     df = df.copy().reset_index(drop=True)
-    starts, lengths = [], []
-    for i, s in df.iterrows():
+    if "v2g" not in df.columns:
+        df["v2g"] = False
+    starts, lengths, v2g = [], [], []
+    for i, s in enumerate(df.itertuples(index=False)):
         line = i + 2
+        bad = False
         for col in SESSION_COLUMNS[1:]:
-            v = s[col]
-            if not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
+            v = getattr(s, col)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
                 problems.append(Problem(shown, f"{v!r} is not a finite number", row=line, field=col))
-        if problems and problems[-1].row == line:
+                bad = True
+        flag = s.v2g
+        if isinstance(flag, str):
+            flag = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}.get(
+                flag.strip().lower(), flag)
+        elif isinstance(flag, (float, np.floating)) and math.isnan(flag):
+            flag = False
+        if flag not in (True, False, 0, 1):
+            problems.append(Problem(shown, f"{s.v2g!r} is not 0/1 or true/false", row=line, field="v2g"))
+            bad = True
+        v2g.append(bool(flag) if flag in (True, False, 0, 1) else False)
+        if bad:
             starts.append(0)
             lengths.append(0)
             continue
         for col in ("arrival_h", "departure_h"):
-            if not 0 <= s[col] <= 24:
-                problems.append(Problem(shown, f"{s[col]} is not an hour of the day (0..24)", row=line, field=col))
+            if not 0 <= getattr(s, col) <= 24:
+                problems.append(Problem(shown, f"{getattr(s, col)} is not an hour of the day (0..24)", row=line,
+                                        field=col))
         for col in ("battery_kwh", "charger_kw"):
-            if s[col] <= 0:
-                problems.append(Problem(shown, f"{s[col]} must be > 0", row=line, field=col))
-        if s["energy_arrival_kwh"] < 0:
+            if getattr(s, col) <= 0:
+                problems.append(Problem(shown, f"{getattr(s, col)} must be > 0", row=line, field=col))
+        if s.energy_arrival_kwh < 0:
             problems.append(Problem(shown, "must be >= 0", row=line, field="energy_arrival_kwh"))
-        if s["energy_required_kwh"] > soc_max * s["battery_kwh"] + 1e-9:
-            problems.append(Problem(shown, f"{s['energy_required_kwh']} kWh exceeds the usable capacity "
-                                    f"{soc_max * s['battery_kwh']:g} kWh", row=line, field="energy_required_kwh"))
-        if s["energy_arrival_kwh"] > s["battery_kwh"] + 1e-9:
+        if s.energy_required_kwh > soc_max * s.battery_kwh + 1e-9:
+            problems.append(Problem(shown, f"{s.energy_required_kwh} kWh exceeds the usable capacity "
+                                    f"{soc_max * s.battery_kwh:g} kWh", row=line, field="energy_required_kwh"))
+        if s.energy_arrival_kwh > s.battery_kwh + 1e-9:
             problems.append(Problem(shown, "exceeds battery_kwh", row=line, field="energy_arrival_kwh"))
-        a = s["arrival_h"]
-        d = s["departure_h"] if s["departure_h"] > a else s["departure_h"] + 24.0
+        a = s.arrival_h
+        d = s.departure_h if s.departure_h > a else s.departure_h + 24.0
         start = math.ceil(a / dt_h - 1e-9)
         length = math.floor(d / dt_h + 1e-9) - start
         if length < 1:
             problems.append(Problem(shown, f"plugged in for less than one {dt_h:g} h step ({a:g} h to "
-                                    f"{s['departure_h']:g} h)", row=line, field="departure_h"))
+                                    f"{s.departure_h:g} h)", row=line, field="departure_h"))
         elif length > hours:
             length = hours
-        reach = s["energy_arrival_kwh"] + eta_charge * s["charger_kw"] * max(length, 0) * dt_h
-        if length >= 1 and s["energy_required_kwh"] > reach + 1e-9:
+        reach = s.energy_arrival_kwh + eta_charge * s.charger_kw * max(length, 0) * dt_h
+        if length >= 1 and s.energy_required_kwh > reach + 1e-9:
             if clip:
                 df.at[i, "energy_required_kwh"] = reach
                 clipped += 1
             else:
-                problems.append(Problem(shown, f"{s['energy_required_kwh']} kWh cannot be reached: the charger "
+                problems.append(Problem(shown, f"{s.energy_required_kwh} kWh cannot be reached: the charger "
                                         f"delivers at most {reach:.3f} kWh in the {length} plugged step(s)",
                                         row=line, field="energy_required_kwh"))
         starts.append(start % hours)
         lengths.append(length)
     if problems:
         raise InstanceError(problems)
-    return df.assign(start=starts, length=lengths), clipped
+    return df.assign(start=starts, length=lengths, v2g=v2g), clipped
+
+
+def _cohort_keys(sessions: pd.DataFrame, hours: int, split_by_charger: bool, per_session: bool,
+                 max_cohorts: int | None) -> np.ndarray:
+    """A cohort label per session."""
+    if per_session:
+        return np.arange(len(sessions))
+    cols = ["start", "length"] + (["charger_kw"] if split_by_charger else [])
+    keys = list(zip(*[sessions[c].to_numpy() for c in cols]))
+    distinct = pd.Series(keys).value_counts(sort=True)  # most frequent window first
+    label = {k: j for j, k in enumerate(distinct.index)}
+    if max_cohorts is None or len(distinct) <= max_cohorts:
+        return np.array([label[k] for k in keys])
+    # keep the max_cohorts most frequent windows as centres; every other window joins the
+    # centre nearest in (circular) arrival and departure
+    centres = np.array([[k[0], k[0] + k[1]] for k in distinct.index[:max_cohorts]], dtype=float)
+
+    def circ(a, b):
+        d = np.abs(a - b) % hours
+        return np.minimum(d, hours - d)
+
+    out = {}
+    for k, j in label.items():
+        if j < max_cohorts:
+            out[k] = j
+        else:
+            dist = circ(centres[:, 0], k[0]) + circ(centres[:, 1], k[0] + k[1])
+            out[k] = int(np.argmin(dist))
+    return np.array([out[k] for k in keys])
 
 
 def build_envelopes(sessions: pd.DataFrame, n_ev_days: float, hours: int, dt_h: float, eta_charge: float = 0.95,
                     eta_discharge: float = 0.95, soc_min: float = 0.2, soc_max: float = 1.0, v2g: bool = False,
-                    split_by_charger: bool = True, max_cohorts: int | None = None) -> CohortEnvelopes:
-    """Cohort envelopes per EV from validated sessions (with ``start``/``length``).
+                    split_by_charger: bool = True, max_cohorts: int | None = None,
+                    per_session: bool = False) -> FleetEnvelopes:
+    """Cohort envelopes per EV from validated sessions (with ``start``/``length``/``v2g``).
 
     Defaults (FORMULATION.md §4, calibrated on the UK Electric Nation trial, Gonzalez
     Venegas et al., eTransportation 2021): ``eta_charge`` / ``eta_discharge`` 0.95
@@ -149,59 +234,60 @@ def build_envelopes(sessions: pd.DataFrame, n_ev_days: float, hours: int, dt_h: 
     (fraction of B, "full").
 
     ``n_ev_days``: EVs x days the sessions were drawn from (divides every total, so the
-    result is per EV and day); ``split_by_charger``: cohorts also by charger power (exact
-    aggregate when a cohort shares one charger); ``max_cohorts``: merge the smallest
-    windows into their nearest (by start, then length) until at most this many remain
-    (a coarser, outer-approximating aggregate)."""
-    key_cols = ["start", "length"] + (["charger_kw"] if split_by_charger else [])
-    groups = sessions.assign(_key=list(zip(*[sessions[c] for c in key_cols]))).groupby("_key", sort=True)
-    keys = list(groups.groups)
-    if max_cohorts is not None and len(keys) > max_cohorts:
-        counts = groups.size().sort_values(ascending=False)
-        keep = list(counts.index[:max_cohorts])
-        kept = np.array([[k[0], k[1]] for k in keep], dtype=float)
-
-        def nearest(k):
-            dist = np.abs(kept[:, 0] - k[0]) * 1000 + np.abs(kept[:, 1] - k[1])
-            return keep[int(np.argmin(dist))]
-
-        mapping = {k: (k if k in keep else nearest(k)) for k in keys}
-        sessions = sessions.assign(_key=[mapping[k] for k in zip(*[sessions[c] for c in key_cols])])
-        # a merged session keeps its own energies but takes the cohort's window: shorten
-        # its requirement to what the (possibly shorter) window can deliver
-        L = np.array([k[1] for k in sessions["_key"]])
-        reach = sessions["energy_arrival_kwh"] + eta_charge * sessions["charger_kw"] * L * dt_h
-        sessions = sessions.assign(start=[k[0] for k in sessions["_key"]], length=L,
-                                   energy_required_kwh=np.minimum(sessions["energy_required_kwh"], reach))
-        groups = sessions.groupby("_key", sort=True)
-    out = dict(start=[], length=[], p_max=[], p_dis=[], e_arr=[], e_req=[], e_max=[], e_min=[], base=[], n=[])
+    result is per EV and day); ``v2g``: sessions flagged ``v2g`` may discharge;
+    ``split_by_charger``: cohorts also by charger power; ``max_cohorts``: merge windows into
+    at most this many cohorts (looser); ``per_session``: one cohort per session (exact)."""
+    if n_ev_days <= 0:
+        raise ValueError(f"n_ev_days must be > 0, got {n_ev_days}")
+    labels = _cohort_keys(sessions, hours, split_by_charger, per_session, max_cohorts)
     kw = 1e-3 / n_ev_days  # kW or kWh of the sample -> MW or MWh per EV
-    for key, g in groups:
-        A, L = int(key[0]), int(key[1])
-        p = g["charger_kw"].to_numpy(float)
-        B = g["battery_kwh"].to_numpy(float)
-        e0 = g["energy_arrival_kwh"].to_numpy(float)
-        ereq = g["energy_required_kwh"].to_numpy(float)
-        tau = np.arange(L + 1)[:, None]
-        e_full = soc_max * B
-        emax = np.minimum(e0 + eta_charge * p * tau * dt_h, np.maximum(e_full, e0))
-        lo = np.minimum(soc_min * B, e0) if v2g else e0
-        emin = np.maximum(lo, ereq - eta_charge * p * (L - tau) * dt_h)
-        # baseline: full power until full
-        base = np.diff(emax, axis=0) / (eta_charge * dt_h)
-        out["start"].append(A)
-        out["length"].append(L)
-        out["p_max"].append(p.sum() * kw)
-        out["p_dis"].append(p.sum() * kw if v2g else 0.0)
-        out["e_arr"].append(e0.sum() * kw)
-        out["e_req"].append(ereq.sum() * kw)
-        out["e_max"].append(emax.sum(axis=1) * kw)
-        out["e_min"].append(emin.sum(axis=1) * kw)
-        out["base"].append(base.sum(axis=1) * kw)
-        out["n"].append(len(g))
-    return CohortEnvelopes(hours=hours, dt_h=dt_h, eta_charge=eta_charge, eta_discharge=eta_discharge,
-                           start=np.array(out["start"], dtype=int), length=np.array(out["length"], dtype=int),
-                           p_max_mw=np.array(out["p_max"]), p_dis_max_mw=np.array(out["p_dis"]),
-                           e_arr_mwh=np.array(out["e_arr"]), e_req_mwh=np.array(out["e_req"]),
-                           e_max_mwh=out["e_max"], e_min_mwh=out["e_min"], baseline_mw=out["base"],
-                           sessions=np.array(out["n"]), ev_days=float(n_ev_days))
+    S = sessions
+    start = S["start"].to_numpy(int)
+    length = S["length"].to_numpy(int)
+    p = S["charger_kw"].to_numpy(float)
+    B = S["battery_kwh"].to_numpy(float)
+    e0 = S["energy_arrival_kwh"].to_numpy(float)
+    ereq = S["energy_required_kwh"].to_numpy(float)
+    can_v2g = S["v2g"].to_numpy(bool) & v2g if "v2g" in S else np.zeros(len(S), bool)
+    cohorts = []
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    for members in np.split(order, bounds):
+        # offsets on the unrolled window, measured from the member whose arrival is
+        # earliest in circular order around the cohort's first member
+        s0 = start[members[0]]
+        rel = (start[members] - s0 + hours // 2) % hours - hours // 2
+        rel = rel - rel.min()
+        A = int((s0 - rel[0]) % hours)  # the clock step of window step 0
+        W = int((rel + length[members]).max())
+        pmax = np.zeros(W)
+        pdis = np.zeros(W)
+        emin = np.zeros(W)
+        emax = np.zeros(W)
+        base = np.zeros(W)
+        arr = np.zeros(W + 1)
+        dmin = np.zeros(W + 1)
+        dmax = np.zeros(W + 1)
+        for i, r in zip(members, rel):
+            L = length[i]
+            tau = np.arange(L + 1)
+            hi = np.minimum(e0[i] + eta_charge * p[i] * tau * dt_h, max(soc_max * B[i], e0[i]))
+            lo_floor = min(soc_min * B[i], e0[i]) if can_v2g[i] else e0[i]
+            lo = np.maximum(lo_floor, ereq[i] - eta_charge * p[i] * (L - tau) * dt_h)
+            sl = slice(r, r + L)
+            pmax[sl] += p[i]
+            if can_v2g[i]:
+                pdis[sl] += p[i]
+            emin[sl] += lo[:-1]
+            emax[sl] += hi[:-1]
+            base[sl] += np.diff(hi) / (eta_charge * dt_h)
+            arr[r] += e0[i]
+            dmin[r + L] += lo[-1]
+            dmax[r + L] += hi[-1]
+        # the state at τ = 0 is the arrivals' energy (a V2G floor below e_arr starts later)
+        emin[0] = emax[0] = arr[0]
+        cohorts.append(Cohort(start=A, width=W, p_max_mw=pmax * kw, p_dis_max_mw=pdis * kw, e_min_mwh=emin * kw,
+                              e_max_mwh=emax * kw, arrivals_mwh=arr * kw, dep_min_mwh=dmin * kw,
+                              dep_max_mwh=dmax * kw, baseline_mw=base * kw, sessions=len(members)))
+    return FleetEnvelopes(hours=hours, dt_h=dt_h, eta_charge=eta_charge, eta_discharge=eta_discharge,
+                          cohorts=tuple(cohorts), ev_days=float(n_ev_days), n_sessions=len(S))

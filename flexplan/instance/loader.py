@@ -15,6 +15,7 @@ import pandas as pd
 from ..errors import InstanceError, Problem
 from . import network_io
 from .candidates import build_candidates
+from .fleets import load_fleets
 from .model import Economics, Instance, Limits, Network, Penalties, Profiles
 from .tables import check_section, read_csv
 
@@ -25,7 +26,7 @@ else:  # pragma: no cover
 
 TOP_KEYS = {"name": "str", "description": "str", "network": "table", "profiles": "table", "growth": "table",
             "economics": "table", "operation": "table", "limits": "table", "penalties": "table",
-            "reinforcement": "table"}
+            "reinforcement": "table", "ev_fleets": "list"}
 NETWORK_KEYS = {"source": "str", "name": "str", "file": "str", "buses": "str", "lines": "str",
                 "transformers": "str", "slack_bus": "str", "slack_vm_pu": "float++", "s_base_mva": "float++",
                 "line_patch": "str", "loads": "str", "default_class": "str", "substation_mva": "float++"}
@@ -104,9 +105,11 @@ def load_instance(path: str | Path) -> Instance:
                       s_base_mva=network.s_base_mva, source=network.source)
     growth = _growth(data.get("growth", {}), folder, shown, economics, sorted(classes))
     candidates = build_candidates(data.get("reinforcement", {}), network, folder, shown)
+    fleets = load_fleets(data.get("ev_fleets", []), folder, shown, network, profiles, economics.years)
     return Instance(name=data.get("name", folder.name), path=folder, network=network, profiles=profiles,
                     growth=growth, economics=economics, limits=limits, penalties=penalties,
-                    candidates=candidates, years_per_stage=yps, description=data.get("description", ""))
+                    candidates=candidates, years_per_stage=yps, description=data.get("description", ""),
+                    ev_fleets=fleets)
 
 
 def _economics(cfg: dict, shown: str) -> Economics:

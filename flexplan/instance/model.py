@@ -173,6 +173,7 @@ class Instance:
     ``r_pu``, ``x_pu``, ``rating_mva``, ``capex_eur``, ``lifetime_years``.
     ``years_per_stage``: ``all`` (every year is modelled) or ``last`` (the last year of a
     stage stands for all its years: faster, exact for feasibility when demand grows).
+    ``ev_fleets``: EV fleets (``[[ev_fleets]]``), each with its sessions and EV counts.
     """
 
     name: str
@@ -186,4 +187,5 @@ class Instance:
     candidates: pd.DataFrame
     years_per_stage: str = "all"
     description: str = ""
+    ev_fleets: tuple = ()  # flexplan.ev.fleet.EVFleet, FORMULATION.md §4
     extra: dict = field(default_factory=dict)

@@ -1,0 +1,171 @@
+"""``[[ev_fleets]]`` sections of instance.toml -> :class:`flexplan.ev.fleet.EVFleet`.
+
+```toml
+[[ev_fleets]]
+name = "home"
+buses = ["7", "12", "25"]        # or bus = "7"; the counts below are per bus
+behaviour = "home"               # generator: home | workplace | public
+evs = {2025 = 5, 2030 = 20, 2040 = 60}   # EVs per bus: linear between the years given
+# uptake = {final = 60, midpoint = 2032, rate = 0.45}   # or a logistic S-curve
+v2g_share = 0.2                  # share of EVs with bidirectional chargers (generator)
+seed = 1                         # the same seed gives the same sessions
+sample_evs = 500                 # size of the generated sample (not the fleet size)
+sample_days = 14
+# sessions = "sessions.csv"      # instead of the generator: measured sessions
+# ev_days = 700                  # EV-days the CSV covers (default: its distinct EVs)
+# clip_sessions = true           # lower unreachable requirements instead of refusing
+```
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InstanceError, Problem
+from ..ev.envelopes import validate_sessions
+from ..ev.fleet import EVFleet, evs_per_year, is_integer_year
+from ..ev.generator import BEHAVIOURS, GeneratorOptions, generate_sessions
+from .tables import check_section
+
+FLEET_KEYS = {"name": "str", "bus": "str", "buses": "list", "behaviour": "str", "evs": "table", "uptake": "table",
+              "v2g_share": "float+", "seed": "int", "sample_evs": "int", "sample_days": "int", "sessions": "str",
+              "ev_days": "float++", "clip_sessions": "bool", "soc_min": "float+", "soc_max": "float++",
+              "eta_charge": "float++", "eta_discharge": "float++", "battery_kwh": "list", "battery_probs": "list",
+              "charger_kw": "list", "charger_probs": "list", "mean_daily_km": "float++", "alpha": "float+",
+              "target_soc": "float++"}
+UPTAKE_KEYS = {"final": "float+", "midpoint": "float", "rate": "float++", "initial": "float+"}
+
+
+def load_fleets(specs, folder: Path, shown: str, network, profiles, years: list[int]) -> tuple[EVFleet, ...]:
+    """Validate and build every fleet; all problems of all fleets in one error."""
+    if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
+        raise InstanceError(Problem(shown, "must be an array of tables ([[ev_fleets]])", field="ev_fleets"))
+    index = {str(n): i for i, n in enumerate(network.buses["name"])}
+    problems, fleets, names = [], [], set()
+    for k, spec in enumerate(specs):
+        where = f"ev_fleets[{k}]."
+        probs = check_section(spec, shown, where, FLEET_KEYS, required=("name",))
+        name = spec.get("name", f"fleet{k}")
+        where = f"ev_fleets[{name}]." if isinstance(name, str) else where
+        if name in names:
+            probs.append(Problem(shown, f"fleet name '{name}' is used twice", field=f"{where}name"))
+        names.add(name)
+        probs += _check_fleet(spec, shown, where, index, years)
+        if probs:
+            problems += probs
+            continue
+        try:
+            fleets.append(_fleet(spec, folder, shown, where, index, profiles, years))
+        except InstanceError as e:
+            problems += e.problems
+    if problems:
+        raise InstanceError(problems)
+    return tuple(fleets)
+
+
+def _check_fleet(spec, shown, where, index, years) -> list[Problem]:
+    probs = []
+    if ("bus" in spec) == ("buses" in spec):
+        probs.append(Problem(shown, "give exactly one of 'bus' (a bus name) or 'buses' (a list)", field=f"{where}bus"))
+    buses = [spec["bus"]] if "bus" in spec else spec.get("buses", [])
+    if "buses" in spec and not buses:
+        probs.append(Problem(shown, "empty list", field=f"{where}buses"))
+    for b in buses:
+        if str(b) not in index:
+            probs.append(Problem(shown, f"unknown bus '{b}'", field=f"{where}buses" if "buses" in spec else f"{where}bus"))
+    if ("evs" in spec) == ("uptake" in spec):
+        probs.append(Problem(shown, "give exactly one of 'evs' ({year = count, ...}) or 'uptake' "
+                             "({final, midpoint, rate})", field=f"{where}evs"))
+    if "evs" in spec:
+        if not spec["evs"]:
+            probs.append(Problem(shown, "empty table", field=f"{where}evs"))
+        for y, n in spec["evs"].items():
+            if not is_integer_year(y):
+                probs.append(Problem(shown, f"'{y}' is not a year", field=f"{where}evs.{y}"))
+            elif isinstance(n, bool) or not isinstance(n, (int, float)) or not np.isfinite(n) or n < 0:
+                probs.append(Problem(shown, f"{n!r} is not a count >= 0", field=f"{where}evs.{y}"))
+    if "uptake" in spec:
+        probs += check_section(spec["uptake"], shown, f"{where}uptake.", UPTAKE_KEYS,
+                               required=("final", "midpoint", "rate"))
+    if "sessions" in spec:
+        for key in ("behaviour", "v2g_share", "sample_evs", "sample_days", "seed", "battery_kwh", "battery_probs",
+                    "charger_kw", "charger_probs", "mean_daily_km", "alpha", "target_soc"):
+            if key in spec and key != "behaviour":
+                probs.append(Problem(shown, "is a generator option; a fleet with 'sessions' takes its sessions (and "
+                                     "their v2g column) from the file", field=f"{where}{key}"))
+    else:
+        beh = spec.get("behaviour")
+        if beh is None:
+            probs.append(Problem(shown, f"missing key: a behaviour for the generator ({', '.join(BEHAVIOURS)}) or "
+                                 "a 'sessions' file", field=f"{where}behaviour"))
+        elif beh not in BEHAVIOURS:
+            probs.append(Problem(shown, f"'{beh}' is not one of: {', '.join(BEHAVIOURS)}", field=f"{where}behaviour"))
+        if "ev_days" in spec:
+            probs.append(Problem(shown, "only with 'sessions' (the generator knows its sample)", field=f"{where}ev_days"))
+    if "v2g_share" in spec and spec["v2g_share"] > 1:
+        probs.append(Problem(shown, f"{spec['v2g_share']} is a share, 0..1", field=f"{where}v2g_share"))
+    for key in ("sample_evs", "sample_days"):
+        if key in spec and spec[key] < 1:
+            probs.append(Problem(shown, f"{spec[key]} must be >= 1", field=f"{where}{key}"))
+    smin, smax = spec.get("soc_min", 0.2), spec.get("soc_max", 1.0)
+    if not 0 <= smin < smax <= 1:
+        probs.append(Problem(shown, f"need 0 <= soc_min ({smin}) < soc_max ({smax}) <= 1", field=f"{where}soc_min"))
+    for key in ("eta_charge", "eta_discharge", "target_soc"):
+        if key in spec and spec[key] > 1:
+            probs.append(Problem(shown, f"{spec[key]} must be <= 1", field=f"{where}{key}"))
+    for vals, probs_key in (("battery_kwh", "battery_probs"), ("charger_kw", "charger_probs")):
+        if (vals in spec) != (probs_key in spec):
+            probs.append(Problem(shown, f"give '{vals}' and '{probs_key}' together", field=f"{where}{vals}"))
+        elif vals in spec:
+            v, p = spec[vals], spec[probs_key]
+            if len(v) != len(p) or not v:
+                probs.append(Problem(shown, f"{len(v)} values but {len(p)} probabilities", field=f"{where}{probs_key}"))
+            elif not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v):
+                probs.append(Problem(shown, "values must be numbers > 0", field=f"{where}{vals}"))
+            elif not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in p) \
+                    or abs(sum(p) - 1) > 1e-6:
+                probs.append(Problem(shown, f"probabilities {p} must be >= 0 and sum to 1", field=f"{where}{probs_key}"))
+    return probs
+
+
+def _fleet(spec, folder, shown, where, index, profiles, years) -> EVFleet:
+    bus_names = tuple(str(b) for b in ([spec["bus"]] if "bus" in spec else spec["buses"]))
+    counts = evs_per_year(spec["evs"] if "evs" in spec else spec["uptake"], years)
+    soc_min, soc_max = float(spec.get("soc_min", 0.2)), float(spec.get("soc_max", 1.0))
+    eta_c, eta_d = float(spec.get("eta_charge", 0.95)), float(spec.get("eta_discharge", 0.95))
+    hours, dt = profiles.hours, profiles.dt_h
+    if "sessions" in spec:
+        path = folder / spec["sessions"]
+        from .tables import read_csv
+
+        df = read_csv(path, str(path), {c: ("str" if c == "ev" else "float") for c in
+                                        ("ev", "arrival_h", "departure_h", "energy_arrival_kwh",
+                                         "energy_required_kwh", "battery_kwh", "charger_kw")},
+                      {"v2g": "bool"}, allow_extra=True)
+        sessions, clipped = validate_sessions(df, str(path), hours, dt, eta_charge=eta_c, soc_max=soc_max,
+                                              clip=bool(spec.get("clip_sessions", False)))
+        ev_days = float(spec.get("ev_days", df["ev"].nunique()))
+        source, behaviour = str(path), spec.get("behaviour", "sessions")
+    else:
+        opt = GeneratorOptions(
+            battery_kwh=tuple(spec.get("battery_kwh", GeneratorOptions.battery_kwh)),
+            battery_probs=tuple(spec.get("battery_probs", GeneratorOptions.battery_probs)),
+            mean_daily_km=float(spec.get("mean_daily_km", GeneratorOptions.mean_daily_km)),
+            alpha=float(spec.get("alpha", GeneratorOptions.alpha)),
+            target_soc=min(float(spec.get("target_soc", 1.0)), soc_max), eta_charge=eta_c,
+            v2g_share=float(spec.get("v2g_share", 0.0)),
+            charger_kw=tuple(spec["charger_kw"]) if "charger_kw" in spec else None,
+            charger_probs=tuple(spec["charger_probs"]) if "charger_probs" in spec else None)
+        seed = int(spec.get("seed", 1))
+        df, stats = generate_sessions(spec["behaviour"], int(spec.get("sample_evs", 500)),
+                                      int(spec.get("sample_days", 14)), seed, dt_h=dt, options=opt)
+        sessions, clipped = validate_sessions(df, f"{shown} [{where}generated]", hours, dt, eta_charge=eta_c,
+                                              soc_max=soc_max)
+        ev_days = stats["ev_days"]
+        source, behaviour = f"generator:{spec['behaviour']} seed={seed}", spec["behaviour"]
+    return EVFleet(name=spec["name"], buses=tuple(index[b] for b in bus_names), bus_names=bus_names,
+                   behaviour=behaviour, evs=pd.Series(counts, index=pd.Index(years, name="year")),
+                   sessions=sessions, ev_days=ev_days, soc_min=soc_min, soc_max=soc_max, eta_charge=eta_c,
+                   eta_discharge=eta_d, source=source, clipped=clipped)
