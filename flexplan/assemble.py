@@ -97,6 +97,11 @@ def build_model(instance: Instance | str | Path, recipe: str | Path | Recipe | d
         timings["load"] = time.perf_counter() - t0
     recipe = resolve_recipe(recipe)
     check_recipe(recipe)
+    if instance.ev_fleets and "ev_fleet" not in recipe.blocks:
+        raise RecipeError(f"{recipe.source}: instance '{instance.name}' has EV fleets "
+                          f"({', '.join(f.name for f in instance.ev_fleets)}) but the recipe has no 'ev_fleet' block, "
+                          "so their charging would be ignored; add \"ev_fleet\" to 'blocks' (mode = \"uncontrolled\" "
+                          "for no flexibility)")
     with cyclic_gc_paused():
         t1 = time.perf_counter()
         ix = index if index is not None else deterministic_index(instance)

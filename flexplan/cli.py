@@ -30,9 +30,11 @@ def _log(msg: str) -> None:
     print(f"[flexplan] {msg}", file=sys.stderr, flush=True)
 
 
-def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threads, verbose, plots=True) -> int:
+def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threads, verbose, plots=True,
+         reference=True) -> int:
     import flexplan as fp
     from .paths import resolve_instance_path
+    from .value import reference_recipe, value_of_flexibility
 
     t0 = time.perf_counter()
     path = resolve_instance_path(instance)
@@ -57,6 +59,21 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
         v = res.violations
         _log(f"  violations: voltage {v['max_voltage_deviation_pu']:.4f} pu, overload {v['max_overload_pct']:.2f} %, "
              f"unserved {v['unserved_mwh']:.3f} MWh")
+    ref_recipe = reference_recipe(pm.recipe) if reference and inst.ev_fleets and res.has_solution else None
+    if ref_recipe is not None:
+        _log("solving the reference: the same recipe with uncontrolled EVs (skip with --no-reference)")
+        ref_pm = fp.build_model(inst, ref_recipe)
+        ref = fp.solve(ref_pm, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose)
+        vof = value_of_flexibility(res, ref)
+        res.extra["value_of_flexibility"] = vof
+        res.timings_s["reference"] = sum(ref.timings_s.get(k, 0.0) for k in ("build", "handoff", "solve", "extract"))
+        if vof["value_eur"] is not None:
+            _log(f"  reference {ref.status}: {ref.objective_eur:,.0f} EUR, {len(ref.builds)} build(s); value of "
+                 f"flexibility {vof['value_eur']:,.0f} EUR (bounds {vof['value_lower_eur']:,.0f} .. "
+                 f"{vof['value_upper_eur']:,.0f} from the MIP gaps)")
+        else:
+            _log(f"  reference {ref.status}: no value of flexibility")
+        del ref_pm
     out_dir = Path(out) if out else Path("out") / f"{inst.name}-{pm.recipe.name}"
     folder = res.write(out_dir, plots=plots)
     _log(f"results written to {folder}")
@@ -103,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mip-gap", type=float, default=0.01, help="relative MIP gap (default 0.01)")
     p.add_argument("--threads", type=int, default=0, help="HiGHS threads (default: HiGHS decides)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-reference", action="store_true", help="with flexible EV fleets: do not also solve the "
+                   "reference with uncontrolled EVs (no value of flexibility in the summary)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the HiGHS log")
     sub.add_parser("list", help="list shipped instances, recipes, blocks and formulations")
     d = sub.add_parser("demo", help=f"solve the default instance ({DEFAULT_INSTANCE}, {DEFAULT_RECIPE}) and write "
@@ -119,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             _log("error: --mip-gap must be >= 0 and --time-limit > 0")
             return EXIT_INPUT
         return _run(args.instance, args.model, args.out, args.time_limit, args.mip_gap, args.threads, args.verbose,
-                    plots=not args.no_plots)
+                    plots=not args.no_plots, reference=not args.no_reference)
     except (InstanceError, RecipeError) as e:
         _log(f"error: {e}")
         return EXIT_INPUT

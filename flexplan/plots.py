@@ -1,5 +1,6 @@
 """PNG plots of a plan: voltage profile along the feeder at the worst hour, loading
-duration curves, investment timeline and cost breakdown."""
+duration curves, investment timeline, cost breakdown and, with EV fleets, their charging
+on the peak day (baseline vs scheduled) and their energy envelope with the trajectory."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,7 @@ def _save(fig, path: Path) -> Path:
 
 def write_plots(res, folder: Path, instance=None) -> list[Path]:
     out = []
-    for fn in (voltage_profile, loading_duration, investment_timeline, cost_breakdown):
+    for fn in (voltage_profile, loading_duration, investment_timeline, cost_breakdown, ev_peak_day, ev_envelope):
         path = fn(res, folder)
         if path is not None:
             out.append(path)
@@ -117,3 +118,65 @@ def cost_breakdown(res, folder: Path):
     ax.set_title(f"{res.instance}: cost breakdown")
     ax.grid(alpha=0.3, axis="x")
     return _save(fig, folder / "cost_breakdown.png")
+
+
+def _ev_peak_day(res):
+    """The EV table of the last modelled year's day with the highest uncontrolled fleet
+    load, summed over buses per fleet and hour; None without fleets."""
+    ev = res.tables.get("ev_flexibility")
+    if ev is None or ev.empty:
+        return None
+    last = ev[ev["year"] == ev["year"].max()]
+    by_day = last.groupby("day")["baseline_mw"].sum()
+    day = by_day.idxmax()
+    cols = ["baseline_mw", "scheduled_mw", "energy_mwh", "energy_min_mwh", "energy_max_mwh"]
+    sub = last[last["day"] == day].groupby(["fleet", "hour"], sort=False)[cols].sum().reset_index()
+    return sub, day, int(last["year"].iloc[0])
+
+
+def ev_peak_day(res, folder: Path):
+    """Fleet charging on the peak day of the last year: uncontrolled baseline vs the plan."""
+    got = _ev_peak_day(res)
+    if got is None:
+        return None
+    sub, day, year = got
+    fleets = list(dict.fromkeys(sub["fleet"]))
+    fig, axes = plt.subplots(1, len(fleets) + 1, figsize=(4.2 * (len(fleets) + 1), 3.6), sharey=False)
+    tot = sub.groupby("hour")[["baseline_mw", "scheduled_mw"]].sum()
+    for ax, name, g in [(axes[0], "all fleets", tot.reset_index())] + [
+            (ax, f, sub[sub["fleet"] == f]) for ax, f in zip(axes[1:], fleets)]:
+        ax.step(g["hour"], g["baseline_mw"], where="post", color="0.4", ls="--", label="uncontrolled (baseline)")
+        ax.step(g["hour"], g["scheduled_mw"], where="post", color="C0", label="scheduled")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_title(name)
+        ax.set_xlabel("hour")
+        ax.set_xticks(range(0, 25, 6))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("EV charging (MW, negative: V2G)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{res.instance} ({res.model}): EV charging on day '{day}', {year}")
+    return _save(fig, folder / "ev_peak_day.png")
+
+
+def ev_envelope(res, folder: Path):
+    """The fleets' energy envelope (plugged-in EVs' energy between charging as late and as
+    early as possible) with the planned trajectory, on the same day."""
+    got = _ev_peak_day(res)
+    if got is None:
+        return None
+    sub, day, year = got
+    fleets = list(dict.fromkeys(sub["fleet"]))
+    fig, axes = plt.subplots(1, len(fleets), figsize=(4.6 * len(fleets), 3.6), squeeze=False)
+    for ax, f in zip(axes[0], fleets):
+        g = sub[sub["fleet"] == f]
+        ax.fill_between(g["hour"], g["energy_min_mwh"], g["energy_max_mwh"], step="post", alpha=0.25, color="C2",
+                        label="envelope")
+        ax.step(g["hour"], g["energy_mwh"], where="post", color="C2", label="planned")
+        ax.set_title(f)
+        ax.set_xlabel("hour")
+        ax.set_xticks(range(0, 25, 6))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("energy in plugged-in EVs (MWh)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{res.instance} ({res.model}): EV energy envelope on day '{day}', {year}")
+    return _save(fig, folder / "ev_envelope.png")

@@ -39,6 +39,7 @@ class Results:
     timings_s: dict
     size: dict
     limits: dict = field(default_factory=dict)
+    tables: dict = field(default_factory=dict)  # name -> DataFrame, written as <name>.csv (e.g. ev_flexibility)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -69,6 +70,8 @@ class Results:
             self.line_loading.to_csv(tmp / "line_loading.csv", index=False, float_format="%.6f")
             self.builds.to_csv(tmp / "builds.csv", index=False)
             self.costs.to_csv(tmp / "costs.csv", index=False)
+            for name, table in self.tables.items():
+                table.to_csv(tmp / f"{name}.csv", index=False, float_format="%.6f")
             if plots and self.has_solution:
                 from .plots import write_plots
 
@@ -105,11 +108,15 @@ def collect(pm, outcome: SolveOutcome) -> Results:
     """Read the solved model into a :class:`Results`."""
     t0 = time.perf_counter()
     inst, ix = pm.instance, pm.index
-    extracted = {}
+    extracted, sections = {}, {}
     if outcome.has_solution:
         for spec, blk in pm.blocks.values():
             if spec.extract is not None:
-                extracted.update(spec.extract(blk, inst, ix))
+                out = dict(spec.extract(blk, inst, ix))
+                sections.update(out.pop("summary", {}))
+                extracted.update(out)
+    known = {"builds", "voltages", "line_loading", "unserved_mwh_modelled"}
+    tables = {k: v for k, v in extracted.items() if k not in known and isinstance(v, pd.DataFrame)}
     rows = []
     if outcome.has_solution:
         for term in pm.hub.costs:
@@ -141,7 +148,8 @@ def collect(pm, outcome: SolveOutcome) -> Results:
                    costs=costs, builds=builds, voltages=volt, line_loading=load, violations=violations,
                    timings_s=timings, size=outcome.size,
                    limits=dict(v_min_pu=lim.v_min_pu, v_max_pu=lim.v_max_pu, max_loading_pct=lim.max_loading_pct),
-                   extra=dict(dual_bound_eur=outcome.dual_bound, tree=_tree(inst.network),
+                   tables=tables,
+                   extra=dict(dual_bound_eur=outcome.dual_bound, tree=_tree(inst.network), **sections,
                               horizon=dict(base_year=inst.economics.base_year, end_year=inst.economics.end_year,
                                            stages=list(inst.economics.stages),
                                            discount_rate=inst.economics.discount_rate,
@@ -174,11 +182,29 @@ def report_markdown(res: Results) -> str:
                   for r in res.builds.itertuples()]
     else:
         lines.append("Nothing is built.")
+    ev = res.extra.get("ev")
+    if ev and ev.get("fleets"):
+        lines += ["", f"## EV fleets (mode: {ev['mode']})", "",
+                  "| fleet | year | EVs | energy MWh/yr | peak uncontrolled MW | peak planned MW | flex down MWh/yr |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for f in ev["fleets"]:
+            for y in f["years"]:
+                lines.append(f"| {f['name']} | {y['year']} | {y['evs']:,.0f} | {y['energy_mwh_per_year']:,.1f} | "
+                             f"{y['peak_baseline_mw']:.3f} | {y['peak_scheduled_mw']:.3f} | "
+                             f"{y['flex_down_mwh_per_year']:,.1f} |")
+    vof = res.extra.get("value_of_flexibility")
+    if vof and vof.get("value_eur") is not None:
+        lines += ["", "## Value of flexibility", "",
+                  f"Against {vof['reference_model']} ({vof['reference_objective_eur']:,.0f} EUR, builds: "
+                  + (", ".join(f"{b['year']} {b['asset']}" for b in vof["reference_builds"]) or "none")
+                  + f"): **{vof['value_eur']:,.0f} EUR** (between {vof['value_lower_eur']:,.0f} and "
+                  f"{vof['value_upper_eur']:,.0f} EUR given the MIP gaps)."]
     v = res.violations
     lines += ["", "## Limits", "",
               f"- largest voltage deviation outside the band: {v['max_voltage_deviation_pu']:.4f} pu",
               f"- largest overload above the thermal limit: {v['max_overload_pct']:.2f} %",
               f"- unserved energy over the horizon: {v['unserved_mwh']:.3f} MWh", "",
               "## Time (s)", "", ", ".join(f"{k} {t:.2f}" for k, t in res.timings_s.items()), "",
-              "Plots: voltage_profile.png, loading_duration.png, investment_timeline.png, cost_breakdown.png", ""]
+              "Plots: voltage_profile.png, loading_duration.png, investment_timeline.png, cost_breakdown.png"
+              + (", ev_peak_day.png, ev_envelope.png" if "ev_flexibility" in res.tables else ""), ""]
     return "\n".join(lines)

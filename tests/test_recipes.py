@@ -38,8 +38,8 @@ def small(feeder, name="small"):
 
 def test_unknown_block_refused():
     from flexplan.assemble import check_recipe
-    with pytest.raises(RecipeError, match="unknown block.*ev_fleet"):
-        check_recipe(fp.resolve_recipe({"blocks": ["demand", "ev_fleet"]}))
+    with pytest.raises(RecipeError, match="unknown block.*ev_flet.*available: demand, ev_fleet"):
+        check_recipe(fp.resolve_recipe({"blocks": ["demand", "ev_flet"]}))
 
 
 def test_missing_requirement_refused():
@@ -50,6 +50,7 @@ def test_missing_requirement_refused():
     register_block(BlockSpec("needs_fleet", lambda *a: None, Cfg, requires=("ev_fleet",)))
     try:
         from flexplan.assemble import check_recipe
+        check_recipe(fp.resolve_recipe({"blocks": ["demand", "ev_fleet", "needs_fleet"]}))
         with pytest.raises(RecipeError, match="'needs_fleet' requires ev_fleet"):
             check_recipe(fp.resolve_recipe({"blocks": ["demand", "needs_fleet"]}))
     finally:

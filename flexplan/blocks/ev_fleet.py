@@ -1,0 +1,308 @@
+"""EV fleet block: aggregate smart charging (V1G) and vehicle-to-grid (FORMULATION.md §4).
+
+For every fleet f of the instance, every bus b of the fleet and every modelled (node,
+year, representative day), the fleet's cohorts (:mod:`flexplan.ev.envelopes`) are scaled
+by the number of EVs N_f(b, y) and become, per cohort c and window step τ,
+
+    p_ch[c, τ] ∈ [0, N p̄_c(τ)],  p_dis[c, τ] ∈ [0, N p̄^dis_c(τ)]          (MW)
+    e[c, τ]    ∈ [N E^min_c(τ), N E^max_c(τ)]                            (MWh)
+    dep[c, τ]  ∈ [N Dep^min_c(τ), N Dep^max_c(τ)]                        (MWh, where EVs leave)
+    e[c, τ+1] = e[c, τ] + η_c Δt p_ch[c, τ] − Δt/η_d p_dis[c, τ] + N Arr_c(τ+1) − dep[c, τ+1]
+
+(e[c, W] = 0: every EV of the window has left).  A window longer than the rest of the day
+wraps onto the same periodic day, so each day is a steady state.  The bus sees
+P = Σ_{c, τ at this hour} (p_dis − p_ch); with ``reactive = true`` the chargers also give
+Q within their kVA rating, (P, Q) inside a polygon of radius ``charger_kva_per_kw`` × the
+plugged-in charger power.
+
+Modes: ``uncontrolled`` (every EV charges at full power from arrival until full; a fixed
+load with no variables), ``smart`` (V1G: when to charge is free within the envelope) and
+``v2g`` (EVs whose session is flagged ``v2g`` may also discharge, down to SOC_min).
+
+Flexibility: the fleet's baseline is its uncontrolled charging; per (bus, op)
+``flex_down = max(0, baseline − scheduled)`` (less charging, or discharging) and
+``flex_up = max(0, scheduled − baseline)``.  With ``flex_price_eur_per_mwh`` > 0 the DSO pays
+that price for every MWh of ``flex_down`` (cost category ``ev_flexibility``): a stand-in
+for the contract terms of the contracts block.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+
+from . import BlockSpec, register_block
+from .network.common import polygon
+
+MODES = ("uncontrolled", "smart", "v2g")
+
+
+@dataclass
+class EVFleetConfig:
+    """Options of the ``ev_fleet`` block.
+
+    * ``mode``: ``uncontrolled`` | ``smart`` | ``v2g`` (default ``smart``).
+    * ``max_cohorts``: merge each fleet's arrival/departure windows into at most this many
+      cohorts (0, the default: one cohort per distinct window, the tightest aggregate).
+    * ``split_by_charger``: separate cohorts by charger power (default true: tighter).
+    * ``per_session``: one cohort per sample session, the exact but large model (default
+      false; for validation).
+    * ``flex_price_eur_per_mwh``: price the DSO pays per MWh of downward flexibility
+      (EUR/MWh).  Default 418: the median accepted utilisation price of UK Power Networks'
+      Secure tender, Feb 2021, 360 GBP/MWh (FORMULATION.md §6), at 1.16 EUR/GBP (ECB 2021
+      average reference rate).  A stand-in until contracts are modelled.
+    * ``reactive``: chargers may give reactive power (default false);
+      ``charger_kva_per_kw``: charger apparent-power rating per kW of active rating
+      (default 1.0: at full active power no Q is left); ``polygon_sides``: polygon for the
+      kVA limit (default 12).
+    """
+
+    mode: str = "smart"
+    max_cohorts: int = 16
+    split_by_charger: bool = True
+    per_session: bool = False
+    flex_price_eur_per_mwh: float = 418.0
+    reactive: bool = False
+    charger_kva_per_kw: float = 1.0
+    polygon_sides: int = 12
+
+    def validate(self):
+        if self.mode not in MODES:
+            return f"ev_fleet.mode must be one of {', '.join(MODES)}, got '{self.mode}'"
+        if self.max_cohorts < 0:
+            return f"ev_fleet.max_cohorts must be >= 0 (0: one cohort per window), got {self.max_cohorts}"
+        if self.flex_price_eur_per_mwh < 0:
+            return f"ev_fleet.flex_price_eur_per_mwh must be >= 0, got {self.flex_price_eur_per_mwh}"
+        if self.charger_kva_per_kw < 1:
+            return f"ev_fleet.charger_kva_per_kw must be >= 1, got {self.charger_kva_per_kw}"
+        if self.polygon_sides < 4 or self.polygon_sides % 4:
+            return f"ev_fleet.polygon_sides must be a multiple of 4 and >= 4, got {self.polygon_sides}"
+
+
+@dataclass
+class _Unit:
+    """One fleet at one bus on one (node, year, day): ``first_op`` is the op of hour 0."""
+
+    fleet: int
+    bus: int
+    first_op: int
+    n_evs: float
+
+
+def fleet_envelopes(fleet, ix, cfg: EVFleetConfig):
+    return fleet.envelopes(ix.hours, ix.dt_h, v2g=cfg.mode == "v2g", max_cohorts=cfg.max_cohorts or None,
+                           split_by_charger=cfg.split_by_charger, per_session=cfg.per_session)
+
+
+def _units(fleets, ix) -> list[_Unit]:
+    """(fleet, bus, node-year-day) with at least one EV."""
+    H = ix.hours
+    day_starts = np.flatnonzero(ix.op_hour == 0)
+    units = []
+    for f, fleet in enumerate(fleets):
+        for op0 in day_starts.tolist():
+            n = float(fleet.evs.get(int(ix.op_year[op0]), 0.0))
+            if n <= 0:
+                continue
+            assert ix.op_hour[op0 + H - 1] == H - 1
+            for bus in fleet.buses:
+                units.append(_Unit(f, bus, op0, n))
+    return units
+
+
+def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
+    fleets = inst.ev_fleets
+    H, dt = ix.hours, float(ix.dt_h)
+    envs = [fleet_envelopes(fl, ix, cfg) for fl in fleets]
+    units = _units(fleets, ix)
+    b._flex = dict(fleets=fleets, envs=envs, units=units, cfg=cfg)  # for extract
+    # a bound on each bus's fleet power, for the network's flow ranges
+    for f, fleet in enumerate(fleets):
+        env = envs[f]
+        peak = float(np.max(env.p_max_profile_mw() + env.per_clock_step(lambda c: c.p_dis_max_mw)))
+        kva = cfg.charger_kva_per_kw if cfg.reactive else 1.0
+        for bus in fleet.buses:
+            hub.bound_injection(bus, kva * peak * float(fleet.evs.max()))
+
+    if cfg.mode == "uncontrolled":
+        for u in units:
+            base = envs[u.fleet].baseline_profile_mw() * u.n_evs
+            p = np.zeros(ix.n_ops)
+            p[u.first_op:u.first_op + H] = base
+            hub.withdraw(u.bus, p, np.zeros(ix.n_ops))
+        return
+
+    # ---- flat index of (unit, cohort, window step) -------------------------------------
+    op, lo_e, hi_e, hi_p, hi_d, nxt, arr_next = [], [], [], [], [], [], []
+    dep_of = []  # per step: index into dep arrays of the departure at boundary τ+1, or -1
+    dep_lo, dep_hi = [], []
+    for u in units:
+        env, n = envs[u.fleet], u.n_evs
+        for c in env.cohorts:
+            W = c.width
+            base = len(op)
+            op.extend((u.first_op + c.clock_steps(H)).tolist())
+            lo_e.extend((n * c.e_min_mwh).tolist())
+            hi_e.extend((n * c.e_max_mwh).tolist())
+            hi_p.extend((n * c.p_max_mw).tolist())
+            hi_d.extend((n * c.p_dis_max_mw).tolist())
+            nxt.extend(list(range(base + 1, base + W)) + [-1])
+            arr_next.extend((n * c.arrivals_mwh[1:]).tolist())
+            for tau in range(W):
+                lo, hi = n * c.dep_min_mwh[tau + 1], n * c.dep_max_mwh[tau + 1]
+                if hi > 0:
+                    dep_of.append(len(dep_lo))
+                    dep_lo.append(float(lo))
+                    dep_hi.append(float(hi))
+                else:
+                    dep_of.append(-1)
+    J = range(len(op))
+    b.p_ch = pyo.Var(J, bounds=lambda _, j: (0.0, hi_p[j]))
+    dis_keys = [j for j in J if hi_d[j] > 0]
+    b.p_dis = pyo.Var(dis_keys, bounds=lambda _, j: (0.0, hi_d[j]))
+    b.e = pyo.Var(J, bounds=lambda _, j: (lo_e[j], hi_e[j]))
+    b.dep = pyo.Var(range(len(dep_lo)), bounds=lambda _, k: (dep_lo[k], dep_hi[k]))
+    has_dis = set(dis_keys)
+    # per step j the fleet's efficiencies (times the step length)
+    eta_ch_j, eta_dis_j = [], []
+    for u in units:
+        env = envs[u.fleet]
+        w = sum(c.width for c in env.cohorts)
+        eta_ch_j.extend([float(env.eta_charge) * dt] * w)
+        eta_dis_j.extend([dt / float(env.eta_discharge)] * w)
+
+    def energy(_, j):
+        e_next = b.e[nxt[j]] if nxt[j] >= 0 else 0.0
+        expr = e_next - b.e[j] - eta_ch_j[j] * b.p_ch[j]
+        if j in has_dis:
+            expr += eta_dis_j[j] * b.p_dis[j]
+        if dep_of[j] >= 0:
+            expr += b.dep[dep_of[j]]
+        return expr == arr_next[j]
+
+    b.energy = pyo.Constraint(J, rule=energy)
+
+    # ---- per (unit, op): net power, flexibility, reactive power -------------------------
+    at = defaultdict(list)  # (unit, op) -> steps
+    j = 0
+    for ui, u in enumerate(units):
+        w = sum(c.width for c in envs[u.fleet].cohorts)
+        for jj in range(j, j + w):
+            at[(ui, op[jj])].append(jj)
+        j += w
+    keys = sorted(at)
+    b._keys = keys
+    b._at = at
+    base = {}
+    for ui, u in enumerate(units):
+        prof = envs[u.fleet].baseline_profile_mw() * u.n_evs
+        for h in range(H):
+            base[(ui, u.first_op + h)] = float(prof[h])
+
+    def net_p(k):
+        return sum((b.p_dis[jj] if jj in has_dis else 0.0) - b.p_ch[jj] for jj in at[k])
+
+    K = range(len(keys))
+    if cfg.flex_price_eur_per_mwh > 0:
+        b.flex_down = pyo.Var(K, within=pyo.NonNegativeReals)
+        b.flex_down_def = pyo.Constraint(K, rule=lambda _, k: b.flex_down[k] >= base[keys[k]] + net_p(keys[k]))
+        hours = ix.op_hours()
+        per_ny = defaultdict(list)
+        for k, (ui, o) in enumerate(keys):
+            per_ny[(ix.node_names[ix.op_node[o]], int(ix.op_year[o]))].append(
+                float(cfg.flex_price_eur_per_mwh * hours[o]) * b.flex_down[k])
+        for (node, year), terms in per_ny.items():
+            hub.cost("ev_flexibility", node, sum(terms), year=year)
+    if cfg.reactive:
+        edges = polygon(cfg.polygon_sides)
+        s_max = [cfg.charger_kva_per_kw * sum(hi_p[jj] + (hi_d[jj] if jj in has_dis else 0.0) for jj in at[k])
+                 for k in keys]
+        b.q = pyo.Var(K, bounds=lambda _, k: (-s_max[k], s_max[k]))
+        b.kva = pyo.Constraint(K, range(len(edges)), rule=lambda _, k, m: edges[m][0] * net_p(keys[k])
+                               + edges[m][1] * b.q[k] <= edges[m][2] * s_max[k])
+    for k, (ui, o) in enumerate(keys):
+        hub.inject(units[ui].bus, o, p=net_p((ui, o)), q=b.q[k] if cfg.reactive else None)
+
+
+def extract_ev_fleet(b, inst, ix) -> dict:
+    """``ev_flexibility`` (tidy, per fleet, bus and op) and the ``ev`` summary section."""
+    data = b._flex
+    fleets, envs, units, cfg = data["fleets"], data["envs"], data["units"], data["cfg"]
+    H = ix.hours
+    rows = []
+    if cfg.mode != "uncontrolled":
+        p_ch = np.array([pyo.value(b.p_ch[j]) for j in range(len(b.p_ch))])
+        e = np.array([pyo.value(b.e[j]) for j in range(len(b.e))])
+        p_dis = np.zeros(len(p_ch))
+        for j in b.p_dis:
+            p_dis[j] = pyo.value(b.p_dis[j])
+    j = 0
+    frame = ix.op_frame()
+    for u in units:
+        env, n = envs[u.fleet], u.n_evs
+        ops = np.arange(u.first_op, u.first_op + H)
+        base = env.baseline_profile_mw() * n
+        e_lo = env.per_clock_step(lambda c: c.e_min_mwh) * n
+        e_hi = env.per_clock_step(lambda c: c.e_max_mwh) * n
+        if cfg.mode == "uncontrolled":
+            sched = base.copy()
+            energy = env.per_clock_step(lambda c: c.e_max_mwh) * n
+            charge, discharge = base.copy(), np.zeros(H)
+        else:
+            w = sum(c.width for c in env.cohorts)
+            sl = slice(j, j + w)
+            steps = np.concatenate([c.clock_steps(H) for c in env.cohorts])
+            charge = np.bincount(steps, weights=p_ch[sl], minlength=H)
+            discharge = np.bincount(steps, weights=p_dis[sl], minlength=H)
+            energy = np.bincount(steps, weights=e[sl], minlength=H)
+            sched = charge - discharge
+            j += w
+        f = frame.iloc[ops]
+        rows.append(pd.DataFrame({
+            "node": f["node"].to_numpy(), "year": f["year"].to_numpy(), "day": f["day"].to_numpy(),
+            "hour": f["hour"].to_numpy(), "fleet": fleets[u.fleet].name,
+            "bus": inst.network.buses["name"].iloc[u.bus], "n_evs": n, "baseline_mw": base,
+            "scheduled_mw": sched, "charge_mw": charge, "discharge_mw": discharge,
+            "flex_down_mw": np.maximum(base - sched, 0.0), "flex_up_mw": np.maximum(sched - base, 0.0),
+            "energy_mwh": energy, "energy_min_mwh": e_lo, "energy_max_mwh": e_hi}))
+    cols = ["node", "year", "day", "hour", "fleet", "bus", "n_evs", "baseline_mw", "scheduled_mw", "charge_mw",
+            "discharge_mw", "flex_down_mw", "flex_up_mw", "energy_mwh", "energy_min_mwh", "energy_max_mwh"]
+    df = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
+    return {"ev_flexibility": df, "summary": {"ev": ev_summary(df, fleets, envs, ix, cfg)}}
+
+
+def ev_summary(df: pd.DataFrame, fleets, envs, ix, cfg) -> dict:
+    """EV counts, energy, peaks (baseline vs scheduled) and flexibility used, per fleet and
+    modelled year; volumes are per year (MWh/yr, weighted by the day weights)."""
+    out = {"mode": cfg.mode, "fleets": []}
+    if df.empty:
+        return out
+    w = dict(zip(ix.days, ix.day_weight))
+    df = df.assign(_h=[w[d] * ix.dt_h for d in df["day"]])
+    for f, fleet in enumerate(fleets):
+        sub = df[df["fleet"] == fleet.name]
+        years = []
+        for (node, year), g in sub.groupby(["node", "year"], sort=False):
+            tot = g.groupby(["day", "hour"])[["baseline_mw", "scheduled_mw"]].sum()
+            years.append(dict(
+                node=node, year=int(year), evs=float(g.groupby("bus")["n_evs"].first().sum()),
+                energy_mwh_per_year=float((g["charge_mw"] * g["_h"]).sum()),
+                baseline_energy_mwh_per_year=float((g["baseline_mw"] * g["_h"]).sum()),
+                discharge_mwh_per_year=float((g["discharge_mw"] * g["_h"]).sum()),
+                flex_down_mwh_per_year=float((g["flex_down_mw"] * g["_h"]).sum()),
+                flex_up_mwh_per_year=float((g["flex_up_mw"] * g["_h"]).sum()),
+                peak_baseline_mw=float(tot["baseline_mw"].max()), peak_scheduled_mw=float(tot["scheduled_mw"].max())))
+        env = envs[f]
+        out["fleets"].append(dict(name=fleet.name, behaviour=fleet.behaviour, buses=list(fleet.bus_names),
+                                  source=fleet.source, cohorts=env.n_cohorts, sample_sessions=env.n_sessions,
+                                  sample_ev_days=env.ev_days, v2g_share=fleet.v2g_share,
+                                  clipped_sessions=fleet.clipped,
+                                  sessions_per_ev_day=env.n_sessions / env.ev_days, years=years))
+    return out
+
+
+register_block(BlockSpec("ev_fleet", add_ev_fleet, EVFleetConfig, provides=("ev_fleet",),
+                         extract=extract_ev_fleet, doc=__doc__))
