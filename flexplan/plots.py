@@ -121,17 +121,26 @@ def cost_breakdown(res, folder: Path):
 
 
 def _ev_peak_day(res):
-    """The EV table of the last modelled year's day with the highest uncontrolled fleet
-    load, summed over buses per fleet and hour; None without fleets."""
+    """The EV table of one day of the last modelled year, summed over buses per fleet and
+    hour: the day where the plan departs most from uncontrolled charging (the day with the
+    largest uncontrolled load when it never does); None without fleets."""
     ev = res.tables.get("ev_flexibility")
     if ev is None or ev.empty:
         return None
     last = ev[ev["year"] == ev["year"].max()]
-    by_day = last.groupby("day")["baseline_mw"].sum()
-    day = by_day.idxmax()
+    moved = (last["scheduled_mw"] - last["baseline_mw"]).abs().groupby(last["day"], sort=False).sum()
+    day = moved.idxmax() if moved.max() > 1e-9 else last.groupby("day", sort=False)["baseline_mw"].max().idxmax()
     cols = ["baseline_mw", "scheduled_mw", "energy_mwh", "energy_min_mwh", "energy_max_mwh"]
     sub = last[last["day"] == day].groupby(["fleet", "hour"], sort=False)[cols].sum().reset_index()
     return sub, day, int(last["year"].iloc[0])
+
+
+def _closed(g, col):
+    """Hours 0..H and values with the last one repeated, so a post-step plot shows every
+    step of the day, the last one included."""
+    h = g["hour"].to_numpy()
+    v = g[col].to_numpy()
+    return np.append(h, h[-1] + 1), np.append(v, v[-1])
 
 
 def ev_peak_day(res, folder: Path):
@@ -141,12 +150,14 @@ def ev_peak_day(res, folder: Path):
         return None
     sub, day, year = got
     fleets = list(dict.fromkeys(sub["fleet"]))
-    fig, axes = plt.subplots(1, len(fleets) + 1, figsize=(4.2 * (len(fleets) + 1), 3.6), sharey=False)
-    tot = sub.groupby("hour")[["baseline_mw", "scheduled_mw"]].sum()
-    for ax, name, g in [(axes[0], "all fleets", tot.reset_index())] + [
-            (ax, f, sub[sub["fleet"] == f]) for ax, f in zip(axes[1:], fleets)]:
-        ax.step(g["hour"], g["baseline_mw"], where="post", color="0.4", ls="--", label="uncontrolled (baseline)")
-        ax.step(g["hour"], g["scheduled_mw"], where="post", color="C0", label="scheduled")
+    panels = [(f, sub[sub["fleet"] == f]) for f in fleets]
+    if len(fleets) > 1:
+        panels.insert(0, ("all fleets", sub.groupby("hour")[["baseline_mw", "scheduled_mw"]].sum().reset_index()))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6), squeeze=False)
+    axes = axes[0]
+    for ax, (name, g) in zip(axes, panels):
+        ax.step(*_closed(g, "baseline_mw"), where="post", color="0.4", ls="--", label="uncontrolled (baseline)")
+        ax.step(*_closed(g, "scheduled_mw"), where="post", color="C0", label="scheduled")
         ax.axhline(0, color="k", lw=0.5)
         ax.set_title(name)
         ax.set_xlabel("hour")
@@ -169,9 +180,10 @@ def ev_envelope(res, folder: Path):
     fig, axes = plt.subplots(1, len(fleets), figsize=(4.6 * len(fleets), 3.6), squeeze=False)
     for ax, f in zip(axes[0], fleets):
         g = sub[sub["fleet"] == f]
-        ax.fill_between(g["hour"], g["energy_min_mwh"], g["energy_max_mwh"], step="post", alpha=0.25, color="C2",
+        h, lo = _closed(g, "energy_min_mwh")
+        ax.fill_between(h, lo, _closed(g, "energy_max_mwh")[1], step="post", alpha=0.25, color="C2",
                         label="envelope")
-        ax.step(g["hour"], g["energy_mwh"], where="post", color="C2", label="planned")
+        ax.step(*_closed(g, "energy_mwh"), where="post", color="C2", label="planned")
         ax.set_title(f)
         ax.set_xlabel("hour")
         ax.set_xticks(range(0, 25, 6))

@@ -68,3 +68,60 @@ def test_time_limit_reports_status_and_incumbent(tmp_path):
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["status"] == "time_limit"
     assert code == (EXIT_LIMIT if summary["objective_eur"] is not None else EXIT_NO_SOLUTION)
+
+
+def test_ieee33_ev_uncontrolled_peak_is_coincident_evs_times_chargers():
+    """ieee33_ev, last year, under reinforce_only: the feeder's peak rises above the base
+    load's peak by about the EVs charging at that hour times their charger power, counted
+    session by session in each fleet's sample (no solve needed: the EVs are fixed loads)."""
+    import numpy as np
+    import pyomo.environ as pyo
+
+    from flexplan.blocks.demand import load_matrices
+    from flexplan.blocks.ev_fleet import EVFleetConfig, add_ev_fleet
+    from flexplan.hub import Hub
+    from flexplan.index import deterministic_index
+
+    inst = fp.load_instance(shipped_instances() / "ieee33_ev")
+    ix = deterministic_index(inst)
+    hub = Hub(inst.network.n_buses, ix.n_ops)
+    add_ev_fleet(pyo.Block(concrete=True), inst, ix, hub, EVFleetConfig(mode="uncontrolled"))  # as reinforce_only
+    last = ix.op_year == ix.op_year.max()
+    base = load_matrices(inst, ix)[0][:, last].sum(axis=0)  # MW per op
+    total = base + hub.p_withdraw[:, last].sum(axis=0)  # base + uncontrolled EVs
+    year = int(ix.op_year.max())
+    ev_kw, coincident = np.zeros(ix.hours), np.zeros(ix.hours)
+    for fleet in inst.ev_fleets:
+        n = float(fleet.evs[year]) * len(fleet.buses)
+        for s in fleet.sessions.itertuples():  # full power until full, step by step
+            e = s.energy_arrival_kwh
+            for tau in range(s.length):
+                p = min(s.charger_kw, max(s.battery_kwh - e, 0.0) / fleet.eta_charge)
+                h = (s.start + tau) % ix.hours
+                ev_kw[h] += p * n / fleet.ev_days
+                coincident[h] += (p > 0) * n / fleet.ev_days
+                e += fleet.eta_charge * p
+    rise = total.max() - base.max()
+    expected = (base.reshape(-1, ix.hours) + ev_kw / 1000).max() - base.max()
+    h = int(np.argmax((base.reshape(-1, ix.hours) + ev_kw / 1000).max(axis=0)))
+    print(f"peak rise {rise:.3f} MW: {coincident[h]:.0f} EVs charging at {h}:00 with "
+          f"{ev_kw[h] / coincident[h]:.2f} kW on average")
+    assert rise == pytest.approx(expected, rel=1e-6)
+    assert rise > 0.5  # MW: the EVs matter on this feeder
+
+
+@pytest.mark.slow
+def test_ieee33_ev_smart_charging_lowers_reinforcement_cost():
+    inst = fp.load_instance(shipped_instances() / "ieee33_ev")
+    ref = fp.solve(fp.build_model(inst, "reinforce_only"), mip_gap=0.01, time_limit=1800)
+    flex = fp.solve(fp.build_model(inst, "flex_vs_reinforce"), mip_gap=0.01, time_limit=1800)
+    assert ref.has_solution and flex.has_solution
+    inv_ref = ref.cost_breakdown_eur["investment"]
+    inv_flex = flex.cost_breakdown_eur["investment"]
+    print(f"investment: uncontrolled {inv_ref:,.0f} EUR, smart {inv_flex:,.0f} EUR; total {ref.objective_eur:,.0f} "
+          f"vs {flex.objective_eur:,.0f} EUR")
+    assert inv_flex < inv_ref
+    # the value of flexibility is positive beyond both MIP gaps
+    assert flex.extra["dual_bound_eur"] is not None
+    assert ref.extra["dual_bound_eur"] - flex.objective_eur > 0
+    assert flex.violations["unserved_mwh"] == 0.0 and ref.violations["unserved_mwh"] == 0.0

@@ -14,7 +14,14 @@ sample_days = 14
 # sessions = "sessions.csv"      # instead of the generator: measured sessions
 # ev_days = 700                  # EV-days the CSV covers (default: its distinct EVs)
 # clip_sessions = true           # lower unreachable requirements instead of refusing
+# simbench_profile = "HLS_A_11.0"   # or: one SimBench charger's profile (scenario 2, 2016, 15 min)
+# profile = "charger.csv"        # or: a metered charger, column p_kw, with profile_step_h (0.25)
+#                                #   and profile_charger_kw; profile_battery_kwh (50);
+#                                #   departure = "home" | "workplace" | "public" | "end_of_charging"
 ```
+
+A profile is one charger over whole days (``ev_days`` = its days): each charging run
+becomes a session (:mod:`flexplan.ev.profiles`), and ``evs`` scales it like any fleet.
 """
 from __future__ import annotations
 
@@ -27,14 +34,20 @@ from ..errors import InstanceError, Problem
 from ..ev.envelopes import validate_sessions
 from ..ev.fleet import EVFleet, evs_per_year, is_integer_year
 from ..ev.generator import BEHAVIOURS, GeneratorOptions, generate_sessions
-from .tables import check_section
+from ..ev.profiles import sessions_from_profile, simbench_ev_profile
+from .tables import check_section, read_csv
 
 FLEET_KEYS = {"name": "str", "bus": "str", "buses": "list", "behaviour": "str", "evs": "table", "uptake": "table",
               "v2g_share": "float+", "seed": "int", "sample_evs": "int", "sample_days": "int", "sessions": "str",
               "ev_days": "float++", "clip_sessions": "bool", "soc_min": "float+", "soc_max": "float++",
               "eta_charge": "float++", "eta_discharge": "float++", "battery_kwh": "list", "battery_probs": "list",
               "charger_kw": "list", "charger_probs": "list", "mean_daily_km": "float++", "alpha": "float+",
-              "target_soc": "float++"}
+              "target_soc": "float++", "profile": "str", "simbench_profile": "str", "profile_step_h": "float++",
+              "profile_charger_kw": "float++", "profile_battery_kwh": "float++", "departure": "str"}
+PROFILE_KEYS = ("profile", "simbench_profile", "profile_step_h", "profile_charger_kw", "profile_battery_kwh",
+                "departure")
+GENERATOR_KEYS = ("v2g_share", "sample_evs", "sample_days", "battery_kwh", "battery_probs", "charger_kw",
+                  "charger_probs", "mean_daily_km", "alpha", "target_soc")
 UPTAKE_KEYS = {"final": "float+", "midpoint": "float", "rate": "float++", "initial": "float+"}
 
 
@@ -45,10 +58,9 @@ def load_fleets(specs, folder: Path, shown: str, network, profiles, years: list[
     index = {str(n): i for i, n in enumerate(network.buses["name"])}
     problems, fleets, names = [], [], set()
     for k, spec in enumerate(specs):
-        where = f"ev_fleets[{k}]."
-        probs = check_section(spec, shown, where, FLEET_KEYS, required=("name",))
         name = spec.get("name", f"fleet{k}")
-        where = f"ev_fleets[{name}]." if isinstance(name, str) else where
+        where = f"ev_fleets[{name}]." if isinstance(name, str) else f"ev_fleets[{k}]."
+        probs = check_section(spec, shown, where, FLEET_KEYS, required=("name",))
         if name in names:
             probs.append(Problem(shown, f"fleet name '{name}' is used twice", field=f"{where}name"))
         names.add(name)
@@ -89,13 +101,35 @@ def _check_fleet(spec, shown, where, index, years) -> list[Problem]:
     if "uptake" in spec:
         probs += check_section(spec["uptake"], shown, f"{where}uptake.", UPTAKE_KEYS,
                                required=("final", "midpoint", "rate"))
-    if "sessions" in spec:
-        for key in ("behaviour", "v2g_share", "sample_evs", "sample_days", "seed", "battery_kwh", "battery_probs",
-                    "charger_kw", "charger_probs", "mean_daily_km", "alpha", "target_soc"):
-            if key in spec and key != "behaviour":
-                probs.append(Problem(shown, "is a generator option; a fleet with 'sessions' takes its sessions (and "
-                                     "their v2g column) from the file", field=f"{where}{key}"))
+    sources = [k for k in ("sessions", "profile", "simbench_profile") if k in spec]
+    if len(sources) > 1:
+        probs.append(Problem(shown, f"give at most one session source, not {' and '.join(sources)}",
+                             field=f"{where}{sources[1]}"))
+    if sources:
+        for key in GENERATOR_KEYS + (("seed",) if sources[0] == "sessions" else ()):
+            if key in spec:
+                probs.append(Problem(shown, f"is a generator option; a fleet with '{sources[0]}' takes its sessions "
+                                     "from it", field=f"{where}{key}"))
+        for key in PROFILE_KEYS:
+            if key in spec and sources[0] == "sessions" and key not in sources:
+                probs.append(Problem(shown, "is an option of 'profile' / 'simbench_profile' fleets",
+                                     field=f"{where}{key}"))
+        if "ev_days" in spec and sources[0] != "sessions":
+            probs.append(Problem(shown, "only with 'sessions' (a profile covers its own days)", field=f"{where}ev_days"))
+        if sources[0] == "profile" and "profile_charger_kw" not in spec:
+            probs.append(Problem(shown, "missing key: the charger's rated power (kW) of the profile",
+                                 field=f"{where}profile_charger_kw"))
+        if "simbench_profile" in spec and "profile_charger_kw" in spec:
+            probs.append(Problem(shown, "a SimBench profile's charger power is in its name", field=f"{where}profile_charger_kw"))
+        dep = spec.get("departure")
+        if dep is not None and dep != "end_of_charging" and dep not in BEHAVIOURS:
+            probs.append(Problem(shown, f"'{dep}' is not one of: end_of_charging, {', '.join(BEHAVIOURS)}",
+                                 field=f"{where}departure"))
     else:
+        for key in PROFILE_KEYS:
+            if key in spec:
+                probs.append(Problem(shown, "is an option of 'profile' / 'simbench_profile' fleets",
+                                     field=f"{where}{key}"))
         beh = spec.get("behaviour")
         if beh is None:
             probs.append(Problem(shown, f"missing key: a behaviour for the generator ({', '.join(BEHAVIOURS)}) or "
@@ -138,8 +172,6 @@ def _fleet(spec, folder, shown, where, index, profiles, years) -> EVFleet:
     hours, dt = profiles.hours, profiles.dt_h
     if "sessions" in spec:
         path = folder / spec["sessions"]
-        from .tables import read_csv
-
         df = read_csv(path, str(path), {c: ("str" if c == "ev" else "float") for c in
                                         ("ev", "arrival_h", "departure_h", "energy_arrival_kwh",
                                          "energy_required_kwh", "battery_kwh", "charger_kw")},
@@ -148,6 +180,8 @@ def _fleet(spec, folder, shown, where, index, profiles, years) -> EVFleet:
                                               clip=bool(spec.get("clip_sessions", False)))
         ev_days = float(spec.get("ev_days", df["ev"].nunique()))
         source, behaviour = str(path), spec.get("behaviour", "sessions")
+    elif "profile" in spec or "simbench_profile" in spec:
+        sessions, clipped, ev_days, source, behaviour = _profile_sessions(spec, folder, where, hours, dt, eta_c, soc_max)
     else:
         opt = GeneratorOptions(
             battery_kwh=tuple(spec.get("battery_kwh", GeneratorOptions.battery_kwh)),
@@ -169,3 +203,41 @@ def _fleet(spec, folder, shown, where, index, profiles, years) -> EVFleet:
                    behaviour=behaviour, evs=pd.Series(counts, index=pd.Index(years, name="year")),
                    sessions=sessions, ev_days=ev_days, soc_min=soc_min, soc_max=soc_max, eta_charge=eta_c,
                    eta_discharge=eta_d, source=source, clipped=clipped)
+
+
+def _profile_sessions(spec, folder, where, hours, dt, eta_c, soc_max):
+    """Sessions of one charger's power profile (a CSV column ``p_kw`` or a SimBench profile)."""
+    if "simbench_profile" in spec:
+        name = spec["simbench_profile"]
+        try:
+            factor, step_h, charger_kw = simbench_ev_profile(name)
+        except (ValueError, KeyError, ImportError) as e:
+            raise InstanceError(Problem(where.rstrip("."), str(e).strip('"'), field=f"{where}simbench_profile")) from e
+        power = factor * charger_kw
+        shown = f"simbench:{name}"
+        default_dep = "home" if name.startswith("HLS_") else "workplace"
+    else:
+        path = folder / spec["profile"]
+        shown = str(path)
+        df = read_csv(path, shown, {"p_kw": "float"}, allow_extra=True)
+        power = df["p_kw"].to_numpy(float)
+        step_h = float(spec.get("profile_step_h", 0.25))
+        charger_kw = float(spec["profile_charger_kw"])
+        default_dep = "home"
+        if (len(power) * step_h) % 24 > 1e-9:
+            raise InstanceError(Problem(shown, f"{len(power)} steps of {step_h:g} h are not whole days", row=1,
+                                        field="p_kw"))
+        over = np.flatnonzero(power > charger_kw * 1.001)
+        if len(over):
+            raise InstanceError(Problem(shown, f"{power[over[0]]:g} kW exceeds the charger's {charger_kw:g} kW "
+                                        f"({len(over)} rows)", row=int(over[0]) + 2, field="p_kw"))
+    departure = spec.get("departure", default_dep)
+    df, stats = sessions_from_profile(power, step_h, charger_kw, model_dt_h=dt,
+                                      battery_kwh=float(spec.get("profile_battery_kwh", 50.0)), eta_charge=eta_c,
+                                      soc_max=soc_max, departure=departure, seed=int(spec.get("seed", 1)))
+    if df.empty:
+        raise InstanceError(Problem(shown, "the profile has no charging (no power above 1 % of the charger's)",
+                                    field="p_kw"))
+    sessions, clipped = validate_sessions(df, f"{shown} [sessions]", hours, dt, eta_charge=eta_c, soc_max=soc_max,
+                                          clip=True)
+    return sessions, clipped, stats["ev_days"], f"{shown} departure={departure}", spec.get("behaviour", departure)
