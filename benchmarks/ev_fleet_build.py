@@ -8,6 +8,8 @@ built alone (Pyomo ``Block`` + Hub, no network) in smart mode; then, at 10 000 E
 number of cohorts is varied; then the generator's sample size (EV-days simulated to shape
 the envelopes, which is not the fleet size).  Each point is the median of ``--repeat``
 builds in this process with the cyclic garbage collector paused, as in ``build_model``.
+Finally the aggregation gap: how far the cohort aggregate's optimal peak and cost fall below
+the exact model with one cohort per session, by number of cohorts.
 Writes JSON, CSV and a PNG beside ``--out``.
 """
 from __future__ import annotations
@@ -101,6 +103,7 @@ def main(argv=None) -> int:
             ts.append(time.perf_counter() - t1)
         gen.append(dict(sample_evs=sample, sample_days=14, generate_s=statistics.median(ts)))
         log(f"generator, sample of {sample} EVs x 14 days: {gen[-1]['generate_s']:.3f} s")
+    gaps = aggregation_gaps(base)
     df = pd.DataFrame(rows)
     ev = df[df.sweep == "evs"]
     ratio = float(ev.build_s.max() / ev.build_s.min())
@@ -112,12 +115,74 @@ def main(argv=None) -> int:
     log(f"build time over 1k..100k EVs: max/min {ratio:.2f}; exponent in cohort-steps {slope:.2f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(summary=summary, rows=rows, generator=gen), indent=2) + "\n")
+    out.write_text(json.dumps(dict(summary=summary, rows=rows, generator=gen, aggregation=gaps), indent=2) + "\n")
     df.to_csv(out.with_suffix(".csv"), index=False)
     plot(df, pd.DataFrame(gen), out.with_suffix(".png"))
     print(df.to_string(index=False))
+    print(pd.DataFrame(gaps).to_string(index=False))
     print(json.dumps(summary, indent=2))
     return 0
+
+
+PRICE = np.array([30, 25, 20, 20, 25, 40, 60, 80, 70, 60, 50, 40, 40, 45, 50, 60, 90, 120, 110, 90, 70, 50, 40, 35.0])
+
+
+def aggregation_gaps(inst, n_evs=500, days=3, seed=4):
+    """How far the cohort aggregate's optimum is below the exact per-EV model's: a home
+    fleet of ``n_evs`` EVs x ``days`` generated days (half V2G-capable) at one bus, one
+    day of 24 h; objectives: the fleet's peak (MW) and its charging cost at a test price
+    (EUR/day at PRICE, EUR/MWh, cheap nights).  ``gap`` = exact − aggregate in those units
+    (>= 0: the aggregate is a relaxation).  Returns one row per cohort setting."""
+    from flexplan.assemble import cyclic_gc_paused
+    from flexplan.blocks.ev_fleet import EVFleetConfig, add_ev_fleet
+    from flexplan.ev import validate_sessions
+    from flexplan.ev.fleet import EVFleet
+    from flexplan.ev.generator import GeneratorOptions, generate_sessions
+    from flexplan.hub import Hub
+    from flexplan.index import deterministic_index
+    from flexplan.instance.model import Economics, Profiles
+    from flexplan.solve import solve_model
+
+    s, st = generate_sessions("home", n_evs, days, seed=seed, options=GeneratorOptions(v2g_share=0.5))
+    s, _ = validate_sessions(s, "generated", 24, 1.0)
+    fleet = EVFleet(name="home", buses=(1,), bus_names=("1",), behaviour="home",
+                    evs=pd.Series({2025: float(n_evs)}), sessions=s, ev_days=st["ev_days"])
+    one_day = Profiles(days=("d",), weights=np.array([365.0]), hours=24, dt_h=1.0,
+                       factors={k: v[:1] for k, v in inst.profiles.factors.items()})
+    small = dataclasses.replace(inst, ev_fleets=(fleet,), profiles=one_day, years_per_stage="all",
+                                economics=Economics(base_year=2025, end_year=2025, stages=(2025,)),
+                                growth=inst.growth.loc[[2025]])
+    ix = deterministic_index(small)
+
+    def optimum(objective, mode, **cfg):
+        m = pyo.ConcreteModel()
+        m.ev = pyo.Block()
+        hub = Hub(small.network.n_buses, ix.n_ops)
+        with cyclic_gc_paused():
+            add_ev_fleet(m.ev, small, ix, hub, EVFleetConfig(mode=mode, flex_price_eur_per_mwh=0.0, **cfg))
+        load = [-sum(hub.p_terms.get((1, t), [])) for t in range(ix.n_ops)]
+        if objective == "cost":
+            m.obj = pyo.Objective(expr=sum(float(PRICE[t]) * load[t] for t in range(24)))
+        else:
+            m.z = pyo.Var()
+            m.c = pyo.Constraint(range(24), rule=lambda _, t: m.z >= load[t])
+            m.obj = pyo.Objective(expr=m.z)
+        out = solve_model(m)
+        return out.objective, m.ev._flex["envs"][0].n_cohorts, len(m.ev.p_ch)
+
+    rows = []
+    settings = [("1", dict(max_cohorts=1)), ("4", dict(max_cohorts=4)), ("16 (default)", dict(max_cohorts=16)),
+                ("64", dict(max_cohorts=64)), ("one per window", dict(max_cohorts=0))]
+    for mode in ("smart", "v2g"):
+        for objective in ("peak", "cost"):
+            exact, n_exact, _ = optimum(objective, mode, per_session=True)
+            for label, cfg in settings:
+                val, n, nvar = optimum(objective, mode, **cfg)
+                rows.append(dict(mode=mode, objective=objective, cohorts=label, n_cohorts=n, sessions=n_exact,
+                                 exact=exact, aggregate=val, gap=exact - val,
+                                 gap_pct=100 * (exact - val) / abs(exact), p_ch_vars=nvar))
+                log(f"aggregation {mode} {objective} cohorts {label}: gap {rows[-1]['gap_pct']:.3f} %")
+    return rows
 
 
 def plot(df, gen, path):

@@ -63,7 +63,8 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
     if ref_recipe is not None:
         _log("solving the reference: the same recipe with uncontrolled EVs (skip with --no-reference)")
         ref_pm = fp.build_model(inst, ref_recipe)
-        ref = fp.solve(ref_pm, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose)
+        ref = fp.solve(ref_pm, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose,
+                       progress=_log)
         vof = value_of_flexibility(res, ref)
         res.extra["value_of_flexibility"] = vof
         res.timings_s["reference"] = sum(ref.timings_s.get(k, 0.0) for k in ("build", "handoff", "solve", "extract"))

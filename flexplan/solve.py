@@ -96,6 +96,26 @@ def to_highs(model):
     return lp, repn, int(integer.sum()), int(A.nnz)
 
 
+def _report_mip_progress(h, progress, every_s: float = 15.0) -> None:
+    """Branch-and-bound progress through ``progress`` at most every ``every_s`` seconds
+    (and at every improving solution): elapsed time, incumbent, bound, gap, nodes."""
+    last = [-every_s]
+
+    def report(event, improved=False):
+        d = event.data_out
+        if not improved and d.running_time - last[0] < every_s:
+            return
+        last[0] = d.running_time
+        gap = f"{100 * d.mip_gap:.2f} %" if math.isfinite(d.mip_gap) else "-"
+        inc = f"{d.mip_primal_bound:,.0f}" if math.isfinite(d.mip_primal_bound) else "none yet"
+        bound = f"{d.mip_dual_bound:,.0f}" if math.isfinite(d.mip_dual_bound) else "-"
+        progress(f"  {d.running_time:6.1f} s: {'new incumbent' if improved else 'incumbent'} {inc} EUR, bound "
+                 f"{bound} EUR, gap {gap}, {int(d.mip_node_count)} nodes")
+
+    h.cbMipLogging.subscribe(lambda e: report(e))
+    h.cbMipImprovingSolution.subscribe(lambda e: report(e, improved=True))
+
+
 def solve_model(model, options: SolveOptions | None = None, progress=None) -> SolveOutcome:
     """Solve a Pyomo model with HiGHS; on success the variables hold the solution."""
     options = options or SolveOptions()
@@ -123,6 +143,8 @@ def solve_model(model, options: SolveOptions | None = None, progress=None) -> So
     if progress:
         progress(f"solving with HiGHS {h.version()}: {size['variables']} variables, "
                  f"{size['constraints']} constraints, {n_int} integer")
+    if progress and n_int:
+        _report_mip_progress(h, progress)
     t1 = time.perf_counter()
     h.run()
     timings["solve"] = time.perf_counter() - t1

@@ -32,8 +32,8 @@ def value_of_flexibility(res, ref) -> dict:
     out = dict(reference_model=ref.model, reference_status=ref.status, reference_objective_eur=ref.objective_eur,
                objective_eur=res.objective_eur, value_eur=None, value_lower_eur=None, value_upper_eur=None,
                reference_cost_breakdown_eur=ref.cost_breakdown_eur,
-               reference_builds=[dict(asset=r.asset, type=r.type, year=int(r.year), capex_eur=float(r.capex_eur))
-                                 for r in ref.builds.itertuples()])
+               reference_builds=[dict(asset=r.asset, type=r.type, year=int(r.year),
+                                      capex_eur=round(float(r.capex_eur), 2)) for r in ref.builds.itertuples()])
     if res.has_solution and ref.has_solution:
         out["value_eur"] = ref.objective_eur - res.objective_eur
 

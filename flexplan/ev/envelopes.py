@@ -27,8 +27,9 @@ with Arr_c(τ) the (fixed) energy of the members arriving at τ, e_c(0) = Arr_c(
 e_c(W_c) = 0.  Summing any individually feasible schedules gives a feasible cohort schedule,
 so a cohort is an outer approximation of its members; with one session per cohort it is
 exact.  By default the cohorts are the distinct (arrival step, plugged steps, charger)
-windows; ``max_cohorts`` merges windows into fewer, looser cohorts; ``per_session`` gives
-the exact (brute-force) model.
+windows, and in V2G mode V2G-capable sessions form cohorts of their own; ``max_cohorts``
+merges windows into fewer, looser cohorts; ``per_session`` gives the exact (brute-force)
+model.
 
 Everything is per EV of the fleet: totals are divided by the number of EV-days in the
 sample, so that a node with N EVs scales every quantity by N and the model's size depends
@@ -194,11 +195,13 @@ def validate_sessions(df: pd.DataFrame, shown: str, hours: int, dt_h: float, eta
 
 
 def _cohort_keys(sessions: pd.DataFrame, hours: int, split_by_charger: bool, per_session: bool,
-                 max_cohorts: int | None) -> np.ndarray:
-    """A cohort label per session."""
+                 max_cohorts: int | None, split_v2g: bool = False) -> np.ndarray:
+    """A cohort label per session.  With ``split_v2g`` V2G-capable sessions never share a
+    cohort with the others (a mixed cohort could discharge energy that belongs to EVs
+    without V2G through the V2G chargers)."""
     if per_session:
         return np.arange(len(sessions))
-    cols = ["start", "length"] + (["charger_kw"] if split_by_charger else [])
+    cols = ["start", "length"] + (["charger_kw"] if split_by_charger else []) + (["v2g"] if split_v2g else [])
     keys = list(zip(*[sessions[c].to_numpy() for c in cols]))
     distinct = pd.Series(keys).value_counts(sort=True)  # most frequent window first
     label = {k: j for j, k in enumerate(distinct.index)}
@@ -207,6 +210,7 @@ def _cohort_keys(sessions: pd.DataFrame, hours: int, split_by_charger: bool, per
     # keep the max_cohorts most frequent windows as centres; every other window joins the
     # centre nearest in (circular) arrival and departure
     centres = np.array([[k[0], k[0] + k[1]] for k in distinct.index[:max_cohorts]], dtype=float)
+    flags = np.array([k[-1] for k in distinct.index[:max_cohorts]])
 
     def circ(a, b):
         d = np.abs(a - b) % hours
@@ -218,6 +222,8 @@ def _cohort_keys(sessions: pd.DataFrame, hours: int, split_by_charger: bool, per
             out[k] = j
         else:
             dist = circ(centres[:, 0], k[0]) + circ(centres[:, 1], k[0] + k[1])
+            if split_v2g:  # join a centre of the same kind where there is one
+                dist = dist + 1000.0 * (flags != k[-1])
             out[k] = int(np.argmin(dist))
     return np.array([out[k] for k in keys])
 
@@ -239,7 +245,8 @@ def build_envelopes(sessions: pd.DataFrame, n_ev_days: float, hours: int, dt_h: 
     at most this many cohorts (looser); ``per_session``: one cohort per session (exact)."""
     if n_ev_days <= 0:
         raise ValueError(f"n_ev_days must be > 0, got {n_ev_days}")
-    labels = _cohort_keys(sessions, hours, split_by_charger, per_session, max_cohorts)
+    labels = _cohort_keys(sessions, hours, split_by_charger, per_session, max_cohorts,
+                          split_v2g=v2g and "v2g" in sessions and bool(sessions["v2g"].any()))
     kw = 1e-3 / n_ev_days  # kW or kWh of the sample -> MW or MWh per EV
     S = sessions
     start = S["start"].to_numpy(int)

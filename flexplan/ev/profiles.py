@@ -54,7 +54,9 @@ def sessions_from_profile(power_kw, dt_h: float, charger_kw: float, model_dt_h: 
     (``ev_days``: the profile's length in days, ``runs``, ``raised_battery``).  Defaults:
     ``battery_kwh`` 50 (the mean of the Electric Nation mix, FORMULATION.md §4),
     ``threshold`` 1 % of the charger power (kW below it is noise: SimBench carries values
-    down to −1e-5), runs closer than ``merge_gap_h`` 0.25 h are one session."""
+    down to −1e-5), runs closer than ``merge_gap_h`` 0.25 h (one SimBench step: a dip of one
+step inside a charge, seen in the HLS profiles) are one session; ``departure`` as in the
+module docstring, drawn with ``seed``."""
     p = np.clip(np.asarray(power_kw, dtype=float), 0.0, None)
     if departure != "end_of_charging" and departure not in BEHAVIOURS:
         raise ValueError(f"departure must be 'end_of_charging' or one of {', '.join(BEHAVIOURS)}, got '{departure}'")
