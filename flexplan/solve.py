@@ -106,13 +106,16 @@ def _report_mip_progress(h, progress, every_s: float = 15.0) -> None:
         if not improved and d.running_time - last[0] < every_s:
             return
         last[0] = d.running_time
-        gap = f"{100 * d.mip_gap:.2f} %" if math.isfinite(d.mip_gap) else "-"
-        inc = f"{d.mip_primal_bound:,.0f}" if math.isfinite(d.mip_primal_bound) else "none yet"
-        bound = f"{d.mip_dual_bound:,.0f}" if math.isfinite(d.mip_dual_bound) else "-"
-        progress(f"  {d.running_time:6.1f} s: {'new incumbent' if improved else 'incumbent'} {inc} EUR, bound "
-                 f"{bound} EUR, gap {gap}, {int(d.mip_node_count)} nodes")
+        parts = [f"{'new incumbent' if improved else 'incumbent'} {d.mip_primal_bound:,.0f} EUR"
+                 if math.isfinite(d.mip_primal_bound) else "no incumbent yet"]
+        if math.isfinite(d.mip_dual_bound):
+            parts.append(f"bound {d.mip_dual_bound:,.0f} EUR")
+        if math.isfinite(d.mip_gap):
+            parts.append(f"gap {100 * d.mip_gap:.2f} %")
+        parts.append(f"{int(d.mip_node_count)} nodes")
+        progress(f"  {d.running_time:6.1f} s: " + ", ".join(parts))
 
-    h.cbMipLogging.subscribe(lambda e: report(e))
+    h.cbMipInterrupt.subscribe(lambda e: report(e))  # called often; throttled above
     h.cbMipImprovingSolution.subscribe(lambda e: report(e, improved=True))
 
 

@@ -117,3 +117,10 @@ def test_cli_writes_ev_results_and_value(feeder_ev, tmp_path):
     assert main(["solve", str(feeder_ev), "--model", str(recipe), "--out", str(out), "--no-reference",
                  "--no-plots"]) == 0
     assert "value_of_flexibility" not in json.loads((out / "summary.json").read_text())
+
+
+def test_mip_progress_is_reported(feeder_ev):
+    lines = []
+    fp.solve(fp.build_model(fp.load_instance(feeder_ev), reference_recipe(RECIPE)), progress=lines.append)
+    assert lines[0].startswith("solving with HiGHS") and "1 integer" in lines[0]
+    assert any("new incumbent 60,461 EUR" in ln for ln in lines), lines
