@@ -4,6 +4,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -83,3 +84,18 @@ def case33_snapshot(folder: Path, extra_toml: str = "", candidates: str = "") ->
         {candidates}
         """))
     return folder
+
+
+def simulate_uncontrolled(sessions, hours: int = 24, dt: float = 1.0, eta: float = 0.95):
+    """Every session on its own, step by step: full power from arrival until the battery is
+    full (the independent reference for uncontrolled charging).  Returns the kW drawn per
+    step of the day over the whole sample and how many sessions charge in each step."""
+    load, charging = np.zeros(hours), np.zeros(hours)
+    for r in sessions.itertuples():
+        e = r.energy_arrival_kwh
+        for tau in range(r.length):
+            p = min(r.charger_kw, max(r.battery_kwh - e, 0.0) / (eta * dt))
+            load[(r.start + tau) % hours] += p
+            charging[(r.start + tau) % hours] += p > 0
+            e += eta * p * dt
+    return load, charging

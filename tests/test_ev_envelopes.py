@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import simulate_uncontrolled
 from flexplan.errors import InstanceError
 from flexplan.ev import build_envelopes, validate_sessions
 
@@ -23,22 +24,10 @@ def random_sessions(n, seed=1):
                          "energy_required_kwh": ereq, "battery_kwh": B, "charger_kw": p})
 
 
-def simulate_uncontrolled(s, hours=24, dt=1.0, eta=0.95):
-    """Each session on its own, step by step: full power until the battery is full."""
-    load = np.zeros(hours)
-    for r in s.itertuples():
-        e = r.energy_arrival_kwh
-        for tau in range(r.length):
-            p = min(r.charger_kw, max(r.battery_kwh - e, 0.0) / (eta * dt))
-            load[(r.start + tau) % hours] += p
-            e += eta * p * dt
-    return load
-
-
 def test_baseline_equals_step_by_step_simulation():
     s, _ = validate_sessions(random_sessions(300), "s.csv", 24, 1.0)
     env = build_envelopes(s, n_ev_days=300, hours=24, dt_h=1.0)
-    ref = simulate_uncontrolled(s) / 300 / 1000  # kW total -> MW per EV
+    ref = simulate_uncontrolled(s)[0] / 300 / 1000  # kW total -> MW per EV
     assert np.allclose(env.baseline_profile_mw(), ref, atol=1e-12)
     assert env.n_sessions == 300 and sum(c.sessions for c in env.cohorts) == 300
 

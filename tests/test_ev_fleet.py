@@ -6,6 +6,7 @@ import numpy as np
 import pyomo.environ as pyo
 import pytest
 
+from conftest import simulate_uncontrolled
 from flexplan.blocks.ev_fleet import EVFleetConfig, add_ev_fleet, extract_ev_fleet
 from flexplan.errors import RecipeError
 from flexplan.ev.generator import GeneratorOptions, generate_sessions
@@ -147,25 +148,13 @@ def test_v2g_lowers_the_peak_further(fleet_instance):
     assert smart < 0.5 * uncontrolled
 
 
-def simulate_uncontrolled_kw(sessions, eta=0.95):
-    """Every session on its own, step by step (1 h): full power until the battery is full."""
-    load = np.zeros(24)
-    for r in sessions.itertuples():
-        e = r.energy_arrival_kwh
-        for tau in range(r.length):
-            p = min(r.charger_kw, max(r.battery_kwh - e, 0.0) / eta)
-            load[(r.start + tau) % 24] += p
-            e += eta * p
-    return load
-
-
 def test_uncontrolled_load_is_the_simulated_charging(fleet_instance):
     """The uncontrolled fleet is a fixed load: the step-by-step simulation, scaled."""
     ix = deterministic_index(fleet_instance)
     hub = Hub(fleet_instance.network.n_buses, ix.n_ops)
     add_ev_fleet(pyo.Block(concrete=True), fleet_instance, ix, hub, EVFleetConfig(mode="uncontrolled"))
     fleet = fleet_instance.ev_fleets[0]
-    ref = simulate_uncontrolled_kw(fleet.sessions) * N_EVS / fleet.ev_days / 1000
+    ref = simulate_uncontrolled(fleet.sessions)[0] * N_EVS / fleet.ev_days / 1000
     assert np.allclose(hub.p_withdraw[1], ref, atol=1e-12)
     assert not hub.p_terms
 

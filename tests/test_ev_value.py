@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import flexplan as fp
-from conftest import write_feeder
+from conftest import simulate_uncontrolled, write_feeder
 from flexplan.value import reference_recipe, value_of_flexibility
 
 pytestmark = pytest.mark.integration
@@ -76,13 +76,7 @@ def test_uncontrolled_peak_is_coincident_evs_times_chargers(feeder_ev):
     ref = fp.solve(fp.build_model(inst, reference_recipe(RECIPE)))
     flow = ref.line_loading[(ref.line_loading["line"] == "l2") & (ref.line_loading["year"] == 2025)]
     fleet = inst.ev_fleets[0]
-    charging_kw = np.zeros(24)  # kW of chargers running, per hour, in the whole sample
-    for s in fleet.sessions.itertuples():
-        e = s.energy_arrival_kwh
-        for tau in range(s.length):
-            p = min(s.charger_kw, max(s.battery_kwh - e, 0.0) / fleet.eta_charge)
-            charging_kw[(s.start + tau) % 24] += p
-            e += fleet.eta_charge * p
+    charging_kw, _ = simulate_uncontrolled(fleet.sessions, eta=fleet.eta_charge)  # kW, whole sample
     ev_mw = charging_kw / fleet.ev_days * 200 / 1000
     base = 0.3 * np.array(EVENING)
     assert flow["p_mw"].max() == pytest.approx((base + ev_mw).max(), rel=1e-6)

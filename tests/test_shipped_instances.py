@@ -77,6 +77,7 @@ def test_ieee33_ev_uncontrolled_peak_is_coincident_evs_times_chargers():
     import numpy as np
     import pyomo.environ as pyo
 
+    from conftest import simulate_uncontrolled
     from flexplan.blocks.demand import load_matrices
     from flexplan.blocks.ev_fleet import EVFleetConfig, add_ev_fleet
     from flexplan.hub import Hub
@@ -93,14 +94,9 @@ def test_ieee33_ev_uncontrolled_peak_is_coincident_evs_times_chargers():
     ev_kw, coincident = np.zeros(ix.hours), np.zeros(ix.hours)
     for fleet in inst.ev_fleets:
         n = float(fleet.evs[year]) * len(fleet.buses)
-        for s in fleet.sessions.itertuples():  # full power until full, step by step
-            e = s.energy_arrival_kwh
-            for tau in range(s.length):
-                p = min(s.charger_kw, max(s.battery_kwh - e, 0.0) / fleet.eta_charge)
-                h = (s.start + tau) % ix.hours
-                ev_kw[h] += p * n / fleet.ev_days
-                coincident[h] += (p > 0) * n / fleet.ev_days
-                e += fleet.eta_charge * p
+        kw, count = simulate_uncontrolled(fleet.sessions, ix.hours, ix.dt_h, fleet.eta_charge)
+        ev_kw += kw * n / fleet.ev_days
+        coincident += count * n / fleet.ev_days
     rise = total.max() - base.max()
     expected = (base.reshape(-1, ix.hours) + ev_kw / 1000).max() - base.max()
     h = int(np.argmax((base.reshape(-1, ix.hours) + ev_kw / 1000).max(axis=0)))
