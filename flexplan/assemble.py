@@ -79,12 +79,18 @@ def check_recipe(recipe: Recipe) -> None:
                           f"{', '.join(sorted(FORMULATIONS))}")
     specs = [BLOCKS[b] for b in recipe.blocks] + [FORMULATIONS[recipe.formulation]]
     provided = {p for s in specs for p in s.provides}
-    for s in specs:
+    for i, s in enumerate(specs):
         missing = [r for r in s.requires if r not in provided]
         if missing:
             raise RecipeError(f"{recipe.source}: block '{s.name}' requires {', '.join(missing)}, which no block of "
                               f"this recipe provides (blocks: {', '.join(recipe.blocks)}); add a block that "
                               f"provides it or remove '{s.name}'")
+        before = {p for t in specs[:i] for p in t.provides}
+        late = [r for r in s.requires if r not in before]
+        if late:
+            who = next(t.name for t in specs if late[0] in t.provides)
+            raise RecipeError(f"{recipe.source}: block '{s.name}' needs '{who}' (for {late[0]}) to be built before it; "
+                              f"list '{who}' earlier in 'blocks' {recipe.blocks}")
 
 
 def build_model(instance: Instance | str | Path, recipe: str | Path | Recipe | dict = "reinforce_only",

@@ -9,7 +9,8 @@ Blocks never see each other.  They put into the Hub
 * cost terms per (category, node[, year]) (``cost``);
 * branch options that investments create (``add_branch_option``): a replacement that
   changes a branch's impedance and rating, or a parallel branch, each with its built state
-  per tree node (an expression of the investment variables).
+  per tree node (an expression of the investment variables);
+* EV battery states (``storage``, :class:`StorageState`) that other blocks may price.
 
 The network formulation turns injections into bus balances; the assembler turns costs
 into the objective (probability- and discount-weighted).  Reports break costs down by
@@ -41,6 +42,26 @@ class BranchOption:
 
 
 @dataclass
+class StorageState:
+    """A fleet's batteries at one bus in one op, published by the ``ev_fleet`` block for
+    blocks that price how they are used (ageing).  ``energy`` (MWh, the plugged-in EVs at the
+    start of the step), ``charge`` / ``discharge`` (MW, grid side): expressions or numbers;
+    ``capacity_mwh``: the plugged-in batteries; ``baseline_*``: the same under uncontrolled
+    charging; ``unit``: the (fleet, bus, node, year, day) the op belongs to."""
+
+    fleet: str
+    bus: int
+    op: int
+    unit: int
+    energy: object
+    charge: object
+    discharge: object
+    capacity_mwh: float
+    baseline_energy_mwh: float
+    baseline_charge_mw: float
+
+
+@dataclass
 class CostTerm:
     category: str
     node: str
@@ -58,6 +79,9 @@ class Hub:
         self.max_injection = np.zeros(n_buses)  # MVA, bound on |variable injections| per bus
         self.costs: list[CostTerm] = []
         self.branch_options: dict[int, list[BranchOption]] = defaultdict(list)
+        self.storage: list[StorageState] = []  # EV batteries per (fleet, bus, op)
+        self.storage_units: list[dict] = []  # per unit: fleet, bus, node, year, day, n_evs, battery data
+        self.storage_cohorts: list[dict] = []  # per (unit, cohort): window states, for evaluations
         self.provided: set[str] = set()
 
     # -- power ---------------------------------------------------------------------------

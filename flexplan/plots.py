@@ -1,6 +1,7 @@
 """PNG plots of a plan: voltage profile along the feeder at the worst hour, loading
 duration curves, investment timeline, cost breakdown and, with EV fleets, their charging
-on the peak day (baseline vs scheduled) and their energy envelope with the trajectory."""
+on the peak day (baseline vs scheduled) and their energy envelope with the trajectory, and,
+with the ageing block, the capacity fade per fleet over the horizon (calendar / cycling)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +22,8 @@ def _save(fig, path: Path) -> Path:
 
 def write_plots(res, folder: Path, instance=None) -> list[Path]:
     out = []
-    for fn in (voltage_profile, loading_duration, investment_timeline, cost_breakdown, ev_peak_day, ev_envelope):
+    for fn in (voltage_profile, loading_duration, investment_timeline, cost_breakdown, ev_peak_day, ev_envelope,
+               capacity_fade):
         path = fn(res, folder)
         if path is not None:
             out.append(path)
@@ -192,3 +194,27 @@ def ev_envelope(res, folder: Path):
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{res.instance} ({res.model}): EV energy envelope on day '{day}', {year}")
     return _save(fig, folder / "ev_envelope.png")
+
+
+def capacity_fade(res, folder: Path):
+    """Capacity lost per EV and year (%), calendar and cycling stacked, per fleet and modelled
+    year, with the uncontrolled-charging reference as a marker."""
+    df = res.tables.get("ageing")
+    if df is None or df.empty:
+        return None
+    fleets = list(dict.fromkeys(df["fleet"]))
+    fig, axes = plt.subplots(1, len(fleets), figsize=(4.8 * len(fleets), 3.8), squeeze=False)
+    for ax, f in zip(axes[0], fleets):
+        g = df[df["fleet"] == f].groupby("year")[["calendar_loss_pct", "cycling_loss_pct", "baseline_loss_pct"]].mean()
+        x = np.arange(len(g))
+        ax.bar(x, g["calendar_loss_pct"], color="C0", label="calendar (while plugged in)")
+        ax.bar(x, g["cycling_loss_pct"], bottom=g["calendar_loss_pct"], color="C1", label="cycling (driving + V2G)")
+        ax.plot(x, g["baseline_loss_pct"], "k_", markersize=18, mew=2, label="uncontrolled charging")
+        ax.set_xticks(x, [str(y) for y in g.index])
+        ax.set_title(f)
+        ax.set_xlabel("modelled year")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("capacity lost per EV (% per year)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{res.instance} ({res.model}): battery capacity fade")
+    return _save(fig, folder / "capacity_fade.png")

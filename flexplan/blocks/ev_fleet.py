@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
+from ..hub import StorageState
 from . import BlockSpec, register_block
 from .network.common import polygon
 
@@ -127,12 +128,25 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         for bus in fleet.buses:
             hub.bound_injection(bus, kva * peak * float(fleet.evs.max()))
 
+    _publish_units(hub, fleets, envs, units, ix)
     if cfg.mode == "uncontrolled":
-        for u in units:
-            base = envs[u.fleet].baseline_profile_mw() * u.n_evs
+        for ui, u in enumerate(units):
+            env = envs[u.fleet]
+            base = env.baseline_profile_mw() * u.n_evs
             p = np.zeros(ix.n_ops)
             p[u.first_op:u.first_op + H] = base
             hub.withdraw(u.bus, p, np.zeros(ix.n_ops))
+            for c in env.cohorts:
+                hub.storage_cohorts.append(dict(unit=ui, energy=(c.e_max_mwh * u.n_evs).tolist(),
+                                                charge=(c.baseline_mw * u.n_evs).tolist(), discharge=[0.0] * c.width,
+                                                capacity=c.capacity_mwh * u.n_evs, baseline_energy=c.e_max_mwh * u.n_evs,
+                                                baseline_charge=c.baseline_mw * u.n_evs))
+            cap = env.per_clock_step(lambda c: c.capacity_mwh) * u.n_evs
+            e_base = env.per_clock_step(lambda c: c.e_max_mwh) * u.n_evs
+            for h in np.flatnonzero(cap > 0).tolist():
+                hub.storage.append(StorageState(fleets[u.fleet].name, u.bus, u.first_op + h, ui, float(e_base[h]),
+                                                float(base[h]), 0.0, float(cap[h]), float(e_base[h]),
+                                                float(base[h])))
         return
 
     # ---- flat index of (unit, cohort, window step) -------------------------------------
@@ -225,6 +239,56 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
                                + edges[m][1] * b.q[k] <= edges[m][2] * s_max[k])
     for k, (ui, o) in enumerate(keys):
         hub.inject(units[ui].bus, o, p=net_p((ui, o)), q=b.q[k] if cfg.reactive else None)
+    # battery states for blocks that price their use (ageing): per cohort window ...
+    j = 0
+    for ui, u in enumerate(units):
+        for c in envs[u.fleet].cohorts:
+            steps = range(j, j + c.width)
+            hub.storage_cohorts.append(dict(
+                unit=ui, energy=[b.e[jj] for jj in steps], charge=[b.p_ch[jj] for jj in steps],
+                discharge=[b.p_dis[jj] if jj in has_dis else 0.0 for jj in steps], capacity=c.capacity_mwh * u.n_evs,
+                baseline_energy=c.e_max_mwh * u.n_evs, baseline_charge=c.baseline_mw * u.n_evs))
+            j += c.width
+    # ... and per (fleet, bus, op)
+    profiles = {}
+    for ui, u in enumerate(units):
+        if u.fleet not in profiles:
+            env = envs[u.fleet]
+            profiles[u.fleet] = (env.per_clock_step(lambda c: c.capacity_mwh), env.per_clock_step(lambda c: c.e_max_mwh),
+                                 env.baseline_profile_mw())
+    for ui, o in keys:
+        u = units[ui]
+        cap, e_base, p_base = profiles[u.fleet]
+        h = o - u.first_op
+        steps = at[(ui, o)]
+        dis = [b.p_dis[jj] for jj in steps if jj in has_dis]
+        hub.storage.append(StorageState(fleets[u.fleet].name, u.bus, o, ui, sum(b.e[jj] for jj in steps),
+                                        sum(b.p_ch[jj] for jj in steps), sum(dis) if dis else 0.0,
+                                        float(cap[h] * u.n_evs), float(e_base[h] * u.n_evs),
+                                        float(p_base[h] * u.n_evs)))
+
+
+def _publish_units(hub, fleets, envs, units, ix) -> None:
+    """Per unit (fleet, bus, node, year, day): what blocks that price battery use need."""
+    depths = {}
+    for u in units:
+        fleet, env = fleets[u.fleet], envs[u.fleet]
+        s = fleet.sessions
+        if u.fleet not in depths:  # one array per fleet, shared by its units
+            depths[u.fleet] = ((s["energy_required_kwh"] - s["energy_arrival_kwh"]) / s["battery_kwh"]).to_numpy()
+        v2g_b = float(s.loc[s["v2g"], "battery_kwh"].sum()) if "v2g" in s else 0.0
+        hub.storage_units.append(dict(
+            fleet=fleet.name, bus=u.bus, node=ix.node_names[ix.op_node[u.first_op]], year=int(ix.op_year[u.first_op]),
+            day=int(ix.op_day[u.first_op]), first_op=u.first_op, n_evs=u.n_evs,
+            battery_kwh_mean=float(s["battery_kwh"].mean()),
+            sessions_per_ev_day=env.n_sessions / env.ev_days,
+            charged_mwh_per_ev_day=env.energy_required_mwh,
+            # V2G-capable battery capacity plugged in per EV and day (MWh): the depth reference
+            v2g_capacity_mwh=u.n_evs * v2g_b * 1e-3 / env.ev_days,
+            depths=depths[u.fleet],
+            # the driving cycles' full equivalents per EV and day
+            fec_per_day=float(depths[u.fleet].sum() / env.ev_days),
+            eta_charge=env.eta_charge, eta_discharge=env.eta_discharge))
 
 
 def extract_ev_fleet(b, inst, ix) -> dict:
@@ -304,5 +368,5 @@ def ev_summary(df: pd.DataFrame, fleets, envs, ix, cfg) -> dict:
     return out
 
 
-register_block(BlockSpec("ev_fleet", add_ev_fleet, EVFleetConfig, provides=("ev_fleet",),
+register_block(BlockSpec("ev_fleet", add_ev_fleet, EVFleetConfig, provides=("ev_fleet", "ev_storage"),
                          extract=extract_ev_fleet, doc=__doc__))

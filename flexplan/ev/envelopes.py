@@ -55,7 +55,8 @@ class Cohort:
     """One cohort's data per EV of the fleet (MW, MWh) on a window of ``width`` steps.
 
     Arrays of length W (one per step τ, or per state e(τ) for τ = 0..W-1): ``p_max_mw``,
-    ``p_dis_max_mw``, ``e_min_mwh``, ``e_max_mwh``, ``baseline_mw``; arrays of length W+1
+    ``p_dis_max_mw``, ``e_min_mwh``, ``e_max_mwh``, ``baseline_mw``, ``capacity_mwh`` (the
+    plugged-in members' battery sizes); arrays of length W+1
     (per boundary τ = 0..W): ``arrivals_mwh`` (fixed energy plugging in), ``dep_min_mwh``,
     ``dep_max_mwh`` (bounds on the energy leaving)."""
 
@@ -70,6 +71,7 @@ class Cohort:
     dep_max_mwh: np.ndarray
     baseline_mw: np.ndarray
     sessions: int
+    capacity_mwh: np.ndarray | None = None  # (W,) batteries of the members plugged in at τ
 
     def clock_steps(self, hours: int) -> np.ndarray:
         """The day step (0..H-1) of each window step."""
@@ -272,6 +274,7 @@ def build_envelopes(sessions: pd.DataFrame, n_ev_days: float, hours: int, dt_h: 
         emin = np.zeros(W)
         emax = np.zeros(W)
         base = np.zeros(W)
+        cap = np.zeros(W)
         arr = np.zeros(W + 1)
         dmin = np.zeros(W + 1)
         dmax = np.zeros(W + 1)
@@ -288,6 +291,7 @@ def build_envelopes(sessions: pd.DataFrame, n_ev_days: float, hours: int, dt_h: 
             emin[sl] += lo[:-1]
             emax[sl] += hi[:-1]
             base[sl] += np.diff(hi) / (eta_charge * dt_h)
+            cap[sl] += B[i]
             arr[r] += e0[i]
             dmin[r + L] += lo[-1]
             dmax[r + L] += hi[-1]
@@ -295,6 +299,7 @@ def build_envelopes(sessions: pd.DataFrame, n_ev_days: float, hours: int, dt_h: 
         emin[0] = emax[0] = arr[0]
         cohorts.append(Cohort(start=A, width=W, p_max_mw=pmax * kw, p_dis_max_mw=pdis * kw, e_min_mwh=emin * kw,
                               e_max_mwh=emax * kw, arrivals_mwh=arr * kw, dep_min_mwh=dmin * kw,
-                              dep_max_mwh=dmax * kw, baseline_mw=base * kw, sessions=len(members)))
+                              dep_max_mwh=dmax * kw, baseline_mw=base * kw, sessions=len(members),
+                              capacity_mwh=cap * kw))
     return FleetEnvelopes(hours=hours, dt_h=dt_h, eta_charge=eta_charge, eta_discharge=eta_discharge,
                           cohorts=tuple(cohorts), ev_days=float(n_ev_days), n_sessions=len(S))
