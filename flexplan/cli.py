@@ -86,6 +86,13 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
     return EXIT_NO_SOLUTION
 
 
+def _one_line(text: str, width: int = 90) -> str:
+    """The first sentence of a description on one line, cut at ``width`` characters."""
+    flat = " ".join(text.split())
+    first = flat.split(". ")[0].rstrip(".")
+    return first if len(first) <= width else first[: width - 1].rstrip() + "…"
+
+
 def cmd_list(_args) -> int:
     from .blocks import BLOCKS, FORMULATIONS, _load_all
     from .paths import shipped_instances, shipped_models
@@ -94,12 +101,10 @@ def cmd_list(_args) -> int:
     _load_all()
     print("instances:")
     for p in sorted(shipped_instances().glob("*/instance.toml")):
-        desc = tomllib.loads(p.read_text()).get("description", "").split("\n")[0]
-        print(f"  {p.parent.name:<14} {desc}")
+        print(f"  {p.parent.name:<22} {_one_line(tomllib.loads(p.read_text()).get('description', ''))}")
     print("recipes (models):")
     for p in sorted(shipped_models().glob("*.toml")):
-        r = resolve_recipe(p)
-        print(f"  {p.stem:<22} {r.description}")
+        print(f"  {p.stem:<22} {_one_line(resolve_recipe(p).description)}")
     print("blocks:       " + ", ".join(sorted(BLOCKS)))
     print("formulations: " + ", ".join(sorted(FORMULATIONS)))
     return EXIT_OK

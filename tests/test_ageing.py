@@ -206,3 +206,64 @@ def test_ageing_needs_an_ev_fleet_before_it(v2g_feeder):
     with pytest.raises(RecipeError, match="ageing.chemistry must be one of lfp, nmc"):
         fp.build_model(v2g_feeder, {"name": "x", "blocks": ["demand", "ev_fleet", "ageing"],
                                     "ageing": {"chemistry": "lead_acid"}})
+
+
+# ------------------------------------------------------------------ against NREL's BLAST-Lite
+def blast_reference():
+    """Figures made by tests/reference/blast_lite_reference.py in a venv of its own."""
+    import pandas as pd
+    from pathlib import Path
+
+    return pd.read_csv(Path(__file__).parent / "reference" / "blast_lite_reference.csv", comment="#")
+
+
+def day_samples(profile):
+    d = np.ones(25)
+    d[1:2] = 0.0 if profile == "cyc_1C" else d[1:2]
+    if profile == "cyc_0.5C":
+        d[1:4] = [0.5, 0.0, 0.5]
+    return d
+
+
+@pytest.mark.parametrize("soc", [0.3, 0.5, 0.9])
+def test_nmc_calendar_matches_blast_lite(soc):
+    """Same equations (Schmalstieg 2014): within 1 % (BLAST-Lite steps the t^0.75 law with
+    daily explicit-Euler updates, 0.16 % above the closed form)."""
+    ref = blast_reference().set_index(["chemistry", "profile"]).loc[("nmc", f"cal_soc{soc}")]
+    ours = NMC.calendar_loss([soc] * 8760, 1.0)
+    print(f"NMC SOC {soc}: flexplan {100 * ours:.3f} %, BLAST-Lite {100 * ref.q_loss_calendar:.3f} %")
+    assert ours == pytest.approx(ref.q_loss_calendar, rel=0.01)
+
+
+@pytest.mark.parametrize("profile", ["cyc_1C", "cyc_0.5C"])
+def test_nmc_cycling_matches_blast_lite(profile):
+    """Same equations: at BLAST-Lite's own throughput (it scales each day's cycle by the
+    capacity left, 298 instead of 365 FEC in a year) and with the day's RMS voltage, within
+    2 %; at 365 FEC flexplan's figure is higher by the square root of the throughput ratio."""
+    ref = blast_reference().set_index(["chemistry", "profile"]).loc[("nmc", profile)]
+    v_rms = float(np.sqrt(np.mean(nmc_ocv(day_samples(profile)) ** 2)))
+    ours = NMC.cycle_loss([1.0], [ref.efc], v_rms=v_rms)
+    print(f"NMC {profile}: V_rms {v_rms:.4f} V; flexplan {100 * ours:.2f} %, BLAST-Lite {100 * ref.q_loss_cycling:.2f} %"
+          f" at {ref.efc:.1f} FEC; flexplan at 365 FEC {100 * NMC.cycle_loss([1.0], [365], v_rms=v_rms):.2f} %")
+    assert ours == pytest.approx(ref.q_loss_cycling, rel=0.02)
+
+
+@pytest.mark.parametrize("soc", [0.3, 0.5, 0.9])
+def test_lfp_calendar_near_blast_lite(soc):
+    """The same Sony/Murata cell, but BLAST-Lite fits its own sigmoid in the anode potential
+    where flexplan uses Naumann's √t law: within 40 % (recorded: Naumann 4.09 / 4.25 /
+    5.54 %, BLAST-Lite 2.98 / 3.83 / 5.86 % in the first year)."""
+    ref = blast_reference().set_index(["chemistry", "profile"]).loc[("lfp", f"cal_soc{soc}")]
+    ours = LFP.calendar_loss([soc] * 8760, 1.0)
+    print(f"LFP SOC {soc}: flexplan {100 * ours:.3f} %, BLAST-Lite {100 * ref.q_loss_calendar:.3f} %")
+    assert ours == pytest.approx(ref.q_loss_calendar, rel=0.40)
+
+
+def test_lfp_cycle_life_near_blast_lite():
+    """Full 1C cycles until cycling costs 20 % of the capacity: Naumann's √FEC law 8 564 FEC,
+    BLAST-Lite's (q5 FEC)^1.13 fit 11 297 FEC: within 30 %.  (In the first year the two
+    differ tenfold, 4.1 % vs 0.40 %: the √ law puts its loss early; recorded in the CSV.)"""
+    ref = blast_reference().set_index(["chemistry", "profile"]).loc[("lfp", "life_1C")]
+    ours = LFP.cycles_to_eol(1.0, c_rate=1.0, eol_loss=0.2)
+    print(f"LFP 1C life: flexplan {ours:.0f} FEC, BLAST-Lite {ref.efc:.0f} FEC")
+    assert ours == pytest.approx(ref.efc, rel=0.30)

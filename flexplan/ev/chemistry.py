@@ -44,12 +44,19 @@ R_GAS = 8.314  # J/(mol K)
 SECONDS_PER_DAY = 86_400.0
 
 
+#: Open-circuit voltage (V) of the Sanyo UR18650E cell at SOC 0, 0.3, 0.5, 0.9, 1: the values
+#: of the cell's OCV curve (Schmalstieg et al. 2014) as NREL's BLAST-Lite 1.1.1 implements it
+#: (read off its model at these points; tests/reference/blast_lite_reference.py).
+NMC_OCV_POINTS = ((0.0, 3.331), (0.3, 3.6267), (0.5, 3.6974), (0.9, 4.0730), (1.0, 4.162))
+
+
 def nmc_ocv(soc):
-    """Open-circuit voltage (V) of the Sanyo UR18650E NMC cell against SOC (0..1): a smooth fit
-    through 3.0 V (empty), 3.6 V (~25 %), 3.7 V (~50 %) and 4.2 V (full), the shape used by
-    Schmalstieg et al. 2014 (Fig. 2).  Used only inside the NMC calendar and cycle laws."""
-    s = np.clip(np.asarray(soc, dtype=float), 0.0, 1.0)
-    return 3.0 + 0.6 * (1 - np.exp(-s / 0.09)) + 0.37 * s + 0.23 * s ** 4
+    """Open-circuit voltage (V) of the Sanyo UR18650E NMC cell against SOC (0..1): a monotone
+    cubic (PCHIP) through :data:`NMC_OCV_POINTS`.  Used inside the NMC calendar and cycle laws."""
+    from scipy.interpolate import PchipInterpolator
+
+    x, y = zip(*NMC_OCV_POINTS)
+    return PchipInterpolator(x, y)(np.clip(np.asarray(soc, dtype=float), 0.0, 1.0))
 
 
 def _lower_convex_hull(x: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
@@ -137,18 +144,21 @@ class Chemistry:
         return convex_lines(lambda s: float(self.calendar_rate(s, t_c, age_h)), soc_min, 1.0, pieces)
 
     # -- cycling -------------------------------------------------------------------------
-    def cycle_stress(self, dod, c_rate: float = 0.5):
-        """k(DoD) such that Q_cyc = k · FEC^0.5 (fraction) for cycles of depth ``dod``."""
+    def cycle_stress(self, dod, c_rate: float = 0.5, v_rms: float | None = None):
+        """k(DoD) such that Q_cyc = k · FEC^0.5 (fraction) for cycles of depth ``dod``.
+        NMC: ``v_rms`` is the cycle's root-mean-square voltage (V); default: a cycle of that
+        depth centred on SOC 0.5."""
         dod = np.clip(np.asarray(dod, dtype=float), 0.0, 1.0)
         if self.name == "lfp":
             return 0.01 * (0.0630 * c_rate + 0.0971) * (4.0253 * (dod - 0.6) ** 3 + 1.0923)
         # Schmalstieg: Q = beta sqrt(Ah); one FEC of the 2.15 Ah cell moves 2 x 2.15 Ah
         # (charge and discharge), the throughput convention of BLAST-Lite's implementation
-        v_mean = nmc_ocv(0.5 + 0.0 * dod)  # cycles centred on mid SOC
-        beta = 7.348e-3 * (v_mean - 3.667) ** 2 + 7.6e-4 + 4.081e-3 * dod
+        if v_rms is None:
+            v_rms = (nmc_ocv(0.5 - dod / 2) + nmc_ocv(0.5 + dod / 2)) / 2
+        beta = 7.348e-3 * (np.asarray(v_rms) - 3.667) ** 2 + 7.6e-4 + 4.081e-3 * dod
         return beta * math.sqrt(2 * 2.15)
 
-    def cycle_loss(self, depths, counts=None, c_rate: float = 0.5, q0: float = 0.0) -> float:
+    def cycle_loss(self, depths, counts=None, c_rate: float = 0.5, q0: float = 0.0, v_rms: float | None = None) -> float:
         """Cycling loss (fraction) of cycles of the given depths (with multiplicities
         ``counts``, e.g. from rainflow: 0.5 for a half cycle), in order, from the loss ``q0``;
         each depth's law continues from the equivalent throughput of the loss so far."""
@@ -157,7 +167,7 @@ class Chemistry:
         q = q0
         z = self.cycle_exponent
         for d, n in zip(depths, counts):
-            k = float(self.cycle_stress(d, c_rate))
+            k = float(self.cycle_stress(d, c_rate, v_rms))
             if k <= 0 or d <= 0:
                 continue
             fec_eq = (q / k) ** (1.0 / z)
