@@ -121,3 +121,30 @@ def test_ieee33_ev_smart_charging_lowers_reinforcement_cost():
     assert flex.extra["dual_bound_eur"] is not None
     assert ref.extra["dual_bound_eur"] - flex.objective_eur > 0
     assert flex.violations["unserved_mwh"] == 0.0 and ref.violations["unserved_mwh"] == 0.0
+
+
+@pytest.mark.slow
+def test_ieee33_ev_v2g_ageing_monotone_in_battery_cost():
+    """ieee33_ev with V2G (reinforcement relaxed to an LP, so that the four solves take
+    about 20 s each): pricing cycling wear never raises V2G discharge as the battery gets
+    dearer, and a zero ageing cost reproduces the schedule of the V2G plan without the block."""
+    inst = fp.load_instance(shipped_instances() / "ieee33_ev")
+    base = {"name": "v2g", "blocks": ["demand", "ev_fleet", "reinforcement"],
+            "ev_fleet": {"mode": "v2g"}, "reinforcement": {"binary": False}}
+    plain = fp.solve(fp.build_model(inst, base))
+    assert plain.status == "optimal"
+    discharged = []
+    for cost in (0.0, 2.0, 20.0, 150.0):
+        rec = {**base, "blocks": base["blocks"] + ["ageing"],
+               "ageing": {"replacement_eur_per_kwh": cost, "calendar": False}}
+        res = fp.solve(fp.build_model(inst, rec))
+        assert res.status == "optimal"
+        ev = res.tables["ev_flexibility"]
+        discharged.append(ev["discharge_mw"].sum())
+        if cost == 0.0:
+            assert ev.equals(plain.tables["ev_flexibility"])
+            assert res.objective_eur == pytest.approx(plain.objective_eur, rel=1e-9)
+    print("ieee33_ev V2G discharge by battery cost 0 / 2 / 20 / 150 EUR/kWh:", [round(d, 3) for d in discharged])
+    assert discharged[0] > 0
+    assert all(b <= a + 1e-6 for a, b in zip(discharged, discharged[1:]))
+    assert discharged[-1] < discharged[0]
