@@ -210,7 +210,7 @@ def capacity_fade(res, folder: Path):
         ax.bar(x, g["calendar_loss_pct"], color="C0", label="calendar (while plugged in)")
         ax.bar(x, g["cycling_loss_pct"], bottom=g["calendar_loss_pct"], color="C1", label="cycling (driving + V2G)")
         ax.plot(x, g["baseline_loss_pct"], "k_", markersize=18, mew=2, label="uncontrolled charging")
-        ax.set_xticks(x, [str(y) for y in g.index])
+        ax.set_xticks(x, [str(y) for y in g.index], rotation=45 if len(x) > 6 else 0)
         ax.set_title(f)
         ax.set_xlabel("modelled year")
         ax.grid(alpha=0.3, axis="y")

@@ -305,7 +305,17 @@ def ageing_table(b, inst, ix) -> dict:
         df["cycling_loss_exact_pct"] = 100 * df.pop("cycling_exact_mwh") / cap
         df["baseline_loss_exact_pct"] = 100 * (df.pop("calendar_exact_baseline_mwh")
                                                + df.pop("cycling_exact_baseline_mwh")) / cap
+    evaluation = {}
+    if len(df) and "calendar_loss_exact_pct" in df:
+        evaluation = dict(
+            calendar_block_pct=float(df["calendar_loss_pct"].mean()),
+            calendar_exact_pct=float(df["calendar_loss_exact_pct"].mean()),
+            cycling_block_pct=float(df["cycling_loss_pct"].mean()),
+            cycling_exact_pct=float(df["cycling_loss_exact_pct"].mean()),
+            note="capacity lost per EV and year, mean over fleets and years: the block's linear estimate "
+                 "and the same schedule through the nonlinear laws (rainflow cycles, exact SOC and time)")
     summary = dict(chemistry=cfg.chemistry, replacement_eur_per_kwh=cfg.replacement_eur_per_kwh,
+                   evaluation=evaluation,
                    end_of_life_capacity=cfg.end_of_life_capacity, cycling=cfg.cycling,
                    battery_age_years=cfg.battery_age_years, temperature_c=cfg.temperature_c,
                    cost_eur_per_year=df.groupby("year")["cost_eur"].sum().to_dict() if len(df) else {},
