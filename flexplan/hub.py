@@ -82,6 +82,7 @@ class Hub:
         self.storage: list[StorageState] = []  # EV batteries per (fleet, bus, op)
         self.storage_units: list[dict] = []  # per unit: fleet, bus, node, year, day, n_evs, battery data
         self.storage_cohorts: list[dict] = []  # per (unit, cohort): window states, for evaluations
+        self.tariff: dict | None = None  # the tariffs block's prices (EUR/MWh per step of the day)
         self.provided: set[str] = set()
 
     # -- power ---------------------------------------------------------------------------

@@ -16,8 +16,11 @@ Q within their kVA rating, (P, Q) inside a polygon of radius ``charger_kva_per_k
 plugged-in charger power.
 
 Modes: ``uncontrolled`` (every EV charges at full power from arrival until full; a fixed
-load with no variables), ``smart`` (V1G: when to charge is free within the envelope) and
-``v2g`` (EVs whose session is flagged ``v2g`` may also discharge, down to SOC_min).
+load with no variables), ``smart`` (V1G: when to charge is free within the envelope),
+``v2g`` (EVs whose session is flagged ``v2g`` may also discharge, down to SOC_min) and
+``tariff`` (the owners charge at least cost under the ``tariffs`` block's prices, solved
+before the DSO plans, :mod:`flexplan.ev.response`; a fixed load for the DSO).  With a tariff
+in the Hub the owners' bill is the cost category ``ev_energy``.
 
 Flexibility: the fleet's baseline is its uncontrolled charging; per (bus, op)
 ``flex_down = max(0, baseline − scheduled)`` (less charging, or discharging) and
@@ -38,14 +41,15 @@ from ..hub import StorageState
 from . import BlockSpec, register_block
 from .network.common import polygon
 
-MODES = ("uncontrolled", "smart", "v2g")
+MODES = ("uncontrolled", "smart", "v2g", "tariff")
 
 
 @dataclass
 class EVFleetConfig:
     """Options of the ``ev_fleet`` block.
 
-    * ``mode``: ``uncontrolled`` | ``smart`` | ``v2g`` (default ``smart``).
+    * ``mode``: ``uncontrolled`` | ``smart`` | ``v2g`` | ``tariff`` (default ``smart``;
+      ``tariff``: the owners minimise their bill under the ``tariffs`` block's prices).
     * ``max_cohorts``: merge each fleet's arrival/departure windows into at most this many
       cohorts (0, the default: one cohort per distinct window, the tightest aggregate).
     * ``split_by_charger``: separate cohorts by charger power (default true: tighter).
@@ -129,24 +133,29 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
             hub.bound_injection(bus, kva * peak * float(fleet.evs.max()))
 
     _publish_units(hub, fleets, envs, units, ix)
-    if cfg.mode == "uncontrolled":
+    if cfg.mode in ("uncontrolled", "tariff"):
+        fixed = _fixed_profiles(fleets, envs, hub, cfg)
+        b._flex["fixed"] = fixed
         for ui, u in enumerate(units):
             env = envs[u.fleet]
+            charge, energy = fixed[u.fleet]
             base = env.baseline_profile_mw() * u.n_evs
             p = np.zeros(ix.n_ops)
-            p[u.first_op:u.first_op + H] = base
+            p[u.first_op:u.first_op + H] = charge * u.n_evs
             hub.withdraw(u.bus, p, np.zeros(ix.n_ops))
-            for c in env.cohorts:
-                hub.storage_cohorts.append(dict(unit=ui, energy=(c.e_max_mwh * u.n_evs).tolist(),
-                                                charge=(c.baseline_mw * u.n_evs).tolist(), discharge=[0.0] * c.width,
-                                                capacity=c.capacity_mwh * u.n_evs, baseline_energy=c.e_max_mwh * u.n_evs,
-                                                baseline_charge=c.baseline_mw * u.n_evs))
+            if cfg.mode == "uncontrolled":  # cohort traces are known only for the baseline
+                for c in env.cohorts:
+                    hub.storage_cohorts.append(dict(
+                        unit=ui, energy=(c.e_max_mwh * u.n_evs).tolist(), charge=(c.baseline_mw * u.n_evs).tolist(),
+                        discharge=[0.0] * c.width, capacity=c.capacity_mwh * u.n_evs,
+                        baseline_energy=c.e_max_mwh * u.n_evs, baseline_charge=c.baseline_mw * u.n_evs))
             cap = env.per_clock_step(lambda c: c.capacity_mwh) * u.n_evs
             e_base = env.per_clock_step(lambda c: c.e_max_mwh) * u.n_evs
             for h in np.flatnonzero(cap > 0).tolist():
-                hub.storage.append(StorageState(fleets[u.fleet].name, u.bus, u.first_op + h, ui, float(e_base[h]),
-                                                float(base[h]), 0.0, float(cap[h]), float(e_base[h]),
-                                                float(base[h])))
+                hub.storage.append(StorageState(fleets[u.fleet].name, u.bus, u.first_op + h, ui,
+                                                float(energy[h] * u.n_evs), float(charge[h] * u.n_evs), 0.0,
+                                                float(cap[h]), float(e_base[h]), float(base[h])))
+        _bill_owners(hub, ix)
         return
 
     # ---- flat index of (unit, cohort, window step) -------------------------------------
@@ -266,6 +275,43 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
                                         sum(b.p_ch[jj] for jj in steps), sum(dis) if dis else 0.0,
                                         float(cap[h] * u.n_evs), float(e_base[h] * u.n_evs),
                                         float(p_base[h] * u.n_evs)))
+    _bill_owners(hub, ix)
+
+
+def _fixed_profiles(fleets, envs, hub, cfg) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per fleet, per EV: charging (MW per clock step) and plugged-in energy (MWh) when the
+    EVs charge on arrival (uncontrolled) or minimise their bill (tariff)."""
+    from ..errors import RecipeError
+    from ..ev.response import staggered_response
+
+    out = []
+    for env in envs:
+        if cfg.mode == "uncontrolled":
+            out.append((env.baseline_profile_mw(), env.per_clock_step(lambda c: c.e_max_mwh)))
+        else:
+            if getattr(hub, "tariff", None) is None:
+                raise RecipeError("ev_fleet.mode = \"tariff\" needs the 'tariffs' block listed before 'ev_fleet' "
+                                  "(the owners respond to its prices)")
+            out.append(staggered_response(env, hub.tariff["groups"]))
+    return out
+
+
+def _bill_owners(hub, ix) -> None:
+    """With a tariff in the Hub: the owners' bill for charging (V2G export credited at the same
+    price), cost category ``ev_energy``."""
+    tariff = getattr(hub, "tariff", None)
+    if tariff is None:
+        return
+    price = tariff["price"]
+    hours = ix.op_hours()
+    per_ny = defaultdict(list)
+    for s in hub.storage:
+        h = int(ix.op_hour[s.op])
+        w = float(price[h] * hours[s.op])
+        term = s.charge if isinstance(s.discharge, (int, float)) and s.discharge == 0 else s.charge - s.discharge
+        per_ny[(ix.node_names[ix.op_node[s.op]], int(ix.op_year[s.op]))].append(w * term)
+    for (node, year), terms in per_ny.items():
+        hub.cost("ev_energy", node, sum(terms), year=year)
 
 
 def _publish_units(hub, fleets, envs, units, ix) -> None:
@@ -297,7 +343,7 @@ def extract_ev_fleet(b, inst, ix) -> dict:
     fleets, envs, units, cfg = data["fleets"], data["envs"], data["units"], data["cfg"]
     H = ix.hours
     rows = []
-    if cfg.mode != "uncontrolled":
+    if cfg.mode not in ("uncontrolled", "tariff"):
         p_ch = np.array([pyo.value(b.p_ch[j]) for j in range(len(b.p_ch))])
         e = np.array([pyo.value(b.e[j]) for j in range(len(b.e))])
         p_dis = np.zeros(len(p_ch))
@@ -311,10 +357,9 @@ def extract_ev_fleet(b, inst, ix) -> dict:
         base = env.baseline_profile_mw() * n
         e_lo = env.per_clock_step(lambda c: c.e_min_mwh) * n
         e_hi = env.per_clock_step(lambda c: c.e_max_mwh) * n
-        if cfg.mode == "uncontrolled":
-            sched = base.copy()
-            energy = env.per_clock_step(lambda c: c.e_max_mwh) * n
-            charge, discharge = base.copy(), np.zeros(H)
+        if cfg.mode in ("uncontrolled", "tariff"):
+            charge, energy = (x * n for x in data["fixed"][u.fleet])
+            sched, discharge = charge.copy(), np.zeros(H)
         else:
             w = sum(c.width for c in env.cohorts)
             sl = slice(j, j + w)

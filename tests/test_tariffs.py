@@ -1,0 +1,94 @@
+"""Tariffs: the owners' own charging under time-of-use and dynamic prices, the rebound peak
+at the off-peak start, staggering, and the bill."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import flexplan as fp
+from conftest import write_feeder
+from flexplan.errors import RecipeError
+
+pytestmark = pytest.mark.integration
+
+EVENING = [0.5] * 6 + [0.7] * 10 + [0.9, 1.0, 1.0, 1.0, 0.9, 0.8, 0.6, 0.5]
+N_EVS = 200
+
+
+@pytest.fixture(scope="module")
+def feeder(tmp_path_factory):
+    f = write_feeder(tmp_path_factory.mktemp("tariffs") / "f",
+                     lines=[("l1", "b0", "b1", 0.2, 0.1, 20.0, 1.0), ("l2", "b1", "b2", 0.2, 0.1, 5.0, 1.0)],
+                     loads=[("b2", 0.3, 0.05)], profile=[("day", 365, EVENING)],
+                     economics="base_year = 2025\nend_year = 2025\nstages = [2025]")
+    with open(f / "instance.toml", "a") as fh:
+        fh.write(f'\n[[ev_fleets]]\nname = "home"\nbus = "b2"\nbehaviour = "home"\nevs = {{2025 = {N_EVS}}}\n'
+                 'seed = 7\n')
+    return fp.load_instance(f)
+
+
+def fleet_load(inst, mode, tariffs=None, **ev):
+    blocks = ["demand"] + (["tariffs"] if tariffs is not None else []) + ["ev_fleet"]
+    rec = {"name": mode, "blocks": blocks, "ev_fleet": {"mode": mode, "flex_price_eur_per_mwh": 0.0, **ev}}
+    if tariffs is not None:
+        rec["tariffs"] = tariffs
+    res = fp.solve(fp.build_model(inst, rec))
+    assert res.status == "optimal"
+    return res, res.tables["ev_flexibility"].set_index("hour")["scheduled_mw"]
+
+
+def test_time_of_use_rebound_and_staggering(feeder):
+    _, uncontrolled = fleet_load(feeder, "uncontrolled")
+    _, tou = fleet_load(feeder, "tariff", {"offpeak_hours": 8, "offpeak_start_h": 22})
+    _, staggered = fleet_load(feeder, "tariff", {"offpeak_hours": 8, "offpeak_start_h": 22,
+                                                 "stagger_h": [0, 1, 2, 3, 4, 5]})
+    print(f"EV peak: uncontrolled {uncontrolled.max():.3f} MW at {uncontrolled.idxmax()}:00, ToU "
+          f"{tou.max():.3f} MW at {tou.idxmax()}:00, staggered {staggered.max():.3f} MW at {staggered.idxmax()}:00")
+    assert tou.idxmax() in (22, 23)  # the timers start when the cheap window opens
+    assert tou.max() > 1.5 * uncontrolled.max()  # the rebound is higher than the evening peak
+    assert staggered.max() < 0.6 * tou.max()
+    # the energy is the same, only moved
+    assert tou.sum() == pytest.approx(uncontrolled.sum(), rel=1e-6)
+    assert staggered.sum() == pytest.approx(uncontrolled.sum(), rel=1e-6)
+
+
+def test_bill_is_price_times_energy(feeder):
+    prices = {"offpeak_hours": 8, "offpeak_start_h": 22, "energy_eur_per_mwh": 300.0, "offpeak_eur_per_mwh": 100.0}
+    res, load = fleet_load(feeder, "tariff", prices)
+    hourly = np.where((np.arange(24) >= 22) | (np.arange(24) < 6), 100.0, 300.0)
+    assert res.cost_breakdown_eur["ev_energy"] == pytest.approx((hourly * load.sort_index().to_numpy()).sum() * 365,
+                                                                rel=1e-9)
+    # the owners' response pays less than charging on arrival at the same prices
+    rec = {"name": "u", "blocks": ["demand", "tariffs", "ev_fleet"], "tariffs": prices,
+           "ev_fleet": {"mode": "uncontrolled"}}
+    bill_unc = fp.solve(fp.build_model(feeder, rec)).cost_breakdown_eur["ev_energy"]
+    assert res.cost_breakdown_eur["ev_energy"] < bill_unc
+
+
+def test_dynamic_prices_response_is_each_evs_cheapest_hours(feeder):
+    """With one cohort per session the owners' response is exact: every EV charges in its
+    cheapest plugged-in hours (greedy, computed here session by session)."""
+    price = [30, 25, 20, 20, 25, 40, 60, 80, 70, 60, 50, 40, 40, 45, 50, 60, 90, 120, 110, 90, 70, 50, 40, 35.0]
+    res, load = fleet_load(feeder, "tariff", {"hourly_eur_per_mwh": price}, per_session=True)
+    fleet = feeder.ev_fleets[0]
+    p = np.asarray(price)
+    bill = 0.0
+    for r in fleet.sessions.itertuples():
+        need = r.energy_required_kwh - r.energy_arrival_kwh
+        hours = (r.start + np.arange(r.length)) % 24
+        for h in hours[np.argsort(p[hours], kind="stable")]:
+            e = min(need, fleet.eta_charge * r.charger_kw)
+            bill += p[h] * e / fleet.eta_charge / 1000.0
+            need -= e
+            if need <= 1e-12:
+                break
+    greedy = bill * N_EVS / fleet.ev_days * 365
+    assert res.cost_breakdown_eur["ev_energy"] == pytest.approx(greedy, rel=1e-4)
+
+
+def test_tariff_mode_needs_the_tariffs_block(feeder):
+    with pytest.raises(RecipeError, match="needs the 'tariffs' block"):
+        fp.build_model(feeder, {"name": "x", "blocks": ["demand", "ev_fleet"], "ev_fleet": {"mode": "tariff"}})
+    with pytest.raises(RecipeError, match="stagger_h"):
+        fp.build_model(feeder, {"name": "x", "blocks": ["demand", "tariffs", "ev_fleet"],
+                                "tariffs": {"stagger_h": [30]}})
