@@ -83,6 +83,8 @@ class Hub:
         self.storage_units: list[dict] = []  # per unit: fleet, bus, node, year, day, n_evs, battery data
         self.storage_cohorts: list[dict] = []  # per (unit, cohort): window states, for evaluations
         self.tariff: dict | None = None  # the tariffs block's prices (EUR/MWh per step of the day)
+        self.charging_cap_mw = None  # connection agreement: MW per plugged-in EV, per step of the day
+        self.charger_q_per_p: float | None = None  # grid code: Mvar injected per MW charged
         self.provided: set[str] = set()
 
     # -- power ---------------------------------------------------------------------------

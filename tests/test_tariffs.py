@@ -92,3 +92,52 @@ def test_tariff_mode_needs_the_tariffs_block(feeder):
     with pytest.raises(RecipeError, match="stagger_h"):
         fp.build_model(feeder, {"name": "x", "blocks": ["demand", "tariffs", "ev_fleet"],
                                 "tariffs": {"stagger_h": [30]}})
+
+
+# ------------------------------------------------------------------ connection agreements, grid code
+def test_connection_caps_hold_every_hour(feeder):
+    cap_kw = 3.7
+    for mode in ("uncontrolled", "smart"):
+        rec = {"name": "c", "blocks": ["demand", "connection", "ev_fleet"], "connection": {"peak_cap_kw": cap_kw},
+               "ev_fleet": {"mode": mode, "flex_price_eur_per_mwh": 1.0}}
+        pm = fp.build_model(feeder, rec)
+        res = fp.solve(pm)
+        load = res.tables["ev_flexibility"].set_index("hour")["charge_mw"]
+        env = pm.blocks["ev_fleet"][1]._flex["envs"][0]
+        plugged = env.per_clock_step(lambda c: c.plugged) * N_EVS  # EVs plugged in per hour
+        for h in (18, 19, 20):
+            assert load[h] <= cap_kw / 1000 * plugged[h] + 1e-9
+        _, free = fleet_load(feeder, mode)
+        assert load.sum() == pytest.approx(free.sum(), rel=1e-6)  # the energy still arrives
+        if mode == "uncontrolled":  # and the cap bites in the evening
+            assert load.sort_index().loc[18:20].sum() < free.sort_index().loc[18:20].sum() - 0.05
+
+
+def test_connection_caps_that_starve_evs_are_refused(feeder):
+    rec = {"name": "c", "blocks": ["demand", "connection", "ev_fleet"], "connection": {"cap_kw_by_hour": [0.5] * 24},
+           "ev_fleet": {"mode": "uncontrolled"}}
+    with pytest.raises(RecipeError, match="fleet 'home'.*cannot charge the energy"):
+        fp.build_model(feeder, rec)
+
+
+def test_grid_code_reactive_power_raises_the_minimum_voltage(tmp_path):
+    f = write_feeder(tmp_path / "weak", lines=[("l1", "b0", "b1", 3.0, 3.0, 20.0, 5.0)], loads=[("b1", 0.5, 0.1)],
+                     profile=[("day", 365, EVENING)], economics="base_year = 2025\nend_year = 2025\nstages = [2025]")
+    with open(f / "instance.toml", "a") as fh:
+        fh.write('\n[[ev_fleets]]\nname = "home"\nbus = "b1"\nbehaviour = "home"\nevs = {2025 = 300}\nseed = 7\n')
+    inst = fp.load_instance(f)
+    unity = fp.solve(fp.build_model(inst, {"name": "u", "blocks": ["demand", "ev_fleet"],
+                                           "ev_fleet": {"mode": "uncontrolled"}}))
+    coded = fp.solve(fp.build_model(inst, {"name": "g", "blocks": ["demand", "grid_code", "ev_fleet"],
+                                           "ev_fleet": {"mode": "uncontrolled"}, "grid_code": {"power_factor": 0.9}}))
+    v0, v1 = unity.voltages["v_pu"].min(), coded.voltages["v_pu"].min()
+    print(f"minimum voltage: unity power factor {v0:.4f} pu, cos phi 0.9 capacitive {v1:.4f} pu")
+    assert v1 > v0 + 1e-3
+    # the raise is what LinDistFlow gives for the extra reactive injection x Q at the EV peak hour
+    ev = coded.tables["ev_flexibility"].set_index("hour")["charge_mw"]
+    h = int(unity.voltages.loc[unity.voltages["v_pu"].idxmin(), "hour"])
+    x_pu = 3.0 / 20.0 ** 2  # ohm -> pu on 1 MVA at 20 kV
+    q = np.tan(np.arccos(0.9)) * ev[h]
+    vu = unity.voltages.set_index("hour").query("bus == 'b1'")["v_pu"][h]
+    vc = coded.voltages.set_index("hour").query("bus == 'b1'")["v_pu"][h]
+    assert vc ** 2 - vu ** 2 == pytest.approx(2 * x_pu * q, rel=1e-6)

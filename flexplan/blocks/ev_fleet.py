@@ -129,6 +129,8 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         env = envs[f]
         peak = float(np.max(env.p_max_profile_mw() + env.per_clock_step(lambda c: c.p_dis_max_mw)))
         kva = cfg.charger_kva_per_kw if cfg.reactive else 1.0
+        if hub.charger_q_per_p:  # grid code: Q = tan φ · P on top of P
+            kva = max(kva, float(np.hypot(1.0, hub.charger_q_per_p)))
         for bus in fleet.buses:
             hub.bound_injection(bus, kva * peak * float(fleet.evs.max()))
 
@@ -142,7 +144,8 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
             base = env.baseline_profile_mw() * u.n_evs
             p = np.zeros(ix.n_ops)
             p[u.first_op:u.first_op + H] = charge * u.n_evs
-            hub.withdraw(u.bus, p, np.zeros(ix.n_ops))
+            q_per_p = hub.charger_q_per_p or 0.0  # grid code: chargers inject Q while charging
+            hub.withdraw(u.bus, p, -q_per_p * p)
             if cfg.mode == "uncontrolled":  # cohort traces are known only for the baseline
                 for c in env.cohorts:
                     hub.storage_cohorts.append(dict(
@@ -158,6 +161,12 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         _bill_owners(hub, ix)
         return
 
+    if hub.charging_cap_mw is not None:  # every EV must still get its energy under the caps
+        from ..ev.response import tariff_response
+
+        for fleet, env in zip(fleets, envs):
+            tariff_response(env, None, hub.charging_cap_mw, fleet.name)
+
     # ---- flat index of (unit, cohort, window step) -------------------------------------
     op, lo_e, hi_e, hi_p, hi_d, nxt, arr_next = [], [], [], [], [], [], []
     dep_of = []  # per step: index into dep arrays of the departure at boundary τ+1, or -1
@@ -170,7 +179,10 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
             op.extend((u.first_op + c.clock_steps(H)).tolist())
             lo_e.extend((n * c.e_min_mwh).tolist())
             hi_e.extend((n * c.e_max_mwh).tolist())
-            hi_p.extend((n * c.p_max_mw).tolist())
+            p_hi = n * c.p_max_mw
+            if hub.charging_cap_mw is not None:  # connection agreement: a cap per plugged-in EV
+                p_hi = np.minimum(p_hi, hub.charging_cap_mw[c.clock_steps(H)] * n * c.plugged)
+            hi_p.extend(p_hi.tolist())
             hi_d.extend((n * c.p_dis_max_mw).tolist())
             nxt.extend(list(range(base + 1, base + W)) + [-1])
             arr_next.extend((n * c.arrivals_mwh[1:]).tolist())
@@ -246,8 +258,18 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         b.q = pyo.Var(K, bounds=lambda _, k: (-s_max[k], s_max[k]))
         b.kva = pyo.Constraint(K, range(len(edges)), rule=lambda _, k, m: edges[m][0] * net_p(keys[k])
                                + edges[m][1] * b.q[k] <= edges[m][2] * s_max[k])
+    q_rule = hub.charger_q_per_p
+    if q_rule is not None and cfg.reactive:
+        from ..errors import RecipeError
+
+        raise RecipeError("ev_fleet.reactive (Q as a decision) and the grid_code block (Q fixed by rule) exclude "
+                          "each other")
     for k, (ui, o) in enumerate(keys):
-        hub.inject(units[ui].bus, o, p=net_p((ui, o)), q=b.q[k] if cfg.reactive else None)
+        if q_rule:
+            q = float(q_rule) * sum(b.p_ch[jj] for jj in at[(ui, o)])
+        else:
+            q = b.q[k] if cfg.reactive else None
+        hub.inject(units[ui].bus, o, p=net_p((ui, o)), q=q)
     # battery states for blocks that price their use (ageing): per cohort window ...
     j = 0
     for ui, u in enumerate(units):
@@ -284,15 +306,21 @@ def _fixed_profiles(fleets, envs, hub, cfg) -> list[tuple[np.ndarray, np.ndarray
     from ..errors import RecipeError
     from ..ev.response import staggered_response
 
+    from ..ev.response import tariff_response
+
     out = []
-    for env in envs:
+    cap = hub.charging_cap_mw
+    for fleet, env in zip(fleets, envs):
         if cfg.mode == "uncontrolled":
-            out.append((env.baseline_profile_mw(), env.per_clock_step(lambda c: c.e_max_mwh)))
+            if cap is None:
+                out.append((env.baseline_profile_mw(), env.per_clock_step(lambda c: c.e_max_mwh)))
+            else:  # as early as the connection agreement lets them
+                out.append(tariff_response(env, None, cap, fleet.name))
         else:
             if getattr(hub, "tariff", None) is None:
                 raise RecipeError("ev_fleet.mode = \"tariff\" needs the 'tariffs' block listed before 'ev_fleet' "
                                   "(the owners respond to its prices)")
-            out.append(staggered_response(env, hub.tariff["groups"]))
+            out.append(staggered_response(env, hub.tariff["groups"], cap, fleet.name))
     return out
 
 

@@ -72,6 +72,7 @@ class Cohort:
     baseline_mw: np.ndarray
     sessions: int
     capacity_mwh: np.ndarray | None = None  # (W,) batteries of the members plugged in at τ
+    plugged: np.ndarray | None = None  # (W,) members plugged in at τ, per EV of the fleet
 
     def clock_steps(self, hours: int) -> np.ndarray:
         """The day step (0..H-1) of each window step."""
@@ -275,6 +276,7 @@ def build_envelopes(sessions: pd.DataFrame, n_ev_days: float, hours: int, dt_h: 
         emax = np.zeros(W)
         base = np.zeros(W)
         cap = np.zeros(W)
+        count = np.zeros(W)
         arr = np.zeros(W + 1)
         dmin = np.zeros(W + 1)
         dmax = np.zeros(W + 1)
@@ -292,6 +294,7 @@ def build_envelopes(sessions: pd.DataFrame, n_ev_days: float, hours: int, dt_h: 
             emax[sl] += hi[:-1]
             base[sl] += np.diff(hi) / (eta_charge * dt_h)
             cap[sl] += B[i]
+            count[sl] += 1.0
             arr[r] += e0[i]
             dmin[r + L] += lo[-1]
             dmax[r + L] += hi[-1]
@@ -300,6 +303,6 @@ def build_envelopes(sessions: pd.DataFrame, n_ev_days: float, hours: int, dt_h: 
         cohorts.append(Cohort(start=A, width=W, p_max_mw=pmax * kw, p_dis_max_mw=pdis * kw, e_min_mwh=emin * kw,
                               e_max_mwh=emax * kw, arrivals_mwh=arr * kw, dep_min_mwh=dmin * kw,
                               dep_max_mwh=dmax * kw, baseline_mw=base * kw, sessions=len(members),
-                              capacity_mwh=cap * kw))
+                              capacity_mwh=cap * kw, plugged=count / n_ev_days))
     return FleetEnvelopes(hours=hours, dt_h=dt_h, eta_charge=eta_charge, eta_discharge=eta_discharge,
                           cohorts=tuple(cohorts), ev_days=float(n_ev_days), n_sessions=len(S))

@@ -30,16 +30,25 @@ def cheapest_window_start(price: np.ndarray) -> int:
     return starts[0] if starts else 0
 
 
-def tariff_response(env, price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def tariff_response(env, price: np.ndarray | None, cap_mw: np.ndarray | None = None,
+                    name: str = "fleet") -> tuple[np.ndarray, np.ndarray]:
     """Per-EV charging (MW per clock step) and energy of the plugged-in EVs (MWh per clock
-    step) of a fleet whose owners minimise their bill at ``price`` (EUR/MWh per step)."""
+    step) of a fleet whose owners minimise their bill at ``price`` (EUR/MWh per step), or,
+    with ``price`` None, charge as early as they can (uncontrolled).  ``cap_mw``: a charging
+    cap per plugged-in EV and step (a connection agreement); an EV that cannot get its
+    energy under it is an error naming the fleet."""
     H = env.hours
-    price = np.asarray(price, dtype=float)
-    if price.shape != (H,):
-        raise ValueError(f"price must have {H} values, got {price.shape}")
-    start = cheapest_window_start(price)
+    if price is None:
+        price_arr = np.zeros(H)
+        asap = True
+    else:
+        price_arr = np.asarray(price, dtype=float)
+        asap = False
+        if price_arr.shape != (H,):
+            raise ValueError(f"price must have {H} values, got {price_arr.shape}")
+    start = cheapest_window_start(price_arr)
     rank = (np.arange(H) - start) % H  # hours since the cheapest window opened
-    cost_h = price + TIE_BREAK * rank
+    cost_h = price_arr + TIE_BREAK * rank
     cols_c, cols_lo, cols_hi = [], [], []  # objective and bounds of all variables
     rows, cols, vals, rhs = [], [], [], []
     index = []  # per cohort: (offset of p, offset of e, W)
@@ -50,9 +59,11 @@ def tariff_response(env, price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         W = c.width
         steps = c.clock_steps(H)
         p0, e0, d0 = n, n + W, n + 2 * W
-        cols_c += list(cost_h[steps]) + [0.0] * W + [0.0] * (W + 1)
+        cost = (TIE_BREAK * np.arange(W)) if asap else cost_h[steps]  # asap: earliest in the window
+        cols_c += list(cost) + [0.0] * W + [0.0] * (W + 1)
         cols_lo += [0.0] * W + list(c.e_min_mwh) + list(c.dep_min_mwh)
-        cols_hi += list(c.p_max_mw) + list(c.e_max_mwh) + list(c.dep_max_mwh)
+        p_hi = c.p_max_mw if cap_mw is None else np.minimum(c.p_max_mw, cap_mw[steps] * c.plugged)
+        cols_hi += list(p_hi) + list(c.e_max_mwh) + list(c.dep_max_mwh)
         n += 3 * W + 1
         index.append((p0, e0, W))
         for tau in range(W):
@@ -69,8 +80,13 @@ def tariff_response(env, price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s = 1e3
     res = linprog(np.asarray(cols_c), A_eq=A, b_eq=np.asarray(rhs) * s,
                   bounds=list(zip(np.asarray(cols_lo) * s, np.asarray(cols_hi) * s)), method="highs")
+    if res.status == 2 and cap_mw is not None:
+        from ..errors import RecipeError
+
+        raise RecipeError(f"fleet '{name}': under the connection agreement's caps some EVs cannot charge the energy "
+                          "they need before they leave; raise the caps or shorten the capped hours")
     if res.status != 0:
-        raise SolverError(f"the fleet's own charging problem under the tariff failed: {res.message}")
+        raise SolverError(f"the fleet's own charging problem failed: {res.message}")
     x = res.x / s
     charge = np.zeros(H)
     energy = np.zeros(H)
@@ -81,8 +97,8 @@ def tariff_response(env, price: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return charge, energy
 
 
-def staggered_response(env, prices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def staggered_response(env, prices: list[np.ndarray], cap_mw=None, name: str = "fleet"):
     """The fleet split evenly between tariff groups (one price profile each): the average of
     the groups' responses."""
-    out = [tariff_response(env, p) for p in prices]
+    out = [tariff_response(env, p, cap_mw, name) for p in prices]
     return np.mean([o[0] for o in out], axis=0), np.mean([o[1] for o in out], axis=0)
