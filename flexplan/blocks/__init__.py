@@ -67,6 +67,6 @@ def make_config(spec: BlockSpec, options: dict[str, Any], where: str):
 
 def _load_all() -> None:
     # importing the modules registers them
-    from . import ageing, connection, demand, ev_fleet, grid_code, reinforcement, tariffs  # noqa: F401
+    from . import ageing, connection, contracts, demand, ev_fleet, grid_code, reinforcement, tariffs  # noqa: F401
     from .network import copperplate, lindistflow  # noqa: F401
 

@@ -1,0 +1,98 @@
+"""Market-based contracts: payment arithmetic, activation within the contract, undeliverable
+activations reported, and the switch to reinforcement at the analytical deferral value."""
+from __future__ import annotations
+
+import pyomo.environ as pyo
+import pytest
+
+import flexplan as fp
+from conftest import write_feeder
+
+pytestmark = pytest.mark.integration
+
+EVENING = [0.5] * 6 + [0.7] * 10 + [0.9, 1.0, 1.0, 1.0, 0.9, 0.8, 0.6, 0.5]
+REINF = """generate = ["replace"]
+[[reinforcement.line_types]]
+name = "cable"
+r_ohm_per_km = 0.2
+x_ohm_per_km = 0.1
+max_i_ka = 0.2
+capex_eur_per_km = 150000
+lifetime_years = 40
+"""
+WINDOW = {"window_start_h": 16, "window_hours": 6}
+
+
+@pytest.fixture(scope="module")
+def one_line(tmp_path_factory):
+    """b0 - b1: 0.3 MW of evening load and 200 home EVs; the line is rated 0.45 MVA, below the
+    uncontrolled evening peak (~0.53 MW)."""
+    f = write_feeder(tmp_path_factory.mktemp("contracts") / "f", lines=[("l1", "b0", "b1", 0.2, 0.1, 0.45, 1.0)],
+                     loads=[("b1", 0.3, 0.05)], profile=[("day", 365, EVENING)],
+                     economics="base_year = 2025\nend_year = 2034\nstages = [2025]", reinforcement=REINF)
+    with open(f / "instance.toml", "a") as fh:
+        fh.write('\n[[ev_fleets]]\nname = "home"\nbus = "b1"\nbehaviour = "home"\nevs = {2025 = 200}\nseed = 7\n')
+    return fp.load_instance(f)
+
+
+def solve(inst, **contract):
+    rec = {"name": "market", "blocks": ["demand", "ev_fleet", "reinforcement", "contracts"],
+           "ev_fleet": {"mode": "smart", "flex_price_eur_per_mwh": 0.0}, "contracts": {**WINDOW, **contract}}
+    pm = fp.build_model(inst, rec)
+    res = fp.solve(pm)
+    assert res.status == "optimal"
+    return pm, res
+
+
+def test_payments_are_fee_times_quantity(one_line):
+    fee_a, fee_u = 5.0, 10.0
+    pm, res = solve(one_line, product="secure", availability_eur_per_mw_h=fee_a, utilisation_eur_per_mwh=fee_u)
+    assert res.builds.empty
+    c = res.tables["contracts"]
+    mw = c["contracted_mw"].iloc[0]
+    assert mw > 0
+    costs = res.costs.set_index(["category", "year"])["cost_eur"]
+    for row in c.itertuples():
+        # availability = fee x contracted MW x window hours x days
+        assert costs[("contract_availability", row.year)] == pytest.approx(fee_a * mw * 6 * 365, rel=1e-9)
+        # utilisation = fee x activated MWh
+        assert costs[("contract_utilisation", row.year)] == pytest.approx(fee_u * row.activated_mwh, rel=1e-9)
+    # activation never exceeds the contract, in any hour
+    b = pm.blocks["contracts"][1]
+    for i in b.activated:
+        assert pyo.value(b.activated[i]) <= pyo.value(b.contracted[b._contracts["gid"][i]]) + 1e-9
+    # the line stays within its rating without reinforcement
+    assert res.line_loading["loading_pct"].max() <= 100 + 1e-6
+
+
+def test_undeliverable_contract_is_reported(one_line):
+    """A 1 MW contract signed beforehand, far above what 200 EVs charge in the window: the
+    fleet delivers what it can, the rest is reported as undelivered."""
+    _, res = solve(one_line, product="sustain", contracted_mw=1.0)
+    c = res.tables["contracts"]
+    assert (c["undelivered_mwh"] > 100).all()
+    assert res.extra["contracts"]["undelivered_mwh"] == pytest.approx(c["undelivered_mwh"].sum())
+    assert res.cost_breakdown_eur["contract_penalty"] > 0
+    assert c["reliable_limit_mw"].iloc[0] < 1.0
+
+
+def test_switch_to_reinforcement_at_the_deferral_value(one_line):
+    """Secure availability fee F (no utilisation fee): contracts cost F x C x 6 h x 365 d a year,
+    the reinforcement its annuities; the plan switches where they are equal."""
+    _, cheap = solve(one_line, product="secure", availability_eur_per_mw_h=1.0, utilisation_eur_per_mwh=0.0)
+    need = cheap.tables["contracts"]["contracted_mw"].iloc[0]
+    r = 0.035
+    a = 150_000 * r / (1 - (1 + r) ** -40)
+    pv_reinforce = sum(a / (1 + r) ** k for k in range(10))
+    pv_hours = sum(6 * 365 / (1 + r) ** k for k in range(10))
+    analytical = pv_reinforce / (need * pv_hours)
+    lo, hi = 1.0, 10 * analytical
+    for _ in range(12):  # bisection on the fee: does the plan still contract?
+        mid = (lo + hi) / 2
+        _, res = solve(one_line, product="secure", availability_eur_per_mw_h=mid, utilisation_eur_per_mwh=0.0)
+        if res.builds.empty:
+            lo = mid
+        else:
+            hi = mid
+    print(f"contracted {need:.4f} MW; switching fee {lo:.2f}..{hi:.2f} EUR/MW/h, analytical {analytical:.2f}")
+    assert (lo + hi) / 2 == pytest.approx(analytical, rel=0.02)
