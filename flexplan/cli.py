@@ -1,4 +1,4 @@
-"""Command line: ``flexplan solve | list | demo``.
+"""Command line: ``flexplan solve | frameworks | list | demo``.
 
 Exit codes (scripts can rely on them):
 
@@ -93,6 +93,27 @@ def _one_line(text: str, width: int = 90) -> str:
     return first if len(first) <= width else first[: width - 1].rstrip() + "…"
 
 
+def cmd_frameworks(args) -> int:
+    import flexplan as fp
+    from .frameworks import compare_frameworks
+    from .paths import resolve_instance_path
+
+    inst = fp.load_instance(resolve_instance_path(args.instance))
+    if not inst.ev_fleets:
+        _log(f"error: instance '{inst.name}' has no EV fleets: the frameworks differ only in how EVs charge")
+        return EXIT_INPUT
+    out = Path(args.out) if args.out else Path("out") / f"{inst.name}-frameworks"
+    df = compare_frameworks(inst, out, progress=_log, mip_gap=args.mip_gap, time_limit=args.time_limit)
+    cols = ["framework", "status", "total_system_cost_eur", "dso_investment_eur", "dso_flexibility_payments_eur",
+            "ev_owner_energy_cost_eur", "peak_mw", "min_voltage_pu"]
+    print(df[cols].to_string(index=False, float_format=lambda v: f"{v:,.3f}"), file=sys.stderr)
+    _log(f"results written to {out}")
+    print(out)
+    if (df["status"] == "optimal").all():
+        return EXIT_OK
+    return EXIT_LIMIT if df["total_system_cost_eur"].notna().all() else EXIT_NO_SOLUTION
+
+
 def cmd_list(_args) -> int:
     from .blocks import BLOCKS, FORMULATIONS, _load_all
     from .paths import shipped_instances, shipped_models
@@ -129,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-reference", action="store_true", help="with flexible EV fleets: do not also solve the "
                    "reference with uncontrolled EVs (no value of flexibility in the summary)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the HiGHS log")
+    fw = sub.add_parser("frameworks", help="solve reinforce-only and the four flexibility frameworks on an instance "
+                        "and write frameworks.csv and frameworks.png")
+    fw.add_argument("instance", help="instance folder (or the name of a shipped instance) with EV fleets")
+    fw.add_argument("--out", help="output folder (default out/INSTANCE-frameworks)")
+    fw.add_argument("--time-limit", type=float, default=None, help="HiGHS time limit per solve (s)")
+    fw.add_argument("--mip-gap", type=float, default=0.01, help="relative MIP gap (default 0.01)")
     sub.add_parser("list", help="list shipped instances, recipes, blocks and formulations")
     d = sub.add_parser("demo", help=f"solve the default instance ({DEFAULT_INSTANCE}, {DEFAULT_RECIPE}) and write "
                        "the report")
@@ -138,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return cmd_list(args)
+        if args.command == "frameworks":
+            return cmd_frameworks(args)
         if args.command == "demo":
             return _run(DEFAULT_INSTANCE, DEFAULT_RECIPE, args.out, args.time_limit, 0.01, 0, False)
         if args.mip_gap < 0 or (args.time_limit is not None and args.time_limit <= 0):

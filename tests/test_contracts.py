@@ -96,3 +96,38 @@ def test_switch_to_reinforcement_at_the_deferral_value(one_line):
             hi = mid
     print(f"contracted {need:.4f} MW; switching fee {lo:.2f}..{hi:.2f} EUR/MW/h, analytical {analytical:.2f}")
     assert (lo + hi) / 2 == pytest.approx(analytical, rel=0.02)
+
+
+def test_frameworks_command_writes_the_comparison(tmp_path):
+    """`flexplan frameworks` on a two-line feeder: one row per framework, the columns the
+    issue names, costs that add up, and the plot."""
+    import pandas as pd
+
+    from flexplan.cli import main
+
+    f = write_feeder(tmp_path / "fw", lines=[("l1", "b0", "b1", 0.2, 0.1, 20.0, 1.0),
+                                             ("l2", "b1", "b2", 0.2, 0.1, 0.45, 1.0)],
+                     loads=[("b2", 0.3, 0.05)], profile=[("day", 365, EVENING)],
+                     economics="base_year = 2025\nend_year = 2029\nstages = [2025]", reinforcement=REINF)
+    with open(f / "instance.toml", "a") as fh:
+        fh.write('\n[[ev_fleets]]\nname = "home"\nbus = "b2"\nbehaviour = "home"\nevs = {2025 = 200}\nseed = 7\n')
+    out = tmp_path / "out"
+    assert main(["frameworks", str(f), "--out", str(out)]) == 0
+    df = pd.read_csv(out / "frameworks.csv")
+    assert df["framework"].tolist() == ["reinforce_only", "rule_based", "network_tariff", "connection_agreement",
+                                        "market"]
+    for col in ("dso_investment_eur", "dso_flexibility_payments_eur", "ev_owner_energy_cost_eur",
+                "ev_owner_ageing_eur", "total_system_cost_eur", "peak_mw", "min_voltage_pu", "unserved_mwh"):
+        assert df[col].notna().all(), col
+    parts = df[["dso_investment_eur", "dso_flexibility_payments_eur", "ev_owner_energy_cost_eur",
+                "ev_owner_ageing_eur"]].sum(axis=1)
+    assert parts.to_numpy() == pytest.approx(df["total_system_cost_eur"].to_numpy(), rel=1e-6)  # no penalties here
+    # the staggered time-of-use tariff moves charging into the night: lower peak, no line
+    tou = df.set_index("framework").loc["network_tariff"]
+    ref = df.set_index("framework").loc["reinforce_only"]
+    assert tou.peak_mw < ref.peak_mw and tou.dso_investment_eur < ref.dso_investment_eur
+    assert (out / "frameworks.png").stat().st_size > 20_000
+    assert (out / "market" / "summary.json").exists()
+    # an instance without EVs is refused with a clear message
+    no_ev = write_feeder(tmp_path / "noev", lines=[("l1", "b0", "b1", 0.2, 0.1, 20.0, 1.0)], loads=[("b1", 0.3, 0.05)])
+    assert main(["frameworks", str(no_ev), "--out", str(tmp_path / "o2")]) == 2
