@@ -141,3 +141,17 @@ def test_grid_code_reactive_power_raises_the_minimum_voltage(tmp_path):
     vu = unity.voltages.set_index("hour").query("bus == 'b1'")["v_pu"][h]
     vc = coded.voltages.set_index("hour").query("bus == 'b1'")["v_pu"][h]
     assert vc ** 2 - vu ** 2 == pytest.approx(2 * x_pu * q, rel=1e-6)
+
+
+def test_capacity_tariff_charges_the_fleet_peak(feeder):
+    fee = 40.0  # EUR/kW-year
+    prices = {"energy_eur_per_mwh": 100.0, "network_eur_per_kw_year": fee}
+    for mode in ("uncontrolled", "smart"):
+        rec = {"name": "c", "blocks": ["demand", "tariffs", "ev_fleet"], "tariffs": prices,
+               "ev_fleet": {"mode": mode, "flex_price_eur_per_mwh": 0.0}}
+        res = fp.solve(fp.build_model(feeder, rec))
+        peak = res.tables["ev_flexibility"]["charge_mw"].max()
+        assert res.cost_breakdown_eur["ev_network_capacity"] == pytest.approx(fee * 1000 * peak, rel=1e-6)
+        if mode == "uncontrolled":
+            unc_peak = peak
+    assert peak < unc_peak  # under a capacity tariff the smart fleet flattens its charging

@@ -158,7 +158,7 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
                 hub.storage.append(StorageState(fleets[u.fleet].name, u.bus, u.first_op + h, ui,
                                                 float(energy[h] * u.n_evs), float(charge[h] * u.n_evs), 0.0,
                                                 float(cap[h]), float(e_base[h]), float(base[h])))
-        _bill_owners(hub, ix)
+        _bill_owners(hub, ix, b)
         return
 
     if hub.charging_cap_mw is not None:  # every EV must still get its energy under the caps
@@ -297,7 +297,7 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
                                         sum(b.p_ch[jj] for jj in steps), sum(dis) if dis else 0.0,
                                         float(cap[h] * u.n_evs), float(e_base[h] * u.n_evs),
                                         float(p_base[h] * u.n_evs)))
-    _bill_owners(hub, ix)
+    _bill_owners(hub, ix, b)
 
 
 def _fixed_profiles(fleets, envs, hub, cfg) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -324,12 +324,29 @@ def _fixed_profiles(fleets, envs, hub, cfg) -> list[tuple[np.ndarray, np.ndarray
     return out
 
 
-def _bill_owners(hub, ix) -> None:
+def _bill_owners(hub, ix, b=None) -> None:
     """With a tariff in the Hub: the owners' bill for charging (V2G export credited at the same
-    price), cost category ``ev_energy``."""
+    price), cost category ``ev_energy``; with a capacity tariff, EUR per kW-year of each
+    fleet's peak charging at each bus in each modelled year (``ev_network_capacity``; the
+    fleet's peak, so the diversity between its EVs lowers it)."""
     tariff = getattr(hub, "tariff", None)
     if tariff is None:
         return
+    fee = tariff["cfg"].network_eur_per_kw_year
+    if fee > 0:
+        peaks = defaultdict(list)  # (fleet, bus, node, year) -> charging per op
+        for s in hub.storage:
+            peaks[(s.fleet, s.bus, ix.node_names[ix.op_node[s.op]], int(ix.op_year[s.op]))].append(s.charge)
+        keys = sorted(peaks, key=str)
+        fixed = {k: max(v) for k, v in peaks.items() if all(isinstance(x, (int, float)) for x in v)}
+        var = [k for k in keys if k not in fixed]
+        if var and b is not None:
+            b.peak_charge = pyo.Var(range(len(var)), within=pyo.NonNegativeReals)
+            rows = [(i, x) for i, k in enumerate(var) for x in peaks[k]]
+            b.peak_def = pyo.Constraint(range(len(rows)), rule=lambda _, r: b.peak_charge[rows[r][0]] >= rows[r][1])
+        for k in keys:
+            amount = fixed[k] if k in fixed else b.peak_charge[var.index(k)]
+            hub.cost("ev_network_capacity", k[2], float(fee * 1000.0) * amount, year=k[3])
     price = tariff["price"]
     hours = ix.op_hours()
     per_ny = defaultdict(list)

@@ -38,6 +38,8 @@ class TariffConfig:
     * ``hourly_eur_per_mwh``: a dynamic price per step of the day (default none).
     * ``network_eur_per_mwh``: volumetric network tariff added to every MWh (default 0: taken
       to be inside the energy price).
+    * ``network_eur_per_kw_year``: capacity network tariff on each fleet's peak charging per
+      bus and year (default 0), cost category ``ev_network_capacity``.
     """
 
     energy_eur_per_mwh: float = 270.0
@@ -47,9 +49,11 @@ class TariffConfig:
     stagger_h: list = field(default_factory=lambda: [0])
     hourly_eur_per_mwh: list = field(default_factory=list)
     network_eur_per_mwh: float = 0.0
+    network_eur_per_kw_year: float = 0.0
 
     def validate(self):
-        if self.energy_eur_per_mwh < 0 or self.offpeak_eur_per_mwh < 0 or self.network_eur_per_mwh < 0:
+        if self.energy_eur_per_mwh < 0 or self.offpeak_eur_per_mwh < 0 or self.network_eur_per_mwh < 0 \
+                or self.network_eur_per_kw_year < 0:
             return "tariffs: prices must be >= 0"
         if not 0 <= self.offpeak_start_h < 24 or not 0 <= self.offpeak_hours <= 24:
             return "tariffs.offpeak_start_h must be an hour 0..23 and offpeak_hours 0..24"
