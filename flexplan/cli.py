@@ -103,7 +103,8 @@ def cmd_frameworks(args) -> int:
         _log(f"error: instance '{inst.name}' has no EV fleets: the frameworks differ only in how EVs charge")
         return EXIT_INPUT
     out = Path(args.out) if args.out else Path("out") / f"{inst.name}-frameworks"
-    df = compare_frameworks(inst, out, progress=_log, mip_gap=args.mip_gap, time_limit=args.time_limit)
+    df = compare_frameworks(inst, out, progress=_log, ageing=args.ageing, mip_gap=args.mip_gap,
+                            time_limit=args.time_limit)
     cols = ["framework", "status", "total_system_cost_eur", "dso_investment_eur", "dso_flexibility_payments_eur",
             "ev_owner_energy_cost_eur", "peak_mw", "min_voltage_pu"]
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:,.3f}"), file=sys.stderr)
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     fw.add_argument("--out", help="output folder (default out/INSTANCE-frameworks)")
     fw.add_argument("--time-limit", type=float, default=None, help="HiGHS time limit per solve (s)")
     fw.add_argument("--mip-gap", type=float, default=0.01, help="relative MIP gap (default 0.01)")
+    fw.add_argument("--ageing", action="store_true", help="add the battery ageing block to every framework")
     sub.add_parser("list", help="list shipped instances, recipes, blocks and formulations")
     d = sub.add_parser("demo", help=f"solve the default instance ({DEFAULT_INSTANCE}, {DEFAULT_RECIPE}) and write "
                        "the report")

@@ -56,10 +56,25 @@ def row(name: str, res, net) -> dict:
                 solve_s=res.timings_s.get("solve", 0.0))
 
 
+def with_ageing(recipe, options: dict | None = None):
+    """The recipe with the ``ageing`` block added after ``ev_fleet`` (if it has none)."""
+    import copy
+
+    from .recipe import resolve_recipe
+
+    r = copy.deepcopy(resolve_recipe(recipe))
+    if "ageing" not in r.blocks:
+        r.blocks.insert(r.blocks.index("ev_fleet") + 1, "ageing")
+        r.options["ageing"] = dict(options or {})
+    return r
+
+
 def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAMEWORKS, progress=None,
-                       **solve_kw) -> pd.DataFrame:
+                       ageing: bool = False, **solve_kw) -> pd.DataFrame:
     """Solve every framework on ``instance`` (an Instance or a path); with ``out``, write
-    ``frameworks.csv``, ``frameworks.png`` and ``<framework>/`` result folders there."""
+    ``frameworks.csv``, ``frameworks.png`` and ``<framework>/`` result folders there.
+    ``ageing``: add the battery ageing block (default options) to every recipe, so that the
+    owners' battery wear is costed and weighed."""
     import flexplan as fp
 
     inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
@@ -68,7 +83,7 @@ def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAME
         t0 = time.perf_counter()
         if progress:
             progress(f"framework {name}: building {recipe}")
-        pm = fp.build_model(inst, recipe)
+        pm = fp.build_model(inst, with_ageing(recipe) if ageing else recipe)
         res = fp.solve(pm, progress=progress, **solve_kw)
         rows.append(row(name, res, inst.network) if res.has_solution else dict(framework=name, status=res.status))
         if progress:
