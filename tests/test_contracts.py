@@ -131,3 +131,19 @@ def test_frameworks_command_writes_the_comparison(tmp_path):
     # an instance without EVs is refused with a clear message
     no_ev = write_feeder(tmp_path / "noev", lines=[("l1", "b0", "b1", 0.2, 0.1, 20.0, 1.0)], loads=[("b1", 0.3, 0.05)])
     assert main(["frameworks", str(no_ev), "--out", str(tmp_path / "o2")]) == 2
+
+
+def test_shortfall_within_tolerance_is_free(one_line):
+    """WPD's rule: the first 5 % of a scheduled contract may go undelivered without penalty."""
+    _, res = solve(one_line, product="sustain", contracted_mw=1.0)
+    c = res.tables["contracts"]
+    pm, strict = solve(one_line, product="sustain", contracted_mw=1.0, tolerance=0.0)
+    assert strict.cost_breakdown_eur["contract_penalty"] > res.cost_breakdown_eur["contract_penalty"]
+    # the difference is the penalty on 5 % of 1 MW over the window hours, every day
+    sustain_per_mwh = 47.58 * 1.16 * 1000 / (6 * 365)
+    r = 0.035
+    years = sum(1 / (1 + r) ** k for k in range(10))
+    tolerated = 3 * sustain_per_mwh * 0.05 * 1.0 * 6 * 365 * years
+    assert strict.cost_breakdown_eur["contract_penalty"] - res.cost_breakdown_eur["contract_penalty"] == \
+        pytest.approx(tolerated, rel=1e-6)
+    assert c["undelivered_mwh"].iloc[0] == pytest.approx(strict.tables["contracts"]["undelivered_mwh"].iloc[0])

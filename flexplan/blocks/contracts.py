@@ -17,9 +17,10 @@ Products (payments go to the Hub as DSO costs):
 * ``secure``: availability fee per MW and window hour (``contract_availability``) + utilisation
   fee per MWh activated (``contract_utilisation``);
 * ``sustain``: scheduled — the whole C is delivered in every window hour, paid per kW-year
-  (``contract_availability``); a shortfall S ≥ 0 with A + S = C is allowed but penalised
-  (``contract_penalty``: beyond ``tolerance`` each 1 % short costs ``penalty_factor`` % of the
-  payment, linearised as penalty_factor x the payment per MWh) and reported;
+  (``contract_availability``); a shortfall S ≥ 0 with A + S = C is allowed, free up to
+  ``tolerance`` x C and penalised beyond (``contract_penalty``: each 1 % short costs
+  ``penalty_factor`` % of the payment, i.e. penalty_factor x the payment per MWh for every MWh
+  beyond the tolerance), and reported;
 * ``dynamic`` / ``restore``: utilisation only.
 
 Set the fleet's own ``flex_price_eur_per_mwh`` to 0 with contracts (else flexibility is paid
@@ -146,12 +147,16 @@ def add_contracts(b, inst, ix, hub, cfg: ContractConfig) -> None:
     if cfg.product == "sustain" or cfg.contracted_mw >= 0:
         b.shortfall = pyo.Var(S, within=pyo.NonNegativeReals)
         b.scheduled = pyo.Constraint(S, rule=lambda _, i: b.activated[i] + b.shortfall[i] == b.contracted[gid[i]])
+        # within the tolerance a shortfall is free; beyond it each MWh short is penalised
+        b.excess_shortfall = pyo.Var(S, within=pyo.NonNegativeReals)
+        b.tolerated = pyo.Constraint(S, rule=lambda _, i: b.excess_shortfall[i] >= b.shortfall[i]
+                                     - cfg.tolerance * b.contracted[gid[i]])
         pay_per_mwh = (cfg.sustain_eur_per_kw_year * 1000.0 / (cfg.window_hours * 365.0) if cfg.product == "sustain"
                        else cfg.availability_eur_per_mw_h + cfg.utilisation)  # EUR per MWh due
         for i, s in enumerate(states):
             node, year = ix.node_names[ix.op_node[s.op]], int(ix.op_year[s.op])
             per_ny[(node, year)]["contract_penalty"].append(
-                float(cfg.penalty_factor * pay_per_mwh * hours[s.op]) * b.shortfall[i])
+                float(cfg.penalty_factor * pay_per_mwh * hours[s.op]) * b.excess_shortfall[i])
     # availability: per contracted MW, the window's hours on every day of the year
     window_h_per_year = float(in_window.sum() * dt * ix.day_weight.sum())
     fee = (cfg.sustain_eur_per_kw_year * 1000.0 if cfg.product == "sustain"
