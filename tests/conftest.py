@@ -99,3 +99,25 @@ def simulate_uncontrolled(sessions, hours: int = 24, dt: float = 1.0, eta: float
             charging[(r.start + tau) % hours] += p > 0
             e += eta * p * dt
     return load, charging
+
+
+#: An evening-peaking day of 24 hourly load factors (residential-like), for EV tests.
+EVENING = [0.5] * 6 + [0.7] * 10 + [0.9, 1.0, 1.0, 1.0, 0.9, 0.8, 0.6, 0.5]
+#: A reinforcement catalogue of one cable (150 kEUR/km, 0.2 kA at 20 kV: 6.9 MVA), replacements generated.
+CABLE = """generate = ["replace"]
+[[reinforcement.line_types]]
+name = "cable"
+r_ohm_per_km = 0.2
+x_ohm_per_km = 0.1
+max_i_ka = 0.2
+capex_eur_per_km = 150000
+lifetime_years = 40
+"""
+
+
+def add_fleet(folder: Path, bus: str, evs: int, extra: str = "", name: str = "home") -> Path:
+    """Append a generated home fleet of ``evs`` EVs (seed 7) at ``bus`` to an instance."""
+    with open(folder / "instance.toml", "a") as fh:
+        fh.write(f'\n[[ev_fleets]]\nname = "{name}"\nbus = "{bus}"\nbehaviour = "home"\nevs = {{2025 = {evs}}}\n'
+                 f'seed = 7\n{extra}')
+    return folder

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import flexplan as fp
-from conftest import write_feeder
+from conftest import EVENING, add_fleet, write_feeder
 from flexplan.blocks.ageing import AgeingConfig, AgeingModel
 from flexplan.errors import RecipeError
 from flexplan.ev.ageing_eval import count_cycles
@@ -123,7 +123,6 @@ def test_rainflow_counts_a_known_trace():
 
 
 # ------------------------------------------------------------------ the block in a plan
-EVENING = [0.5] * 6 + [0.7] * 10 + [0.9, 1.0, 1.0, 1.0, 0.9, 0.8, 0.6, 0.5]
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +132,7 @@ def v2g_feeder(tmp_path_factory):
                      lines=[("l1", "b0", "b1", 0.2, 0.1, 20.0, 1.0), ("l2", "b1", "b2", 0.2, 0.1, 0.45, 1.0)],
                      loads=[("b2", 0.3, 0.05)], profile=[("day", 365, EVENING)],
                      economics="base_year = 2025\nend_year = 2027\nstages = [2025]")
-    with open(f / "instance.toml", "a") as fh:
-        fh.write('\n[[ev_fleets]]\nname = "home"\nbus = "b2"\nbehaviour = "home"\nevs = {2025 = 200}\nseed = 7\n'
-                 'v2g_share = 0.5\n')
-    return fp.load_instance(f)
+    return fp.load_instance(add_fleet(f, "b2", 200, "v2g_share = 0.5\n"))
 
 
 def plan(inst, cost=None, **ageing):

@@ -6,20 +6,10 @@ import pyomo.environ as pyo
 import pytest
 
 import flexplan as fp
-from conftest import write_feeder
+from conftest import CABLE, EVENING, add_fleet, write_feeder
 
 pytestmark = pytest.mark.integration
 
-EVENING = [0.5] * 6 + [0.7] * 10 + [0.9, 1.0, 1.0, 1.0, 0.9, 0.8, 0.6, 0.5]
-REINF = """generate = ["replace"]
-[[reinforcement.line_types]]
-name = "cable"
-r_ohm_per_km = 0.2
-x_ohm_per_km = 0.1
-max_i_ka = 0.2
-capex_eur_per_km = 150000
-lifetime_years = 40
-"""
 WINDOW = {"window_start_h": 16, "window_hours": 6}
 
 
@@ -29,10 +19,8 @@ def one_line(tmp_path_factory):
     uncontrolled evening peak (~0.53 MW)."""
     f = write_feeder(tmp_path_factory.mktemp("contracts") / "f", lines=[("l1", "b0", "b1", 0.2, 0.1, 0.45, 1.0)],
                      loads=[("b1", 0.3, 0.05)], profile=[("day", 365, EVENING)],
-                     economics="base_year = 2025\nend_year = 2034\nstages = [2025]", reinforcement=REINF)
-    with open(f / "instance.toml", "a") as fh:
-        fh.write('\n[[ev_fleets]]\nname = "home"\nbus = "b1"\nbehaviour = "home"\nevs = {2025 = 200}\nseed = 7\n')
-    return fp.load_instance(f)
+                     economics="base_year = 2025\nend_year = 2034\nstages = [2025]", reinforcement=CABLE)
+    return fp.load_instance(add_fleet(f, "b1", 200))
 
 
 def solve(inst, **contract):
@@ -108,9 +96,8 @@ def test_frameworks_command_writes_the_comparison(tmp_path):
     f = write_feeder(tmp_path / "fw", lines=[("l1", "b0", "b1", 0.2, 0.1, 20.0, 1.0),
                                              ("l2", "b1", "b2", 0.2, 0.1, 0.45, 1.0)],
                      loads=[("b2", 0.3, 0.05)], profile=[("day", 365, EVENING)],
-                     economics="base_year = 2025\nend_year = 2029\nstages = [2025]", reinforcement=REINF)
-    with open(f / "instance.toml", "a") as fh:
-        fh.write('\n[[ev_fleets]]\nname = "home"\nbus = "b2"\nbehaviour = "home"\nevs = {2025 = 200}\nseed = 7\n')
+                     economics="base_year = 2025\nend_year = 2029\nstages = [2025]", reinforcement=CABLE)
+    add_fleet(f, "b2", 200)
     out = tmp_path / "out"
     assert main(["frameworks", str(f), "--out", str(out)]) == 0
     df = pd.read_csv(out / "frameworks.csv")

@@ -9,21 +9,11 @@ import pandas as pd
 import pytest
 
 import flexplan as fp
-from conftest import simulate_uncontrolled, write_feeder
+from conftest import CABLE, EVENING, add_fleet, simulate_uncontrolled, write_feeder
 from flexplan.value import reference_recipe, value_of_flexibility
 
 pytestmark = pytest.mark.integration
 
-EVENING = [0.5] * 6 + [0.7] * 10 + [0.9, 1.0, 1.0, 1.0, 0.9, 0.8, 0.6, 0.5]
-REINF = """generate = ["replace"]
-[[reinforcement.line_types]]
-name = "cable"
-r_ohm_per_km = 0.2
-x_ohm_per_km = 0.1
-max_i_ka = 0.2
-capex_eur_per_km = 150000
-lifetime_years = 40
-"""
 PRICE = 20.0  # EUR/MWh of downward flexibility, low enough for flexibility to win here
 RECIPE = {"name": "flex", "blocks": ["demand", "ev_fleet", "reinforcement"],
           "ev_fleet": {"mode": "smart", "flex_price_eur_per_mwh": PRICE}}
@@ -37,10 +27,8 @@ def feeder_ev(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ev_value") / "f"
     f = write_feeder(folder, lines=[("l1", "b0", "b1", 0.2, 0.1, 20.0, 1.0), ("l2", "b1", "b2", 0.2, 0.1, 0.45, 1.0)],
                      loads=[("b2", 0.3, 0.05)], profile=[("day", 365, EVENING)],
-                     economics="base_year = 2025\nend_year = 2034\nstages = [2025]", reinforcement=REINF)
-    with open(f / "instance.toml", "a") as fh:
-        fh.write('\n[[ev_fleets]]\nname = "home"\nbus = "b2"\nbehaviour = "home"\nevs = {2025 = 200}\nseed = 7\n')
-    return f
+                     economics="base_year = 2025\nend_year = 2034\nstages = [2025]", reinforcement=CABLE)
+    return add_fleet(f, "b2", 200)
 
 
 def test_smart_charging_avoids_the_reinforcement(feeder_ev):

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 
 import flexplan as fp
-from conftest import write_feeder
+from conftest import EVENING, add_fleet, write_feeder
 from flexplan.errors import RecipeError
 
 pytestmark = pytest.mark.integration
 
-EVENING = [0.5] * 6 + [0.7] * 10 + [0.9, 1.0, 1.0, 1.0, 0.9, 0.8, 0.6, 0.5]
 N_EVS = 200
 
 
@@ -21,10 +20,7 @@ def feeder(tmp_path_factory):
                      lines=[("l1", "b0", "b1", 0.2, 0.1, 20.0, 1.0), ("l2", "b1", "b2", 0.2, 0.1, 5.0, 1.0)],
                      loads=[("b2", 0.3, 0.05)], profile=[("day", 365, EVENING)],
                      economics="base_year = 2025\nend_year = 2025\nstages = [2025]")
-    with open(f / "instance.toml", "a") as fh:
-        fh.write(f'\n[[ev_fleets]]\nname = "home"\nbus = "b2"\nbehaviour = "home"\nevs = {{2025 = {N_EVS}}}\n'
-                 'seed = 7\n')
-    return fp.load_instance(f)
+    return fp.load_instance(add_fleet(f, "b2", N_EVS))
 
 
 def fleet_load(inst, mode, tariffs=None, **ev):
@@ -123,9 +119,7 @@ def test_connection_caps_that_starve_evs_are_refused(feeder):
 def test_grid_code_reactive_power_raises_the_minimum_voltage(tmp_path):
     f = write_feeder(tmp_path / "weak", lines=[("l1", "b0", "b1", 3.0, 3.0, 20.0, 5.0)], loads=[("b1", 0.5, 0.1)],
                      profile=[("day", 365, EVENING)], economics="base_year = 2025\nend_year = 2025\nstages = [2025]")
-    with open(f / "instance.toml", "a") as fh:
-        fh.write('\n[[ev_fleets]]\nname = "home"\nbus = "b1"\nbehaviour = "home"\nevs = {2025 = 300}\nseed = 7\n')
-    inst = fp.load_instance(f)
+    inst = fp.load_instance(add_fleet(f, "b1", 300))
     unity = fp.solve(fp.build_model(inst, {"name": "u", "blocks": ["demand", "ev_fleet"],
                                            "ev_fleet": {"mode": "uncontrolled"}}))
     coded = fp.solve(fp.build_model(inst, {"name": "g", "blocks": ["demand", "grid_code", "ev_fleet"],
