@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                         "and write frameworks.csv and frameworks.png")
     fw.add_argument("instance", help="instance folder (or the name of a shipped instance) with EV fleets")
     fw.add_argument("--out", help="output folder (default out/INSTANCE-frameworks)")
-    fw.add_argument("--time-limit", type=float, default=None, help="HiGHS time limit per solve (s)")
+    fw.add_argument("--time-limit", type=float, default=900.0, help="HiGHS time limit per solve (s, default 900: "
+                    "a framework cut at the limit is reported with its status and gap)")
     fw.add_argument("--mip-gap", type=float, default=0.01, help="relative MIP gap (default 0.01)")
     fw.add_argument("--ageing", action="store_true", help="add the battery ageing block to every framework")
     sub.add_parser("list", help="list shipped instances, recipes, blocks and formulations")

@@ -183,7 +183,7 @@ def extract_contracts(b, inst, ix) -> dict:
     info = b._contracts
     if "states" not in info:
         return {"summary": {"contracts": dict(product=info["cfg"].product, contracted_mw=0.0)}}
-    states, keys, gid, units = info["states"], info["keys"], info["gid"], info["units"]
+    states, keys, gid = info["states"], info["keys"], info["gid"]
     hours = ix.op_hours()
     act = defaultdict(float)
     short = defaultdict(float)
