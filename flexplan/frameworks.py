@@ -5,7 +5,7 @@
 market contracts) on the same instance and tabulates, per framework: the DSO's investment and
 flexibility payments, the EV owners' energy bill and battery ageing, the total system cost
 (the objective: expected present value), the feeder's peak import, the lowest voltage and the
-unserved energy.  ``flexplan frameworks INSTANCE`` writes ``frameworks.csv``, ``frameworks.png``
+unserved energy (``penalties_eur``: what the soft limits cost where the plan violates them).  ``flexplan frameworks INSTANCE`` writes ``frameworks.csv``, ``frameworks.png``
 and each run's own result folder.
 """
 from __future__ import annotations
@@ -23,7 +23,8 @@ FRAMEWORKS = [
     ("market", "framework_market"),
 ]
 COLUMNS = ["framework", "status", "mip_gap", "dso_investment_eur", "dso_flexibility_payments_eur",
-           "ev_owner_energy_cost_eur", "ev_owner_ageing_eur", "total_system_cost_eur", "peak_mw", "min_voltage_pu",
+           "ev_owner_energy_cost_eur", "ev_owner_ageing_eur", "penalties_eur", "total_system_cost_eur", "peak_mw",
+           "min_voltage_pu",
            "unserved_mwh", "builds", "solve_s"]
 DSO_FLEX = ("ev_flexibility", "contract_availability", "contract_utilisation", "contract_penalty",
             "connection_discount")
@@ -49,6 +50,7 @@ def row(name: str, res, net) -> dict:
                 dso_flexibility_payments_eur=sum(cb.get(k, 0.0) for k in DSO_FLEX),
                 ev_owner_energy_cost_eur=cb.get("ev_energy", 0.0) + cb.get("ev_network_capacity", 0.0),
                 ev_owner_ageing_eur=cb.get("battery_ageing", 0.0),
+                penalties_eur=sum(v for k, v in cb.items() if k.startswith("penalty_")),
                 total_system_cost_eur=res.objective_eur, peak_mw=peak_import_mw(res, net),
                 min_voltage_pu=float(res.voltages["v_pu"].min()) if len(res.voltages) else float("nan"),
                 unserved_mwh=res.violations["unserved_mwh"],
@@ -117,7 +119,8 @@ def plot_frameworks(df: pd.DataFrame, path: Path, title: str) -> Path:
     x = np.arange(len(df))
     names = df["framework"].tolist()
     bottom = np.zeros(len(df))
-    for col, label in (("dso_investment_eur", "investment"), ("dso_flexibility_payments_eur", "flexibility payments")):
+    for col, label in (("dso_investment_eur", "investment"), ("dso_flexibility_payments_eur", "flexibility payments"),
+                       ("penalties_eur", "limits violated (VOLL, overload, voltage)")):
         v = df[col].fillna(0).to_numpy() / 1e3
         axes[0].bar(x, v, bottom=bottom, label=label)
         bottom += v

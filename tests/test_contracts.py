@@ -107,8 +107,8 @@ def test_frameworks_command_writes_the_comparison(tmp_path):
                 "ev_owner_ageing_eur", "total_system_cost_eur", "peak_mw", "min_voltage_pu", "unserved_mwh"):
         assert df[col].notna().all(), col
     parts = df[["dso_investment_eur", "dso_flexibility_payments_eur", "ev_owner_energy_cost_eur",
-                "ev_owner_ageing_eur"]].sum(axis=1)
-    assert parts.to_numpy() == pytest.approx(df["total_system_cost_eur"].to_numpy(), rel=1e-6)  # no penalties here
+                "ev_owner_ageing_eur", "penalties_eur"]].sum(axis=1)
+    assert parts.to_numpy() == pytest.approx(df["total_system_cost_eur"].to_numpy(), rel=1e-6)
     # the staggered time-of-use tariff moves charging into the night: lower peak, no line
     tou = df.set_index("framework").loc["network_tariff"]
     ref = df.set_index("framework").loc["reinforce_only"]
