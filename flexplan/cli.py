@@ -121,12 +121,15 @@ def cmd_list(_args) -> int:
     from .recipe import resolve_recipe
 
     _load_all()
+    instances = sorted(shipped_instances().glob("*/instance.toml"))
+    recipes = sorted(shipped_models().glob("*.toml"))
+    w = max([len(p.parent.name) for p in instances] + [len(p.stem) for p in recipes]) + 1
     print("instances:")
-    for p in sorted(shipped_instances().glob("*/instance.toml")):
-        print(f"  {p.parent.name:<22} {_one_line(tomllib.loads(p.read_text()).get('description', ''))}")
+    for p in instances:
+        print(f"  {p.parent.name:<{w}} {_one_line(tomllib.loads(p.read_text()).get('description', ''))}")
     print("recipes (models):")
-    for p in sorted(shipped_models().glob("*.toml")):
-        print(f"  {p.stem:<22} {_one_line(resolve_recipe(p).description)}")
+    for p in recipes:
+        print(f"  {p.stem:<{w}} {_one_line(resolve_recipe(p).description)}")
     print("blocks:       " + ", ".join(sorted(BLOCKS)))
     print("formulations: " + ", ".join(sorted(FORMULATIONS)))
     return EXIT_OK
