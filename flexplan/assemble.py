@@ -112,6 +112,7 @@ def build_model(instance: Instance | str | Path, recipe: str | Path | Recipe | d
         t1 = time.perf_counter()
         ix = index if index is not None else deterministic_index(instance)
         hub = Hub(instance.network.n_buses, ix.n_ops)
+        hub.required = {r for b in recipe.blocks for r in BLOCKS[b].requires}
         m = pyo.ConcreteModel(name=f"{instance.name}:{recipe.name}")
         pm = PlanningModel(m, instance, ix, hub, recipe, timings=timings)
         for name in recipe.blocks:

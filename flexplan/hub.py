@@ -79,6 +79,7 @@ class Hub:
         self.max_injection = np.zeros(n_buses)  # MVA, bound on |variable injections| per bus
         self.costs: list[CostTerm] = []
         self.branch_options: dict[int, list[BranchOption]] = defaultdict(list)
+        self.required: set[str] | None = None  # what the recipe's blocks require (None: unknown, publish all)
         self.storage: list[StorageState] = []  # EV batteries per (fleet, bus, op)
         self.storage_units: list[dict] = []  # per unit: fleet, bus, node, year, day, n_evs, battery data
         self.storage_cohorts: list[dict] = []  # per (unit, cohort): window states, for evaluations
@@ -103,6 +104,10 @@ class Hub:
     def bound_injection(self, bus: int, max_mva: float) -> None:
         """Declare that the variable injections at ``bus`` never exceed ``max_mva``."""
         self.max_injection[bus] += max_mva
+
+    def wants(self, capability: str) -> bool:
+        """Whether a block of the recipe requires ``capability`` (true when not known)."""
+        return self.required is None or capability in self.required
 
     # -- money ---------------------------------------------------------------------------
     def cost(self, category: str, node: str, expr, year: int | None = None) -> None:

@@ -270,6 +270,8 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         else:
             q = b.q[k] if cfg.reactive else None
         hub.inject(units[ui].bus, o, p=net_p((ui, o)), q=q)
+    if not (hub.wants("ev_storage") or hub.tariff is not None):
+        return  # no block prices the batteries' use: skip building their expressions
     # battery states for blocks that price their use (ageing): per cohort window ...
     j = 0
     for ui, u in enumerate(units):
