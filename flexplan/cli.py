@@ -1,4 +1,4 @@
-"""Command line: ``flexplan solve | frameworks | list | demo``.
+"""Command line: ``flexplan solve | frameworks | check-ac | list | demo``.
 
 Exit codes (scripts can rely on them):
 
@@ -93,6 +93,20 @@ def _one_line(text: str, width: int = 90) -> str:
     return first if len(first) <= width else first[: width - 1].rstrip() + "…"
 
 
+def cmd_check_ac(args) -> int:
+    from .acpf import check_ac
+
+    _log(f"replaying {args.outdir} through pandapower's AC power flow")
+    _, out = check_ac(args.outdir, progress=_log)
+    _log(f"  {out['converged']}/{out['ops']} power flows converged in {out['seconds']} s; AC voltage "
+         f"{out['v_min_ac_pu']:.4f}..{out['v_max_ac_pu']:.4f} pu, loading up to {out['max_loading_ac_pct']:.1f} %, "
+         f"LinDistFlow - AC up to {out['max_ldf_minus_ac_pu']:.4f} pu")
+    _log(f"  ops under / over voltage / overloaded in AC: {out['ops_undervoltage']} / {out['ops_overvoltage']} / "
+         f"{out['ops_overloaded']}: the plan is {'AC-feasible' if out['ac_feasible'] else 'NOT AC-feasible'}")
+    print(Path(args.outdir) / "ac_check.json")
+    return EXIT_OK if out["ac_feasible"] else EXIT_LIMIT
+
+
 def cmd_frameworks(args) -> int:
     import flexplan as fp
     from .frameworks import compare_frameworks
@@ -162,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                     "a framework cut at the limit is reported with its status and gap)")
     fw.add_argument("--mip-gap", type=float, default=0.01, help="relative MIP gap (default 0.01)")
     fw.add_argument("--ageing", action="store_true", help="add the battery ageing block to every framework")
+    ac = sub.add_parser("check-ac", help="replay a solved plan through pandapower's AC power flow, every hour")
+    ac.add_argument("outdir", help="a result folder written by 'flexplan solve'")
     sub.add_parser("list", help="list shipped instances, recipes, blocks and formulations")
     d = sub.add_parser("demo", help=f"solve the default instance ({DEFAULT_INSTANCE}, {DEFAULT_RECIPE}) and write "
                        "the report")
@@ -171,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return cmd_list(args)
+        if args.command == "check-ac":
+            return cmd_check_ac(args)
         if args.command == "frameworks":
             return cmd_frameworks(args)
         if args.command == "demo":

@@ -1,0 +1,55 @@
+"""AC replay of solved plans against pandapower's own power flow."""
+import json
+
+import pandapower as pp
+import pandapower.networks as pn
+import pytest
+
+import flexplan as fp
+from conftest import CABLE, EVENING, add_fleet, case33_snapshot, write_feeder
+from flexplan.acpf import check_ac
+
+pytestmark = pytest.mark.validation
+
+
+def test_replay_of_case33bw_is_pandapowers_runpp(tmp_path):
+    """case33bw at nominal load, no EVs: the replay reproduces pandapower's own runpp on the
+    original network (min voltage 0.91309 pu at bus 17, losses 202.68 kW)."""
+    inst = fp.load_instance(case33_snapshot(tmp_path / "c33"))
+    res = fp.solve(fp.build_model(inst, "reinforce_only"))
+    out = res.write(tmp_path / "out", plots=False)
+    df, summary = check_ac(out)
+    ref = pn.case33bw()
+    pp.runpp(ref, numba=False)
+    assert len(df) == 1 and df["converged"].all()
+    row = df.iloc[0]
+    assert row.v_min_bus == "17" and row.v_min_ac_pu == pytest.approx(ref.res_bus.vm_pu.min(), abs=1e-6)
+    assert row.v_min_ac_pu == pytest.approx(0.91309, abs=1e-5)
+    assert row.losses_mw * 1000 == pytest.approx(ref.res_line.pl_mw.sum() * 1000, rel=1e-4)
+    assert row.losses_mw * 1000 == pytest.approx(202.68, abs=0.05)
+    # LinDistFlow is lossless: optimistic by at most ~0.0028 pu here
+    assert summary["max_ldf_minus_ac_pu"] == pytest.approx(0.0028, abs=5e-4)
+    written = json.loads((out / "ac_check.json").read_text())
+    assert written["ops"] == 1 and (out / "ac_check.csv").exists()
+    # the snapshot's band starts at 0.85 pu, so 0.913 pu is no violation
+    assert summary["limits"]["v_min_pu"] == inst.limits.v_min_pu == 0.85
+    assert summary["ops_undervoltage"] == 0 and summary["ac_feasible"]
+
+
+def test_replay_applies_builds_and_ev_schedules(tmp_path):
+    """Two-line feeder with 200 EVs: reinforce-only replaces l2; the replay uses the new
+    cable (loading below 100 %) and the EVs' charging (losses above those without EVs)."""
+    f = write_feeder(tmp_path / "f", lines=[("l1", "b0", "b1", 0.2, 0.1, 20.0, 1.0),
+                                            ("l2", "b1", "b2", 0.2, 0.1, 0.45, 1.0)],
+                     loads=[("b2", 0.3, 0.05)], profile=[("day", 365, EVENING)],
+                     economics="base_year = 2025\nend_year = 2026\nstages = [2025]", reinforcement=CABLE)
+    inst = fp.load_instance(add_fleet(f, "b2", 200))
+    res = fp.solve(fp.build_model(inst, "reinforce_only"))
+    assert res.builds["asset"].tolist() == ["l2"]
+    df, summary = check_ac(res.write(tmp_path / "out", plots=False))
+    assert summary["converged"] == summary["ops"] == 48
+    assert summary["max_loading_ac_pct"] < 100  # on the new cable; on the old one the evening would overload
+    evening = df[df["hour"] == 19]["losses_mw"].max()
+    night = df[df["hour"] == 3]["losses_mw"].max()
+    assert evening > night
+    assert summary["ac_feasible"]
