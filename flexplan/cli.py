@@ -1,4 +1,4 @@
-"""Command line: ``flexplan solve | frameworks | check-ac | list | demo``.
+"""Command line: ``flexplan solve | frameworks | sweep | breakeven | check-ac | list | demo``.
 
 Exit codes (scripts can rely on them):
 
@@ -93,6 +93,52 @@ def _one_line(text: str, width: int = 90) -> str:
     return first if len(first) <= width else first[: width - 1].rstrip() + "…"
 
 
+def _value(text: str):
+    try:
+        return int(text) if text.strip().lstrip("-").isdigit() else float(text)
+    except ValueError:
+        return {"true": True, "false": False}.get(text.strip().lower(), text.strip())
+
+
+def cmd_sweep(args) -> int:
+    import flexplan as fp
+    from .paths import resolve_instance_path
+    from .recipe import resolve_recipe
+    from .sensitivity import sweep
+
+    grid = {}
+    for p in args.param:
+        path, sep, values = p.partition("=")
+        if not sep or not values:
+            _log(f"error: --param '{p}' must be PATH=V1,V2,...")
+            return EXIT_INPUT
+        grid[path.strip()] = [_value(v) for v in values.split(",")]
+    inst = fp.load_instance(resolve_instance_path(args.instance))
+    recipe = resolve_recipe(args.model)
+    out = Path(args.out) if args.out else Path("out") / f"{inst.name}-{recipe.name}-sweep.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _log(f"sweep of {', '.join(grid)} ({args.design}) on {inst.name} under {recipe.name}, {args.workers} worker(s)")
+    df = sweep(inst, recipe, grid, design=args.design, workers=args.workers, out=out, progress=_log,
+               mip_gap=args.mip_gap, time_limit=args.time_limit)
+    _log(f"{len(df)} runs, {(df['status'] == 'error').sum()} failed; table {out}")
+    print(out)
+    return EXIT_OK if (df["status"] != "error").all() else EXIT_LIMIT
+
+
+def cmd_breakeven(args) -> int:
+    import flexplan as fp
+    from .paths import resolve_instance_path
+    from .sensitivity import breakeven
+
+    inst = fp.load_instance(resolve_instance_path(args.instance))
+    _log(f"break-even of {args.param} on {inst.name} under {args.model} in [{args.lo}, {args.hi}]")
+    got = breakeven(inst, args.model, args.param, args.lo, args.hi, args.tol, progress=_log, mip_gap=args.mip_gap,
+                    time_limit=args.time_limit)
+    _log(f"break-even {got['breakeven']:.4g} (between {got['lower']:.4g} and {got['upper']:.4g})")
+    print(f"{got['breakeven']:.6g}")
+    return EXIT_OK
+
+
 def cmd_check_ac(args) -> int:
     from .acpf import check_ac
 
@@ -178,6 +224,27 @@ def main(argv: list[str] | None = None) -> int:
     fw.add_argument("--ageing", action="store_true", help="add the battery ageing block to every framework")
     ac = sub.add_parser("check-ac", help="replay a solved plan through pandapower's AC power flow, every hour")
     ac.add_argument("outdir", help="a result folder written by 'flexplan solve'")
+    sw = sub.add_parser("sweep", help="solve an instance over parameter values; one tidy CSV row per run")
+    sw.add_argument("instance")
+    sw.add_argument("--model", default=DEFAULT_RECIPE, help=f"recipe (default {DEFAULT_RECIPE})")
+    sw.add_argument("--param", action="append", required=True, metavar="PATH=V1,V2,...",
+                    help="a dotted parameter and its values, e.g. ev_fleet.flex_price_eur_per_mwh=100,300 "
+                         "(repeat for more parameters)")
+    sw.add_argument("--design", choices=["oat", "factorial"], default="oat",
+                    help="one at a time (default) or every combination")
+    sw.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
+    sw.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-sweep.csv); an existing one is resumed")
+    sw.add_argument("--time-limit", type=float, default=None)
+    sw.add_argument("--mip-gap", type=float, default=0.01)
+    be = sub.add_parser("breakeven", help="the flexibility price above which reinforcing is cheaper")
+    be.add_argument("instance")
+    be.add_argument("--model", default="flex_vs_reinforce", help="a recipe with a flexible EV fleet")
+    be.add_argument("--param", default="ev_fleet.flex_price_eur_per_mwh")
+    be.add_argument("--lo", type=float, default=0.0)
+    be.add_argument("--hi", type=float, default=5000.0)
+    be.add_argument("--tol", type=float, default=0.01, help="relative tolerance of the bisection (default 0.01)")
+    be.add_argument("--time-limit", type=float, default=None)
+    be.add_argument("--mip-gap", type=float, default=0.01)
     sub.add_parser("list", help="list shipped instances, recipes, blocks and formulations")
     d = sub.add_parser("demo", help=f"solve the default instance ({DEFAULT_INSTANCE}, {DEFAULT_RECIPE}) and write "
                        "the report")
@@ -187,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return cmd_list(args)
+        if args.command == "sweep":
+            return cmd_sweep(args)
+        if args.command == "breakeven":
+            return cmd_breakeven(args)
         if args.command == "check-ac":
             return cmd_check_ac(args)
         if args.command == "frameworks":

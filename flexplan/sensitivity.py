@@ -1,0 +1,183 @@
+"""Sensitivity analysis: parameter sweeps and the break-even flexibility price.
+
+A parameter is a dotted path: ``<block>.<option>`` for a recipe block's option (e.g.
+``ev_fleet.flex_price_eur_per_mwh``, ``ageing.replacement_eur_per_kwh``,
+``demand.scale``), or an instance field: ``economics.discount_rate``,
+``limits.v_min_pu`` / ``v_max_pu`` / ``max_loading_pct``, ``penalties.<field>``,
+``candidates.capex_scale`` (all reinforcement capex times the value) and ``ev_fleets.scale``
+(every fleet's EV counts times the value).
+
+* :func:`sweep`: one-at-a-time (each parameter over its values, the others at the base) or
+  full factorial; every run is a row of one tidy table (inputs, status, objective, cost per
+  category, builds, flexibility used, error if it failed), written after every run so that
+  a sweep can resume from its table; runs go to a local process pool with ``workers`` > 1.
+* :func:`breakeven`: bisection on the flexibility price for the price above which the plan
+  builds what it builds without flexibility (the reference with uncontrolled EVs), to a
+  stated relative tolerance.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import RecipeError
+
+INSTANCE_FIELDS = {"economics": ("discount_rate",), "limits": ("v_min_pu", "v_max_pu", "max_loading_pct"),
+                   "penalties": ("voll_eur_per_mwh", "overload_eur_per_mvah", "voltage_eur_per_pu2h"),
+                   "candidates": ("capex_scale",), "ev_fleets": ("scale",)}
+
+
+def apply(instance, recipe, path: str, value):
+    """The instance and recipe with ``path`` set to ``value`` (copies; the inputs are kept)."""
+    from .recipe import resolve_recipe
+
+    recipe = copy.deepcopy(resolve_recipe(recipe))
+    head, _, field = path.partition(".")
+    if not field:
+        raise RecipeError(f"parameter '{path}': expected <block>.<option> or <section>.<field>")
+    if head in INSTANCE_FIELDS:
+        if field not in INSTANCE_FIELDS[head]:
+            raise RecipeError(f"parameter '{path}': {head} fields that can be swept: {', '.join(INSTANCE_FIELDS[head])}")
+        if head == "candidates":
+            c = instance.candidates.copy()
+            c["capex_eur"] = c["capex_eur"] * float(value)
+            return dataclasses.replace(instance, candidates=c), recipe
+        if head == "ev_fleets":
+            fleets = tuple(dataclasses.replace(f, evs=f.evs * float(value)) for f in instance.ev_fleets)
+            return dataclasses.replace(instance, ev_fleets=fleets), recipe
+        section = getattr(instance, head)
+        return dataclasses.replace(instance, **{head: dataclasses.replace(section, **{field: value})}), recipe
+    if head in recipe.blocks or head == "network":
+        recipe.options.setdefault(head, {})[field] = value
+        return instance, recipe
+    raise RecipeError(f"parameter '{path}': '{head}' is neither a block of recipe '{recipe.name}' "
+                      f"({', '.join(recipe.blocks)}) nor one of {', '.join(INSTANCE_FIELDS)}")
+
+
+def run_one(instance, recipe, params: dict, solve_kw: dict) -> dict:
+    """Solve one point; a failure is a row with its error, not an exception."""
+    import flexplan as fp
+
+    row = {f"param:{k}": v for k, v in params.items()}
+    t0 = time.perf_counter()
+    try:
+        inst, rec = instance, recipe
+        for k, v in params.items():
+            inst, rec = apply(inst, rec, k, v)
+        res = fp.solve(fp.build_model(inst, rec), **solve_kw)
+        row.update(status=res.status, objective_eur=res.objective_eur, mip_gap=res.mip_gap,
+                   builds="; ".join(f"{b.year} {b.asset}" for b in res.builds.itertuples()),
+                   investment_eur=res.cost_breakdown_eur.get("investment", 0.0), error="")
+        row.update({f"cost:{k}": v for k, v in res.cost_breakdown_eur.items()})
+        fleets = (res.extra.get("ev") or {}).get("fleets", [])
+        if fleets:  # flexibility used in the last modelled year, all fleets (MWh/yr)
+            last = max(y["year"] for f in fleets for y in f["years"])
+            row["flex_down_mwh_last_year"] = sum(y["flex_down_mwh_per_year"] for f in fleets for y in f["years"]
+                                                 if y["year"] == last)
+        fp.release_memory()
+    except Exception as e:  # noqa: BLE001 - a failed run is recorded and the sweep goes on
+        row.update(status="error", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=3))
+    row["seconds"] = round(time.perf_counter() - t0, 3)
+    return row
+
+
+def _points(grid: dict[str, list], design: str) -> list[dict]:
+    if design == "factorial":
+        keys = list(grid)
+        return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+    if design == "oat":
+        return [{k: v} for k, values in grid.items() for v in values]
+    raise ValueError(f"design must be 'oat' or 'factorial', got '{design}'")
+
+
+def sweep(instance, recipe, grid: dict[str, list], design: str = "oat", workers: int = 1,
+          out: str | Path | None = None, progress=None, **solve_kw) -> pd.DataFrame:
+    """Run every point of the design; with ``out`` (a CSV path) the table is rewritten after
+    each run and points already in it (same parameters, no error) are not run again."""
+    import flexplan as fp
+
+    inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
+    points = _points(grid, design)
+    done = pd.DataFrame()
+    if out is not None and Path(out).exists():
+        done = pd.read_csv(out)
+    rows = [] if done.empty else done.to_dict("records")
+
+    def key(p):
+        return tuple(sorted((k, str(v)) for k, v in p.items()))
+
+    finished = {key({c[6:]: r[c] for c in r if c.startswith("param:") and pd.notna(r[c])})
+                for r in rows if r.get("status") != "error"}
+    todo = [p for p in points if key(p) not in finished]
+    t0 = time.perf_counter()
+
+    def record(row, n):
+        rows.append(row)
+        if out is not None:
+            tmp = Path(str(out) + ".tmp")
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+            tmp.replace(out)
+        if progress:
+            left = (time.perf_counter() - t0) / n * (len(todo) - n)
+            progress(f"  {n}/{len(todo)} runs, ETA {left:.0f} s: {row.get('status')} "
+                     f"{row.get('objective_eur') or ''} {row.get('error') or ''}".rstrip())
+
+    if workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(run_one, inst, recipe, p, solve_kw) for p in todo]
+            for n, fut in enumerate(as_completed(futures), 1):
+                record(fut.result(), n)
+    else:
+        for n, p in enumerate(todo, 1):
+            record(run_one(inst, recipe, p, solve_kw), n)
+    df = pd.DataFrame(rows)
+    pcols = sorted(c for c in df.columns if c.startswith("param:"))
+    return df.sort_values(pcols).reset_index(drop=True) if pcols else df
+
+
+def breakeven(instance, recipe="flex_vs_reinforce", param: str = "ev_fleet.flex_price_eur_per_mwh",
+              lo: float = 0.0, hi: float = 5000.0, rel_tol: float = 0.01, progress=None, **solve_kw) -> dict:
+    """The price above which reinforcing is cheaper than buying flexibility: the smallest value
+    of ``param`` at which the plan invests as much as the reference with uncontrolled EVs,
+    by bisection to ``rel_tol`` (relative to the bracket's upper end)."""
+    import flexplan as fp
+
+    from .value import reference_recipe
+
+    inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
+    ref_recipe = reference_recipe(recipe)
+    if ref_recipe is None:
+        raise RecipeError(f"recipe '{recipe}' has no flexible EV fleet: nothing to break even against")
+    ref = fp.solve(fp.build_model(inst, ref_recipe), **solve_kw)
+    ref_inv = ref.cost_breakdown_eur.get("investment", 0.0)
+
+    def reinforces(value):
+        r = run_one(inst, recipe, {param: value}, solve_kw)
+        if r["status"] == "error":
+            raise RuntimeError(f"{param}={value}: {r['error']}")
+        return r["investment_eur"] >= ref_inv - 1e-6 * max(1.0, ref_inv), r
+
+    hi_reinforces, _ = reinforces(hi)
+    if not hi_reinforces:
+        raise RecipeError(f"even at {param} = {hi} the plan still buys flexibility: raise the upper bound")
+    lo_reinforces, _ = reinforces(lo)
+    if lo_reinforces:
+        return dict(param=param, breakeven=lo, lower=lo, upper=lo, note="the plan reinforces at the lower bound",
+                    reference_investment_eur=ref_inv, steps=0)
+    steps = 0
+    while hi - lo > rel_tol * hi:
+        mid = (lo + hi) / 2
+        ok, _ = reinforces(mid)
+        lo, hi = (lo, mid) if ok else (mid, hi)
+        steps += 1
+        if progress:
+            progress(f"  step {steps}: break-even in [{lo:.4g}, {hi:.4g}]")
+    return dict(param=param, breakeven=(lo + hi) / 2, lower=lo, upper=hi, rel_tol=rel_tol,
+                reference_investment_eur=ref_inv, steps=steps)

@@ -1,0 +1,65 @@
+"""Sweeps and the break-even flexibility price."""
+import pandas as pd
+import pytest
+
+import flexplan as fp
+from conftest import CABLE, EVENING, add_fleet, write_feeder
+from flexplan.sensitivity import breakeven, sweep
+
+pytestmark = pytest.mark.integration
+
+RECIPE = {"name": "flex", "blocks": ["demand", "ev_fleet", "reinforcement"], "ev_fleet": {"mode": "smart"}}
+
+
+@pytest.fixture(scope="module")
+def one_line(tmp_path_factory):
+    f = write_feeder(tmp_path_factory.mktemp("sens") / "f", lines=[("l1", "b0", "b1", 0.2, 0.1, 0.45, 1.0)],
+                     loads=[("b1", 0.3, 0.05)], profile=[("day", 365, EVENING)],
+                     economics="base_year = 2025\nend_year = 2034\nstages = [2025]", reinforcement=CABLE)
+    return fp.load_instance(add_fleet(f, "b1", 200))
+
+
+def test_breakeven_price_is_the_deferral_value(one_line):
+    """Flexibility at price p costs p x V a year (V: the turn-down needed, MWh/yr, from a
+    cheap-flexibility solve); reinforcing costs the annuities: they are equal at p*."""
+    cheap = fp.solve(fp.build_model(one_line, {**RECIPE, "ev_fleet": {"mode": "smart",
+                                                                    "flex_price_eur_per_mwh": 1.0}}))
+    assert cheap.builds.empty
+    v = cheap.extra["ev"]["fleets"][0]["years"][0]["flex_down_mwh_per_year"]
+    r = 0.035
+    a = 150_000 * r / (1 - (1 + r) ** -40)
+    analytical = sum(a / (1 + r) ** k for k in range(10)) / (v * sum(1 / (1 + r) ** k for k in range(10)))
+    got = breakeven(one_line, RECIPE, lo=1.0, hi=5000.0, rel_tol=0.005)
+    print(f"break-even {got['breakeven']:.2f} EUR/MWh in [{got['lower']:.2f}, {got['upper']:.2f}], "
+          f"analytical {analytical:.2f} ({got['steps']} bisection steps)")
+    assert got["lower"] <= analytical * 1.005 and got["upper"] >= analytical * 0.995
+
+
+def test_sweep_pool_equals_serial_and_records_failures(one_line, tmp_path):
+    grid = {"ev_fleet.flex_price_eur_per_mwh": [10.0, 100.0, 1000.0], "demand.scale": [1.0, -1.0]}
+    serial = sweep(one_line, RECIPE, grid, workers=1)
+    pooled = sweep(one_line, RECIPE, grid, workers=2)
+    cols = ["param:ev_fleet.flex_price_eur_per_mwh", "param:demand.scale", "status", "objective_eur", "builds"]
+    pd.testing.assert_frame_equal(serial[cols], pooled[cols])
+    failed = serial[serial["status"] == "error"]
+    assert len(failed) == 1 and "demand.scale must be >= 0" in failed["error"].iloc[0]
+    assert (serial["status"] != "error").sum() == 4
+    # the dearer the flexibility, the higher the cost (never lower)
+    ok = serial[serial["param:ev_fleet.flex_price_eur_per_mwh"].notna()].sort_values(
+        "param:ev_fleet.flex_price_eur_per_mwh")
+    assert ok["objective_eur"].is_monotonic_increasing
+
+
+def test_sweep_resumes_from_its_table(one_line, tmp_path):
+    out = tmp_path / "sweep.csv"
+    grid = {"ev_fleet.flex_price_eur_per_mwh": [10.0, 100.0]}
+    first = sweep(one_line, RECIPE, grid, out=out)
+    assert len(first) == 2 and out.exists()
+    again = sweep(one_line, RECIPE, {"ev_fleet.flex_price_eur_per_mwh": [10.0, 100.0, 1000.0]}, out=out)
+    assert len(again) == 3  # only the new point ran
+    assert again["seconds"].iloc[:2].tolist() == first["seconds"].tolist()
+
+
+def test_unknown_parameter_is_named(one_line):
+    df = sweep(one_line, RECIPE, {"tarifs.energy_eur_per_mwh": [1.0]})
+    assert df["status"].iloc[0] == "error" and "'tarifs' is neither a block" in df["error"].iloc[0]
