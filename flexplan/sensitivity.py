@@ -92,8 +92,8 @@ def _points(grid: dict[str, list], design: str) -> list[dict]:
     if design == "factorial":
         keys = list(grid)
         return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
-    if design == "oat":
-        return [{k: v} for k, values in grid.items() for v in values]
+    if design == "oat":  # the base case first, then each parameter alone
+        return [{}] + [{k: v} for k, values in grid.items() for v in values]
     raise ValueError(f"design must be 'oat' or 'factorial', got '{design}'")
 
 
@@ -139,7 +139,47 @@ def sweep(instance, recipe, grid: dict[str, list], design: str = "oat", workers:
             record(run_one(inst, recipe, p, solve_kw), n)
     df = pd.DataFrame(rows)
     pcols = sorted(c for c in df.columns if c.startswith("param:"))
-    return df.sort_values(pcols).reset_index(drop=True) if pcols else df
+    df = df.sort_values(pcols, na_position="first").reset_index(drop=True) if pcols else df
+    if out is not None and design == "oat":
+        tornado(df, Path(out).with_suffix(".png"))
+    return df
+
+
+def tornado(df: pd.DataFrame, path: Path) -> Path | None:
+    """One bar per parameter from the lowest to the highest objective over its values, around
+    the base case (the run with no parameter changed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pcols = [c for c in df.columns if c.startswith("param:")]
+    ok = df[df["status"] != "error"]
+    base = ok[ok[pcols].isna().all(axis=1)]["objective_eur"] if pcols else pd.Series(dtype=float)
+    if base.empty or not pcols:
+        return None
+    base = float(base.iloc[0])
+    bars = []
+    for c in pcols:
+        sub = ok[ok[c].notna()]
+        if len(sub):
+            lo, hi = sub.loc[sub["objective_eur"].idxmin()], sub.loc[sub["objective_eur"].idxmax()]
+            bars.append((c[6:], float(lo["objective_eur"]), float(hi["objective_eur"]), lo[c], hi[c]))
+    bars.sort(key=lambda b: b[2] - b[1])
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(bars) + 1.6))
+    for i, (name, lo, hi, vlo, vhi) in enumerate(bars):
+        ax.barh(i, (hi - lo) / 1e3, left=lo / 1e3, color="C0")
+        ax.text(lo / 1e3, i, f"{vlo:g} ", ha="right", va="center", fontsize=8)
+        ax.text(hi / 1e3, i, f" {vhi:g}", ha="left", va="center", fontsize=8)
+    ax.axvline(base / 1e3, color="k", lw=1)
+    ax.set_yticks(range(len(bars)), [b[0] for b in bars])
+    ax.set_xlabel("expected present cost (kEUR); line: base case")
+    ax.set_title("sensitivity, one parameter at a time")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def breakeven(instance, recipe="flex_vs_reinforce", param: str = "ev_fleet.flex_price_eur_per_mwh",

@@ -43,7 +43,7 @@ def test_sweep_pool_equals_serial_and_records_failures(one_line, tmp_path):
     pd.testing.assert_frame_equal(serial[cols], pooled[cols])
     failed = serial[serial["status"] == "error"]
     assert len(failed) == 1 and "demand.scale must be >= 0" in failed["error"].iloc[0]
-    assert (serial["status"] != "error").sum() == 4
+    assert (serial["status"] != "error").sum() == 5  # the base case and four points
     # the dearer the flexibility, the higher the cost (never lower)
     ok = serial[serial["param:ev_fleet.flex_price_eur_per_mwh"].notna()].sort_values(
         "param:ev_fleet.flex_price_eur_per_mwh")
@@ -54,12 +54,14 @@ def test_sweep_resumes_from_its_table(one_line, tmp_path):
     out = tmp_path / "sweep.csv"
     grid = {"ev_fleet.flex_price_eur_per_mwh": [10.0, 100.0]}
     first = sweep(one_line, RECIPE, grid, out=out)
-    assert len(first) == 2 and out.exists()
+    assert len(first) == 3 and out.exists()  # the base case and two points
+    assert out.with_suffix(".png").stat().st_size > 10_000  # the tornado chart
     again = sweep(one_line, RECIPE, {"ev_fleet.flex_price_eur_per_mwh": [10.0, 100.0, 1000.0]}, out=out)
-    assert len(again) == 3  # only the new point ran
-    assert again["seconds"].iloc[:2].tolist() == first["seconds"].tolist()
+    assert len(again) == 4  # only the new point ran
+    assert again["seconds"].iloc[:3].tolist() == first["seconds"].tolist()
 
 
 def test_unknown_parameter_is_named(one_line):
     df = sweep(one_line, RECIPE, {"tarifs.energy_eur_per_mwh": [1.0]})
-    assert df["status"].iloc[0] == "error" and "'tarifs' is neither a block" in df["error"].iloc[0]
+    bad = df[df["param:tarifs.energy_eur_per_mwh"].notna()]
+    assert bad["status"].iloc[0] == "error" and "'tarifs' is neither a block" in bad["error"].iloc[0]
