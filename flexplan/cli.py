@@ -1,4 +1,4 @@
-"""Command line: ``flexplan solve | frameworks | sweep | breakeven | check-ac | list | demo``.
+"""Command line: ``flexplan solve | frameworks | sweep | breakeven | value-curve | check-ac | list | demo``.
 
 Exit codes (scripts can rely on them):
 
@@ -125,6 +125,26 @@ def cmd_sweep(args) -> int:
     return EXIT_OK if (df["status"] != "error").all() else EXIT_LIMIT
 
 
+def cmd_value_curve(args) -> int:
+    import flexplan as fp
+    from .paths import resolve_instance_path
+    from .recipe import resolve_recipe
+    from .sensitivity import value_curve
+
+    try:
+        scales = [float(x) for x in args.scales.split(",")]
+    except ValueError:
+        _log(f"error: --scales '{args.scales}' must be numbers separated by commas")
+        return EXIT_INPUT
+    inst = fp.load_instance(resolve_instance_path(args.instance))
+    recipe = resolve_recipe(args.model)
+    out = Path(args.out) if args.out else Path("out") / f"{inst.name}-{recipe.name}-value-curve.csv"
+    _log(f"value of flexibility on {inst.name} under {recipe.name} for EV counts x {scales}")
+    df = value_curve(inst, recipe, scales, out=out, progress=_log, mip_gap=args.mip_gap, time_limit=args.time_limit)
+    print(out)
+    return EXIT_OK if df["value_eur"].notna().all() else EXIT_LIMIT
+
+
 def cmd_breakeven(args) -> int:
     import flexplan as fp
     from .paths import resolve_instance_path
@@ -245,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     be.add_argument("--tol", type=float, default=0.01, help="relative tolerance of the bisection (default 0.01)")
     be.add_argument("--time-limit", type=float, default=None)
     be.add_argument("--mip-gap", type=float, default=0.01)
+    vc = sub.add_parser("value-curve", help="the value of flexibility against EV uptake")
+    vc.add_argument("instance")
+    vc.add_argument("--model", default="flex_vs_reinforce", help="a recipe with a flexible EV fleet")
+    vc.add_argument("--scales", default="0.5,1,1.5,2", help="factors on every fleet's EV counts (default 0.5,1,1.5,2)")
+    vc.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-value-curve.csv); a PNG beside it")
+    vc.add_argument("--time-limit", type=float, default=None)
+    vc.add_argument("--mip-gap", type=float, default=0.01)
     sub.add_parser("list", help="list shipped instances, recipes, blocks and formulations")
     d = sub.add_parser("demo", help=f"solve the default instance ({DEFAULT_INSTANCE}, {DEFAULT_RECIPE}) and write "
                        "the report")
@@ -254,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return cmd_list(args)
+        if args.command == "value-curve":
+            return cmd_value_curve(args)
         if args.command == "sweep":
             return cmd_sweep(args)
         if args.command == "breakeven":

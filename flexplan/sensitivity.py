@@ -14,6 +14,7 @@ A parameter is a dotted path: ``<block>.<option>`` for a recipe block's option (
 * :func:`breakeven`: bisection on the flexibility price for the price above which the plan
   builds what it builds without flexibility (the reference with uncontrolled EVs), to a
   stated relative tolerance.
+* :func:`value_curve`: the value of flexibility against EV uptake.
 """
 from __future__ import annotations
 
@@ -221,3 +222,64 @@ def breakeven(instance, recipe="flex_vs_reinforce", param: str = "ev_fleet.flex_
             progress(f"  step {steps}: break-even in [{lo:.4g}, {hi:.4g}]")
     return dict(param=param, breakeven=(lo + hi) / 2, lower=lo, upper=hi, rel_tol=rel_tol,
                 reference_investment_eur=ref_inv, steps=steps)
+
+
+def value_curve(instance, recipe="flex_vs_reinforce", scales=(0.5, 1.0, 1.5, 2.0), out: str | Path | None = None,
+                progress=None, **solve_kw) -> pd.DataFrame:
+    """The value of flexibility against EV uptake: for each factor on every fleet's EV counts
+    (``ev_fleets.scale``), solve the recipe and its reference with uncontrolled EVs; with
+    ``out`` (a CSV path) write the table and a plot beside it."""
+    import flexplan as fp
+
+    from .value import reference_recipe, value_of_flexibility
+
+    inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
+    ref_recipe = reference_recipe(recipe)
+    if ref_recipe is None:
+        raise RecipeError(f"recipe '{recipe}' has no flexible EV fleet: nothing to value")
+    rows = []
+    for k in scales:
+        scaled, rec = apply(inst, recipe, "ev_fleets.scale", k)
+        res = fp.solve(fp.build_model(scaled, rec), **solve_kw)
+        ref = fp.solve(fp.build_model(scaled, ref_recipe), **solve_kw)
+        v = value_of_flexibility(res, ref)
+        evs = sum(float(f.evs.iloc[-1]) * len(f.buses) for f in scaled.ev_fleets)
+        rows.append(dict(scale=k, evs_last_year=evs, status=res.status, reference_status=ref.status,
+                         cost_eur=res.objective_eur, reference_cost_eur=ref.objective_eur, value_eur=v["value_eur"],
+                         value_lower_eur=v["value_lower_eur"], value_upper_eur=v["value_upper_eur"],
+                         builds="; ".join(f"{b.year} {b.asset}" for b in res.builds.itertuples()),
+                         reference_builds="; ".join(f"{b['year']} {b['asset']}" for b in v["reference_builds"])))
+        if progress:
+            progress(f"  EVs x {k}: value of flexibility {v['value_eur']:,.0f} EUR" if v["value_eur"] is not None
+                     else f"  EVs x {k}: no value ({res.status} / {ref.status})")
+        fp.release_memory()
+    df = pd.DataFrame(rows)
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(str(out) + ".tmp")
+        df.to_csv(tmp, index=False)
+        tmp.replace(out)
+        _plot_value_curve(df, out.with_suffix(".png"), inst.name)
+    return df
+
+
+def _plot_value_curve(df: pd.DataFrame, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(df["evs_last_year"], df["value_eur"] / 1e3, "o-", color="C0", label="value of flexibility")
+    ax.fill_between(df["evs_last_year"], df["value_lower_eur"] / 1e3, df["value_upper_eur"] / 1e3, color="C0",
+                    alpha=0.2, label="bounds from the MIP gaps")
+    ax.set_xlabel("EVs on the feeder in the last year")
+    ax.set_ylabel("kEUR (present value)")
+    ax.set_title(f"{title}: what flexibility saves against uncontrolled charging")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

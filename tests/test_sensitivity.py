@@ -4,7 +4,7 @@ import pytest
 
 import flexplan as fp
 from conftest import CABLE, EVENING, add_fleet, write_feeder
-from flexplan.sensitivity import breakeven, sweep
+from flexplan.sensitivity import breakeven, sweep, value_curve
 
 pytestmark = pytest.mark.integration
 
@@ -65,3 +65,14 @@ def test_unknown_parameter_is_named(one_line):
     df = sweep(one_line, RECIPE, {"tarifs.energy_eur_per_mwh": [1.0]})
     bad = df[df["param:tarifs.energy_eur_per_mwh"].notna()]
     assert bad["status"].iloc[0] == "error" and "'tarifs' is neither a block" in bad["error"].iloc[0]
+
+
+def test_value_curve_over_uptake(one_line, tmp_path):
+    """No EVs, no congestion, no value; with the EVs the line needs help, and the value is
+    the reference's annuities minus the flexibility bought (checked by its definition)."""
+    df = value_curve(one_line, RECIPE, scales=(0.0, 1.0), out=tmp_path / "curve.csv")
+    assert df["evs_last_year"].tolist() == [0.0, 200.0]
+    assert df["value_eur"].iloc[0] == pytest.approx(0.0, abs=1e-6)
+    assert df["value_eur"].iloc[1] > 0
+    assert df["value_eur"].iloc[1] == pytest.approx(df["reference_cost_eur"].iloc[1] - df["cost_eur"].iloc[1])
+    assert (tmp_path / "curve.png").stat().st_size > 10_000
