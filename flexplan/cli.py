@@ -119,7 +119,7 @@ def cmd_sweep(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     _log(f"sweep of {', '.join(grid)} ({args.design}) on {inst.name} under {recipe.name}, {args.workers} worker(s)")
     df = sweep(inst, recipe, grid, design=args.design, workers=args.workers, out=out, progress=_log,
-               mip_gap=args.mip_gap, time_limit=args.time_limit)
+               warm=args.warm, mip_gap=args.mip_gap, time_limit=args.time_limit)
     _log(f"{len(df)} runs, {(df['status'] == 'error').sum()} failed; table {out}")
     print(out)
     return EXIT_OK if (df["status"] != "error").all() else EXIT_LIMIT
@@ -253,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--design", choices=["oat", "factorial"], default="oat",
                     help="one at a time (default) or every combination")
     sw.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
+    sw.add_argument("--warm", action="store_true", help="one cost parameter: re-solve one kept HiGHS model instead "
+                    "of building every point")
     sw.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-sweep.csv); an existing one is resumed")
     sw.add_argument("--time-limit", type=float, default=None)
     sw.add_argument("--mip-gap", type=float, default=0.01)

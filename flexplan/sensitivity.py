@@ -99,9 +99,12 @@ def _points(grid: dict[str, list], design: str) -> list[dict]:
 
 
 def sweep(instance, recipe, grid: dict[str, list], design: str = "oat", workers: int = 1,
-          out: str | Path | None = None, progress=None, **solve_kw) -> pd.DataFrame:
+          out: str | Path | None = None, progress=None, warm: bool = False, **solve_kw) -> pd.DataFrame:
     """Run every point of the design; with ``out`` (a CSV path) the table is rewritten after
-    each run and points already in it (same parameters, no error) are not run again."""
+    each run and points already in it (same parameters, no error) are not run again.
+    ``warm``: a one-parameter sweep over a cost (a price or a fee) re-solves one kept HiGHS
+    model (:class:`WarmCostSweep`) instead of building every point; the rows then hold the
+    objective and status only (``mode`` = warm)."""
     import flexplan as fp
 
     inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
@@ -130,6 +133,18 @@ def sweep(instance, recipe, grid: dict[str, list], design: str = "oat", workers:
             progress(f"  {n}/{len(todo)} runs, ETA {left:.0f} s: {row.get('status')} "
                      f"{row.get('objective_eur') or ''} {row.get('error') or ''}".rstrip())
 
+    warm_points = [p for p in todo if p] if warm and len(grid) == 1 else []
+    if warm and len(grid) != 1:
+        raise RecipeError("a warm sweep varies one parameter (a cost) at a time")
+    if len(warm_points) >= 2:
+        (param,) = grid
+        values = [p[param] for p in warm_points]
+        ws = WarmCostSweep(inst, recipe, param, values[0], values[1], **solve_kw)
+        if progress:
+            progress(f"  warm model built ({ws.setup_s:.1f} s for two builds); re-solving {len(values)} values")
+        todo = [p for p in todo if not p]
+        for n, v in enumerate(values, 1):
+            record(ws.solve(v), n)
     if workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(run_one, inst, recipe, p, solve_kw) for p in todo]
@@ -283,3 +298,67 @@ def _plot_value_curve(df: pd.DataFrame, path: Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+class WarmCostSweep:
+    """Re-solve one built model for new values of a parameter that only moves objective
+    coefficients (a price or a cost): the model is built and handed to HiGHS twice, at
+    ``v_a`` and ``v_b``; if the two differ only in the objective (same columns, matrix, bounds
+    and integrality) the cost vector is c(v) = c_a + (v − v_a) / (v_b − v_a) (c_b − c_a) —
+    exact for costs linear in the parameter, which the prices and fees of the blocks are —
+    and every further value is a ``changeColsCost`` and a warm ``run`` of the kept HiGHS
+    model.  A parameter that changes anything else is refused (:class:`RecipeError`)."""
+
+    def __init__(self, instance, recipe, param: str, v_a: float, v_b: float, **solve_kw):
+        import highspy
+        import numpy as np
+
+        import flexplan as fp
+        from .solve import to_highs
+
+        if v_a == v_b:
+            raise ValueError("v_a and v_b must differ")
+        self.param, self.v_a, self.v_b = param, float(v_a), float(v_b)
+        lps = []
+        t0 = time.perf_counter()
+        for v in (v_a, v_b):
+            inst, rec = apply(instance, recipe, param, v)
+            pm = fp.build_model(inst, rec)
+            lp, repn, n_int, _ = to_highs(pm.model)
+            lps.append((lp, [c.name for c in repn.columns]))
+        self.setup_s = time.perf_counter() - t0
+        (a, names_a), (b, names_b) = lps
+        same = (names_a == names_b and a.num_row_ == b.num_row_
+                and np.array_equal(a.a_matrix_.start_, b.a_matrix_.start_)
+                and np.array_equal(a.a_matrix_.index_, b.a_matrix_.index_)
+                and np.allclose(a.a_matrix_.value_, b.a_matrix_.value_, rtol=0, atol=0)
+                and np.array_equal(a.row_lower_, b.row_lower_) and np.array_equal(a.row_upper_, b.row_upper_)
+                and np.array_equal(a.col_lower_, b.col_lower_) and np.array_equal(a.col_upper_, b.col_upper_))
+        if not same:
+            raise RecipeError(f"parameter '{param}' changes more than the objective between {v_a} and {v_b}: "
+                              "it cannot be re-solved warm; use a cold sweep")
+        self.c_a = np.asarray(a.col_cost_, dtype=float)
+        self.c_b = np.asarray(b.col_cost_, dtype=float)
+        self.o_a, self.o_b = float(a.offset_), float(b.offset_)
+        self.h = highspy.Highs()
+        self.h.setOptionValue("output_flag", False)
+        if solve_kw.get("mip_gap") is not None:
+            self.h.setOptionValue("mip_rel_gap", float(solve_kw["mip_gap"]))
+        if solve_kw.get("time_limit") is not None:
+            self.h.setOptionValue("time_limit", float(solve_kw["time_limit"]))
+        self.h.passModel(a)
+        self.n = len(self.c_a)
+
+    def solve(self, v: float) -> dict:
+        import numpy as np
+
+        t = (float(v) - self.v_a) / (self.v_b - self.v_a)
+        c = self.c_a + t * (self.c_b - self.c_a)
+        t0 = time.perf_counter()
+        self.h.changeColsCost(self.n, np.arange(self.n, dtype=np.int32), c)
+        self.h.changeObjectiveOffset(self.o_a + t * (self.o_b - self.o_a))
+        self.h.run()
+        info = self.h.getInfo()
+        status = self.h.modelStatusToString(self.h.getModelStatus())
+        return {f"param:{self.param}": v, "status": status.lower(), "objective_eur": float(info.objective_function_value),
+                "seconds": round(time.perf_counter() - t0, 3), "mode": "warm"}

@@ -76,3 +76,29 @@ def test_value_curve_over_uptake(one_line, tmp_path):
     assert df["value_eur"].iloc[1] > 0
     assert df["value_eur"].iloc[1] == pytest.approx(df["reference_cost_eur"].iloc[1] - df["cost_eur"].iloc[1])
     assert (tmp_path / "curve.png").stat().st_size > 10_000
+
+
+def test_warm_resolve_equals_fresh_build(one_line):
+    """A price that only moves objective coefficients: the warm re-solves of one kept HiGHS
+    model give the objectives of fresh builds and solves; the times of both are printed."""
+    import time
+
+    from flexplan.errors import RecipeError
+    from flexplan.sensitivity import WarmCostSweep
+
+    lp = {"name": "flex_only", "blocks": ["demand", "ev_fleet"], "ev_fleet": {"mode": "smart"}}  # an LP
+    warm = WarmCostSweep(one_line, lp, "ev_fleet.flex_price_eur_per_mwh", 10.0, 20.0)
+    objectives = []
+    for price in (5.0, 50.0, 200.0):
+        t0 = time.perf_counter()
+        cold = fp.solve(fp.build_model(one_line, {**lp, "ev_fleet": {"mode": "smart",
+                                                                   "flex_price_eur_per_mwh": price}}))
+        cold_s = time.perf_counter() - t0
+        w = warm.solve(price)
+        print(f"price {price}: cold {cold_s:.2f} s, warm {w['seconds']:.3f} s; objective {cold.objective_eur:.4f}")
+        assert w["status"] == "optimal"
+        assert w["objective_eur"] == pytest.approx(cold.objective_eur, rel=1e-7, abs=1e-6)
+        objectives.append(w["objective_eur"])
+    assert objectives[0] < objectives[1] < objectives[2]  # the price matters here
+    with pytest.raises(RecipeError, match="changes more than the objective"):
+        WarmCostSweep(one_line, lp, "ev_fleets.scale", 1.0, 1.5)
