@@ -1,4 +1,4 @@
-"""Command line: ``flexplan solve | frameworks | sweep | breakeven | value-curve | check-ac | list | demo``.
+"""Command line: ``flexplan solve | frameworks | sweep | breakeven | value-curve | check-ac | report | list | demo``.
 
 Exit codes (scripts can rely on them):
 
@@ -274,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     vc.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-value-curve.csv); a PNG beside it")
     vc.add_argument("--time-limit", type=float, default=None)
     vc.add_argument("--mip-gap", type=float, default=0.01)
+    rp = sub.add_parser("report", help="(re)write report.html of a result folder (e.g. after check-ac)")
+    rp.add_argument("outdir")
     sub.add_parser("list", help="list shipped instances, recipes, blocks and formulations")
     d = sub.add_parser("demo", help=f"solve the default instance ({DEFAULT_INSTANCE}, {DEFAULT_RECIPE}) and write "
                        "the report")
@@ -283,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return cmd_list(args)
+        if args.command == "report":
+            from .report import write_html_report
+
+            print(write_html_report(args.outdir))
+            return EXIT_OK
         if args.command == "value-curve":
             return cmd_value_curve(args)
         if args.command == "sweep":

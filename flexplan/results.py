@@ -79,6 +79,9 @@ class Results:
             self.timings_s["write"] = time.perf_counter() - t0
             (tmp / "summary.json").write_text(json.dumps(_clean(self.summary()), indent=2) + "\n")
             (tmp / "report.md").write_text(report_markdown(self))
+            from .report import write_html_report
+
+            write_html_report(tmp)
             if folder.exists():
                 old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
                 folder.rename(old)

@@ -56,3 +56,27 @@ def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "ieee33" in out and "cigre_mv" in out and "reinforce_only" in out and "copperplate" in out
+
+
+def test_html_report_is_self_contained_and_has_every_figure(tmp_path):
+    """report.html holds the report text and every PNG of the folder as an embedded image
+    (decodable, the same bytes), and nothing it loads from elsewhere."""
+    import base64
+    import re
+
+    import flexplan as fp
+    from conftest import EVENING, add_fleet, write_feeder
+
+    f = write_feeder(tmp_path / "f", lines=[("l1", "b0", "b1", 0.2, 0.1, 0.45, 1.0)], loads=[("b1", 0.3, 0.05)],
+                     profile=[("day", 365, EVENING)], economics="base_year = 2025\nend_year = 2025\nstages = [2025]")
+    inst = fp.load_instance(add_fleet(f, "b1", 200, "v2g_share = 0.5\n"))
+    rec = {"name": "r", "blocks": ["demand", "ev_fleet", "ageing"], "ev_fleet": {"mode": "v2g"}}
+    out = fp.solve(fp.build_model(inst, rec)).write(tmp_path / "out")
+    text = (out / "report.html").read_text()
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert len(pngs) >= 6
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", text)
+    assert len(images) == len(pngs)
+    assert sorted(base64.b64decode(i) for i in images) == sorted((out / p).read_bytes() for p in pngs)
+    assert not re.search(r"(src|href)=['\"](?!data:)", text)  # nothing external
+    assert "<table>" in text and "Cost breakdown" in text and text.rstrip().endswith("</html>")

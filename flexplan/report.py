@@ -1,0 +1,94 @@
+"""A self-contained HTML report of a result folder: the summary, tables and every figure,
+embedded (no external files, scripts or fonts), so that it can be mailed to a colleague.
+
+Built from what :meth:`flexplan.results.Results.write` puts in the folder (``report.md`` for
+the text, the PNG plots, ``ac_check.json`` when ``flexplan check-ac`` has run), so it can
+also be made again later for an older folder: ``flexplan report OUTDIR``.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from pathlib import Path
+
+FIGURES = [("voltage_profile.png", "Voltage along the feeder at the worst hours"),
+           ("loading_duration.png", "Loading duration curves of the most loaded branches"),
+           ("investment_timeline.png", "Investment timeline"),
+           ("cost_breakdown.png", "Cost breakdown (expected present value)"),
+           ("ev_peak_day.png", "EV charging on the day the plan moves most: uncontrolled vs planned"),
+           ("ev_envelope.png", "EV energy envelope with the planned trajectory"),
+           ("capacity_fade.png", "Battery capacity fade: calendar and cycling")]
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.4}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}
+figure{margin:1.5em 0}figcaption{color:#555;font-size:90%}code{background:#f6f6f6}"""
+
+
+def _markdown_to_html(md: str) -> str:
+    """The subset report.md uses: headings, pipe tables, bullet lists, bold, code, paragraphs."""
+    out, table, items = [], [], []
+
+    def inline(t):
+        t = html.escape(t)
+        t = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", t)
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+
+    def flush():
+        if table:
+            rows = [r for r in table if not re.fullmatch(r"\|[\s:\-|]+\|", r)]
+            cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+            out.append("<table>" + "".join(
+                "<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{inline(c)}</{'th' if i == 0 else 'td'}>" for c in row)
+                + "</tr>" for i, row in enumerate(cells)) + "</table>")
+            table.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if line.startswith("- "):
+            items.append(line[2:])
+            continue
+        flush()
+        m = re.match(r"(#+) (.*)", line)
+        if m:
+            out.append(f"<h{len(m.group(1))}>{inline(m.group(2))}</h{len(m.group(1))}>")
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    flush()
+    return "\n".join(out)
+
+
+def write_html_report(folder: str | Path) -> Path:
+    """Write ``report.html`` into a result folder and return its path."""
+    folder = Path(folder)
+    md = (folder / "report.md").read_text() if (folder / "report.md").exists() else ""
+    summary = json.loads((folder / "summary.json").read_text())
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>flexplan: "
+             f"{html.escape(summary.get('instance', ''))} under {html.escape(summary.get('model', ''))}</title>"
+             f"<style>{STYLE}</style></head><body>", _markdown_to_html(md)]
+    ac = folder / "ac_check.json"
+    if ac.exists():
+        a = json.loads(ac.read_text())
+        parts.append("<h2>AC check</h2><p>" + html.escape(
+            f"{a['converged']}/{a['ops']} AC power flows converged; voltage {a['v_min_ac_pu']:.4f}..."
+            f"{a['v_max_ac_pu']:.4f} pu, loading up to {a['max_loading_ac_pct']:.1f} %, LinDistFlow above AC by up "
+            f"to {a['max_ldf_minus_ac_pu']:.4f} pu; the plan is {'' if a['ac_feasible'] else 'not '}AC-feasible.") + "</p>")
+    parts.append("<h2>Figures</h2>")
+    for name, caption in FIGURES:
+        path = folder / name
+        if path.exists():
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                         f"<figcaption>{html.escape(caption)} ({name})</figcaption></figure>")
+    parts.append("</body></html>")
+    out = folder / "report.html"
+    tmp = folder / ".report.html.tmp"
+    tmp.write_text("\n".join(parts))
+    tmp.replace(out)
+    return out
