@@ -23,7 +23,7 @@ def _save(fig, path: Path) -> Path:
 def write_plots(res, folder: Path, instance=None) -> list[Path]:
     out = []
     for fn in (voltage_profile, loading_duration, investment_timeline, cost_breakdown, ev_peak_day, ev_envelope,
-               capacity_fade):
+               flexibility_heatmap, capacity_fade):
         path = fn(res, folder)
         if path is not None:
             out.append(path)
@@ -218,3 +218,24 @@ def capacity_fade(res, folder: Path):
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{res.instance} ({res.model}): battery capacity fade")
     return _save(fig, folder / "capacity_fade.png")
+
+
+def flexibility_heatmap(res, folder: Path):
+    """Downward flexibility the plan uses, MWh per year, by hour of the day (x) and modelled
+    year (y), all fleets and representative days (weighted by their days per year)."""
+    ev = res.tables.get("ev_flexibility")
+    if ev is None or ev.empty or not (ev["flex_down_mw"] > 1e-9).any():
+        return None
+    h = res.extra.get("horizon", {})
+    days = h.get("day_weights")
+    w = ev["day"].map(days) if days else 365.0 / ev["day"].nunique()
+    grid = (ev.assign(mwh=ev["flex_down_mw"] * w).groupby(["year", "hour"])["mwh"].sum().unstack(fill_value=0.0))
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(grid) + 1.8))
+    im = ax.imshow(grid.to_numpy(), aspect="auto", cmap="viridis", origin="lower")
+    ax.set_yticks(range(len(grid)), [str(y) for y in grid.index])
+    ax.set_xticks(range(0, grid.shape[1], 3), [str(c) for c in grid.columns[::3]])
+    ax.set_xlabel("hour of the day")
+    ax.set_ylabel("modelled year")
+    fig.colorbar(im, ax=ax, label="downward flexibility (MWh per year)")
+    ax.set_title(f"{res.instance} ({res.model}): EV flexibility used")
+    return _save(fig, folder / "flexibility_heatmap.png")

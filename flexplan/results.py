@@ -159,6 +159,8 @@ def collect(pm, outcome: SolveOutcome) -> Results:
                                            discount_rate=inst.economics.discount_rate,
                                            years_per_stage=inst.years_per_stage,
                                            representative_days=len(inst.profiles.days),
+                                           day_weights={d: float(w) for d, w in zip(inst.profiles.days,
+                                                                                     inst.profiles.weights)},
                                            steps_per_day=inst.profiles.hours)))
 
 
