@@ -22,8 +22,8 @@ def _save(fig, path: Path) -> Path:
 
 def write_plots(res, folder: Path, instance=None) -> list[Path]:
     out = []
-    for fn in (voltage_profile, loading_duration, investment_timeline, cost_breakdown, ev_peak_day, ev_envelope,
-               flexibility_heatmap, capacity_fade):
+    for fn in (voltage_profile, voltage_envelope, loading_duration, investment_timeline, cost_breakdown, ev_peak_day,
+               ev_envelope, flexibility_heatmap, capacity_fade):
         path = fn(res, folder)
         if path is not None:
             out.append(path)
@@ -239,3 +239,33 @@ def flexibility_heatmap(res, folder: Path):
     fig.colorbar(im, ax=ax, label="downward flexibility (MWh per year)")
     ax.set_title(f"{res.instance} ({res.model}): EV flexibility used")
     return _save(fig, folder / "flexibility_heatmap.png")
+
+
+def voltage_envelope(res, folder: Path):
+    """The range every bus's voltage spans over all operating points (a bar from lowest to
+    highest at the bus's line length from the substation; thin lines join the lowest along
+    the branches), for a few modelled years."""
+    v = res.voltages
+    tree = res.extra.get("tree")
+    if v.empty or not tree:
+        return None
+    dist = tree["distance_km"]
+    years = sorted(v["year"].unique())
+    shown = sorted(set(years[:: max(1, len(years) // 3)]) | {years[-1]})
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    span = max(dist.values()) or 1.0
+    for i, year in enumerate(shown):
+        g = v[v["year"] == year].groupby("bus")["v_pu"].agg(["min", "max"])
+        km = np.array([dist.get(b, np.nan) for b in g.index]) + (i - len(shown) / 2) * 0.006 * span
+        ax.vlines(km, g["min"], g["max"], color=f"C{i}", lw=2, alpha=0.8, label=f"{year}")
+        for a, b in tree["edges"]:  # the lowest voltages joined along each branch
+            if a in g.index and b in g.index:
+                ax.plot([dist[a], dist[b]], [g.at[a, "min"], g.at[b, "min"]], color=f"C{i}", lw=0.6, alpha=0.6)
+    ax.axhline(res.limits.get("v_min_pu", 0.9), color="k", ls="--", lw=0.8)
+    ax.axhline(res.limits.get("v_max_pu", 1.1), color="k", ls="--", lw=0.8)
+    ax.set_xlabel("line length from the substation (km)")
+    ax.set_ylabel("voltage (pu)")
+    ax.set_title(f"{res.instance}: voltage envelope over all hours (LinDistFlow, plan in place)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, folder / "voltage_envelope.png")

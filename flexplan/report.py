@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 FIGURES = [("voltage_profile.png", "Voltage along the feeder at the worst hours"),
+           ("voltage_envelope.png", "Voltage envelope along the feeder over all hours"),
            ("loading_duration.png", "Loading duration curves of the most loaded branches"),
            ("investment_timeline.png", "Investment timeline"),
            ("cost_breakdown.png", "Cost breakdown (expected present value)"),
