@@ -20,6 +20,19 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _finish(ax, xlabel: str, ylabel: str, title: str, legend: int = 8) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend)
+    ax.grid(alpha=0.3)
+
+
+def _voltage_band(ax, res) -> None:
+    ax.axhline(res.limits.get("v_min_pu", 0.9), color="k", ls="--", lw=0.8)
+    ax.axhline(res.limits.get("v_max_pu", 1.1), color="k", ls="--", lw=0.8)
+
+
 def write_plots(res, folder: Path, instance=None) -> list[Path]:
     out = []
     for fn in (voltage_profile, voltage_envelope, loading_duration, investment_timeline, cost_breakdown, ev_peak_day,
@@ -54,13 +67,9 @@ def voltage_profile(res, folder: Path):
                 ax.plot([dist[a], dist[b]], [s[a], s[b]], marker=".", label=label if j == 0 else None, **style)
         else:
             ax.plot(range(len(s)), s.to_numpy(), marker=".", label=label, **style)
-    ax.axhline(res.limits.get("v_min_pu", 0.9), color="k", ls="--", lw=0.8)
-    ax.axhline(res.limits.get("v_max_pu", 1.1), color="k", ls="--", lw=0.8)
-    ax.set_xlabel("line length from the substation (km)" if tree else "bus")
-    ax.set_ylabel("voltage (pu)")
-    ax.set_title(f"{res.instance}: voltage along the feeder at the worst hour (LinDistFlow, plan in place)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    _voltage_band(ax, res)
+    _finish(ax, "line length from the substation (km)" if tree else "bus", "voltage (pu)",
+            f"{res.instance}: voltage along the feeder at the worst hour (LinDistFlow, plan in place)")
     return _save(fig, folder / "voltage_profile.png")
 
 
@@ -74,11 +83,8 @@ def loading_duration(res, folder: Path, top: int = 6):
         s = np.sort(ld.loc[ld.line == line, "loading_pct"].to_numpy())[::-1]
         ax.plot(np.linspace(0, 100, len(s)), s, label=line)
     ax.axhline(res.limits.get("max_loading_pct", 100), color="k", ls="--", lw=0.8)
-    ax.set_xlabel("share of modelled hours (%)")
-    ax.set_ylabel("loading (% of rating in place)")
-    ax.set_title(f"{res.instance}: loading duration, {min(top, len(peak))} most loaded branches")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    _finish(ax, "share of modelled hours (%)", "loading (% of rating in place)",
+            f"{res.instance}: loading duration, {min(top, len(peak))} most loaded branches", legend=7)
     return _save(fig, folder / "loading_duration.png")
 
 
@@ -261,11 +267,7 @@ def voltage_envelope(res, folder: Path):
         for a, b in tree["edges"]:  # the lowest voltages joined along each branch
             if a in g.index and b in g.index:
                 ax.plot([dist[a], dist[b]], [g.at[a, "min"], g.at[b, "min"]], color=f"C{i}", lw=0.6, alpha=0.6)
-    ax.axhline(res.limits.get("v_min_pu", 0.9), color="k", ls="--", lw=0.8)
-    ax.axhline(res.limits.get("v_max_pu", 1.1), color="k", ls="--", lw=0.8)
-    ax.set_xlabel("line length from the substation (km)")
-    ax.set_ylabel("voltage (pu)")
-    ax.set_title(f"{res.instance}: voltage envelope over all hours (LinDistFlow, plan in place)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    _voltage_band(ax, res)
+    _finish(ax, "line length from the substation (km)", "voltage (pu)",
+            f"{res.instance}: voltage envelope over all hours (LinDistFlow, plan in place)")
     return _save(fig, folder / "voltage_envelope.png")
