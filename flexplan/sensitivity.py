@@ -331,7 +331,7 @@ class WarmCostSweep:
         same = (names_a == names_b and a.num_row_ == b.num_row_
                 and np.array_equal(a.a_matrix_.start_, b.a_matrix_.start_)
                 and np.array_equal(a.a_matrix_.index_, b.a_matrix_.index_)
-                and np.allclose(a.a_matrix_.value_, b.a_matrix_.value_, rtol=0, atol=0)
+                and np.array_equal(a.a_matrix_.value_, b.a_matrix_.value_)
                 and np.array_equal(a.row_lower_, b.row_lower_) and np.array_equal(a.row_upper_, b.row_upper_)
                 and np.array_equal(a.col_lower_, b.col_lower_) and np.array_equal(a.col_upper_, b.col_upper_))
         if not same:

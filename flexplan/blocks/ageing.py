@@ -57,9 +57,12 @@ class AgeingConfig:
     * ``battery_age_years``: age at which the calendar law is linearised in time (years);
       default 4, half of the common 8-year EV battery warranty (assumption).
     * ``calendar``: price calendar ageing (default true); ``calendar_pieces``: lines of the
-      piecewise-linear SOC envelope (default 6).
+      piecewise-linear SOC envelope (default 6: within −6 %..+2 % of the LFP rate over SOC
+      0.2-1, tests/test_ageing.py).
     * ``cycling``: ``segments`` (default), ``throughput`` or ``none``; ``segments``: J
-      (default 8); ``reference_dod``: depth for the throughput cost (default 0.8);
+      (default 8, a modelling choice: more segments follow the depth curve more closely);
+      ``reference_dod``: depth for the throughput cost (default 0.8, FORMULATION.md §5's
+      worked example);
       ``cycle_linearisation``: ``age`` (default: the √FEC law's marginal loss for a battery of
       ``battery_age_years`` that has cycled as its fleet drives, like the calendar law's
       linearisation in time) or ``lifetime`` (Miner's rule with cycles to end of life, the
@@ -225,15 +228,6 @@ def add_ageing(b, inst, ix, hub, cfg: AgeingConfig) -> None:
         hub.cost("battery_ageing", node, sum(terms), year=year)
 
 
-def _fleet_capacity(units, row) -> float:
-    """MWh of batteries of a fleet in a (node, year): EVs per bus x buses x mean battery."""
-    caps = {}
-    for u in units:
-        if u["node"] == row["node"] and u["year"] == row["year"] and u["fleet"] == row["fleet"]:
-            caps[u["bus"]] = u["n_evs"] * u["battery_kwh_mean"] / 1000.0
-    return sum(caps.values()) or 1.0
-
-
 def _value(x) -> float:
     return float(x) if isinstance(x, (int, float)) else float(pyo.value(x))
 
@@ -300,7 +294,8 @@ def ageing_table(b, inst, ix) -> dict:
         df = df.merge(ev[["node", "year", "fleet", "calendar_exact_mwh", "cycling_exact_mwh",
                           "calendar_exact_baseline_mwh", "cycling_exact_baseline_mwh"]], on=["node", "year", "fleet"],
                       how="left")
-        cap = df.apply(lambda r: _fleet_capacity(units, r), axis=1)
+        cap = np.array([sum(c for _, c in fleet_buses[(r.node, r.year, r.fleet)].values()) or 1.0
+                        for r in df.itertuples()])
         df["calendar_loss_exact_pct"] = 100 * df.pop("calendar_exact_mwh") / cap
         df["cycling_loss_exact_pct"] = 100 * df.pop("cycling_exact_mwh") / cap
         df["baseline_loss_exact_pct"] = 100 * (df.pop("calendar_exact_baseline_mwh")

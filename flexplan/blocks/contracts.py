@@ -111,7 +111,7 @@ def add_contracts(b, inst, ix, hub, cfg: ContractConfig) -> None:
     step_hour = (np.arange(H) * dt).astype(int)
     in_window = ((step_hour - cfg.window_start_h) % 24) < cfg.window_hours
     reliable = {f.name: reliable_turn_down(f, H, dt, cfg.reliability_quantile) for f in inst.ev_fleets}
-    b._contracts = dict(cfg=cfg, units=units, reliable=reliable)
+    b._contracts = dict(cfg=cfg, reliable=reliable)
     states = [s for s in hub.storage if in_window[int(ix.op_hour[s.op])]]
     if not states:
         return

@@ -205,7 +205,7 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
     eta_ch_j, eta_dis_j = [], []
     for u in units:
         env = envs[u.fleet]
-        w = sum(c.width for c in env.cohorts)
+        w = env.n_variables_per_day
         eta_ch_j.extend([float(env.eta_charge) * dt] * w)
         eta_dis_j.extend([dt / float(env.eta_discharge)] * w)
 
@@ -224,7 +224,7 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
     at = defaultdict(list)  # (unit, op) -> steps
     j = 0
     for ui, u in enumerate(units):
-        w = sum(c.width for c in envs[u.fleet].cohorts)
+        w = envs[u.fleet].n_variables_per_day
         for jj in range(j, j + w):
             at[(ui, op[jj])].append(jj)
         j += w
@@ -237,13 +237,21 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         for h in range(H):
             base[(ui, u.first_op + h)] = float(prof[h])
 
-    def net_p(k):
-        return sum((b.p_dis[jj] if jj in has_dis else 0.0) - b.p_ch[jj] for jj in at[k])
+    q_rule = hub.charger_q_per_p
+    if q_rule is not None and cfg.reactive:
+        from ..errors import RecipeError
+
+        raise RecipeError("ev_fleet.reactive (Q as a decision) and the grid_code block (Q fixed by rule) exclude "
+                          "each other")
+    # per key, built once: charging (MW drawn), discharging and the net injection
+    charge = [sum(b.p_ch[jj] for jj in at[k]) for k in keys]
+    discharge = [sum(b.p_dis[jj] for jj in at[k] if jj in has_dis) for k in keys]
+    net = [d - c for c, d in zip(charge, discharge)]
 
     K = range(len(keys))
     if cfg.flex_price_eur_per_mwh > 0:
         b.flex_down = pyo.Var(K, within=pyo.NonNegativeReals)
-        b.flex_down_def = pyo.Constraint(K, rule=lambda _, k: b.flex_down[k] >= base[keys[k]] + net_p(keys[k]))
+        b.flex_down_def = pyo.Constraint(K, rule=lambda _, k: b.flex_down[k] >= base[keys[k]] + net[k])
         hours = ix.op_hours()
         per_ny = defaultdict(list)
         for k, (ui, o) in enumerate(keys):
@@ -256,20 +264,14 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         s_max = [cfg.charger_kva_per_kw * sum(hi_p[jj] + (hi_d[jj] if jj in has_dis else 0.0) for jj in at[k])
                  for k in keys]
         b.q = pyo.Var(K, bounds=lambda _, k: (-s_max[k], s_max[k]))
-        b.kva = pyo.Constraint(K, range(len(edges)), rule=lambda _, k, m: edges[m][0] * net_p(keys[k])
+        b.kva = pyo.Constraint(K, range(len(edges)), rule=lambda _, k, m: edges[m][0] * net[k]
                                + edges[m][1] * b.q[k] <= edges[m][2] * s_max[k])
-    q_rule = hub.charger_q_per_p
-    if q_rule is not None and cfg.reactive:
-        from ..errors import RecipeError
-
-        raise RecipeError("ev_fleet.reactive (Q as a decision) and the grid_code block (Q fixed by rule) exclude "
-                          "each other")
     for k, (ui, o) in enumerate(keys):
         if q_rule:
-            q = float(q_rule) * sum(b.p_ch[jj] for jj in at[(ui, o)])
+            q = float(q_rule) * charge[k]
         else:
             q = b.q[k] if cfg.reactive else None
-        hub.inject(units[ui].bus, o, p=net_p((ui, o)), q=q)
+        hub.inject(units[ui].bus, o, p=net[k], q=q)
     if not (hub.wants("ev_storage") or hub.tariff is not None):
         return  # no block prices the batteries' use: skip building their expressions
     # battery states for blocks that price their use (ageing): per cohort window ...
@@ -289,15 +291,12 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
             env = envs[u.fleet]
             profiles[u.fleet] = (env.per_clock_step(lambda c: c.capacity_mwh), env.per_clock_step(lambda c: c.e_max_mwh),
                                  env.baseline_profile_mw())
-    for ui, o in keys:
+    for k, (ui, o) in enumerate(keys):
         u = units[ui]
         cap, e_base, p_base = profiles[u.fleet]
         h = o - u.first_op
-        steps = at[(ui, o)]
-        dis = [b.p_dis[jj] for jj in steps if jj in has_dis]
-        hub.storage.append(StorageState(fleets[u.fleet].name, u.bus, o, ui, sum(b.e[jj] for jj in steps),
-                                        sum(b.p_ch[jj] for jj in steps), sum(dis) if dis else 0.0,
-                                        float(cap[h] * u.n_evs), float(e_base[h] * u.n_evs),
+        hub.storage.append(StorageState(fleets[u.fleet].name, u.bus, o, ui, sum(b.e[jj] for jj in at[(ui, o)]),
+                                        charge[k], discharge[k], float(cap[h] * u.n_evs), float(e_base[h] * u.n_evs),
                                         float(p_base[h] * u.n_evs)))
     _bill_owners(hub, ix, b)
 
@@ -306,9 +305,7 @@ def _fixed_profiles(fleets, envs, hub, cfg) -> list[tuple[np.ndarray, np.ndarray
     """Per fleet, per EV: charging (MW per clock step) and plugged-in energy (MWh) when the
     EVs charge on arrival (uncontrolled) or minimise their bill (tariff)."""
     from ..errors import RecipeError
-    from ..ev.response import staggered_response
-
-    from ..ev.response import tariff_response
+    from ..ev.response import staggered_response, tariff_response
 
     out = []
     cap = hub.charging_cap_mw
@@ -408,7 +405,7 @@ def extract_ev_fleet(b, inst, ix) -> dict:
             charge, energy = (x * n for x in data["fixed"][u.fleet])
             sched, discharge = charge.copy(), np.zeros(H)
         else:
-            w = sum(c.width for c in env.cohorts)
+            w = env.n_variables_per_day
             sl = slice(j, j + w)
             steps = np.concatenate([c.clock_steps(H) for c in env.cohorts])
             charge = np.bincount(steps, weights=p_ch[sl], minlength=H)

@@ -7,7 +7,6 @@ count, so its size does not depend on how many EVs there are (FORMULATION.md §4
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,7 +70,5 @@ def evs_per_year(spec, years: list[int]) -> np.ndarray:
 
 
 def is_integer_year(key) -> bool:
-    try:
-        return str(int(key)) == str(key).strip() and not math.isnan(float(key))
-    except (TypeError, ValueError):
-        return False
+    """Whether a TOML key (a string) is a whole year such as ``"2030"``."""
+    return str(key).strip().isdigit()

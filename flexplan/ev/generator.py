@@ -93,7 +93,10 @@ BEHAVIOURS: dict[str, Behaviour] = {
 class GeneratorOptions:
     """Defaults as in the module docstring; ``target_soc`` (fraction of B) is what an
     uncontrolled charge reaches and what the EV must leave with (EVModel's default 1.0);
-    ``warmup_days``: days simulated before sessions are recorded (steady state)."""
+    ``warmup_days``: days simulated before sessions are recorded, so that the SOC process has
+    forgotten its random start (default 14 days; assumption: a 50 kWh battery at the mean
+    7 kWh/day drains from full to the plug-in threshold in about a week); ``v2g_share``: share
+    of EVs with bidirectional chargers (default 0)."""
 
     battery_kwh: tuple[float, ...] = BATTERY_KWH
     battery_probs: tuple[float, ...] = BATTERY_PROBS
