@@ -7,6 +7,7 @@ Blocks never see each other.  They put into the Hub
   (``inject``: expressions, generation positive), with an upper bound on their magnitude
   so that the network can derive its flow bounds;
 * cost terms per (category, node[, year]) (``cost``);
+* the variables decided at each tree node (``decide``: investments, contracted capacity);
 * branch options that investments create (``add_branch_option``): a replacement that
   changes a branch's impedance and rating, or a parallel branch, each with its built state
   per tree node (an expression of the investment variables);
@@ -78,6 +79,7 @@ class Hub:
         self.q_terms: dict[tuple[int, int], list] = defaultdict(list)
         self.max_injection = np.zeros(n_buses)  # MVA, bound on |variable injections| per bus
         self.costs: list[CostTerm] = []
+        self.decisions: dict[str, list] = defaultdict(list)  # node -> Pyomo variables decided there
         self.branch_options: dict[int, list[BranchOption]] = defaultdict(list)
         self.required: set[str] | None = None  # what the recipe's blocks require (None: unknown, publish all)
         self.storage: list[StorageState] = []  # EV batteries per (fleet, bus, op)
@@ -115,6 +117,12 @@ class Hub:
         assembler weights it by the node probability and the year's discount weight.
         Without: already a present value at the base year (weighted by probability only)."""
         self.costs.append(CostTerm(category, node, expr, year))
+
+    def decide(self, node: str, variables) -> None:
+        """Declare variables that are decided at tree ``node`` and hold for every scenario
+        through it (investments, contracted capacities): the stochastic tools fix them
+        (value of the stochastic solution) and hand them to mpi-sppy as non-anticipative."""
+        self.decisions[node].extend(variables)
 
     # -- investments ---------------------------------------------------------------------
     def add_branch_option(self, option: BranchOption) -> None:

@@ -1,8 +1,11 @@
 """ModelIndex: scenario-tree nodes, years, representative days, hours and their weights.
 
 Investment stages are tree nodes from the start: a deterministic study is a chain
-``n2025 -> n2030 -> ...`` with probability 1 at every node; a stochastic study (later)
-adds branches without changing any block.  Built capacity at a node is the sum of the
+``n2025 -> n2030 -> ...`` with probability 1 at every node; a stochastic study
+(:func:`tree_index`) adds branches without changing any block.  Each node carries the
+multipliers of its branch (EV counts per fleet, fixed demand, flexibility prices), which the
+blocks read through :meth:`ModelIndex.ev_factor`, :meth:`ModelIndex.op_demand_factor` and
+:meth:`ModelIndex.op_price_factor`.  Built capacity at a node is the sum of the
 builds at the node and its ancestors (``ancestors_incl``).
 
 Operating points ("ops") are the tuples (node, year, day, hour), numbered 0..T-1 and
@@ -32,6 +35,13 @@ class Node:
     first_year: int
     years: tuple[int, ...]  # calendar years the node covers
     modelled_years: tuple[int, ...]  # years with operating variables
+    ev_factor: tuple = ()  # ((fleet or "*", multiplier), ...): EV counts, dimensionless
+    demand_factor: float = 1.0  # multiplier of every fixed load
+    price_factor: float = 1.0  # multiplier of flexibility prices and contract fees
+
+    def ev(self, fleet: str) -> float:
+        d = dict(self.ev_factor)
+        return float(d.get(fleet, d.get("*", 1.0)))
 
 
 @dataclass
@@ -59,6 +69,21 @@ class ModelIndex:
         k = self.node_names.index(node)
         return np.where((self.op_node == k) & (self.op_year == year))[0]
 
+    def ev_factor(self, node: str, fleet: str) -> float:
+        """Multiplier of ``fleet``'s EV count at ``node`` (1 outside stochastic studies)."""
+        return self.nodes[node].ev(fleet)
+
+    def max_ev_factor(self, fleet: str) -> float:
+        return max(n.ev(fleet) for n in self.nodes.values())
+
+    def op_demand_factor(self) -> np.ndarray:
+        """Per op: multiplier of the fixed loads at the op's node."""
+        return np.array([self.nodes[n].demand_factor for n in self.node_names])[self.op_node]
+
+    def op_price_factor(self) -> np.ndarray:
+        """Per op: multiplier of flexibility prices at the op's node."""
+        return np.array([self.nodes[n].price_factor for n in self.node_names])[self.op_node]
+
     def op_hours(self) -> np.ndarray:
         """Hours per year each op stands for: day weight x step length (h)."""
         return self.day_weight[self.op_day] * self.dt_h
@@ -78,24 +103,45 @@ class ModelIndex:
 
 
 def deterministic_index(inst: Instance) -> ModelIndex:
-    """A chain of one node per investment stage."""
+    """A chain of one node per investment stage, every multiplier 1."""
+    from .instance.tree import single_node_tree
+
+    return tree_index(inst, single_node_tree(inst.economics.stages))
+
+
+def tree_index(inst: Instance, tree=None, nodes=None, unit_probability: bool = False) -> ModelIndex:
+    """The index of a scenario tree (default: the instance's ``[tree]``).  ``nodes``: only
+    these tree nodes (a path, for one scenario); ``unit_probability``: every node gets
+    probability 1 (a scenario's own model, whose objective is that scenario's cost)."""
+    from .instance.tree import ScenarioTree
+
+    tree = tree if tree is not None else inst.tree
+    if not isinstance(tree, ScenarioTree):
+        raise ValueError(f"instance '{inst.name}' has no scenario tree ([tree] in instance.toml)")
     econ = inst.economics
-    nodes: dict[str, Node] = {}
+    if tree.n_stages != len(econ.stages):
+        raise ValueError(f"the tree has {tree.n_stages} stages but economics.stages has {len(econ.stages)}")
+    keep = None if nodes is None else {n.name if hasattr(n, "name") else n for n in nodes}
+    out: dict[str, Node] = {}
     year_weight: dict[tuple[str, int], float] = {}
     year_count: dict[tuple[str, int], int] = {}
-    parent = None
-    for k, start in enumerate(econ.stages):
+    for tn in tree.nodes:
+        if keep is not None and tn.name not in keep:
+            continue
+        k = tn.stage
         years = econ.stage_years(k)
         modelled = years if inst.years_per_stage == "all" else [years[-1]]
-        name = f"n{start}"
-        nodes[name] = Node(name, k, parent, 1.0, 1.0, start, tuple(years), tuple(modelled))
+        prob = 1.0 if unit_probability else tree.prob(tn.name)
+        parent = tn.parent if keep is None or tn.parent in keep else None
+        out[tn.name] = Node(tn.name, k, parent, 1.0 if unit_probability else tn.cond_prob, prob, econ.stages[k],
+                            tuple(years), tuple(modelled), tuple(sorted(tn.ev_factor.items())),
+                            float(tn.demand_factor), float(tn.price_factor))
         for y in years:
             rep = y if y in modelled else modelled[-1]
-            year_weight[(name, rep)] = year_weight.get((name, rep), 0.0) + discount_factor(
+            year_weight[(tn.name, rep)] = year_weight.get((tn.name, rep), 0.0) + discount_factor(
                 y, econ.base_year, econ.discount_rate)
-            year_count[(name, rep)] = year_count.get((name, rep), 0) + 1
-        parent = name
-    return _finish(nodes, year_weight, year_count, inst, econ.end_year)
+            year_count[(tn.name, rep)] = year_count.get((tn.name, rep), 0) + 1
+    return _finish(out, year_weight, year_count, inst, econ.end_year)
 
 
 def _finish(nodes: dict[str, Node], year_weight, year_count, inst: Instance, end_year: int) -> ModelIndex:

@@ -65,7 +65,8 @@ def add_connection(b, inst, ix, hub, cfg: ConnectionConfig) -> None:
             for node in ix.node_names:
                 for year in ix.nodes[node].modelled_years:
                     hub.cost("connection_discount", node,
-                             float(cfg.discount_eur_per_ev_year * f.evs[year] * len(f.buses)), year=year)
+                             float(cfg.discount_eur_per_ev_year * f.evs[year] * ix.ev_factor(node, f.name)
+                                   * len(f.buses)), year=year)
 
 
 def extract_connection(b, inst, ix) -> dict:

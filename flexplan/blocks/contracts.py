@@ -130,6 +130,8 @@ def add_contracts(b, inst, ix, hub, cfg: ContractConfig) -> None:
         b.contracted = pyo.Var(range(len(keys)), bounds=(cfg.contracted_mw, cfg.contracted_mw))
     else:
         b.contracted = pyo.Var(range(len(keys)), within=pyo.NonNegativeReals)
+    for k in keys:
+        hub.decide(k[2], [b.contracted[kid[k]]])
     S = range(len(states))
     b.activated = pyo.Var(S, bounds=lambda _, i: (0.0, limit[i]))
     gid = [kid[(units[s.unit]["fleet"], units[s.unit]["bus"], units[s.unit]["node"])] for s in states]
@@ -142,7 +144,7 @@ def add_contracts(b, inst, ix, hub, cfg: ContractConfig) -> None:
                and not isinstance(s.charge, (int, float))]
     b.uncontracted = pyo.Constraint(range(len(outside)), rule=lambda _, i: outside[i].charge - outside[i].discharge
                                     >= outside[i].baseline_charge_mw)
-    hours = ix.op_hours()
+    hours = ix.op_hours() * ix.op_price_factor()  # fees scale with the tree's price multiplier
     per_ny = defaultdict(lambda: defaultdict(list))
     if cfg.product == "sustain" or cfg.contracted_mw >= 0:
         b.shortfall = pyo.Var(S, within=pyo.NonNegativeReals)
@@ -164,7 +166,7 @@ def add_contracts(b, inst, ix, hub, cfg: ContractConfig) -> None:
     if fee:
         for node in ix.node_names:
             for year in ix.nodes[node].modelled_years:
-                terms = [fee * b.contracted[kid[k]] for k in keys if k[2] == node]
+                terms = [fee * ix.nodes[node].price_factor * b.contracted[kid[k]] for k in keys if k[2] == node]
                 if terms:
                     per_ny[(node, year)]["contract_availability"].append(sum(terms))
     if cfg.utilisation:

@@ -1,8 +1,9 @@
 """Demand block: the feeder's fixed loads, scaled by profile and growth, withdrawn at
 their buses.
 
-p(bus, op) = Σ_loads-at-bus p_base · profile[class][day, hour] · growth[class][year]
-(q likewise, so each load keeps its base power factor).  FORMULATION.md §2.
+p(bus, op) = Σ_loads-at-bus p_base · profile[class][day, hour] · growth[class][year] · f_node
+(q likewise, so each load keeps its base power factor); f_node is the scenario tree's
+``demand_factor`` of the op's node (1 in a deterministic study).  FORMULATION.md §2.
 """
 from __future__ import annotations
 
@@ -30,10 +31,11 @@ def load_matrices(inst, ix, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]
     P = np.zeros((net.n_buses, ix.n_ops))
     Q = np.zeros((net.n_buses, ix.n_ops))
     growth = inst.growth
+    node_factor = ix.op_demand_factor()  # scenario-tree multiplier (1 outside stochastic studies)
     for cls, grp in net.loads.groupby("load_class"):
         prof = inst.profiles.factors[cls][ix.op_day, ix.op_hour]
         g = growth[cls].reindex(ix.op_year).to_numpy()
-        shape = prof * g * scale
+        shape = prof * g * scale * node_factor
         pb = grp.groupby("bus")["p_mw"].sum()
         qb = grp.groupby("bus")["q_mvar"].sum()
         P[pb.index.to_numpy()] += np.outer(pb.to_numpy(), shape)

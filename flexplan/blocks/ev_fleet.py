@@ -109,7 +109,8 @@ def _units(fleets, ix) -> list[_Unit]:
     units = []
     for f, fleet in enumerate(fleets):
         for op0 in day_starts.tolist():
-            n = float(fleet.evs.get(int(ix.op_year[op0]), 0.0))
+            n = float(fleet.evs.get(int(ix.op_year[op0]), 0.0)) * ix.ev_factor(ix.node_names[ix.op_node[op0]],
+                                                                               fleet.name)
             if n <= 0:
                 continue
             assert ix.op_hour[op0 + H - 1] == H - 1
@@ -132,7 +133,7 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         if hub.charger_q_per_p:  # grid code: Q = tan φ · P on top of P
             kva = max(kva, float(np.hypot(1.0, hub.charger_q_per_p)))
         for bus in fleet.buses:
-            hub.bound_injection(bus, kva * peak * float(fleet.evs.max()))
+            hub.bound_injection(bus, kva * peak * float(fleet.evs.max()) * ix.max_ev_factor(fleet.name))
 
     _publish_units(hub, fleets, envs, units, ix)
     if cfg.mode in ("uncontrolled", "tariff"):
@@ -252,7 +253,7 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
     if cfg.flex_price_eur_per_mwh > 0:
         b.flex_down = pyo.Var(K, within=pyo.NonNegativeReals)
         b.flex_down_def = pyo.Constraint(K, rule=lambda _, k: b.flex_down[k] >= base[keys[k]] + net[k])
-        hours = ix.op_hours()
+        hours = ix.op_hours() * ix.op_price_factor()  # the tree's price multiplier per node
         per_ny = defaultdict(list)
         for k, (ui, o) in enumerate(keys):
             per_ny[(ix.node_names[ix.op_node[o]], int(ix.op_year[o]))].append(

@@ -41,6 +41,8 @@ def add_reinforcement(b, inst, ix, hub, cfg: ReinforcementConfig) -> None:
     C = range(len(cands))
     b.build = pyo.Var(C, ix.node_names, domain=pyo.Binary if cfg.binary else pyo.UnitInterval)
     state = {c: {n: sum(b.build[c, m] for m in ix.ancestors_incl[n]) for n in ix.node_names} for c in C}
+    for n in ix.node_names:
+        hub.decide(n, [b.build[c, n] for c in C])
 
     replace_groups: dict[int, list[int]] = {}
     for c, (kind, branch) in enumerate(zip(cands["kind"], cands["branch"])):

@@ -18,6 +18,7 @@ from .candidates import build_candidates
 from .fleets import load_fleets
 from .model import Economics, Instance, Limits, Network, Penalties, Profiles
 from .tables import check_section, read_csv
+from .tree import parse_tree
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,7 +27,7 @@ else:  # pragma: no cover
 
 TOP_KEYS = {"name": "str", "description": "str", "network": "table", "profiles": "table", "growth": "table",
             "economics": "table", "operation": "table", "limits": "table", "penalties": "table",
-            "reinforcement": "table", "ev_fleets": "list"}
+            "reinforcement": "table", "ev_fleets": "list", "tree": "table"}
 NETWORK_KEYS = {"source": "str", "name": "str", "file": "str", "buses": "str", "lines": "str",
                 "transformers": "str", "slack_bus": "str", "slack_vm_pu": "float++", "s_base_mva": "float++",
                 "line_patch": "str", "loads": "str", "default_class": "str", "substation_mva": "float++"}
@@ -106,10 +107,12 @@ def load_instance(path: str | Path) -> Instance:
     growth = _growth(data.get("growth", {}), folder, shown, economics, sorted(classes))
     candidates = build_candidates(data.get("reinforcement", {}), network, folder, shown)
     fleets = load_fleets(data.get("ev_fleets", []), folder, shown, network, profiles, economics.years)
+    tree = (parse_tree(data["tree"], economics.stages, shown, fleets=[fl.name for fl in fleets])
+            if "tree" in data else None)
     return Instance(name=data.get("name", folder.name), path=folder, network=network, profiles=profiles,
                     growth=growth, economics=economics, limits=limits, penalties=penalties,
                     candidates=candidates, years_per_stage=yps, description=data.get("description", ""),
-                    ev_fleets=fleets)
+                    ev_fleets=fleets, tree=tree)
 
 
 def _economics(cfg: dict, shown: str) -> Economics:

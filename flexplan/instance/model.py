@@ -174,6 +174,7 @@ class Instance:
     ``years_per_stage``: ``all`` (every year is modelled) or ``last`` (the last year of a
     stage stands for all its years: faster, exact for feasibility when demand grows).
     ``ev_fleets``: EV fleets (``[[ev_fleets]]``), each with its sessions and EV counts.
+    ``tree``: the scenario tree (``[tree]``) for stochastic studies, or None.
     """
 
     name: str
@@ -188,4 +189,5 @@ class Instance:
     years_per_stage: str = "all"
     description: str = ""
     ev_fleets: tuple = ()  # flexplan.ev.fleet.EVFleet, FORMULATION.md §4
+    tree: object = None  # flexplan.instance.tree.ScenarioTree ([tree]), FORMULATION.md §1
     extra: dict = field(default_factory=dict)
