@@ -98,7 +98,7 @@ def add_copperplate(b, inst, ix, hub, cfg: CopperplateConfig) -> None:
     frac = lim.max_loading_pct / 100.0
     b.s_over = pyo.Var(limited, T, within=pyo.NonNegativeReals)
     b.thermal = pyo.Constraint(limited, range(len(edges)), T, rule=lambda _, s, m, t: edges[m][0] * b.P_imp[s, t]
-                               + edges[m][1] * b.Q_imp[s, t] <= edges[m][2] * frac * cap[s, opnode[t]] + b.s_over[s, t])
+                               + edges[m][1] * b.Q_imp[s, t] <= edges[m][2] * (frac * cap[s, opnode[t]] + b.s_over[s, t]))
 
     by_ny = defaultdict(list)
     for t in T:

@@ -24,7 +24,8 @@ Investments (Hub branch options, state z(n) ∈ {0,1}):
   drop along the branch it parallels.
 
 Penalties (Hub cost categories): ``penalty_unserved`` (VOLL, EUR/MWh), ``penalty_overload``
-(EUR/MVAh), ``penalty_voltage`` (EUR per pu² h).  Losses are neglected: voltages are
+(EUR per MVAh beyond the rating, ``s_over`` scaled so that a flow on a polygon vertex —
+pure active or reactive power — pays for exactly its excess MVA), ``penalty_voltage`` (EUR per pu² h).  Losses are neglected: voltages are
 optimistic; ``tests/test_lindistflow_ac.py`` measures the error against pandapower's AC
 power flow.
 """
@@ -209,13 +210,13 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     keys = [(k, m, t) for k in limited for t in T
             for m in polygon_edges_needed(edges, Pmin[k, t], Pmax[k, t], Qmin[k, t], Qmax[k, t])]
     b.thermal = pyo.Constraint(keys, rule=lambda _, k, m, t: edges[m][0] * b.P[k, t] + edges[m][1] * b.Q[k, t]
-                               <= edges[m][2] * load_frac * rating_expr[k, opnode[t]] + b.s_over[k, t])
+                               <= edges[m][2] * (load_frac * rating_expr[k, opnode[t]] + b.s_over[k, t]))
     b.s_over_par = pyo.Var(PC, T, within=pyo.NonNegativeReals)
     keys = [(c, m, t) for c in PC for t in T
             for m in polygon_edges_needed(edges, -Pabs[pbr[c], t], Pabs[pbr[c], t], -Qabs[pbr[c], t], Qabs[pbr[c], t])]
     b.thermal_par = pyo.Constraint(keys, rule=lambda _, c, m, t: edges[m][0] * b.Pp[c, t] + edges[m][1] * b.Qp[c, t]
-                                   <= edges[m][2] * load_frac * parallels[c].rating_mva * parallels[c].state[opnode[t]]
-                                   + b.s_over_par[c, t])
+                                   <= edges[m][2] * (load_frac * parallels[c].rating_mva * parallels[c].state[opnode[t]]
+                                                     + b.s_over_par[c, t]))
 
     # -- penalties ------------------------------------------------------------------------
     by_ny = defaultdict(list)
