@@ -69,11 +69,15 @@ def test_unknown_parameter_is_named(one_line):
 
 def test_value_curve_over_uptake(one_line, tmp_path):
     """No EVs, no congestion, no value; with the EVs the line needs help, and the value is
-    the reference's annuities minus the flexibility bought (checked by its definition)."""
-    df = value_curve(one_line, RECIPE, scales=(0.0, 1.0), out=tmp_path / "curve.csv")
+    the reference's annuities minus the flexibility bought (checked by its definition).  At
+    the default 418 EUR/MWh flexibility is dearer than the cable here (both plans build it and
+    the value is 0); at 20 EUR/MWh it defers the cable."""
+    cheap = {**RECIPE, "ev_fleet": {"mode": "smart", "flex_price_eur_per_mwh": 20.0}}
+    df = value_curve(one_line, cheap, scales=(0.0, 1.0), out=tmp_path / "curve.csv")
     assert df["evs_last_year"].tolist() == [0.0, 200.0]
     assert df["value_eur"].iloc[0] == pytest.approx(0.0, abs=1e-6)
-    assert df["value_eur"].iloc[1] > 0
+    assert df["builds"].iloc[1] == "" and df["reference_builds"].iloc[1] == "2025 l1"
+    assert df["value_eur"].iloc[1] > 1000.0
     assert df["value_eur"].iloc[1] == pytest.approx(df["reference_cost_eur"].iloc[1] - df["cost_eur"].iloc[1])
     assert (tmp_path / "curve.png").stat().st_size > 10_000
 
