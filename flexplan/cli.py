@@ -86,6 +86,47 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
     return EXIT_NO_SOLUTION
 
 
+def _run_stochastic(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threads, verbose, metrics,
+                    plots=True) -> int:
+    import flexplan as fp
+    from .paths import resolve_instance_path
+    from .stochastic import solve_stochastic
+
+    path = resolve_instance_path(instance)
+    _log(f"loading instance {path}")
+    inst = fp.load_instance(path)
+    if inst.tree is None:
+        _log(f"error: instance '{inst.name}' has no scenario tree: add [tree] to {path / 'instance.toml'} "
+             "(see flexplan/instance/tree.py)")
+        return EXIT_INPUT
+    tree = inst.tree
+    _log(f"  scenario tree: {len(tree.nodes)} nodes, {len(tree.leaves)} scenarios over stages "
+         f"{list(inst.economics.stages)}; metrics: {', '.join(metrics) or 'none'}")
+    res = solve_stochastic(inst, recipe, metrics=metrics, time_limit=time_limit, mip_gap=mip_gap, threads=threads,
+                           verbose=verbose, progress=_log)
+    st = res.extra.get("stochastic", {})
+    if res.has_solution:
+        _log(f"  expected cost {res.objective_eur:,.0f} EUR; first stage: "
+             f"{', '.join(st.get('first_stage_builds', [])) or 'nothing built'}")
+        for key, label in (("vss_eur", "value of the stochastic solution"), ("evpi_eur", "EVPI"),
+                           ("option_value_of_flexibility_eur", "option value of flexibility")):
+            if st.get(key) is not None:
+                _log(f"  {label}: {st[key]:,.0f} EUR")
+    out_dir = Path(out) if out else Path("out") / f"{inst.name}-{resolve_recipe_name(recipe)}-stochastic"
+    folder = res.write(out_dir, plots=plots)
+    _log(f"results written to {folder}")
+    print(folder)
+    if res.status == "optimal":
+        return EXIT_OK
+    return EXIT_LIMIT if res.has_solution else EXIT_NO_SOLUTION
+
+
+def resolve_recipe_name(recipe: str) -> str:
+    from .recipe import resolve_recipe
+
+    return resolve_recipe(recipe).name
+
+
 def _one_line(text: str, width: int = 90) -> str:
     """The first sentence of a description on one line, cut at ``width`` characters."""
     flat = " ".join(text.split())
@@ -233,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-reference", action="store_true", help="with flexible EV fleets: do not also solve the "
                    "reference with uncontrolled EVs (no value of flexibility in the summary)")
+    p.add_argument("--stochastic", action="store_true", help="solve the instance's scenario tree ([tree]) as one "
+                   "extensive form: expected cost, decisions per node, per-scenario costs")
+    p.add_argument("--metrics", default="vss,evpi,option", help="with --stochastic: which of vss, evpi, option "
+                   "(value of the stochastic solution, expected value of perfect information, option value of "
+                   "flexibility) to compute; each needs extra solves (default all; 'none' for none)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the HiGHS log")
     fw = sub.add_parser("frameworks", help="solve reinforce-only and the four flexibility frameworks on an instance "
                         "and write frameworks.csv and frameworks.png")
@@ -305,6 +351,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.mip_gap < 0 or (args.time_limit is not None and args.time_limit <= 0):
             _log("error: --mip-gap must be >= 0 and --time-limit > 0")
             return EXIT_INPUT
+        if args.stochastic:
+            from .stochastic import METRICS
+
+            metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip() and m.strip() != "none")
+            bad = [m for m in metrics if m not in METRICS]
+            if bad:
+                _log(f"error: --metrics: unknown {', '.join(bad)}; choose from {', '.join(METRICS)} or none")
+                return EXIT_INPUT
+            return _run_stochastic(args.instance, args.model, args.out, args.time_limit, args.mip_gap, args.threads,
+                                   args.verbose, metrics, plots=not args.no_plots)
         return _run(args.instance, args.model, args.out, args.time_limit, args.mip_gap, args.threads, args.verbose,
                     plots=not args.no_plots, reference=not args.no_reference)
     except (InstanceError, RecipeError) as e:

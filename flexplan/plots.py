@@ -36,7 +36,7 @@ def _voltage_band(ax, res) -> None:
 def write_plots(res, folder: Path, instance=None) -> list[Path]:
     out = []
     for fn in (voltage_profile, voltage_envelope, loading_duration, investment_timeline, cost_breakdown, ev_peak_day,
-               ev_envelope, flexibility_heatmap, capacity_fade):
+               ev_envelope, flexibility_heatmap, capacity_fade, decision_tree, scenario_costs):
         path = fn(res, folder)
         if path is not None:
             out.append(path)
@@ -271,3 +271,77 @@ def voltage_envelope(res, folder: Path):
     _finish(ax, "line length from the substation (km)", "voltage (pu)",
             f"{res.instance}: voltage envelope over all hours (LinDistFlow, plan in place)")
     return _save(fig, folder / "voltage_envelope.png")
+
+
+def decision_tree(res, folder: Path):
+    """The stochastic plan as a tree: one box per node (stage year, branch, probability,
+    what is built or contracted there and the node's own cost), leaves spread vertically."""
+    dec = res.tables.get("decisions")
+    if dec is None or dec.empty:
+        return None
+    children = {n: list(g["node"]) for n, g in dec.groupby("parent", sort=False)}
+    y, leaf = {}, [0]
+
+    def place(n):
+        kids = children.get(n, [])
+        if not kids:
+            y[n] = leaf[0]
+            leaf[0] += 1
+        else:
+            for k in kids:
+                place(k)
+            y[n] = float(np.mean([y[k] for k in kids]))
+
+    root = dec.loc[dec["parent"] == "", "node"].iloc[0]
+    place(root)
+    rows = dec.set_index("node")
+    n_leaves = leaf[0]
+    fig, ax = plt.subplots(figsize=(3.2 * (dec["stage"].max() + 1) + 1, max(3.0, 0.85 * n_leaves + 1)))
+    for n, r in rows.iterrows():
+        if r["parent"]:
+            ax.plot([rows.at[r["parent"], "stage"] + 0.25, r["stage"] - 0.25], [y[r["parent"]], y[n]], color="0.5",
+                    lw=0.9, zorder=0)
+    for n, r in rows.iterrows():
+        built = r["builds"] if isinstance(r["builds"], str) and r["builds"] else ""
+        what = []
+        if built:
+            what.append(("build " + built) if len(built) < 44 else f"build {int(r['n_builds'])} assets")
+        if r.get("contracted_mw", 0) > 1e-6:
+            what.append(f"contract {r['contracted_mw']:.2f} MW")
+        label = (f"{r['year']} {r['branch']}  p={r['prob']:.3g}\n" + ("; ".join(what) or "nothing built")
+                 + f"\nnode cost {r['node_cost_pv_eur'] / 1e3:,.0f} kEUR")
+        ax.text(r["stage"], y[n], label, ha="center", va="center", fontsize=7,
+                bbox=dict(boxstyle="round,pad=0.3", fc="#fde0c5" if what else "white", ec="0.4", lw=0.8))
+    ax.set_xlim(-0.6, dec["stage"].max() + 0.6)
+    ax.set_ylim(n_leaves - 0.4, -0.6)
+    ax.set_xticks(sorted(dec["stage"].unique()))
+    ax.set_xticklabels([str(int(rows[rows["stage"] == k]["year"].iloc[0])) for k in sorted(dec["stage"].unique())])
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_xlabel("investment stage (first year)")
+    ax.set_title(f"{res.instance}: decisions per tree node (shaded: something is built or contracted)")
+    return _save(fig, folder / "decision_tree.png")
+
+
+def scenario_costs(res, folder: Path):
+    """Per scenario: the stochastic plan's cost beside its wait-and-see cost (perfect
+    foresight), the expected-value plan's and the cost without flexibility, where computed."""
+    sc = res.tables.get("scenarios")
+    if sc is None or sc.empty:
+        return None
+    cols = [("cost_eur", "stochastic plan"), ("wait_and_see_cost_eur", "perfect foresight (wait-and-see)"),
+            ("eev_cost_eur", "expected-value plan (first stage fixed)"),
+            ("no_flexibility_cost_eur", "no flexibility (EVs uncontrolled)")]
+    cols = [(c, lab) for c, lab in cols if c in sc]
+    x = np.arange(len(sc))
+    w = 0.8 / len(cols)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(sc) + 2), 4.2))
+    for i, (c, lab) in enumerate(cols):
+        ax.bar(x + (i - (len(cols) - 1) / 2) * w, sc[c] / 1e3, w, label=lab)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{s}\np={p:.3g}" for s, p in zip(sc["scenario"], sc["probability"])], fontsize=7,
+                       rotation=30 if len(sc) > 6 else 0)
+    _finish(ax, "scenario (leaf) and its probability", "present cost (kEUR)",
+            f"{res.instance}: cost per scenario (expected: {res.objective_eur / 1e3:,.1f} kEUR)")
+    return _save(fig, folder / "scenario_costs.png")

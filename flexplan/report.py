@@ -21,7 +21,10 @@ FIGURES = [("voltage_profile.png", "Voltage along the feeder at the worst hours"
            ("ev_peak_day.png", "EV charging on the day the plan moves most: uncontrolled vs planned"),
            ("ev_envelope.png", "EV energy envelope with the planned trajectory"),
            ("flexibility_heatmap.png", "EV flexibility used, by hour of the day and year"),
-           ("capacity_fade.png", "Battery capacity fade: calendar and cycling")]
+           ("capacity_fade.png", "Battery capacity fade: calendar and cycling"),
+           ("decision_tree.png", "Stochastic plan: decisions per scenario-tree node"),
+           ("scenario_costs.png", "Cost per scenario: stochastic plan, perfect foresight, expected-value plan, "
+                                  "no flexibility")]
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.4}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}

@@ -205,6 +205,29 @@ def report_markdown(res: Results) -> str:
                   + (", ".join(f"{b['year']} {b['asset']}" for b in vof["reference_builds"]) or "none")
                   + f"): **{vof['value_eur']:,.0f} EUR** (between {vof['value_lower_eur']:,.0f} and "
                   f"{vof['value_upper_eur']:,.0f} EUR given the MIP gaps)."]
+    st = res.extra.get("stochastic")
+    if st and st.get("expected_cost_eur") is not None:
+        lines += ["", "## Stochastic plan", "",
+                  f"Scenario tree: {st['nodes']} nodes, {st['scenarios']} scenarios, {st['stages']} stages. "
+                  f"Expected cost **{st['expected_cost_eur']:,.0f} EUR**; first stage: "
+                  f"{', '.join(st.get('first_stage_builds', [])) or 'nothing built'}.", ""]
+        for key, label in (("vss_eur", "Value of the stochastic solution (EEV − RP)"),
+                           ("evpi_eur", "Expected value of perfect information (RP − E[WS])"),
+                           ("option_value_of_flexibility_eur", "Option value of flexibility "
+                                                               "(E[cost, no flexibility] − E[cost])")):
+            if st.get(key) is not None:
+                lines.append(f"- {label}: **{st[key]:,.0f} EUR**")
+        dec = res.tables.get("decisions")
+        if dec is not None and len(dec):
+            lines += ["", "| node | year | p | builds | contracted MW | node cost EUR |", "|---|---:|---:|---|---:|---:|"]
+            lines += [f"| {r.node} | {r.year} | {r.prob:.4g} | {r.builds or '-'} | {r.contracted_mw:.3f} | "
+                      f"{r.node_cost_pv_eur:,.0f} |" for r in dec.itertuples()]
+        sc = res.tables.get("scenarios")
+        if sc is not None and len(sc):
+            cols = [c for c in ("cost_eur", "wait_and_see_cost_eur", "eev_cost_eur", "no_flexibility_cost_eur") if c in sc]
+            lines += ["", "| scenario | p | " + " | ".join(cols) + " |", "|---|---:|" + "---:|" * len(cols)]
+            lines += [f"| {r['scenario']} | {r['probability']:.4g} | " + " | ".join(f"{r[c]:,.0f}" for c in cols) + " |"
+                      for _, r in sc.iterrows()]
     v = res.violations
     lines += ["", "## Limits", "",
               f"- largest voltage deviation outside the band: {v['max_voltage_deviation_pu']:.4f} pu",

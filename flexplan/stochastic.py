@@ -102,7 +102,8 @@ def decisions_table(res: Results, pm, tree: ScenarioTree) -> pd.DataFrame:
                          branch=n.branch, cond_prob=n.cond_prob, prob=prob,
                          ev_factor=";".join(f"{k}={v:g}" for k, v in sorted(n.ev_factor.items())) or "1",
                          demand_factor=n.demand_factor, price_factor=n.price_factor,
-                         builds="; ".join(f"{r.asset} ({r.type})" for r in b.itertuples()) if len(b) else "",
+                         builds="; ".join(f"{r.asset} ({r.type}" + (f", in service {r.year})" if r.year != r.decided_year
+                                                                      else ")") for r in b.itertuples()) if len(b) else "",
                          n_builds=int(len(b)), capex_eur=float(b["capex_eur"].sum()) if len(b) else 0.0,
                          contracted_mw=contracted,
                          investment_pv_eur=float(inv) / prob,
@@ -173,7 +174,7 @@ def solve_stochastic(instance: Instance | str, recipe="flex_vs_reinforce", tree:
     ix = tree_index(instance, tree)
     pm = build_model(instance, recipe, index=ix)
     log(f"    built in {pm.timings['build']:.1f} s")
-    rp = _solve(pm, opts, None if not verbose else log)
+    rp = _solve(pm, opts, log)
     done(rp)
     out = dict(nodes=len(tree.nodes), scenarios=len(scen), stages=tree.n_stages,
                branching=list(tree.branching) if tree.branching else None, mip_gap_requested=mip_gap,
@@ -192,7 +193,7 @@ def solve_stochastic(instance: Instance | str, recipe="flex_vs_reinforce", tree:
         announce("expected-value problem (mean multipliers per stage)")
         ev_tree = expected_value_tree(tree, [f.name for f in instance.ev_fleets])
         ev_pm = build_model(instance, recipe, index=tree_index(instance, ev_tree))
-        ev = _solve(ev_pm, opts, None)
+        ev = _solve(ev_pm, opts, log)
         done(ev)
         out["expected_value_problem"] = summary_of(ev)
         if ev.has_solution:
@@ -202,7 +203,7 @@ def solve_stochastic(instance: Instance | str, recipe="flex_vs_reinforce", tree:
             del ev_pm
             announce("expected result of the expected-value plan (EEV: its first stage fixed in the tree)")
             fixed = _stage_decisions_fixed(pm, ev_root, [tree.root.name])
-            eev = _solve(pm, opts, None)
+            eev = _solve(pm, opts, log)
             for v in fixed:
                 v.unfix()
             done(eev)
@@ -219,7 +220,7 @@ def solve_stochastic(instance: Instance | str, recipe="flex_vs_reinforce", tree:
             announce(f"wait-and-see: scenario {s} (p = {p:.4g})")
             spm = build_model(instance, recipe, index=tree_index(instance, tree, nodes=tree.path(s),
                                                                  unit_probability=True))
-            r = _solve(spm, opts, None)
+            r = _solve(spm, opts, log)
             done(r)
             ws.append(r.objective_eur if r.has_solution else np.nan)
             del spm
@@ -234,7 +235,7 @@ def solve_stochastic(instance: Instance | str, recipe="flex_vs_reinforce", tree:
     if ref_recipe is not None:
         announce("the same tree with every EV fleet uncontrolled (flexibility forbidden)")
         rpm = build_model(instance, ref_recipe, index=tree_index(instance, tree))
-        ref = _solve(rpm, opts, None)
+        ref = _solve(rpm, opts, log)
         done(ref)
         out["no_flexibility"] = summary_of(ref)
         if ref.has_solution:

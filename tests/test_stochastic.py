@@ -147,11 +147,11 @@ def test_generated_tree_names_probabilities_and_factors():
     assert [n.name for n in t.nodes][:4] == ["n2025", "n2030_low", "n2030_medium", "n2030_high"]
     assert len(t.nodes) == 13 and len(t.leaves) == 9 and t.branching == (3, 3)
     assert sum(p for _, p in t.scenarios()) == pytest.approx(1.0)
-    assert t.prob("n2030_high_low") == pytest.approx(0.3 * 0.2)
-    n = t.by_name["n2030_high_low"]
+    assert t.prob("n2035_high_low") == pytest.approx(0.3 * 0.2)
+    n = t.by_name["n2035_high_low"]
     assert n.ev("home") == 0.5 and t.by_name["n2030_high"].ev("home") == 2.0 and t.by_name["n2030_high"].ev("x") == 1.0
     names = t.mpisppy_names()
-    assert names["n2025"] == "ROOT" and names["n2030_high_low"] == "ROOT_2_0"
+    assert names["n2025"] == "ROOT" and names["n2035_high_low"] == "ROOT_2_0"
 
 
 def test_tree_index_probabilities_and_node_data(tmp_path):

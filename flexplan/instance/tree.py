@@ -29,8 +29,8 @@ Two ways to write it in ``instance.toml``:
     probability = 0.25
     ev_factor = 1.5
 
-With ``branches``, node names are ``n<first year of the stage>`` for the root and the
-parent's name plus ``_<branch>`` below it (``n2030_high``, ``n2030_high_low``).  The
+With ``branches``, node names are ``n<first year of the stage>`` followed by the branches on
+the path (``n2025``, ``n2030_high``, ``n2035_high_low``).  The
 factors of a node hold for its own stage (they do not compound along the path): a branch is
 the state of the world in that stage.  :func:`uptake_tree` builds the same from Python.
 """
@@ -218,15 +218,15 @@ def _generate(cfg: dict, stages: list, shown: str, fleets) -> ScenarioTree:
     if problems:
         raise InstanceError(problems)
     nodes = [TreeNode(f"n{stages[0]}", None, 0, 1.0)]
-    frontier = [nodes[0]]
+    frontier = [(nodes[0], ())]
     for k in range(1, len(stages)):
         nxt = []
-        for par in frontier:
+        for par, path in frontier:
             for i, b in enumerate(branches):
-                name = f"n{stages[k]}_{b}" if k == 1 else f"{par.name}_{b}"
-                nxt.append(TreeNode(name, par.name, k, probs[i], ev[i] if ev else {},
-                                    dem[i] if dem else 1.0, pri[i] if pri else 1.0, branch=b))
-        nodes += nxt
+                name = f"n{stages[k]}_" + "_".join(path + (b,))
+                nxt.append((TreeNode(name, par.name, k, probs[i], ev[i] if ev else {},
+                                     dem[i] if dem else 1.0, pri[i] if pri else 1.0, branch=b), path + (b,)))
+        nodes += [n for n, _ in nxt]
         frontier = nxt
     return ScenarioTree(tuple(nodes), branching=tuple(nb for _ in stages[1:]))
 
