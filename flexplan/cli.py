@@ -158,8 +158,10 @@ def cmd_sweep(args) -> int:
     recipe = resolve_recipe(args.model)
     out = Path(args.out) if args.out else Path("out") / f"{inst.name}-{recipe.name}-sweep.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    _log(f"sweep of {', '.join(grid)} ({args.design}) on {inst.name} under {recipe.name}, {args.workers} worker(s)")
+    _log(f"sweep of {', '.join(grid)} ({args.design}) on {inst.name} under {recipe.name}, "
+         + (f"on the Dask cluster at {args.scheduler}" if args.scheduler else f"{args.workers} worker(s)"))
     df = sweep(inst, recipe, grid, design=args.design, workers=args.workers, out=out, progress=_log,
+               scheduler=args.scheduler,
                warm=args.warm, mip_gap=args.mip_gap, time_limit=args.time_limit)
     _log(f"{len(df)} runs, {(df['status'] == 'error').sum()} failed; table {out}")
     print(out)
@@ -299,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--design", choices=["oat", "factorial"], default="oat",
                     help="one at a time (default) or every combination")
     sw.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
+    sw.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the points on a Dask distributed "
+                    "cluster (e.g. tcp://10.0.0.5:8786; needs the dask extra) instead of locally")
     sw.add_argument("--warm", action="store_true", help="one cost parameter: re-solve one kept HiGHS model instead "
                     "of building every point")
     sw.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-sweep.csv); an existing one is resumed")

@@ -99,9 +99,13 @@ def _points(grid: dict[str, list], design: str) -> list[dict]:
 
 
 def sweep(instance, recipe, grid: dict[str, list], design: str = "oat", workers: int = 1,
-          out: str | Path | None = None, progress=None, warm: bool = False, **solve_kw) -> pd.DataFrame:
+          out: str | Path | None = None, progress=None, warm: bool = False, scheduler: str | None = None,
+          **solve_kw) -> pd.DataFrame:
     """Run every point of the design; with ``out`` (a CSV path) the table is rewritten after
     each run and points already in it (same parameters, no error) are not run again.
+    ``workers`` > 1: a local process pool; ``scheduler``: the address of a Dask distributed
+    scheduler (``tcp://host:8786``, the ``dask`` extra) whose workers run the points instead
+    (the instance is sent to them once; each worker needs flexplan installed).
     ``warm``: a one-parameter sweep over a cost (a price or a fee) re-solves one kept HiGHS
     model (:class:`WarmCostSweep`) instead of building every point; the rows then hold the
     objective and status only (``mode`` = warm)."""
@@ -145,7 +149,10 @@ def sweep(instance, recipe, grid: dict[str, list], design: str = "oat", workers:
         todo = [p for p in todo if not p]
         for n, v in enumerate(values, 1):
             record(ws.solve(v), n)
-    if workers > 1 and len(todo) > 1:
+    if scheduler is not None and todo:
+        for n, row in enumerate(_on_dask(scheduler, inst, recipe, todo, solve_kw), 1):
+            record(row, n)
+    elif workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(run_one, inst, recipe, p, solve_kw) for p in todo]
             for n, fut in enumerate(as_completed(futures), 1):
@@ -159,6 +166,20 @@ def sweep(instance, recipe, grid: dict[str, list], design: str = "oat", workers:
     if out is not None and design == "oat":
         tornado(df, Path(out).with_suffix(".png"))
     return df
+
+
+def _on_dask(scheduler: str, inst, recipe, points: list, solve_kw: dict):
+    """Rows of :func:`run_one` for ``points`` from a Dask distributed cluster, as they finish."""
+    try:
+        from distributed import Client, as_completed as dask_completed
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise RecipeError("a Dask scheduler was given but the 'distributed' package is missing: "
+                          "pip install -e \".[dask]\"") from e
+    with Client(scheduler, timeout="30s") as client:
+        shared = client.scatter(inst, broadcast=True)
+        futures = [client.submit(run_one, shared, recipe, p, solve_kw, pure=False) for p in points]
+        for fut in dask_completed(futures):
+            yield fut.result()
 
 
 def tornado(df: pd.DataFrame, path: Path) -> Path | None:

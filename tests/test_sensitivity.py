@@ -106,3 +106,18 @@ def test_warm_resolve_equals_fresh_build(one_line):
     assert objectives[0] < objectives[1] < objectives[2]  # the price matters here
     with pytest.raises(RecipeError, match="changes more than the objective"):
         WarmCostSweep(one_line, lp, "ev_fleets.scale", 1.0, 1.5)
+
+
+def test_sweep_on_a_dask_cluster_equals_serial(one_line):
+    """The same sweep through a Dask distributed scheduler (a local cluster of 2 worker
+    processes on the loopback interface) gives the serial table."""
+    from distributed import LocalCluster
+
+    grid = {"ev_fleet.flex_price_eur_per_mwh": [10.0, 1000.0], "demand.scale": [-1.0]}
+    serial = sweep(one_line, RECIPE, grid, workers=1)
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                      processes=True) as cluster:
+        dask = sweep(one_line, RECIPE, grid, scheduler=cluster.scheduler_address)
+    cols = ["param:ev_fleet.flex_price_eur_per_mwh", "param:demand.scale", "status", "objective_eur", "builds"]
+    pd.testing.assert_frame_equal(serial[cols], dask[cols])
+    assert (dask["status"] == "error").sum() == 1

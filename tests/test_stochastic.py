@@ -202,3 +202,40 @@ def test_instance_tree_is_validated_with_the_instance(tmp_path):
     (f / "instance.toml").write_text(text)
     with pytest.raises(InstanceError, match="children of 'n2025' sum to 0.9"):
         fp.load_instance(f)
+
+
+def test_cli_stochastic_writes_tree_outputs(tree_folder, tmp_path):
+    """``flexplan solve --stochastic``: exit 0, the decisions and scenarios tables, the two
+    figures, the stochastic section; an instance without a tree is refused with exit 2."""
+    import json
+
+    from flexplan.cli import main
+
+    f = two_branch(tree_folder / "cli", rating=2.07)
+    rec = tmp_path / "r.toml"
+    rec.write_text('name = "lead"\nblocks = ["demand", "ev_fleet", "reinforcement"]\n[ev_fleet]\nmode = "smart"\n'
+                   'flex_price_eur_per_mwh = 0.0\n[reinforcement]\nlead_time_stages = 1\n')
+    out = tmp_path / "out"
+    assert main(["solve", str(f), "--model", str(rec), "--stochastic", "--out", str(out)]) == 0
+    st = json.loads((out / "summary.json").read_text())["stochastic"]
+    assert st["option_value_of_flexibility_eur"] == pytest.approx(PV_FROM_2030, rel=1e-9)
+    assert {"vss_eur", "evpi_eur", "expected_cost_eur", "scenario_cost_eur"} <= set(st)
+    for name in ("decisions.csv", "scenarios.csv", "decision_tree.png", "scenario_costs.png", "report.html"):
+        assert (out / name).stat().st_size > 200, name
+    assert "Stochastic plan" in (out / "report.md").read_text()
+    plain = tmp_path / "plain"
+    write_feeder(plain, lines=[("l1", "b0", "b1", 0.5, 0.3, 3.0, 1.0)], loads=[("b1", 1.0, 0.0)])
+    assert main(["solve", str(plain), "--stochastic", "--out", str(tmp_path / "o2")]) == 2
+    assert main(["solve", str(f), "--model", str(rec), "--stochastic", "--metrics", "vss,bogus"]) == 2
+
+
+@pytest.mark.slow
+def test_shipped_tree_metrics_are_nonnegative(tmp_path):
+    """ieee33_ev_tree under flex_lead_time: VSS ≥ 0, EVPI ≥ 0 and option value ≥ 0 within the
+    solves' MIP gaps (each metric is a difference of two objectives known to 1 %)."""
+    res = solve_stochastic("ieee33_ev_tree", "flex_lead_time", mip_gap=0.01)
+    st = res.extra["stochastic"]
+    print({k: st.get(k) for k in ("expected_cost_eur", "vss_eur", "evpi_eur", "option_value_of_flexibility_eur",
+                                  "wall_s")})
+    tol = 0.01 * st["expected_cost_eur"]
+    assert st["vss_eur"] >= -tol and st["evpi_eur"] >= -tol and st["option_value_of_flexibility_eur"] >= -tol
