@@ -62,14 +62,18 @@ def build_pandapower(network, options: list | None = None):
     return net, rating, parallels
 
 
-def check_ac(folder: str | Path, write: bool = True, progress=None) -> tuple[pd.DataFrame, dict]:
+def check_ac(folder: str | Path, write: bool = True, progress=None, detail: dict | None = None
+             ) -> tuple[pd.DataFrame, dict]:
     """Replay the plan in result ``folder`` (written by :meth:`Results.write`); returns the
     per-op table and a summary, and with ``write`` puts ``ac_check.csv`` and ``ac_check.json``
-    into the folder."""
+    into the folder.  ``detail`` (a dict, filled in): per (bus, op) the AC and LinDistFlow
+    voltages ``v_ac``, ``v_ldf`` (pu) and per (bus, op) the active and reactive losses of the
+    branches ending at the bus, ``loss_p``, ``loss_q`` (MW, Mvar) — what
+    :func:`ac_corrected_plan` feeds back."""
     import pandapower as pp
 
     from .blocks.demand import load_matrices
-    from .index import deterministic_index
+    from .index import deterministic_index, tree_index
     from .instance import load_instance
 
     folder = Path(folder)
@@ -84,7 +88,8 @@ def check_ac(folder: str | Path, write: bool = True, progress=None) -> tuple[pd.
     if not summary.get("objective_eur") and summary.get("objective_eur") != 0:
         raise FlexplanError(f"{folder}: the run has no solution to replay (status {summary.get('status')})")
     inst = load_instance(path)
-    ix = deterministic_index(inst)
+    # a stochastic plan is replayed on every node of its tree (loads scaled per node)
+    ix = tree_index(inst) if summary.get("stochastic") and inst.tree is not None else deterministic_index(inst)
     net0 = inst.network
     builds = pd.read_csv(folder / "builds.csv")
     cands = inst.candidates.set_index("id") if "id" in inst.candidates else inst.candidates
@@ -108,6 +113,11 @@ def check_ac(folder: str | Path, write: bool = True, progress=None) -> tuple[pd.
     volt_ldf = volt.set_index(["node", "year", "day", "hour", "bus"])["v_pu"]
     lim_lo, lim_hi = inst.limits.v_min_pu, inst.limits.v_max_pu
     rows, cache = [], {}
+    if detail is not None:
+        nb = net0.n_buses
+        detail.update(v_ac=np.full((nb, ix.n_ops), np.nan), v_ldf=np.full((nb, ix.n_ops), np.nan),
+                      loss_p=np.zeros((nb, ix.n_ops)), loss_q=np.zeros((nb, ix.n_ops)), index=ix)
+        to_bus = net0.branches["to_bus"].to_numpy(int)
     t0 = time.perf_counter()
     for t in range(ix.n_ops):
         node, year = ix.node_names[ix.op_node[t]], int(ix.op_year[t])
@@ -138,6 +148,12 @@ def check_ac(folder: str | Path, write: bool = True, progress=None) -> tuple[pd.
         loading = 100 * s / rat
         ldf = volt_ldf.reindex(pd.MultiIndex.from_tuples([(node, year, day, hour, n) for n in names])).to_numpy()
         dv = ldf - vm
+        if detail is not None:
+            detail["v_ac"][:, t] = vm
+            detail["v_ldf"][:, t] = ldf
+            ends = np.concatenate([to_bus, [to_bus[o["branch"]] for o in parallels]]).astype(int)
+            np.add.at(detail["loss_p"][:, t], ends, pnet.res_impedance["pl_mw"].to_numpy())
+            np.add.at(detail["loss_q"][:, t], ends, pnet.res_impedance["ql_mvar"].to_numpy())
         worst = int(np.argmin(vm))
         rows.append(dict(node=node, year=year, day=day, hour=hour, converged=True, v_min_ac_pu=float(vm.min()),
                          v_min_bus=names[worst], v_max_ac_pu=float(vm.max()), v_min_ldf_pu=float(np.nanmin(ldf)),
@@ -168,3 +184,72 @@ def check_ac(folder: str | Path, write: bool = True, progress=None) -> tuple[pd.
             tmp.write_text(text)
             tmp.replace(folder / name)
     return df, out
+
+
+def ac_corrected_plan(instance, recipe, out: str | Path, max_iter: int = 5, margin_pu: float = 1e-4,
+                      progress=None, **solve_kw):
+    """Plan, check in AC, correct, plan again — until the plan holds in AC or ``max_iter``
+    corrections have been tried.
+
+    Each correction comes from the AC replay of the last plan: the AC losses of every branch
+    are added as fixed withdrawals at the branch's end bus (so LinDistFlow's flows carry
+    them), and every bus's lower voltage limit is raised by what LinDistFlow overstated its
+    voltage in that op (LDF − AC, plus ``margin_pu``).  The last plan is written to ``out``
+    (with its AC check and the ``ac_correction`` section in its summary), every iteration to
+    ``out/iterations/iter<k>``.  Returns
+    (Results of the last plan, report dict with one row per iteration and ``ac_feasible``);
+    ``ac_feasible`` False with ``message`` says the plan could not be made AC-feasible and why.
+    """
+    import flexplan as fp
+
+    log = progress or (lambda _m: None)
+    import shutil
+
+    out = Path(out)
+    iter_root = out.parent / f".{out.name}.iterations"
+    shutil.rmtree(iter_root, ignore_errors=True)
+    inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
+    corrections = None
+    report = dict(iterations=[], ac_feasible=False, message="")
+    res = None
+    for k in range(max_iter + 1):
+        pm = fp.build_model(inst, recipe, corrections=corrections)
+        res = fp.solve(pm, **solve_kw)
+        if not res.has_solution:
+            report["message"] = f"iteration {k}: the corrected model has no solution ({res.status})"
+            break
+        folder = res.write(iter_root / f"iter{k}", plots=False)
+        detail: dict = {}
+        _, ac = check_ac(folder, detail=detail)
+        row = dict(iteration=k, objective_eur=res.objective_eur, builds=len(res.builds),
+                   v_min_ac_pu=ac["v_min_ac_pu"], max_loading_ac_pct=ac["max_loading_ac_pct"],
+                   max_ldf_minus_ac_pu=ac["max_ldf_minus_ac_pu"], ops_undervoltage=ac["ops_undervoltage"],
+                   ops_overloaded=ac["ops_overloaded"], ops_overvoltage=ac["ops_overvoltage"],
+                   ldf_violations=res.violations, ac_feasible=ac["ac_feasible"])
+        report["iterations"].append(row)
+        log(f"  iteration {k}: {res.objective_eur:,.0f} EUR, {len(res.builds)} build(s); AC: v_min "
+            f"{ac['v_min_ac_pu']:.4f} pu, loading {ac['max_loading_ac_pct']:.1f} %, "
+            f"{ac['ops_undervoltage']} under-voltage / {ac['ops_overloaded']} overloaded ops")
+        if ac["ac_feasible"]:
+            report["ac_feasible"] = True
+            report["message"] = f"AC-feasible after {k} correction(s)"
+            break
+        penalties = {c: v for c, v in res.cost_breakdown_eur.items() if c.startswith("penalty_") and v > 1e-3}
+        if penalties and k > 0:
+            report["message"] = (f"iteration {k}: the corrected LinDistFlow plan pays for breaking the limits "
+                                 f"({', '.join(f'{c} {v:,.0f} EUR' for c, v in penalties.items())}): no plan within "
+                                 "the candidates meets them in AC")
+            break
+        if k == max_iter:
+            report["message"] = f"still not AC-feasible after {max_iter} corrections"
+            break
+        ix = detail["index"]
+        margin = np.nan_to_num(np.clip(detail["v_ldf"] - detail["v_ac"], 0.0, None)) + margin_pu
+        corrections = dict(p_mw=detail["loss_p"], q_mvar=detail["loss_q"], v_margin_pu=margin, n_ops=ix.n_ops)
+    if res is not None and res.has_solution:
+        res.extra["ac_correction"] = report
+        final = res.write(out)
+        if report["iterations"]:
+            check_ac(final)
+        shutil.move(str(iter_root), str(final / "iterations"))
+    return res, report

@@ -94,8 +94,10 @@ def check_recipe(recipe: Recipe) -> None:
 
 
 def build_model(instance: Instance | str | Path, recipe: str | Path | Recipe | dict = "reinforce_only",
-                index: ModelIndex | None = None) -> PlanningModel:
-    """Assemble the Pyomo model of ``instance`` under ``recipe``."""
+                index: ModelIndex | None = None, corrections: dict | None = None) -> PlanningModel:
+    """Assemble the Pyomo model of ``instance`` under ``recipe``.  ``corrections`` (from
+    :func:`flexplan.acpf.ac_corrected_plan`): per (bus, op) extra fixed withdrawals ``p_mw``,
+    ``q_mvar`` (AC losses) and a raise of the lower voltage limit ``v_margin_pu``."""
     timings = {}
     t0 = time.perf_counter()
     if not isinstance(instance, Instance):
@@ -122,6 +124,13 @@ def build_model(instance: Instance | str | Path, recipe: str | Path | Recipe | d
             m.add_component(name, blk)
             spec.add(blk, instance, ix, hub, cfg)
             pm.blocks[name] = (spec, blk)
+        if corrections is not None:
+            if corrections.get("n_ops") != ix.n_ops:
+                raise RecipeError(f"AC corrections for {corrections.get('n_ops')} operating points, the model has "
+                                  f"{ix.n_ops}")
+            hub.p_withdraw += corrections["p_mw"]
+            hub.q_withdraw += corrections["q_mvar"]
+            hub.v_margin = corrections["v_margin_pu"]
         spec = FORMULATIONS[recipe.formulation]
         cfg = make_config(spec, recipe.options.get("network", {}), f"{recipe.source} [network]")
         blk = pyo.Block(concrete=True)

@@ -213,7 +213,36 @@ def cmd_check_ac(args) -> int:
     _log(f"  ops under / over voltage / overloaded in AC: {out['ops_undervoltage']} / {out['ops_overvoltage']} / "
          f"{out['ops_overloaded']}: the plan is {'AC-feasible' if out['ac_feasible'] else 'NOT AC-feasible'}")
     print(Path(args.outdir) / "ac_check.json")
+    if args.correct and not out["ac_feasible"]:
+        return _ac_correct(args)
     return EXIT_OK if out["ac_feasible"] else EXIT_LIMIT
+
+
+def _ac_correct(args) -> int:
+    import json
+
+    from .acpf import ac_corrected_plan
+    from .recipe import resolve_recipe
+
+    summary = json.loads((Path(args.outdir) / "summary.json").read_text())
+    if summary.get("stochastic"):
+        _log("error: --correct re-plans deterministic runs only (this is a stochastic plan)")
+        return EXIT_INPUT
+    source = summary.get("recipe_source")
+    recipe = source if source and source != "<dict>" and Path(source).exists() else summary["model"]
+    try:
+        recipe = resolve_recipe(recipe)
+    except Exception as e:  # noqa: BLE001 - reported as bad input below
+        _log(f"error: cannot find the run's recipe ({recipe}) to re-plan: {e}")
+        return EXIT_INPUT
+    out = Path(args.outdir).with_name(Path(args.outdir).name + "-ac")
+    _log(f"correcting for AC (losses as loads, voltage limits raised by LinDistFlow's error), at most "
+         f"{args.max_iter} times; iterations in {out}/iterations")
+    res, rep = ac_corrected_plan(summary["instance_path"], recipe, out, max_iter=args.max_iter, progress=_log,
+                                 mip_gap=summary.get("mip_gap") or 0.01)
+    _log(f"  {rep['message']}")
+    print(out)
+    return EXIT_OK if rep["ac_feasible"] else EXIT_LIMIT
 
 
 def cmd_frameworks(args) -> int:
@@ -292,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     fw.add_argument("--ageing", action="store_true", help="add the battery ageing block to every framework")
     ac = sub.add_parser("check-ac", help="replay a solved plan through pandapower's AC power flow, every hour")
     ac.add_argument("outdir", help="a result folder written by 'flexplan solve'")
+    ac.add_argument("--correct", action="store_true", help="if the plan fails in AC: re-plan with the AC losses as "
+                    "loads and the voltage limits raised by LinDistFlow's error, until it holds in AC (written to "
+                    "OUTDIR-ac) or says it cannot")
+    ac.add_argument("--max-iter", type=int, default=5, help="corrections to try with --correct (default 5)")
     sw = sub.add_parser("sweep", help="solve an instance over parameter values; one tidy CSV row per run")
     sw.add_argument("instance")
     sw.add_argument("--model", default=DEFAULT_RECIPE, help=f"recipe (default {DEFAULT_RECIPE})")

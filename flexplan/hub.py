@@ -80,6 +80,7 @@ class Hub:
         self.max_injection = np.zeros(n_buses)  # MVA, bound on |variable injections| per bus
         self.costs: list[CostTerm] = []
         self.decisions: dict[str, list] = defaultdict(list)  # node -> Pyomo variables decided there
+        self.v_margin = None  # (n_buses, n_ops) pu added to v_min (AC correction), or None
         self.branch_options: dict[int, list[BranchOption]] = defaultdict(list)
         self.required: set[str] | None = None  # what the recipe's blocks require (None: unknown, publish all)
         self.storage: list[StorageState] = []  # EV batteries per (fleet, bus, op)

@@ -53,3 +53,31 @@ def test_replay_applies_builds_and_ev_schedules(tmp_path):
     night = df[df["hour"] == 3]["losses_mw"].max()
     assert evening > night
     assert summary["ac_feasible"]
+
+
+def test_ac_correction_loop_makes_an_ac_infeasible_plan_feasible(tmp_path):
+    """case33bw at nominal load with v_min = 0.915 pu: LinDistFlow (0.9167 pu at bus 17) sees
+    no problem and builds nothing, pandapower's AC power flow gives 0.91309 pu: the plan fails
+    in AC.  One correction (losses as loads, limits raised by LinDistFlow's error) makes the
+    model build a parallel cable; the new plan holds in AC.  Through the CLI the same."""
+    from conftest import case33_snapshot
+
+    from flexplan.acpf import ac_corrected_plan
+    from flexplan.cli import main
+
+    cands = ('generate = ["parallel"]\n[[reinforcement.line_types]]\nname = "cable"\nr_ohm_per_km = 0.2\n'
+             'x_ohm_per_km = 0.2\nmax_i_ka = 0.4\ncapex_eur_per_km = 100000\nlifetime_years = 40\n')
+    f = case33_snapshot(tmp_path / "c33", candidates=cands)
+    (f / "instance.toml").write_text((f / "instance.toml").read_text().replace("v_min_pu = 0.85", "v_min_pu = 0.915"))
+    res, rep = ac_corrected_plan(f, "reinforce_only", tmp_path / "out")
+    it = rep["iterations"]
+    assert it[0]["builds"] == 0 and it[0]["v_min_ac_pu"] == pytest.approx(0.91309, abs=5e-5)
+    assert not it[0]["ac_feasible"] and it[-1]["ac_feasible"] and rep["ac_feasible"]
+    assert len(it) == 2 and it[-1]["builds"] >= 1 and it[-1]["v_min_ac_pu"] >= 0.915
+    assert len(res.builds) >= 1 and (tmp_path / "out" / "ac_check.json").exists()
+    # the CLI: check-ac fails the first plan (exit 4), --correct re-plans it (exit 0)
+    first = fp.solve(fp.build_model(fp.load_instance(f), "reinforce_only")).write(tmp_path / "plan")
+    assert main(["check-ac", str(first)]) == 4
+    assert main(["check-ac", str(first), "--correct"]) == 0
+    assert (tmp_path / "plan-ac" / "iterations" / "iter1" / "ac_check.json").exists()
+    assert json.loads((tmp_path / "plan-ac" / "summary.json").read_text())["ac_correction"]["ac_feasible"]

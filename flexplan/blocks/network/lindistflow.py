@@ -193,7 +193,11 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
                                                -var[c, t] <= bound[pbr[c]][t] * parallels[c].state[opnode[t]]))
 
     # -- voltage band ---------------------------------------------------------------------
-    b.v_min = pyo.Constraint(buses, T, rule=lambda _, j, t: b.v[j, t] + b.s_vlo[j, t] >= vmin2)
+    if hub.v_margin is None:
+        b.v_min = pyo.Constraint(buses, T, rule=lambda _, j, t: b.v[j, t] + b.s_vlo[j, t] >= vmin2)
+    else:  # AC correction: LinDistFlow's overstatement of each bus's voltage, measured in AC
+        lo = ((lim.v_min_pu + np.asarray(hub.v_margin)) ** 2).tolist()
+        b.v_min = pyo.Constraint(buses, T, rule=lambda _, j, t: b.v[j, t] + b.s_vlo[j, t] >= lo[j][t])
     b.v_max = pyo.Constraint(buses, T, rule=lambda _, j, t: b.v[j, t] - b.s_vhi[j, t] <= vmax2)
 
     # -- thermal limits -------------------------------------------------------------------
