@@ -21,16 +21,22 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .instance.model import Instance, Profiles
 
-__all__ = ["representative_days", "reduce_instance", "full_year_profiles", "profiles_frame",
-           "write_profiles_csv", "class_peak_mw"]
+__all__ = [
+    "class_peak_mw",
+    "full_year_profiles",
+    "profiles_frame",
+    "reduce_instance",
+    "representative_days",
+    "write_profiles_csv",
+]
 
 #: Name of the helper column (weighted total load) that tsam's extreme-period search uses.
 _TOTAL = "__flexplan_total__"
@@ -333,7 +339,7 @@ def _check_finite(days, factors) -> None:
 
 def _check_k(k, n: int, extreme_peak: bool) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"k must be an integer number of representative days, got {k!r}")
+        raise ValueError(f"k must be an integer number of representative days, got {k!r}")  # noqa: TRY004
     k = int(k)
     if k < 1:
         raise ValueError(f"k must be at least 1 representative day, got {k}")

@@ -11,12 +11,17 @@ import time
 
 import numpy as np
 import pytest
+from conftest import CABLE, write_feeder
 
 import flexplan as fp
-from flexplan.reduce import (class_peak_mw, full_year_profiles, profiles_frame, reduce_instance,
-                             representative_days, write_profiles_csv)
-
-from conftest import CABLE, write_feeder
+from flexplan.reduce import (
+    class_peak_mw,
+    full_year_profiles,
+    profiles_frame,
+    reduce_instance,
+    representative_days,
+    write_profiles_csv,
+)
 
 PEAK_DAY = 22  # 0-based: d023, a January weekday
 ECON = "base_year = 2025\nend_year = 2034\nstages = [2025]\ndiscount_rate = 0.035"
@@ -28,7 +33,7 @@ def year_shape(n=365, hours=24, peak_day=PEAK_DAY, boost=1.15):
     d = np.arange(n)[:, None]
     h = np.arange(hours)[None, :] * 24.0 / hours
     weekend = d % 7 >= 5
-    bump = lambda mu, sd, a: a * np.exp(-0.5 * ((h - mu) / sd) ** 2)  # noqa: E731
+    bump = lambda mu, sd, a: a * np.exp(-0.5 * ((h - mu) / sd) ** 2)
     shape = np.where(weekend, 0.45 + bump(11, 3.0, 0.25) + bump(19, 2.0, 0.45),
                      0.40 + bump(8, 1.5, 0.25) + bump(19, 2.0, 0.60))
     season = 1 + 0.25 * np.cos(2 * np.pi * (d - 15) / 365)
@@ -230,7 +235,7 @@ def test_columns_select_the_clustering_classes(two_class):
 
 
 def test_reduced_instance_round_trips_through_the_csv(year_inst, tmp_path):
-    red, info = reduce_instance(year_inst, 6)
+    red, _ = reduce_instance(year_inst, 6)
     assert class_peak_mw(year_inst) == pytest.approx({"res": 5.0 * 1.02 ** 9})
     folder = write_year_feeder(tmp_path / "rt")
     write_profiles_csv(red.profiles, folder / "profiles.csv")

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     p.add_argument("--peak-weights", default=None, help="class=MW,... weights of the total whose peak is kept")
     p.add_argument("--info", type=Path, default=None, help="write the info dict as JSON here")
     a = p.parse_args(argv)
-    kw = dict(extreme_peak=not a.no_peak, method=a.method, extreme_method=a.extreme_method)
+    kw = {"extreme_peak": not a.no_peak, "method": a.method, "extreme_method": a.extreme_method}
     if a.peak_weights:
         kw["peak_weights"] = {c: float(v) for c, v in (item.split("=") for item in a.peak_weights.split(","))}
     try:
