@@ -229,10 +229,29 @@ def test_cli_stochastic_writes_tree_outputs(tree_folder, tmp_path):
     assert main(["solve", str(f), "--model", str(rec), "--stochastic", "--metrics", "vss,bogus"]) == 2
 
 
+def test_shipped_tree_metrics_relaxed_are_nonnegative():
+    """ieee33_ev_tree under the LP relaxation (flex_lead_time_relaxed): VSS and EVPI are
+    differences of exact LP optima of the same formulation, so VSS ≥ 0 (EEV adds constraints
+    to RP) and EVPI ≥ 0 (each wait-and-see problem drops its scenario's non-anticipativity)
+    hold to round-off; the expected cost is the probability-weighted scenario cost.  (The
+    option value compares two different formulations, whose LP relaxations are not ordered:
+    it is checked on the binary model, in the slow test below.)"""
+    res = solve_stochastic("ieee33_ev_tree", "flex_lead_time_relaxed", metrics=("vss", "evpi"))
+    st = res.extra["stochastic"]
+    print({k: st.get(k) for k in ("expected_cost_eur", "vss_eur", "evpi_eur", "wall_s")})
+    tol = 1e-6 * st["expected_cost_eur"]
+    assert st["vss_eur"] >= -tol and st["evpi_eur"] >= -tol
+    assert st["vss_eur"] > 0.01 * st["expected_cost_eur"]  # the lead time makes the first stage matter
+    sc = res.tables["scenarios"]
+    assert float((sc["probability"] * sc["cost_eur"]).sum()) == pytest.approx(st["expected_cost_eur"], rel=1e-9)
+    assert float((sc["probability"] * sc["wait_and_see_cost_eur"]).sum()) == pytest.approx(st["wait_and_see_eur"])
+
+
 @pytest.mark.slow
 def test_shipped_tree_metrics_are_nonnegative(tmp_path):
-    """ieee33_ev_tree under flex_lead_time: VSS ≥ 0, EVPI ≥ 0 and option value ≥ 0 within the
-    solves' MIP gaps (each metric is a difference of two objectives known to 1 %)."""
+    """ieee33_ev_tree under flex_lead_time (binary investments): VSS ≥ 0, EVPI ≥ 0 and option
+    value ≥ 0 within the solves' MIP gaps (each metric is a difference of two objectives known
+    to 1 %)."""
     res = solve_stochastic("ieee33_ev_tree", "flex_lead_time", mip_gap=0.01)
     st = res.extra["stochastic"]
     print({k: st.get(k) for k in ("expected_cost_eur", "vss_eur", "evpi_eur", "option_value_of_flexibility_eur",
