@@ -75,15 +75,17 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
         else:
             _log(f"  reference {ref.status}: no value of flexibility")
         del ref_pm
-    out_dir = Path(out) if out else Path("out") / f"{inst.name}-{pm.recipe.name}"
+    return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{pm.recipe.name}", plots)
+
+
+def _write_and_exit(res, out_dir: Path, plots: bool) -> int:
+    """Write the results; the exit code from the status (module docstring)."""
     folder = res.write(out_dir, plots=plots)
     _log(f"results written to {folder}")
     print(folder)
     if res.status == "optimal":
         return EXIT_OK
-    if res.has_solution:
-        return EXIT_LIMIT
-    return EXIT_NO_SOLUTION
+    return EXIT_LIMIT if res.has_solution else EXIT_NO_SOLUTION
 
 
 def _run_stochastic(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threads, verbose, metrics,
@@ -112,19 +114,8 @@ def _run_stochastic(instance: str, recipe: str, out: str | None, time_limit, mip
                            ("option_value_of_flexibility_eur", "option value of flexibility")):
             if st.get(key) is not None:
                 _log(f"  {label}: {st[key]:,.0f} EUR")
-    out_dir = Path(out) if out else Path("out") / f"{inst.name}-{resolve_recipe_name(recipe)}-stochastic"
-    folder = res.write(out_dir, plots=plots)
-    _log(f"results written to {folder}")
-    print(folder)
-    if res.status == "optimal":
-        return EXIT_OK
-    return EXIT_LIMIT if res.has_solution else EXIT_NO_SOLUTION
-
-
-def resolve_recipe_name(recipe: str) -> str:
-    from .recipe import resolve_recipe
-
-    return resolve_recipe(recipe).name
+    name = res.model.removesuffix(" (stochastic)")
+    return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{name}-stochastic", plots)
 
 
 def _one_line(text: str, width: int = 90) -> str:

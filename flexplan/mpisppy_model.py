@@ -77,6 +77,7 @@ def scenario_creator(scenario_name: str, instance: str = "ieee33_ev_tree", model
     path = tree.path(leaf)
     pm = build_model(inst, model, index=tree_index(inst, tree, nodes=path, unit_probability=True))
     m = pm.model
+    m.name = f"{scenario_name} ({leaf})"  # mpi-sppy names the scenario by it in its messages
     per_node = {n.name: [] for n in path}
     for term in pm.hub.costs:
         if not isinstance(term.expr, (int, float)) or term.expr:
