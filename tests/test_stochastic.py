@@ -229,6 +229,7 @@ def test_cli_stochastic_writes_tree_outputs(tree_folder, tmp_path):
     assert main(["solve", str(f), "--model", str(rec), "--stochastic", "--metrics", "vss,bogus"]) == 2
 
 
+@pytest.mark.slow
 def test_shipped_tree_metrics_relaxed_are_nonnegative():
     """ieee33_ev_tree under the LP relaxation (flex_lead_time_relaxed): VSS and EVPI are
     differences of exact LP optima of the same formulation, so VSS ≥ 0 (EEV adds constraints
