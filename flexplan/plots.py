@@ -302,14 +302,15 @@ def decision_tree(res, folder: Path):
             ax.plot([rows.at[r["parent"], "stage"] + 0.25, r["stage"] - 0.25], [y[r["parent"]], y[n]], color="0.5",
                     lw=0.9, zorder=0)
     for n, r in rows.iterrows():
-        built = r["builds"] if isinstance(r["builds"], str) and r["builds"] else ""
+        built = r.get("assets", r["builds"])
+        built = built if isinstance(built, str) and built else ""
         what = []
         if built:
-            what.append(("build " + built) if len(built) < 44 else f"build {int(r['n_builds'])} assets")
+            what.append(("build " + built) if len(built) < 48 else f"build {int(r['n_builds'])} assets")
         if r.get("contracted_mw", 0) > 1e-6:
             what.append(f"contract {r['contracted_mw']:.2f} MW")
         label = (f"{r['year']} {r['branch']}  p={r['prob']:.3g}\n" + ("; ".join(what) or "nothing built")
-                 + f"\nnode cost {r['node_cost_pv_eur'] / 1e3:,.0f} kEUR")
+                 + f"\nnode cost {abs(r['node_cost_pv_eur']) / 1e3 if abs(r['node_cost_pv_eur']) < 0.5 else r['node_cost_pv_eur'] / 1e3:,.0f} kEUR")
         ax.text(r["stage"], y[n], label, ha="center", va="center", fontsize=7,
                 bbox=dict(boxstyle="round,pad=0.3", fc="#fde0c5" if what else "white", ec="0.4", lw=0.8))
     ax.set_xlim(-0.6, dec["stage"].max() + 0.6)

@@ -104,6 +104,8 @@ def decisions_table(res: Results, pm, tree: ScenarioTree) -> pd.DataFrame:
                          demand_factor=n.demand_factor, price_factor=n.price_factor,
                          builds="; ".join(f"{r.asset} ({r.type}" + (f", in service {r.year})" if r.year != r.decided_year
                                                                       else ")") for r in b.itertuples()) if len(b) else "",
+                         assets=", ".join(f"{r.asset}" + (f" (in service {r.year})" if r.year != r.decided_year else "")
+                                          for r in b.itertuples()) if len(b) else "",
                          n_builds=int(len(b)), capex_eur=float(b["capex_eur"].sum()) if len(b) else 0.0,
                          contracted_mw=contracted,
                          investment_pv_eur=float(inv) / prob,
