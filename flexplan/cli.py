@@ -154,7 +154,10 @@ def cmd_sweep(args) -> int:
     df = sweep(inst, recipe, grid, design=args.design, workers=args.workers, out=out, progress=_log,
                scheduler=args.scheduler,
                warm=args.warm, mip_gap=args.mip_gap, time_limit=args.time_limit)
-    _log(f"{len(df)} runs, {(df['status'] == 'error').sum()} failed; table {out}")
+    from .report import write_sweep_report
+
+    html_path = write_sweep_report(out, title=f"{inst.name} under {recipe.name}")
+    _log(f"{len(df)} runs, {(df['status'] == 'error').sum()} failed; table {out}, report {html_path}")
     print(out)
     return EXIT_OK if (df["status"] != "error").all() else EXIT_LIMIT
 
@@ -189,6 +192,20 @@ def cmd_breakeven(args) -> int:
     got = breakeven(inst, args.model, args.param, args.lo, args.hi, args.tol, progress=_log, mip_gap=args.mip_gap,
                     time_limit=args.time_limit)
     _log(f"break-even {got['breakeven']:.4g} (between {got['lower']:.4g} and {got['upper']:.4g})")
+    import json
+
+    import pandas as pd
+
+    from .report import write_sweep_report
+    from .sensitivity import breakeven_plot
+
+    out = Path(args.out) if args.out else Path("out") / f"{inst.name}-{Path(str(args.model)).stem}-breakeven.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(got["points"]).sort_values("value").to_csv(out, index=False)
+    out.with_suffix(".json").write_text(json.dumps(got, indent=2, default=float) + "\n")
+    breakeven_plot(got, out.with_name(out.stem + "-breakeven.png"))
+    html_path = write_sweep_report(out, breakeven=got, title=f"break-even on {inst.name} under {args.model}")
+    _log(f"  points {out}, report {html_path}")
     print(f"{got['breakeven']:.6g}")
     return EXIT_OK
 
@@ -339,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     be.add_argument("--lo", type=float, default=0.0)
     be.add_argument("--hi", type=float, default=5000.0)
     be.add_argument("--tol", type=float, default=0.01, help="relative tolerance of the bisection (default 0.01)")
+    be.add_argument("--out", help="CSV of the prices tried (default out/INSTANCE-MODEL-breakeven.csv); the result "
+                    "(.json), the curve (-breakeven.png) and the report (.html) beside it")
     be.add_argument("--time-limit", type=float, default=None)
     be.add_argument("--mip-gap", type=float, default=0.01)
     vc = sub.add_parser("value-curve", help="the value of flexibility against EV uptake")

@@ -97,3 +97,45 @@ def write_html_report(folder: str | Path) -> Path:
     tmp.write_text("\n".join(parts))
     tmp.replace(out)
     return out
+
+
+def write_sweep_report(csv_path: str | Path, breakeven: dict | None = None, title: str = "") -> Path:
+    """A self-contained HTML report of a sweep (``<csv>.html`` beside its table): the table,
+    the tornado chart (``<csv>.png``) and, when given, the break-even search (its points and
+    curve, ``<csv>-breakeven.png``)."""
+    import pandas as pd
+
+    csv_path = Path(csv_path)
+    df = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame()
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>flexplan sweep: "
+             f"{html.escape(title or csv_path.stem)}</title><style>{STYLE}</style></head><body>",
+             f"<h1>flexplan sweep: {html.escape(title or csv_path.stem)}</h1>"]
+
+    def figure(path: Path, caption: str) -> None:
+        if path.exists():
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                         f"<figcaption>{html.escape(caption)} ({path.name})</figcaption></figure>")
+
+    if len(df) and breakeven is None:
+        failed = int((df["status"] == "error").sum()) if "status" in df else 0
+        parts.append(f"<p>{len(df)} runs, {failed} failed.</p>")
+        figure(csv_path.with_suffix(".png"), "Tornado: objective range per parameter around the base case")
+        cols = [c for c in df.columns if c.startswith("param:")] + [c for c in (
+            "status", "objective_eur", "investment_eur", "flexibility_mwh", "builds", "error") if c in df.columns]
+        parts.append(df[cols].to_html(index=False, na_rep="", float_format=lambda x: f"{x:,.2f}", border=0))
+    if breakeven is not None:
+        parts.append("<h2>Break-even flexibility price</h2><p>" + html.escape(
+            f"{breakeven['param']}: break-even {breakeven['breakeven']:.6g} (between {breakeven['lower']:.6g} and "
+            f"{breakeven['upper']:.6g}, {breakeven.get('steps', 0)} bisection steps, relative tolerance "
+            f"{breakeven.get('rel_tol', 0)}); the reference with uncontrolled EVs invests "
+            f"{breakeven['reference_investment_eur']:,.0f} EUR.") + "</p>")
+        figure(csv_path.with_name(csv_path.stem + "-breakeven.png"), "Break-even search: cost and investment per price")
+        parts.append(pd.DataFrame(breakeven["points"]).sort_values("value").to_html(
+            index=False, float_format=lambda x: f"{x:,.2f}", border=0))
+    parts.append("</body></html>")
+    out = csv_path.with_suffix(".html")
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text("\n".join(parts))
+    tmp.replace(out)
+    return out

@@ -235,11 +235,16 @@ def breakeven(instance, recipe="flex_vs_reinforce", param: str = "ev_fleet.flex_
     ref = fp.solve(fp.build_model(inst, ref_recipe), **solve_kw)
     ref_inv = ref.cost_breakdown_eur.get("investment", 0.0)
 
+    points = []
+
     def reinforces(value):
         r = run_one(inst, recipe, {param: value}, solve_kw)
         if r["status"] == "error":
             raise RuntimeError(f"{param}={value}: {r['error']}")
-        return r["investment_eur"] >= ref_inv - 1e-6 * max(1.0, ref_inv), r
+        ok = r["investment_eur"] >= ref_inv - 1e-6 * max(1.0, ref_inv)
+        points.append(dict(value=value, objective_eur=r["objective_eur"], investment_eur=r["investment_eur"],
+                           reinforces_as_reference=ok, status=r["status"]))
+        return ok, r
 
     hi_reinforces, _ = reinforces(hi)
     if not hi_reinforces:
@@ -247,7 +252,8 @@ def breakeven(instance, recipe="flex_vs_reinforce", param: str = "ev_fleet.flex_
     lo_reinforces, _ = reinforces(lo)
     if lo_reinforces:
         return dict(param=param, breakeven=lo, lower=lo, upper=lo, note="the plan reinforces at the lower bound",
-                    reference_investment_eur=ref_inv, steps=0)
+                    reference_investment_eur=ref_inv, reference_objective_eur=ref.objective_eur, steps=0,
+                    points=points)
     steps = 0
     while hi - lo > rel_tol * hi:
         mid = (lo + hi) / 2
@@ -257,7 +263,39 @@ def breakeven(instance, recipe="flex_vs_reinforce", param: str = "ev_fleet.flex_
         if progress:
             progress(f"  step {steps}: break-even in [{lo:.4g}, {hi:.4g}]")
     return dict(param=param, breakeven=(lo + hi) / 2, lower=lo, upper=hi, rel_tol=rel_tol,
-                reference_investment_eur=ref_inv, steps=steps)
+                reference_investment_eur=ref_inv, reference_objective_eur=ref.objective_eur, steps=steps,
+                points=points)
+
+
+def breakeven_plot(result: dict, path: Path) -> Path:
+    """Every price the bisection tried: the plan's investment and total cost against the
+    reference (EVs uncontrolled), with the break-even bracket shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = pd.DataFrame(result["points"]).sort_values("value")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(pts["value"], pts["objective_eur"] / 1e3, "o-", label="total cost of the plan")
+    ax.plot(pts["value"], pts["investment_eur"] / 1e3, "s--", label="investment in the plan")
+    ax.axhline(result["reference_investment_eur"] / 1e3, color="k", lw=0.9, ls=":",
+               label="investment without flexibility (reference)")
+    if result.get("reference_objective_eur") is not None:
+        ax.axhline(result["reference_objective_eur"] / 1e3, color="C3", lw=0.9, ls=":",
+                   label="total cost without flexibility")
+    ax.axvspan(result["lower"], max(result["upper"], result["lower"] + 1e-9), color="C2", alpha=0.25,
+               label=f"break-even {result['breakeven']:.4g} (bracket)")
+    ax.set_xscale("symlog", linthresh=max(1.0, float(pts["value"].abs().min() or 1.0)))
+    ax.set_xlabel(result["param"])
+    ax.set_ylabel("present cost (kEUR)")
+    ax.set_title("Break-even: above it the plan reinforces as much as without flexibility")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def value_curve(instance, recipe="flex_vs_reinforce", scales=(0.5, 1.0, 1.5, 2.0), out: str | Path | None = None,

@@ -121,3 +121,36 @@ def test_sweep_on_a_dask_cluster_equals_serial(one_line):
     cols = ["param:ev_fleet.flex_price_eur_per_mwh", "param:demand.scale", "status", "objective_eur", "builds"]
     pd.testing.assert_frame_equal(serial[cols], dask[cols])
     assert (dask["status"] == "error").sum() == 1
+
+
+def test_cli_sweep_and_breakeven_write_their_reports(one_line, tmp_path):
+    """flexplan sweep writes the table, the tornado and an HTML report embedding it;
+    flexplan breakeven writes every price it tried, the result, the curve and a report."""
+    import json
+    import re
+
+    from flexplan.cli import main
+
+    folder = tmp_path / "inst"
+    folder.mkdir()
+    src = one_line.path
+    for f in src.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    rec = tmp_path / "flex.toml"
+    rec.write_text('name = "flex"\nblocks = ["demand", "ev_fleet", "reinforcement"]\n[ev_fleet]\nmode = "smart"\n')
+    out = tmp_path / "sw.csv"
+    assert main(["sweep", str(folder), "--model", str(rec), "--param", "ev_fleet.flex_price_eur_per_mwh=10,1000",
+                 "--out", str(out)]) == 0
+    page = out.with_suffix(".html").read_text()
+    assert len(re.findall(r"src='data:image/png;base64,", page)) == 1 and "<table" in page
+    be = tmp_path / "be.csv"
+    assert main(["breakeven", str(folder), "--model", str(rec), "--lo", "1", "--hi", "5000", "--tol", "0.05",
+                 "--out", str(be)]) == 0
+    got = json.loads(be.with_suffix(".json").read_text())
+    pts = pd.read_csv(be)
+    assert len(pts) == got["steps"] + 2  # both ends of the bracket and every bisection step
+    assert got["lower"] <= got["breakeven"] <= got["upper"]
+    assert not pts[pts["value"] <= got["lower"]]["reinforces_as_reference"].any()
+    assert pts[pts["value"] >= got["upper"]]["reinforces_as_reference"].all()
+    page = be.with_suffix(".html").read_text()
+    assert "Break-even flexibility price" in page and len(re.findall(r"data:image/png;base64,", page)) == 1
