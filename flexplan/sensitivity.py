@@ -290,12 +290,7 @@ def breakeven_plot(result: dict, path: Path) -> Path:
     ax.set_xlabel(result["param"])
     ax.set_ylabel("present cost (kEUR)")
     ax.set_title("Break-even: above it the plan reinforces as much as without flexibility")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_axes(fig, ax, path)
 
 
 def value_curve(instance, recipe="flex_vs_reinforce", scales=(0.5, 1.0, 1.5, 2.0), out: str | Path | None = None,
@@ -351,8 +346,15 @@ def _plot_value_curve(df: pd.DataFrame, path: Path, title: str) -> Path:
     ax.set_xlabel("EVs on the feeder in the last year")
     ax.set_ylabel("kEUR (present value)")
     ax.set_title(f"{title}: what flexibility saves against uncontrolled charging")
-    ax.grid(alpha=0.3)
+    return _save_axes(fig, ax, path)
+
+
+def _save_axes(fig, ax, path: Path) -> Path:
+    """Legend, grid, tight layout; save at 110 dpi and close."""
+    import matplotlib.pyplot as plt
+
     ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
