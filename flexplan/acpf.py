@@ -194,7 +194,9 @@ def ac_corrected_plan(instance, recipe, out: str | Path, max_iter: int = 5, marg
     Each correction comes from the AC replay of the last plan: the AC losses of every branch
     are added as fixed withdrawals at the branch's end bus (so LinDistFlow's flows carry
     them), and every bus's lower voltage limit is raised by what LinDistFlow overstated its
-    voltage in that op (LDF − AC, plus ``margin_pu``).  The last plan is written to ``out``
+    voltage in that op (LDF − AC, plus ``margin_pu``, default 1e-4 pu: a safety margin for
+    the error changing with the re-planned flows; an assumption: well above the power flow's
+    round-off, a tenth of the 1e-3 pu errors it corrects).  The last plan is written to ``out``
     (with its AC check and the ``ac_correction`` section in its summary), every iteration to
     ``out/iterations/iter<k>``.  Returns
     (Results of the last plan, report dict with one row per iteration and ``ac_feasible``);

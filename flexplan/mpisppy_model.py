@@ -149,7 +149,8 @@ def kw_creator(cfg) -> dict:
     bf = list(tree.branching)
     if cfg.get("branching_factors") not in (None, bf):
         raise ValueError(f"--branching-factors {cfg.branching_factors} does not match the instance's tree {bf}")
-    cfg.quick_assign("branching_factors", list, bf) if len(bf) > 1 else None
+    if len(bf) > 1:  # two stages: mpi-sppy needs no branching factors (and no node names)
+        cfg.quick_assign("branching_factors", list, bf)
     n = len(tree.leaves)
     if cfg.get("num_scens") not in (None, n):
         raise ValueError(f"--num-scens {cfg.num_scens} does not match the instance's {n} scenarios")

@@ -212,7 +212,8 @@ def solve_stochastic(instance: Instance | str, recipe="flex_vs_reinforce", tree:
             out["eev"] = summary_of(eev)
             if eev.has_solution:
                 out["vss_eur"] = eev.objective_eur - rp.objective_eur
-                scen_df["eev_cost_eur"] = [scenario_costs(eev, tree)[s] for s, _ in scen]
+                eev_costs = scenario_costs(eev, tree)
+                scen_df["eev_cost_eur"] = [eev_costs[s] for s, _ in scen]
         release_memory()
 
     # 3. expected value of perfect information
@@ -242,7 +243,8 @@ def solve_stochastic(instance: Instance | str, recipe="flex_vs_reinforce", tree:
         out["no_flexibility"] = summary_of(ref)
         if ref.has_solution:
             out["option_value_of_flexibility_eur"] = ref.objective_eur - rp.objective_eur
-            scen_df["no_flexibility_cost_eur"] = [scenario_costs(ref, tree)[s] for s, _ in scen]
+            ref_costs = scenario_costs(ref, tree)
+            scen_df["no_flexibility_cost_eur"] = [ref_costs[s] for s, _ in scen]
             out["no_flexibility_first_stage_builds"] = [
                 f"{r.asset} ({r.type})" for r in ref.builds[ref.builds["node"] == tree.root.name].itertuples()] \
                 if len(ref.builds) else []

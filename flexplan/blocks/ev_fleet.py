@@ -108,9 +108,9 @@ def _units(fleets, ix) -> list[_Unit]:
     day_starts = np.flatnonzero(ix.op_hour == 0)
     units = []
     for f, fleet in enumerate(fleets):
+        factor = [ix.ev_factor(node, fleet.name) for node in ix.node_names]  # per node position
         for op0 in day_starts.tolist():
-            n = float(fleet.evs.get(int(ix.op_year[op0]), 0.0)) * ix.ev_factor(ix.node_names[ix.op_node[op0]],
-                                                                               fleet.name)
+            n = float(fleet.evs.get(int(ix.op_year[op0]), 0.0)) * factor[ix.op_node[op0]]
             if n <= 0:
                 continue
             assert ix.op_hour[op0 + H - 1] == H - 1
