@@ -39,6 +39,7 @@ import pandas as pd
 import pyomo.environ as pyo
 
 from .. import BlockSpec, register_formulation
+from ..linear import Affine, affine, lin
 from .common import UNLIMITED_MVA, flow_ranges, polygon, polygon_edges_needed
 
 
@@ -99,9 +100,6 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     b.s_vlo = pyo.Var(buses, T, within=pyo.NonNegativeReals)
     b.s_vhi = pyo.Var(buses, T, within=pyo.NonNegativeReals)
 
-    def v(j, t):
-        return slack_v[j] if j in slack_v else b.v[j, t]
-
     # load shedding where there is load
     pw, qw = hub.p_withdraw, hub.q_withdraw
     shed_keys = [(j, t) for j in range(net.n_buses) if np.any(pw[j] > 0) for t in T if pw[j, t] > 0]
@@ -126,6 +124,19 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     parent = net.parent_branch()
     shed_set = set(shed_keys)
 
+    # Every row below is one flat linear expression (blocks/linear.py: the hand-off to HiGHS
+    # reads it in one step instead of walking an operator tree).
+    def vterm(a: Affine, j, t, sign):
+        a.term(sign, slack_v[j] if j in slack_v else b.v[j, t])
+
+    injections = {}  # id(expr) -> Affine: an injection's terms, taken apart once
+
+    def injection(term):
+        key = id(term)
+        if key not in injections:
+            injections[key] = (term, affine(term))  # keep term alive so that its id stays unique
+        return injections[key][1]
+
     def balance(kind):
         flow, pflow = (b.P, b.Pp) if kind == "p" else (b.Q, b.Qp)
         fixed = pw_l if kind == "p" else qw_l
@@ -133,22 +144,47 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
 
         def rule(_, j, t):
             k = parent[j]
-            e = flow[k, t] + sum(pflow[c, t] for c in par_on[k]) - fixed[j][t]
+            coefs, vs = [1.0], [flow[k, t]]
+            for c in par_on[k]:
+                coefs.append(1.0)
+                vs.append(pflow[c, t])
             if (j, t) in shed_set:
-                e += b.shed[j, t] if kind == "p" else q_ratio[j][t] * b.shed[j, t]
+                coefs.append(1.0 if kind == "p" else q_ratio[j][t])
+                vs.append(b.shed[j, t])
+            const = 0.0
             for term in terms.get((j, t), ()):
-                e += term
-            out = sum(flow[m, t] for m in children[j]) + sum(pflow[c, t] for m in children[j] for c in par_on[m])
-            return e - out == 0
+                a = injection(term)
+                const += a.const
+                coefs.extend(a.coefs)
+                vs.extend(a.vars)
+            for m in children[j]:
+                coefs.append(-1.0)
+                vs.append(flow[m, t])
+                for c in par_on[m]:
+                    coefs.append(-1.0)
+                    vs.append(pflow[c, t])
+            return lin(coefs, vs) == fixed[j][t] - const
         return rule
 
     b.balance_p = pyo.Constraint(buses, T, rule=balance("p"))
     b.balance_q = pyo.Constraint(buses, T, rule=balance("q"))
 
     # -- voltage drop ---------------------------------------------------------------------
+    def drop(k, t, rr, xx, P, Q, i, sign=1.0) -> Affine:
+        """sign * (v_from - v_to - 2 (rr P_i + xx Q_i) / S_base)"""
+        a = Affine(0.0, [-sign * 2.0 * rr / sb, -sign * 2.0 * xx / sb], [P[i, t], Q[i, t]])
+        vterm(a, frm[k], t, sign)
+        vterm(a, to[k], t, -sign)
+        return a
+
+    def eq_zero(a: Affine):
+        return lin(a.coefs, a.vars) == -a.const
+
     plain = [k for k in K if k not in replaces or not replaces[k]]
-    b.vdrop = pyo.Constraint(plain, T, rule=lambda _, k, t: v(to[k], t) == v(frm[k], t)
-                             - 2.0 * (r[k] * b.P[k, t] + x[k] * b.Q[k, t]) / sb)
+    b.vdrop = pyo.Constraint(plain, T, rule=lambda _, k, t: eq_zero(drop(k, t, r[k], x[k], b.P, b.Q, k)))
+
+    # investment states, taken apart once per (option, node)
+    state_of = {id(o): {n: affine(o.state[n]) for n in ix.node_names} for opts in options.values() for o in opts}
 
     # alternatives of a replaced branch: (branch, r, x, state by node, M per op).  When
     # alternative b is in place the residual of alternative a is
@@ -157,24 +193,25 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     for k, opts in replaces.items():
         if not opts:
             continue
-        rx = [(r[k], x[k], {n: 1 - sum(o.state[n] for o in opts) for n in ix.node_names})]
-        rx += [(o.r_pu, o.x_pu, o.state) for o in opts]
+        existing = {n: Affine(1.0) for n in ix.node_names}  # 1 - Σ states
+        for o in opts:
+            for n in ix.node_names:
+                existing[n].add(state_of[id(o)][n], -1.0)
+        rx = [(r[k], x[k], existing)] + [(o.r_pu, o.x_pu, state_of[id(o)]) for o in opts]
         for ra, xa, st in rx:
             M = np.max([2.0 * (abs(rb - ra) * Pabs[k] + abs(xb - xa) * Qabs[k]) / sb for rb, xb, _ in rx], axis=0)
             alt.append((k, ra, xa, st, M.tolist()))
     A = range(len(alt))
 
-    def resid(a, t):
-        k, rr, xx, _, _ = alt[a]
-        return v(frm[k], t) - v(to[k], t) - 2.0 * (rr * b.P[k, t] + xx * b.Q[k, t]) / sb
+    def within_m(a: Affine, M: float, state: Affine):
+        """a <= M (1 - state)  as  a + M state <= M"""
+        a.add(state, M)
+        return lin(a.coefs, a.vars) <= M - a.const
 
-    b.vdrop_alt_up = pyo.Constraint(A, T, rule=lambda _, a, t: resid(a, t) <= alt[a][4][t] * (1 - alt[a][3][opnode[t]]))
-    b.vdrop_alt_dn = pyo.Constraint(A, T, rule=lambda _, a, t: -resid(a, t) <= alt[a][4][t] * (1 - alt[a][3][opnode[t]]))
-
-    def resid_p(c, t):
-        o = parallels[c]
-        k = o.branch
-        return v(frm[k], t) - v(to[k], t) - 2.0 * (o.r_pu * b.Pp[c, t] + o.x_pu * b.Qp[c, t]) / sb
+    b.vdrop_alt_up = pyo.Constraint(A, T, rule=lambda _, i, t: within_m(
+        drop(alt[i][0], t, alt[i][1], alt[i][2], b.P, b.Q, alt[i][0]), alt[i][4][t], alt[i][3][opnode[t]]))
+    b.vdrop_alt_dn = pyo.Constraint(A, T, rule=lambda _, i, t: within_m(
+        drop(alt[i][0], t, alt[i][1], alt[i][2], b.P, b.Q, alt[i][0], -1.0), alt[i][4][t], alt[i][3][opnode[t]]))
 
     # a parallel that is not built carries nothing, so its residual is the drop along the
     # branch it parallels: at most 2 (max r · |P| + max x · |Q|) / S_base
@@ -184,43 +221,64 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         rmax = max([r[k]] + [q.r_pu for q in replaces.get(k, [])])
         xmax = max([x[k]] + [q.x_pu for q in replaces.get(k, [])])
         Mp.append((2.0 * (rmax * Pabs[k] + xmax * Qabs[k]) / sb).tolist())
-    b.vdrop_par_up = pyo.Constraint(PC, T, rule=lambda _, c, t: resid_p(c, t) <= Mp[c][t] * (1 - parallels[c].state[opnode[t]]))
-    b.vdrop_par_dn = pyo.Constraint(PC, T, rule=lambda _, c, t: -resid_p(c, t) <= Mp[c][t] * (1 - parallels[c].state[opnode[t]]))
+    par_state = [state_of[id(o)] for o in parallels]
+    b.vdrop_par_up = pyo.Constraint(PC, T, rule=lambda _, c, t: within_m(
+        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, b.Pp, b.Qp, c), Mp[c][t], par_state[c][opnode[t]]))
+    b.vdrop_par_dn = pyo.Constraint(PC, T, rule=lambda _, c, t: within_m(
+        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, b.Pp, b.Qp, c, -1.0), Mp[c][t],
+        par_state[c][opnode[t]]))
+
+    def switched(var, sign, bound, state: Affine):
+        """sign var <= bound state"""
+        a = Affine(0.0, [sign], [var]).add(state, -bound)
+        return lin(a.coefs, a.vars) <= -a.const
+
     for name, var, bound in (("par_p_on", b.Pp, Pabs_l), ("par_q_on", b.Qp, Qabs_l)):
-        setattr(b, name + "_up", pyo.Constraint(PC, T, rule=lambda _, c, t, var=var, bound=bound:
-                                               var[c, t] <= bound[pbr[c]][t] * parallels[c].state[opnode[t]]))
-        setattr(b, name + "_dn", pyo.Constraint(PC, T, rule=lambda _, c, t, var=var, bound=bound:
-                                               -var[c, t] <= bound[pbr[c]][t] * parallels[c].state[opnode[t]]))
+        for suffix, sign in (("_up", 1.0), ("_dn", -1.0)):
+            setattr(b, name + suffix, pyo.Constraint(PC, T, rule=lambda _, c, t, var=var, bound=bound, sign=sign:
+                                                     switched(var[c, t], sign, bound[pbr[c]][t],
+                                                              par_state[c][opnode[t]])))
 
     # -- voltage band ---------------------------------------------------------------------
     if hub.v_margin is None:
-        b.v_min = pyo.Constraint(buses, T, rule=lambda _, j, t: b.v[j, t] + b.s_vlo[j, t] >= vmin2)
+        b.v_min = pyo.Constraint(buses, T, rule=lambda _, j, t: lin((1.0, 1.0), (b.v[j, t], b.s_vlo[j, t])) >= vmin2)
     else:  # AC correction: LinDistFlow's overstatement of each bus's voltage, measured in AC
         lo = ((lim.v_min_pu + np.asarray(hub.v_margin)) ** 2).tolist()
-        b.v_min = pyo.Constraint(buses, T, rule=lambda _, j, t: b.v[j, t] + b.s_vlo[j, t] >= lo[j][t])
-    b.v_max = pyo.Constraint(buses, T, rule=lambda _, j, t: b.v[j, t] - b.s_vhi[j, t] <= vmax2)
+        b.v_min = pyo.Constraint(buses, T, rule=lambda _, j, t: lin((1.0, 1.0), (b.v[j, t], b.s_vlo[j, t]))
+                                 >= lo[j][t])
+    b.v_max = pyo.Constraint(buses, T, rule=lambda _, j, t: lin((1.0, -1.0), (b.v[j, t], b.s_vhi[j, t])) <= vmax2)
 
     # -- thermal limits -------------------------------------------------------------------
     load_frac = lim.max_loading_pct / 100.0
     limited = [k for k in K if rating[k] < UNLIMITED_MVA or replaces.get(k)]
-    rating_expr = {}
+    rating_aff = {}  # (branch, node) -> rating in MVA as an Affine of the investment states
     for k in limited:
         base = rating[k] if rating[k] < UNLIMITED_MVA else 0.0
-        opts = replaces.get(k, [])
         for n in ix.node_names:
-            rating_expr[k, n] = base + sum((o.rating_mva - base) * o.state[n] for o in opts) if opts else base
+            a = Affine(base)
+            for o in replaces.get(k, []):
+                a.add(state_of[id(o)][n], o.rating_mva - base)
+            rating_aff[k, n] = a
     edges = polygon(cfg.polygon_sides)
     b.s_over = pyo.Var(limited, T, within=pyo.NonNegativeReals)
     keys = [(k, m, t) for k in limited for t in T
             for m in polygon_edges_needed(edges, Pmin[k, t], Pmax[k, t], Qmin[k, t], Qmax[k, t])]
-    b.thermal = pyo.Constraint(keys, rule=lambda _, k, m, t: edges[m][0] * b.P[k, t] + edges[m][1] * b.Q[k, t]
-                               <= edges[m][2] * (load_frac * rating_expr[k, opnode[t]] + b.s_over[k, t]))
+
+    def thermal(P, Q, s_over, m, rat: Affine):
+        """a_m P + b_m Q <= e_m (loading · rating + s_over)"""
+        e = edges[m][2]
+        a = Affine(0.0, [edges[m][0], edges[m][1], -e], [P, Q, s_over]).add(rat, -e * load_frac)
+        return lin(a.coefs, a.vars) <= -a.const
+
+    b.thermal = pyo.Constraint(keys, rule=lambda _, k, m, t: thermal(b.P[k, t], b.Q[k, t], b.s_over[k, t], m,
+                                                                      rating_aff[k, opnode[t]]))
     b.s_over_par = pyo.Var(PC, T, within=pyo.NonNegativeReals)
     keys = [(c, m, t) for c in PC for t in T
             for m in polygon_edges_needed(edges, -Pabs[pbr[c], t], Pabs[pbr[c], t], -Qabs[pbr[c], t], Qabs[pbr[c], t])]
-    b.thermal_par = pyo.Constraint(keys, rule=lambda _, c, m, t: edges[m][0] * b.Pp[c, t] + edges[m][1] * b.Qp[c, t]
-                                   <= edges[m][2] * (load_frac * parallels[c].rating_mva * parallels[c].state[opnode[t]]
-                                                     + b.s_over_par[c, t]))
+    par_rating = [{n: Affine().add(st, o.rating_mva) for n, st in par_state[c].items()} for c, o in enumerate(parallels)]
+    b.thermal_par = pyo.Constraint(keys, rule=lambda _, c, m, t: thermal(b.Pp[c, t], b.Qp[c, t], b.s_over_par[c, t], m,
+                                                                          par_rating[c][opnode[t]]))
+    rating_expr = {key: a.expr() for key, a in rating_aff.items()}
 
     # -- penalties ------------------------------------------------------------------------
     by_ny = defaultdict(list)
