@@ -39,6 +39,7 @@ import pyomo.environ as pyo
 
 from ..hub import StorageState
 from . import BlockSpec, register_block
+from .linear import lin
 from .network.common import polygon
 
 MODES = ("uncontrolled", "smart", "v2g", "tariff")
@@ -210,14 +211,18 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         eta_ch_j.extend([float(env.eta_charge) * dt] * w)
         eta_dis_j.extend([dt / float(env.eta_discharge)] * w)
 
-    def energy(_, j):
-        e_next = b.e[nxt[j]] if nxt[j] >= 0 else 0.0
-        expr = e_next - b.e[j] - eta_ch_j[j] * b.p_ch[j]
+    def energy(_, j):  # one flat row (blocks/linear.py)
+        coefs, vs = [-1.0, -eta_ch_j[j]], [b.e[j], b.p_ch[j]]
+        if nxt[j] >= 0:
+            coefs.append(1.0)
+            vs.append(b.e[nxt[j]])
         if j in has_dis:
-            expr += eta_dis_j[j] * b.p_dis[j]
+            coefs.append(eta_dis_j[j])
+            vs.append(b.p_dis[j])
         if dep_of[j] >= 0:
-            expr += b.dep[dep_of[j]]
-        return expr == arr_next[j]
+            coefs.append(1.0)
+            vs.append(b.dep[dep_of[j]])
+        return lin(coefs, vs) == arr_next[j]
 
     b.energy = pyo.Constraint(J, rule=energy)
 
@@ -245,14 +250,16 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         raise RecipeError("ev_fleet.reactive (Q as a decision) and the grid_code block (Q fixed by rule) exclude "
                           "each other")
     # per key, built once: charging (MW drawn), discharging and the net injection
-    charge = [sum(b.p_ch[jj] for jj in at[k]) for k in keys]
-    discharge = [sum(b.p_dis[jj] for jj in at[k] if jj in has_dis) for k in keys]
-    net = [d - c for c, d in zip(charge, discharge)]
+    charge = [lin([1.0] * len(at[k]), [b.p_ch[jj] for jj in at[k]]) for k in keys]
+    dis_at = [[b.p_dis[jj] for jj in at[k] if jj in has_dis] for k in keys]
+    discharge = [lin([1.0] * len(d), d) if d else 0.0 for d in dis_at]
+    net = [lin([1.0] * len(d) + [-1.0] * len(at[k]), d + [b.p_ch[jj] for jj in at[k]]) for k, d in zip(keys, dis_at)]
 
     K = range(len(keys))
     if cfg.flex_price_eur_per_mwh > 0:
         b.flex_down = pyo.Var(K, within=pyo.NonNegativeReals)
-        b.flex_down_def = pyo.Constraint(K, rule=lambda _, k: b.flex_down[k] >= base[keys[k]] + net[k])
+        b.flex_down_def = pyo.Constraint(K, rule=lambda _, k: lin([1.0] + [-c for c in net[k].linear_coefs],
+                                                                  [b.flex_down[k], *net[k].linear_vars]) >= base[keys[k]])
         hours = ix.op_hours() * ix.op_price_factor()  # the tree's price multiplier per node
         per_ny = defaultdict(list)
         for k, (ui, o) in enumerate(keys):
