@@ -1,29 +1,36 @@
-"""Command line: ``flexplan solve | frameworks | sweep | breakeven | value-curve | check-ac | report | list | demo``.
+"""Command line: ``flexplan solve | frameworks | sweep | breakeven | value-curve | check-ac | diagnose | report | list | demo``.
 
 Exit codes (scripts can rely on them):
 
 * 0 — solved: optimal, or a feasible plan within the requested MIP gap;
 * 2 — bad input or usage (instance, recipe or option): the message names what to fix;
 * 3 — the solver found no feasible plan (infeasible, unbounded, error); status written;
-* 4 — stopped at a limit (time, iterations, interrupt) with a feasible plan: results are
-  written with that status and the gap;
+* 4 — stopped at a limit (time, iterations, memory, objective bound) with a feasible plan:
+  results are written with that status and the gap;
+* 130 — interrupted (Ctrl-C): a solve stopped by the first Ctrl-C writes its results with
+  status "interrupted" (the incumbent and gap if there is one) before exiting; a second
+  Ctrl-C aborts at once;
 * 1 — an unexpected internal error (a bug: please report it with the traceback).
+
+Out of memory while building or handing over the model is reported in one line (exit 3).
 
 Progress and timing lines go to stderr; the result folder's path goes to stdout.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_NO_SOLUTION, EXIT_LIMIT = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_NO_SOLUTION, EXIT_LIMIT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 def _log(msg: str) -> None:
@@ -31,7 +38,7 @@ def _log(msg: str) -> None:
 
 
 def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threads, verbose, plots=True,
-         reference=True) -> int:
+         reference=True, screen=False) -> int:
     import flexplan as fp
     from .paths import resolve_instance_path
     from .value import reference_recipe, value_of_flexibility
@@ -44,11 +51,21 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
     _log(f"  {inst.network.n_buses} buses, {inst.network.n_branches} branches, {len(inst.candidates)} candidates, "
          f"{len(inst.profiles.days)} days x {inst.profiles.hours} steps, stages {list(inst.economics.stages)} "
          f"({load_s:.1f} s)")
-    _log(f"building model '{recipe}'")
-    pm = fp.build_model(inst, recipe)
-    pm.timings["load"] = load_s
-    _log(f"  built in {pm.timings['build']:.1f} s")
-    res = fp.solve(pm, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, progress=_log)
+    if screen:
+        from .screening import solve_screened
+
+        _log(f"solving '{recipe}' by day screening (restricted days, then every day with the plan fixed)")
+        res = solve_screened(inst, recipe, mip_gap=mip_gap, time_limit=time_limit, threads=threads, progress=_log)
+        pm = SimpleNamespace(recipe=fp.resolve_recipe(recipe))
+    else:
+        _log(f"building model '{recipe}'")
+        try:
+            pm = fp.build_model(inst, recipe)
+        except MemoryError:
+            raise _OutOfMemory("building the model") from None
+        pm.timings["load"] = load_s
+        _log(f"  built in {pm.timings['build']:.1f} s")
+        res = fp.solve(pm, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, progress=_log)
     t = res.timings_s
     _log(f"  status {res.status} (HiGHS: {res.highs_status}); hand-off {t['handoff']:.1f} s, solve {t['solve']:.1f} s")
     if res.has_solution:
@@ -59,12 +76,20 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
         v = res.violations
         _log(f"  violations: voltage {v['max_voltage_deviation_pu']:.4f} pu, overload {v['max_overload_pct']:.2f} %, "
              f"unserved {v['unserved_mwh']:.3f} MWh")
-    ref_recipe = reference_recipe(pm.recipe) if reference and inst.ev_fleets and res.has_solution else None
+    interrupted = res.status == "interrupted"
+    ref_recipe = reference_recipe(pm.recipe) if reference and inst.ev_fleets and res.has_solution \
+        and not interrupted else None
     if ref_recipe is not None:
         _log("solving the reference: the same recipe with uncontrolled EVs (skip with --no-reference)")
         ref_pm = fp.build_model(inst, ref_recipe)
         ref = fp.solve(ref_pm, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose,
                        progress=_log)
+        if ref.status == "interrupted":
+            interrupted = True
+            res.extra["value_of_flexibility"] = dict(value_eur=None, note="reference solve interrupted")
+            _log("  reference interrupted: no value of flexibility")
+            return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{pm.recipe.name}", plots,
+                                   interrupted=True)
         vof = value_of_flexibility(res, ref)
         res.extra["value_of_flexibility"] = vof
         res.timings_s["reference"] = sum(ref.timings_s.get(k, 0.0) for k in ("build", "handoff", "solve", "extract"))
@@ -78,9 +103,19 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
     return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{pm.recipe.name}", plots)
 
 
-def _write_and_exit(res, out_dir: Path, plots: bool) -> int:
+class _OutOfMemory(Exception):
+    """MemoryError in a named stage of the run (reported in one line by :func:`main`)."""
+
+
+def _write_and_exit(res, out_dir: Path, plots: bool, interrupted: bool = False) -> int:
     """Write the results; the exit code from the status (module docstring)."""
     folder = res.write(out_dir, plots=plots)
+    if interrupted or res.status == "interrupted":
+        gap = f", gap {100 * res.mip_gap:.2f} %" if res.mip_gap is not None else ""
+        best = f"best plan {res.objective_eur:,.0f} EUR{gap}" if res.has_solution else "no plan found yet"
+        _log(f"interrupted: {best}; results (status {res.status}) written to {folder}")
+        print(folder)
+        return EXIT_INTERRUPTED
     _log(f"results written to {folder}")
     print(folder)
     if res.status == "optimal":
@@ -115,7 +150,15 @@ def _run_stochastic(instance: str, recipe: str, out: str | None, time_limit, mip
             if st.get(key) is not None:
                 _log(f"  {label}: {st[key]:,.0f} EUR")
     name = res.model.removesuffix(" (stochastic)")
-    return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{name}-stochastic", plots)
+    return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{name}-stochastic", plots,
+                           interrupted=_interrupted_solves())
+
+
+def _interrupted_solves() -> bool:
+    """Whether a solve of this process was stopped by Ctrl-C."""
+    from .solve import interrupt_count
+
+    return interrupt_count() > 0
 
 
 def _one_line(text: str, width: int = 90) -> str:
@@ -199,12 +242,16 @@ def cmd_breakeven(args) -> int:
     from .report import write_sweep_report
     from .sensitivity import breakeven_plot
 
+    from .results import atomic_path, write_text_atomic
+
     out = Path(args.out) if args.out else Path("out") / f"{inst.name}-{Path(str(args.model)).stem}-breakeven.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(got["points"]).sort_values("value").to_csv(out, index=False)
-    out.with_suffix(".json").write_text(json.dumps(got, indent=2, default=float) + "\n")
+    # every file goes to a temporary name beside it and is renamed when complete; the
+    # result (.json) comes last, after the table, the curve and the report it summarises
+    with atomic_path(out) as tmp:
+        pd.DataFrame(got["points"]).sort_values("value").to_csv(tmp, index=False)
     breakeven_plot(got, out.with_name(out.stem + "-breakeven.png"))
     html_path = write_sweep_report(out, breakeven=got, title=f"break-even on {inst.name} under {args.model}")
+    write_text_atomic(out.with_suffix(".json"), json.dumps(got, indent=2, default=float) + "\n")
     _log(f"  points {out}, report {html_path}")
     print(f"{got['breakeven']:.6g}")
     return EXIT_OK
@@ -213,8 +260,17 @@ def cmd_breakeven(args) -> int:
 def cmd_check_ac(args) -> int:
     from .acpf import check_ac
 
+    import json
+
+    from .results import write_text_atomic
+
     _log(f"replaying {args.outdir} through pandapower's AC power flow")
-    _, out = check_ac(args.outdir, progress=_log)
+    df, out = check_ac(args.outdir, write=False, progress=_log)
+    # additions to an existing result folder: both files complete under temporary names
+    # first, then renamed; the summary (.json) last, so it never describes an older table
+    folder = Path(args.outdir)
+    write_text_atomic(folder / "ac_check.csv", df.to_csv(index=False, float_format="%.6f"))
+    write_text_atomic(folder / "ac_check.json", json.dumps(out, indent=2) + "\n")
     _log(f"  {out['converged']}/{out['ops']} power flows converged in {out['seconds']} s; AC voltage "
          f"{out['v_min_ac_pu']:.4f}..{out['v_max_ac_pu']:.4f} pu, loading up to {out['max_loading_ac_pct']:.1f} %, "
          f"LinDistFlow - AC up to {out['max_ldf_minus_ac_pu']:.4f} pu")
@@ -262,9 +318,23 @@ def cmd_frameworks(args) -> int:
     if not inst.ev_fleets:
         _log(f"error: instance '{inst.name}' has no EV fleets: the frameworks differ only in how EVs charge")
         return EXIT_INPUT
-    out = Path(args.out) if args.out else Path("out") / f"{inst.name}-frameworks"
-    df = compare_frameworks(inst, out, progress=_log, ageing=args.ageing, mip_gap=args.mip_gap,
-                            time_limit=args.time_limit)
+    import shutil
+    import tempfile
+
+    from .results import replace_folder
+
+    out = (Path(args.out) if args.out else Path("out") / f"{inst.name}-frameworks").resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # the whole comparison (table, figure, one result folder per framework) is written to a
+    # temporary folder beside the target and moved into place when complete
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        df = compare_frameworks(inst, tmp, progress=_log, ageing=args.ageing, mip_gap=args.mip_gap,
+                                time_limit=args.time_limit)
+        replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     cols = ["framework", "status", "total_system_cost_eur", "dso_investment_eur", "dso_flexibility_payments_eur",
             "ev_owner_energy_cost_eur", "peak_mw", "min_voltage_pu"]
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:,.3f}"), file=sys.stderr)
@@ -273,6 +343,27 @@ def cmd_frameworks(args) -> int:
     if (df["status"] == "optimal").all():
         return EXIT_OK
     return EXIT_LIMIT if df["total_system_cost_eur"].notna().all() else EXIT_NO_SOLUTION
+
+
+def cmd_diagnose(args) -> int:
+    import json
+
+    import flexplan as fp
+    from .diagnose import diagnose_model
+    from .paths import resolve_instance_path
+    from .results import write_text_atomic
+
+    inst = fp.load_instance(resolve_instance_path(args.instance))
+    _log(f"diagnosing {inst.name} under {args.model}")
+    pm = fp.build_model(inst, args.model)
+    d = diagnose_model(pm, time_limit=args.time_limit, progress=_log, irreducible=args.irreducible)
+    print(d.text(limit=args.show))
+    if args.out:
+        write_text_atomic(Path(args.out), json.dumps(d.to_dict(), indent=2, default=str) + "\n")
+        _log(f"diagnosis written to {args.out}")
+    if d.method == "feasible":
+        return EXIT_OK
+    return EXIT_NO_SOLUTION if d.culprits else EXIT_LIMIT
 
 
 def cmd_list(_args) -> int:
@@ -318,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metrics", default="vss,evpi,option", help="with --stochastic: which of vss, evpi, option "
                    "(value of the stochastic solution, expected value of perfect information, option value of "
                    "flexibility) to compute; each needs extra solves (default all; 'none' for none)")
+    p.add_argument("--screen-days", action="store_true", help="day screening: solve on the peak day, check the "
+                   "plan on every day, add the days where it pays penalties, until the bound gap is within "
+                   "--mip-gap (exact to that gap; much faster on many representative days; see flexplan.screening)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the HiGHS log")
     fw = sub.add_parser("frameworks", help="solve reinforce-only and the four flexibility frameworks on an instance "
                         "and write frameworks.csv and frameworks.png")
@@ -367,6 +461,15 @@ def main(argv: list[str] | None = None) -> int:
     vc.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-value-curve.csv); a PNG beside it")
     vc.add_argument("--time-limit", type=float, default=None)
     vc.add_argument("--mip-gap", type=float, default=0.01)
+    dg = sub.add_parser("diagnose", help="name the constraints (family, bus/line, year, day, hour) that make an "
+                        "instance infeasible or unbounded under a recipe")
+    dg.add_argument("instance")
+    dg.add_argument("--model", default=DEFAULT_RECIPE, help=f"recipe (default {DEFAULT_RECIPE})")
+    dg.add_argument("--time-limit", type=float, default=300.0, help="HiGHS time limit per solve (s, default 300)")
+    dg.add_argument("--irreducible", action="store_true", help="reduce HiGHS's infeasible subset to an irreducible "
+                    "one (minimal, much slower on large models)")
+    dg.add_argument("--show", type=int, default=40, help="culprits to print (default 40)")
+    dg.add_argument("--out", help="also write the diagnosis as JSON here")
     rp = sub.add_parser("report", help="(re)write report.html of a result folder (e.g. after check-ac)")
     rp.add_argument("outdir")
     sub.add_parser("list", help="list shipped instances, recipes, blocks and formulations")
@@ -375,6 +478,11 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--out", default=None, help=f"output folder (default out/{DEFAULT_INSTANCE}-{DEFAULT_RECIPE})")
     d.add_argument("--time-limit", type=float, default=600.0, help="HiGHS time limit in seconds (default 600)")
     args = parser.parse_args(argv)
+    from .solve import interrupt_policy
+
+    # one solve (and its reference) or one stochastic run: Ctrl-C writes what was found;
+    # commands that loop over many solves stop at the first Ctrl-C with what they wrote so far
+    previous_policy = interrupt_policy("skip_after" if args.command in ("solve", "demo") else "raise")
     try:
         if args.command == "list":
             return cmd_list(args)
@@ -393,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_check_ac(args)
         if args.command == "frameworks":
             return cmd_frameworks(args)
+        if args.command == "diagnose":
+            return cmd_diagnose(args)
         if args.command == "demo":
             return _run(DEFAULT_INSTANCE, DEFAULT_RECIPE, args.out, args.time_limit, 0.01, 0, False)
         if args.mip_gap < 0 or (args.time_limit is not None and args.time_limit <= 0):
@@ -406,10 +516,13 @@ def main(argv: list[str] | None = None) -> int:
             if bad:
                 _log(f"error: --metrics: unknown {', '.join(bad)}; choose from {', '.join(METRICS)} or none")
                 return EXIT_INPUT
+            if args.screen_days:
+                _log("error: --screen-days works on a deterministic instance (not with --stochastic)")
+                return EXIT_INPUT
             return _run_stochastic(args.instance, args.model, args.out, args.time_limit, args.mip_gap, args.threads,
                                    args.verbose, metrics, plots=not args.no_plots)
         return _run(args.instance, args.model, args.out, args.time_limit, args.mip_gap, args.threads, args.verbose,
-                    plots=not args.no_plots, reference=not args.no_reference)
+                    plots=not args.no_plots, reference=not args.no_reference, screen=args.screen_days)
     except (InstanceError, RecipeError) as e:
         _log(f"error: {e}")
         return EXIT_INPUT
@@ -419,9 +532,23 @@ def main(argv: list[str] | None = None) -> int:
     except FlexplanError as e:
         _log(f"error: {e}")
         return EXIT_INPUT
+    except (_OutOfMemory, MemoryError) as e:
+        stage = str(e) if isinstance(e, _OutOfMemory) else "the run"
+        _log(f"error: out of memory while {stage}: reduce the representative days, stages or EV cohorts "
+             "(ev_fleet.max_cohorts), or use a machine with more memory")
+        return EXIT_NO_SOLUTION
     except KeyboardInterrupt:
-        _log("interrupted")
-        return 130
+        from .solve import solver_running
+
+        _log("interrupted (Ctrl-C): stopped; files written before the interrupt are complete" if not solver_running()
+             else "aborted (second Ctrl-C): HiGHS stopped hard; files written before are complete")
+        if solver_running():  # do not wait for the abandoned HiGHS thread
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    finally:
+        interrupt_policy(previous_policy)
 
 
 if __name__ == "__main__":

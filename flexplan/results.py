@@ -2,7 +2,9 @@
 
 ``Results.write(folder)`` writes into a temporary folder beside the target and renames it
 into place at the end, so a killed run never leaves a half-written result that looks
-complete.
+complete; an existing folder is swapped with the new one in one step (Linux
+``renameat2(RENAME_EXCHANGE)``; elsewhere two renames, the old folder put back if the
+second fails).  :func:`atomic_path` does the same for single files (CSV, JSON, PNG, HTML).
 """
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,17 +86,72 @@ class Results:
             from .report import write_html_report
 
             write_html_report(tmp)
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-                folder.rename(old)
-                tmp.rename(folder)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(folder)
+            replace_folder(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return folder
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside ``path`` (same suffix, hidden name) to write a file to;
+    on success it replaces ``path`` in one ``os.replace``, on any exception it is removed
+    and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2`` with ``RENAME_EXCHANGE``); False
+    where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
+
+
+def replace_folder(tmp: Path, folder: Path) -> None:
+    """Move the complete folder ``tmp`` to ``folder``, replacing an existing one: the target
+    holds either the old or the new folder at every moment where the OS allows it."""
+    if not folder.exists():
+        tmp.rename(folder)
+        return
+    if _exchange(tmp, folder):
+        shutil.rmtree(tmp, ignore_errors=True)  # now the old folder
+        return
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    folder.rename(old)
+    try:
+        tmp.rename(folder)
+    except BaseException:
+        old.rename(folder)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _clean(obj):
@@ -143,6 +202,11 @@ def collect(pm, outcome: SolveOutcome) -> Results:
     violations = dict(max_voltage_deviation_pu=round(max_dev, 6),
                       max_overload_pct=round(float(over.max()) if over.notna().any() else 0.0, 4),
                       unserved_mwh=round(float(extracted.get("unserved_mwh_modelled", 0.0)), 6))
+    where = {}
+    if outcome.has_solution:
+        vt = violation_table(pm)
+        tables["violations"] = vt
+        where = dict(violation_locations=violation_summary(vt))
     timings = dict(pm.timings)
     timings.update(outcome.timings)
     timings["extract"] = time.perf_counter() - t0
@@ -154,7 +218,7 @@ def collect(pm, outcome: SolveOutcome) -> Results:
                    tables=tables,
                    extra=dict(dual_bound_eur=outcome.dual_bound, tree=_tree(inst.network),
                               instance_path=str(inst.path) if inst.path is not None else None,
-                              recipe_source=pm.recipe.source, **sections,
+                              recipe_source=pm.recipe.source, **where, **sections,
                               horizon=dict(base_year=inst.economics.base_year, end_year=inst.economics.end_year,
                                            stages=list(inst.economics.stages),
                                            discount_rate=inst.economics.discount_rate,
@@ -163,6 +227,104 @@ def collect(pm, outcome: SolveOutcome) -> Results:
                                            day_weights={d: float(w) for d, w in zip(inst.profiles.days,
                                                                                      inst.profiles.weights)},
                                            steps_per_day=inst.profiles.hours)))
+
+
+#: soft-limit slack variables of the network blocks: variable -> (kind, constraint, element type, unit)
+SLACKS = {
+    "s_vlo": ("undervoltage", "v_min", "bus", "pu"),
+    "s_vhi": ("overvoltage", "v_max", "bus", "pu"),
+    "s_over": ("overload", "thermal", "line", "MVA"),
+    "s_over_par": ("overload", "thermal_par", "line", "MVA"),
+    "shed": ("unserved", "balance_p", "bus", "MW"),
+}
+VIOLATION_COLUMNS = ["kind", "constraint", "element_type", "element", "node", "year", "day", "hour", "amount",
+                     "unit", "value", "limit", "penalty_weight_eur"]
+#: slack values at or below this are solver noise, not violations
+VIOLATION_TOL = 1e-6
+
+
+def violation_table(pm) -> pd.DataFrame:
+    """Every soft limit the plan violates, one row per (slack variable > tolerance): which
+    constraint (``network.v_min``, ``network.v_max``, ``network.thermal``,
+    ``network.thermal_par``, ``network.balance_p`` for unserved load), where (bus, line,
+    parallel candidate or substation) and when (node, year, day, hour).
+
+    ``amount`` is the violation in ``unit`` (pu below v_min / above v_max, MVA of slack on
+    the thermal limit, MW of load shed), ``value`` the voltage (pu) or loading (% of the
+    rating) there, ``limit`` the bound it crossed, ``penalty_weight_eur`` the amount times
+    the penalty and the op's hours (undiscounted, per year)."""
+    if "network" not in pm.blocks:
+        return pd.DataFrame(columns=VIOLATION_COLUMNS)
+    _, blk = pm.blocks["network"]
+    inst, ix = pm.instance, pm.index
+    net, lim, pen = inst.network, inst.limits, inst.penalties
+    ops = ix.op_frame()
+    hours = np.asarray(ix.op_hours(), dtype=float)
+    buses = net.buses["name"].tolist()
+    branches = net.branches["name"].tolist()
+    meta = getattr(blk, "_meta", {}) or {}
+    parallels = meta.get("parallels", [])
+    copperplate = "slacks" in meta and "buses" not in meta
+    weight = dict(s_vlo=pen.voltage_eur_per_pu2h, s_vhi=pen.voltage_eur_per_pu2h, s_over=pen.overload_eur_per_mvah,
+                  s_over_par=pen.overload_eur_per_mvah, shed=pen.voll_eur_per_mwh)
+    rows = []
+    for var_name, (kind, con, etype, unit) in SLACKS.items():
+        var = getattr(blk, var_name, None)
+        if var is None:
+            continue
+        for idx, v in var.items():
+            val = v.value
+            if val is None or val <= VIOLATION_TOL:
+                continue
+            el, t = idx[0], idx[-1]
+            element, et = None, etype
+            if var_name == "s_over_par":
+                element = parallels[el].candidate if el < len(parallels) else f"parallel {el}"
+            elif var_name == "s_over" and copperplate:
+                element, et = f"substation at {buses[el]}", "substation"
+            elif etype == "line":
+                element = branches[el]
+            else:
+                element = buses[el]
+            row = dict(kind=kind, constraint=f"network.{con}", element_type=et, element=element,
+                       node=ops.at[t, "node"], year=int(ops.at[t, "year"]), day=ops.at[t, "day"],
+                       hour=int(ops.at[t, "hour"]), amount=float(val), unit=unit, value=np.nan, limit=np.nan,
+                       penalty_weight_eur=float(val) * weight[var_name] * hours[t])
+            if var_name in ("s_vlo", "s_vhi"):
+                v2 = getattr(blk, "v", {})
+                v_pu = math.sqrt(max(float(v2[el, t].value), 0.0)) if (el, t) in v2 else np.nan
+                row.update(value=v_pu, limit=lim.v_min_pu if var_name == "s_vlo" else lim.v_max_pu,
+                           amount=abs((lim.v_min_pu if var_name == "s_vlo" else lim.v_max_pu) - v_pu)
+                           if math.isfinite(v_pu) else float(val), unit="pu" if math.isfinite(v_pu) else "pu2")
+            elif var_name == "s_over":
+                row.update(limit=lim.max_loading_pct)
+                rexpr = meta.get("rating_expr", {}).get((el, ops.at[t, "node"]))
+                P, Q = getattr(blk, "P", None), getattr(blk, "Q", None)
+                if rexpr is not None and P is not None and (el, t) in P:
+                    rating = float(pyo.value(rexpr)) if not isinstance(rexpr, (int, float)) else float(rexpr)
+                    if rating > 0:
+                        row["value"] = 100 * math.hypot(P[el, t].value or 0.0, Q[el, t].value or 0.0) / rating
+            elif var_name == "s_over_par":
+                row.update(limit=lim.max_loading_pct)
+                Pp, Qp = getattr(blk, "Pp", None), getattr(blk, "Qp", None)
+                if Pp is not None and el < len(parallels) and parallels[el].rating_mva > 0:
+                    row["value"] = 100 * math.hypot(Pp[el, t].value or 0.0, Qp[el, t].value or 0.0) \
+                        / parallels[el].rating_mva
+            rows.append(row)
+    df = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
+    if len(df):
+        df = df.sort_values(["penalty_weight_eur", "kind", "element"], ascending=[False, True, True],
+                            kind="mergesort").reset_index(drop=True)
+    return df
+
+
+def violation_summary(table: pd.DataFrame, top: int = 5) -> dict:
+    """Counts per kind and the ``top`` worst violations (by penalty) for summary.json."""
+    counts = {k: int(n) for k, n in table["kind"].value_counts().sort_index().items()} if len(table) else {}
+    worst = [dict(kind=r.kind, constraint=r.constraint, element=r.element, node=r.node, year=int(r.year),
+                  day=r.day, hour=int(r.hour), amount=round(float(r.amount), 6), unit=r.unit)
+             for r in table.head(top).itertuples()]
+    return dict(count=int(len(table)), count_by_kind=counts, worst=worst)
 
 
 def _tree(net) -> dict:
@@ -233,7 +395,13 @@ def report_markdown(res: Results) -> str:
     lines += ["", "## Limits", "",
               f"- largest voltage deviation outside the band: {v['max_voltage_deviation_pu']:.4f} pu",
               f"- largest overload above the thermal limit: {v['max_overload_pct']:.2f} %",
-              f"- unserved energy over the horizon: {v['unserved_mwh']:.3f} MWh", "",
+              f"- unserved energy over the horizon: {v['unserved_mwh']:.3f} MWh"]
+    loc = res.extra.get("violation_locations") or {}
+    if loc.get("worst"):
+        lines += [f"- {loc['count']} soft-limit violation(s) (all in violations.csv); the worst:"]
+        lines += [f"  - {w['kind']} ({w['constraint']}) at {w['element']}, {w['node']} {w['year']} day {w['day']} "
+                  f"hour {w['hour']}: {w['amount']:.4g} {w['unit']}" for w in loc["worst"]]
+    lines += ["",
               "## Time (s)", "", ", ".join(f"{k} {t:.2f}" for k, t in res.timings_s.items()), "",
               "Plots: voltage_profile.png, loading_duration.png, investment_timeline.png, cost_breakdown.png"
               + (", ev_peak_day.png, ev_envelope.png" if "ev_flexibility" in res.tables else ""), ""]

@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import RecipeError
+from .results import atomic_path
 
 INSTANCE_FIELDS = {"economics": ("discount_rate",), "limits": ("v_min_pu", "v_max_pu", "max_loading_pct"),
                    "penalties": ("voll_eur_per_mwh", "overload_eur_per_mvah", "voltage_eur_per_pu2h"),
@@ -129,9 +130,8 @@ def sweep(instance, recipe, grid: dict[str, list], design: str = "oat", workers:
     def record(row, n):
         rows.append(row)
         if out is not None:
-            tmp = Path(str(out) + ".tmp")
-            pd.DataFrame(rows).to_csv(tmp, index=False)
-            tmp.replace(out)
+            with atomic_path(out) as tmp:
+                pd.DataFrame(rows).to_csv(tmp, index=False)
         if progress:
             left = (time.perf_counter() - t0) / n * (len(todo) - n)
             progress(f"  {n}/{len(todo)} runs, ETA {left:.0f} s: {row.get('status')} "
@@ -214,7 +214,7 @@ def tornado(df: pd.DataFrame, path: Path) -> Path | None:
     ax.set_title("sensitivity, one parameter at a time")
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _savefig_atomic(fig, path)
     plt.close(fig)
     return path
 
@@ -325,10 +325,8 @@ def value_curve(instance, recipe="flex_vs_reinforce", scales=(0.5, 1.0, 1.5, 2.0
     df = pd.DataFrame(rows)
     if out is not None:
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(out) + ".tmp")
-        df.to_csv(tmp, index=False)
-        tmp.replace(out)
+        with atomic_path(out) as tmp:
+            df.to_csv(tmp, index=False)
         _plot_value_curve(df, out.with_suffix(".png"), inst.name)
     return df
 
@@ -349,6 +347,14 @@ def _plot_value_curve(df: pd.DataFrame, path: Path, title: str) -> Path:
     return _save_axes(fig, ax, path)
 
 
+def _savefig_atomic(fig, path: Path) -> None:
+    """Save ``fig`` at 110 dpi to a temporary file beside ``path``, then rename it into place
+    (a failed save leaves ``path`` as it was)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
+
+
 def _save_axes(fig, ax, path: Path) -> Path:
     """Legend, grid, tight layout; save at 110 dpi and close."""
     import matplotlib.pyplot as plt
@@ -356,7 +362,7 @@ def _save_axes(fig, ax, path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _savefig_atomic(fig, path)
     plt.close(fig)
     return path
 

@@ -5,14 +5,26 @@ model into ``c, A, b``; the columns' bounds and integrality come from the variab
 whole LP/MIP goes to ``highspy.Highs.passModel`` in one call.  Measured (DESIGN.md) this
 is ~10x faster than Pyomo's persistent HiGHS interface at 1M variables.
 
-Statuses are reported as HiGHS gives them.  On a time limit the best incumbent (if any)
-and its gap come back with ``status = "time_limit"``; a run without a feasible point
-comes back with ``has_solution = False`` and the solver's own status text.
+Every HiGHS model status maps to a flexplan status (:data:`STATUS`).  On a limit (time,
+iterations, solutions, memory, objective bound/target) or an interrupt the best incumbent
+(if any) and its gap come back with that status; a run without a feasible point comes back
+with ``has_solution = False`` and the solver's own status text; an error of HiGHS itself
+(load/model/presolve/solve/postsolve error, unknown) without a solution raises
+:class:`SolverError` with HiGHS's status text.
+
+Ctrl-C: HiGHS runs in a worker thread while the main thread waits; the first SIGINT asks
+HiGHS to stop at its next interrupt check (simplex, IPM and MIP interrupt callbacks), and
+the solve returns ``status = "interrupted"`` with the incumbent, if any; a second SIGINT
+raises ``KeyboardInterrupt`` at once (the command line then exits hard with code 130).
 """
 from __future__ import annotations
 
 import math
+import signal
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import highspy
@@ -21,18 +33,44 @@ from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
 from .errors import SolverError
 
-#: HiGHS model status -> flexplan status
+#: HiGHS model status (``Highs.modelStatusToString``) -> flexplan status
 STATUS = {
+    "Not Set": "not_set",
+    "Load error": "load_error",
+    "Model error": "model_error",
+    "Presolve error": "presolve_error",
+    "Solve error": "solve_error",
+    "Postsolve error": "postsolve_error",
+    "Empty": "optimal",  # a model without columns: nothing to decide, trivially optimal
     "Optimal": "optimal",
-    "Time limit reached": "time_limit",
     "Infeasible": "infeasible",
-    "Unbounded": "unbounded",
     "Primal infeasible or unbounded": "infeasible_or_unbounded",
+    "Unbounded": "unbounded",
+    "Bound on objective reached": "objective_bound",
+    "Objective bound": "objective_bound",
+    "Target for objective reached": "objective_target",
+    "Objective target": "objective_target",
+    "Time limit reached": "time_limit",
     "Iteration limit reached": "iteration_limit",
-    "Interrupted by user": "interrupted",
+    "Unknown": "unknown",
     "Solution limit reached": "solution_limit",
+    "Interrupted by user": "interrupted",
     "Memory limit reached": "memory_limit",
+    "Interrupted by HiGHS": "stopped_by_highs",
 }
+#: statuses that mean HiGHS itself failed: without a solution they raise :class:`SolverError`
+ERROR_STATUSES = frozenset({"not_set", "load_error", "model_error", "presolve_error", "solve_error",
+                            "postsolve_error", "unknown"})
+#: statuses that prove there is no (bounded) plan
+NO_PLAN_STATUSES = frozenset({"infeasible", "unbounded", "infeasible_or_unbounded"})
+#: statuses of a run stopped early: the incumbent (if any) and its gap are reported
+LIMIT_STATUSES = frozenset({"time_limit", "iteration_limit", "solution_limit", "memory_limit", "objective_bound",
+                            "objective_target", "interrupted", "stopped_by_highs"})
+
+
+def flexplan_status(highs_text: str) -> str:
+    """The flexplan status of a HiGHS model status text (unknown texts: snake_case)."""
+    return STATUS.get(highs_text, highs_text.lower().replace(" ", "_"))
 
 
 @dataclass
@@ -119,12 +157,137 @@ def _report_mip_progress(h, progress, every_s: float = 15.0) -> None:
     h.cbMipImprovingSolution.subscribe(lambda e: report(e, improved=True))
 
 
+class _StopRequest:
+    """What SIGINT does during a solve: the first press sets ``stop`` (HiGHS stops at its
+    next interrupt check), the second raises ``KeyboardInterrupt``."""
+
+    def __init__(self, progress=None):
+        self.stop = threading.Event()
+        self.progress = progress
+        self.presses = 0
+
+    def __call__(self, signum, frame):
+        self.presses += 1
+        self.stop.set()
+        if self.presses == 1:
+            msg = "interrupt: asking HiGHS to stop and keep its best plan (Ctrl-C again to abort at once)"
+            if self.progress:
+                self.progress(msg)
+            else:
+                print(f"[flexplan] {msg}", file=sys.stderr, flush=True)
+            return
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def _sigint_asks_to_stop(request: _StopRequest):
+    """Route SIGINT to ``request`` while the block runs (main thread only; a SIGINT that is
+    ignored stays ignored); the previous handler is restored afterwards."""
+    installed = False
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, request)
+            installed = True
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+
+
+#: solver threads still running (a second Ctrl-C leaves one behind until HiGHS stops)
+_running: set[threading.Thread] = set()
+#: solves of this process stopped by Ctrl-C, and what happens on the next one
+_interrupts = [0]
+_policy = ["return"]
+POLICIES = ("return", "skip_after", "raise")
+
+
+def interrupt_policy(policy: str | None = None) -> str:
+    """Get or set what a Ctrl-C during a solve does (the previous policy is returned):
+
+    * ``"return"`` (default): the solve returns ``status = "interrupted"`` with its incumbent;
+      later solves run normally;
+    * ``"skip_after"``: the same, and every later solve of the process returns at once with
+      ``status = "interrupted"`` and no solution (a run of several solves winds up quickly);
+    * ``"raise"``: once HiGHS has stopped, ``KeyboardInterrupt`` is raised, and so are later
+      solves (a loop over many solves stops; what it wrote so far stays).
+
+    Setting a policy starts afresh: earlier interrupts no longer count."""
+    old = _policy[0]
+    if policy is not None:
+        if policy not in POLICIES:
+            raise ValueError(f"interrupt policy must be one of {POLICIES}, got {policy!r}")
+        _policy[0] = policy
+        _interrupts[0] = 0
+    return old
+
+
+def interrupt_count() -> int:
+    """How many solves of this process were stopped by Ctrl-C."""
+    return _interrupts[0]
+
+
+def solver_running() -> bool:
+    """Whether a HiGHS solve abandoned by a second Ctrl-C is still running in this process."""
+    return any(t.is_alive() for t in _running)
+
+
+def _run_interruptible(h, request: _StopRequest):
+    """``h.run()`` in a worker thread (HiGHS releases the GIL) while the main thread waits
+    and can take SIGINT; the interrupt callbacks stop HiGHS once ``request.stop`` is set."""
+    def check(event):
+        if request.stop.is_set():
+            event.interrupt()
+
+    for cb in (h.cbSimplexInterrupt, h.cbIpmInterrupt, h.cbMipInterrupt):
+        cb.subscribe(check)
+    box = {}
+
+    def target():
+        try:
+            box["status"] = h.run()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+            box["error"] = e
+
+    worker = threading.Thread(target=target, name="flexplan-highs", daemon=True)
+    _running.add(worker)
+    try:
+        with _sigint_asks_to_stop(request):
+            worker.start()
+            while worker.is_alive():
+                worker.join(0.1)
+    except BaseException:
+        request.stop.set()  # a second Ctrl-C (or any exception): HiGHS stops soon on its own
+        raise
+    _running.discard(worker)
+    if "error" in box:
+        raise box["error"]
+    return box.get("status")
+
+
 def solve_model(model, options: SolveOptions | None = None, progress=None) -> SolveOutcome:
-    """Solve a Pyomo model with HiGHS; on success the variables hold the solution."""
+    """Solve a Pyomo model with HiGHS; on success the variables hold the solution.
+
+    Returns the outcome whatever the status (``has_solution`` says whether the variables
+    hold a plan); raises :class:`SolverError` when HiGHS fails without a solution or memory
+    runs out while the model is handed over."""
     options = options or SolveOptions()
+    if _interrupts[0] and _policy[0] == "raise":
+        raise KeyboardInterrupt("a solve of this run was interrupted")
+    if _interrupts[0] and _policy[0] == "skip_after":
+        return SolveOutcome(status="interrupted", highs_status="Not run (an earlier solve was interrupted)",
+                            has_solution=False, objective=None, mip_gap=None, dual_bound=None, size={},
+                            timings=dict(handoff=0.0, solve=0.0))
     timings = {}
     t0 = time.perf_counter()
-    lp, repn, n_int, nnz = to_highs(model)
+    try:
+        lp, repn, n_int, nnz = to_highs(model)
+    except MemoryError:
+        raise SolverError("out of memory while compiling the model into matrices for HiGHS: reduce the "
+                          "representative days, stages or EV cohorts, or use a machine with more memory") from None
     h = highspy.Highs()
     h.setOptionValue("output_flag", bool(options.verbose))
     if options.verbose:
@@ -138,25 +301,52 @@ def solve_model(model, options: SolveOptions | None = None, progress=None) -> So
     for k, v in options.extra.items():
         if h.setOptionValue(k, v) != highspy.HighsStatus.kOk:
             raise SolverError(f"HiGHS refused option {k}={v!r}")
-    status = h.passModel(lp)
+    size = dict(variables=lp.num_col_, constraints=lp.num_row_, binaries=n_int, nonzeros=nnz)
+    try:
+        status = h.passModel(lp)
+    except MemoryError:
+        raise SolverError(f"out of memory while handing the model to HiGHS ({size['variables']:,} variables, "
+                          f"{size['constraints']:,} constraints, {nnz:,} nonzeros): reduce the model or use a "
+                          "machine with more memory") from None
     if status == highspy.HighsStatus.kError:
         raise SolverError("HiGHS refused the model (passModel returned an error)")
+    del lp
     timings["handoff"] = time.perf_counter() - t0
-    size = dict(variables=lp.num_col_, constraints=lp.num_row_, binaries=n_int, nonzeros=nnz)
     if progress:
         progress(f"solving with HiGHS {h.version()}: {size['variables']} variables, "
                  f"{size['constraints']} constraints, {n_int} integer")
     if progress and n_int:
         _report_mip_progress(h, progress)
     t1 = time.perf_counter()
-    h.run()
+    request = _StopRequest(progress)
+    try:
+        run_status = _run_interruptible(h, request)
+    except MemoryError:
+        raise SolverError(f"HiGHS ran out of memory during the solve ({size['variables']:,} variables, "
+                          f"{size['constraints']:,} constraints): set a time limit, reduce the model or use a "
+                          "machine with more memory") from None
     timings["solve"] = time.perf_counter() - t1
     ms = h.getModelStatus()
     text = h.modelStatusToString(ms)
     info = h.getInfo()
     has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
-    status = STATUS.get(text, text.lower().replace(" ", "_"))
+    status = flexplan_status(text)
+    if request.stop.is_set() and status not in NO_PLAN_STATUSES and status != "optimal":
+        status = "interrupted"  # stopped by the user's Ctrl-C, whatever HiGHS calls the stop
+    if status == "interrupted":
+        _interrupts[0] += 1
+        if _policy[0] == "raise":
+            raise KeyboardInterrupt("HiGHS stopped by Ctrl-C")
+    if not has_solution and (status in ERROR_STATUSES or run_status == highspy.HighsStatus.kError) \
+            and status not in NO_PLAN_STATUSES | LIMIT_STATUSES:
+        err = SolverError(f"HiGHS stopped with model status '{text}' and no feasible solution (run status "
+                          f"{getattr(run_status, 'name', run_status)}): numerical trouble or an error in HiGHS; "
+                          "try another random seed, a looser tolerance or --verbose for the HiGHS log")
+        err.highs_status, err.status = text, status
+        raise err
     objective = gap = bound = None
+    if n_int and math.isfinite(info.mip_dual_bound):
+        bound = float(info.mip_dual_bound)
     if has_solution:
         x = np.asarray(h.getSolution().col_value)
         for v, val in zip(repn.columns, x):
@@ -166,9 +356,7 @@ def solve_model(model, options: SolveOptions | None = None, progress=None) -> So
         objective = float(info.objective_function_value)
         if n_int:
             gap = float(info.mip_gap) if math.isfinite(info.mip_gap) else None
-            bound = float(info.mip_dual_bound)
         else:
             gap = 0.0 if status == "optimal" else None
     return SolveOutcome(status=status, highs_status=text, has_solution=has_solution, objective=objective,
                         mip_gap=gap, dual_bound=bound, size=size, timings=timings)
-
