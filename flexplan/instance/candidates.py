@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..errors import InstanceError, Problem
 from .model import Network
-from .tables import check_section, read_csv
+from .tables import check_section, duplicates, read_csv
 
 LINE_TYPE_KEYS = {"name": "str", "r_ohm_per_km": "float+", "x_ohm_per_km": "float+", "max_i_ka": "float++",
                   "capex_eur_per_km": "float+", "fixed_capex_eur": "float+", "lifetime_years": "int",
@@ -32,11 +32,21 @@ TRAFO_TYPE_KEYS = {"name": "str", "sn_mva": "float++", "vk_percent": "float++", 
                    "capex_eur": "float+", "lifetime_years": "int", "vn_kv": "float++"}
 REINF_KEYS = {"line_types": "list", "transformer_types": "list", "generate": "list", "assets": "list|str",
               "candidates": "str"}
+LIFETIME = (1, 200, "years")
+LINE_TYPE_BOUNDS = {"r_ohm_per_km": (0.0, 1e3, "ohm/km"), "x_ohm_per_km": (0.0, 1e3, "ohm/km"),
+                    "max_i_ka": (1e-4, 100.0, "kA (was it given in A?)"), "capex_eur_per_km": (0.0, 1e9, "EUR/km"),
+                    "fixed_capex_eur": (0.0, 1e10, "EUR"), "lifetime_years": LIFETIME,
+                    "vn_kv_min": (0.0, 1000.0, "kV"), "vn_kv_max": (0.0, 1000.0, "kV")}
+TRAFO_TYPE_BOUNDS = {"sn_mva": (1e-4, 1e5, "MVA"), "vk_percent": (0.1, 100.0, "%"), "vkr_percent": (0.0, 100.0, "%"),
+                     "capex_eur": (0.0, 1e10, "EUR"), "lifetime_years": LIFETIME, "vn_kv": (0.1, 1000.0, "kV")}
 COLUMNS = ["id", "asset", "branch", "kind", "type", "r_pu", "x_pu", "rating_mva", "capex_eur", "lifetime_years"]
 
 
 def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.DataFrame:
+    """Candidates of ``[reinforcement]`` (``cfg``) for ``net``; every problem in one error."""
     problems = check_section(cfg, shown, "reinforcement.", REINF_KEYS)
+    if problems:  # the checks below need the right types
+        raise InstanceError(problems)
     line_types, trafo_types = {}, {}
     for i, t in enumerate(cfg.get("line_types", [])):
         pre = f"reinforcement.line_types[{i}]."
@@ -45,22 +55,19 @@ def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.Da
             continue
         problems += check_section(t, shown, pre, LINE_TYPE_KEYS,
                                   required=("name", "r_ohm_per_km", "x_ohm_per_km", "max_i_ka", "capex_eur_per_km",
-                                            "lifetime_years"))
-        if "lifetime_years" in t and isinstance(t["lifetime_years"], int) and t["lifetime_years"] <= 0:
-            problems.append(Problem(shown, "must be > 0", field=pre + "lifetime_years"))
-        line_types[t.get("name", f"#{i}")] = t
+                                            "lifetime_years"), bounds=LINE_TYPE_BOUNDS)
+        _add_type(line_types, t, i, shown, pre, problems)
     for i, t in enumerate(cfg.get("transformer_types", [])):
         pre = f"reinforcement.transformer_types[{i}]."
         if not isinstance(t, dict):
             problems.append(Problem(shown, "must be a table", field=pre[:-1]))
             continue
         problems += check_section(t, shown, pre, TRAFO_TYPE_KEYS,
-                                  required=("name", "sn_mva", "vk_percent", "vkr_percent", "capex_eur", "lifetime_years"))
-        if "lifetime_years" in t and isinstance(t["lifetime_years"], int) and t["lifetime_years"] <= 0:
-            problems.append(Problem(shown, "must be > 0", field=pre + "lifetime_years"))
-        trafo_types[t.get("name", f"#{i}")] = t
+                                  required=("name", "sn_mva", "vk_percent", "vkr_percent", "capex_eur", "lifetime_years"),
+                                  bounds=TRAFO_TYPE_BOUNDS)
+        _add_type(trafo_types, t, i, shown, pre, problems)
     generate = cfg.get("generate", ["replace", "parallel"])
-    bad = [g for g in generate if g not in ("replace", "parallel")]
+    bad = [g for g in generate if not isinstance(g, str) or g not in ("replace", "parallel")]
     if bad:
         problems.append(Problem(shown, f"{bad} not in: replace, parallel", field="reinforcement.generate"))
     branches = net.branches
@@ -70,8 +77,8 @@ def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.Da
         if isinstance(assets, str):
             problems.append(Problem(shown, "must be 'all' or a list of branch names", field="reinforcement.assets"))
         else:
-            problems += [Problem(shown, f"unknown branch '{a}'", field="reinforcement.assets")
-                         for a in assets if a not in by_name]
+            problems += [Problem(shown, f"unknown branch {a!r}", field="reinforcement.assets")
+                         for a in assets if not isinstance(a, str) or a not in by_name]
     if problems:
         raise InstanceError(problems)
     allowed = set(by_name) if assets == "all" else set(assets)
@@ -104,6 +111,8 @@ def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.Da
     if "candidates" in cfg:
         path = folder / cfg["candidates"]
         df = read_csv(path, str(path), {"asset": "str", "kind": "str", "type": "str"})
+        problems += duplicates(list(zip(df["asset"], df["kind"], df["type"])), str(path), "asset",
+                               "candidate (asset, kind, type)")
         for i, c in df.iterrows():
             line = i + 2
             if c.asset not in by_name:
@@ -142,9 +151,22 @@ def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.Da
                     fits = br.kind == "substation" or "vn_kv" not in t or abs(t["vn_kv"] - br.vn_kv) < 1e-6
                     if fits and t["sn_mva"] > br.rating_mva * (1 + 1e-9):
                         trafo_cand(k, tname)
+    if problems:
+        raise InstanceError(problems)
     out = pd.DataFrame(rows, columns=COLUMNS[1:])
     out.insert(0, "id", [f"{a}:{kd}:{t}" for a, kd, t in zip(out["asset"], out["kind"], out["type"])])
     if out["id"].duplicated().any():
         raise InstanceError(Problem(shown, f"candidate '{out['id'][out['id'].duplicated()].iloc[0]}' listed twice",
                                     field="reinforcement.candidates"))
     return out.reset_index(drop=True)
+
+
+def _add_type(types: dict, t: dict, i: int, shown: str, pre: str, problems: list) -> None:
+    """Register catalogue entry ``t`` under its name (a missing or non-text name was
+    reported by the key check); a name used twice is a problem."""
+    name = t.get("name")
+    if not isinstance(name, str):
+        name = f"#{i}"
+    elif name in types:
+        problems.append(Problem(shown, f"type name '{name}' is used twice", field=pre + "name"))
+    types[name] = t

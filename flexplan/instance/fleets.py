@@ -49,6 +49,20 @@ PROFILE_KEYS = ("profile", "simbench_profile", "profile_step_h", "profile_charge
 GENERATOR_KEYS = ("v2g_share", "sample_evs", "sample_days", "battery_kwh", "battery_probs", "charger_kw",
                   "charger_probs", "mean_daily_km", "alpha", "target_soc")
 UPTAKE_KEYS = {"final": "float+", "midpoint": "float", "rate": "float++", "initial": "float+"}
+#: Plausible ranges (lowest, highest, unit) of fleet keys, EV counts, batteries and chargers.
+YEARS = (1900, 2200, "(a calendar year)")
+MAX_EVS = 1e6  # EVs per bus
+BATTERY = (1.0, 1000.0, "kWh")
+CHARGER = (0.1, 1000.0, "kW (was it given in W?)")
+FLEET_BOUNDS = {"seed": (0, 2 ** 32 - 1, ""), "sample_evs": (1, 100_000, "EVs"), "sample_days": (1, 366, "days"),
+                "ev_days": (1e-3, 1e7, "EV-days"), "eta_charge": (0.5, 1.0, ""), "eta_discharge": (0.5, 1.0, ""),
+                "mean_daily_km": (0.1, 1000.0, "km/day"), "alpha": (0.0, 100.0, ""),
+                "target_soc": (0.05, 1.0, "(fraction of the battery)"), "profile_step_h": (1 / 60, 24.0, "h"),
+                "profile_charger_kw": CHARGER, "profile_battery_kwh": BATTERY}
+UPTAKE_BOUNDS = {"final": (0.0, MAX_EVS, "EVs per bus"), "initial": (0.0, MAX_EVS, "EVs per bus"),
+                 "midpoint": YEARS, "rate": (1e-3, 10.0, "1/yr")}
+SESSION_BOUNDS = {"energy_arrival_kwh": (0.0, BATTERY[1], "kWh"), "energy_required_kwh": (0.0, BATTERY[1], "kWh"),
+                  "battery_kwh": BATTERY, "charger_kw": CHARGER}
 
 
 def load_fleets(specs, folder: Path, shown: str, network, profiles, years: list[int]) -> tuple[EVFleet, ...]:
@@ -60,11 +74,12 @@ def load_fleets(specs, folder: Path, shown: str, network, profiles, years: list[
     for k, spec in enumerate(specs):
         name = spec.get("name", f"fleet{k}")
         where = f"ev_fleets[{name}]." if isinstance(name, str) else f"ev_fleets[{k}]."
-        probs = check_section(spec, shown, where, FLEET_KEYS, required=("name",))
-        if name in names:
+        probs = check_section(spec, shown, where, FLEET_KEYS, required=("name",), bounds=FLEET_BOUNDS)
+        if isinstance(name, str) and name in names:
             probs.append(Problem(shown, f"fleet name '{name}' is used twice", field=f"{where}name"))
-        names.add(name)
-        probs += _check_fleet(spec, shown, where, index, years)
+        names.add(name if isinstance(name, str) else k)
+        bad = {p.field[len(where):] for p in probs if p.field and p.field.startswith(where)}
+        probs += _check_fleet({key: v for key, v in spec.items() if key not in bad}, shown, where, index, years)
         if probs:
             problems += probs
             continue
@@ -91,16 +106,10 @@ def _check_fleet(spec, shown, where, index, years) -> list[Problem]:
         probs.append(Problem(shown, "give exactly one of 'evs' ({year = count, ...}) or 'uptake' "
                              "({final, midpoint, rate})", field=f"{where}evs"))
     if "evs" in spec:
-        if not spec["evs"]:
-            probs.append(Problem(shown, "empty table", field=f"{where}evs"))
-        for y, n in spec["evs"].items():
-            if not is_integer_year(y):
-                probs.append(Problem(shown, f"'{y}' is not a year", field=f"{where}evs.{y}"))
-            elif isinstance(n, bool) or not isinstance(n, (int, float)) or not np.isfinite(n) or n < 0:
-                probs.append(Problem(shown, f"{n!r} is not a count >= 0", field=f"{where}evs.{y}"))
+        probs += _check_counts(spec["evs"], shown, where)
     if "uptake" in spec:
         probs += check_section(spec["uptake"], shown, f"{where}uptake.", UPTAKE_KEYS,
-                               required=("final", "midpoint", "rate"))
+                               required=("final", "midpoint", "rate"), bounds=UPTAKE_BOUNDS)
     sources = [k for k in ("sessions", "profile", "simbench_profile") if k in spec]
     if len(sources) > 1:
         probs.append(Problem(shown, f"give at most one session source, not {' and '.join(sources)}",
@@ -140,27 +149,81 @@ def _check_fleet(spec, shown, where, index, years) -> list[Problem]:
             probs.append(Problem(shown, "only with 'sessions' (the generator knows its sample)", field=f"{where}ev_days"))
     if "v2g_share" in spec and spec["v2g_share"] > 1:
         probs.append(Problem(shown, f"{spec['v2g_share']} is a share, 0..1", field=f"{where}v2g_share"))
-    for key in ("sample_evs", "sample_days"):
-        if key in spec and spec[key] < 1:
-            probs.append(Problem(shown, f"{spec[key]} must be >= 1", field=f"{where}{key}"))
     smin, smax = spec.get("soc_min", 0.2), spec.get("soc_max", 1.0)
     if not 0 <= smin < smax <= 1:
         probs.append(Problem(shown, f"need 0 <= soc_min ({smin}) < soc_max ({smax}) <= 1", field=f"{where}soc_min"))
-    for key in ("eta_charge", "eta_discharge", "target_soc"):
-        if key in spec and spec[key] > 1:
-            probs.append(Problem(shown, f"{spec[key]} must be <= 1", field=f"{where}{key}"))
-    for vals, probs_key in (("battery_kwh", "battery_probs"), ("charger_kw", "charger_probs")):
-        if (vals in spec) != (probs_key in spec):
-            probs.append(Problem(shown, f"give '{vals}' and '{probs_key}' together", field=f"{where}{vals}"))
-        elif vals in spec:
-            v, p = spec[vals], spec[probs_key]
-            if len(v) != len(p) or not v:
-                probs.append(Problem(shown, f"{len(v)} values but {len(p)} probabilities", field=f"{where}{probs_key}"))
-            elif not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v):
-                probs.append(Problem(shown, "values must be numbers > 0", field=f"{where}{vals}"))
-            elif not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in p) \
-                    or abs(sum(p) - 1) > 1e-6:
-                probs.append(Problem(shown, f"probabilities {p} must be >= 0 and sum to 1", field=f"{where}{probs_key}"))
+    mix = [_check_mix(spec, shown, where, vals, probs_key, lo_hi, probs)
+           for vals, probs_key, lo_hi in (("battery_kwh", "battery_probs", BATTERY), ("charger_kw", "charger_probs", CHARGER))]
+    if not probs and not any(k in spec for k in ("sessions", "profile", "simbench_profile")):
+        probs += _check_daily_energy(spec, shown, where, *mix)
+    return probs
+
+
+def _check_counts(evs: dict, shown: str, where: str) -> list[Problem]:
+    """``evs = {year = count}``: whole years in range, counts >= 0 and plausible."""
+    probs = [] if evs else [Problem(shown, "empty table", field=f"{where}evs")]
+    for y, n in evs.items():
+        if not is_integer_year(y) or not YEARS[0] <= int(y) <= YEARS[1]:
+            probs.append(Problem(shown, f"'{y}' is not a year ({YEARS[0]}..{YEARS[1]})", field=f"{where}evs.{y}"))
+        elif isinstance(n, bool) or not isinstance(n, (int, float)) or not np.isfinite(float(n)) or n < 0:
+            probs.append(Problem(shown, f"{n!r} is not a count >= 0", field=f"{where}evs.{y}"))
+        elif n > MAX_EVS:
+            probs.append(Problem(shown, f"must be between 0 and {MAX_EVS:g} EVs per bus (got {n:g})",
+                                 field=f"{where}evs.{y}"))
+    return probs
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(float(x))
+
+
+def _check_mix(spec, shown, where, vals, probs_key, lo_hi, probs) -> tuple | None:
+    """A generator mix (``battery_kwh`` + ``battery_probs`` or the charger's): values in
+    ``lo_hi`` (lowest, highest, unit), probabilities >= 0 summing to 1.  Returns the values
+    when they are valid, else None."""
+    if (vals in spec) != (probs_key in spec):
+        probs.append(Problem(shown, f"give '{vals}' and '{probs_key}' together", field=f"{where}{vals}"))
+        return None
+    if vals not in spec:
+        return None
+    v, p = spec[vals], spec[probs_key]
+    lo, hi, unit = lo_hi
+    if len(v) != len(p) or not v:
+        probs.append(Problem(shown, f"{len(v)} values but {len(p)} probabilities", field=f"{where}{probs_key}"))
+    elif not all(_number(x) and lo <= x <= hi for x in v):
+        probs.append(Problem(shown, f"values must be numbers between {lo:g} and {hi:g} {unit} (got {v})",
+                             field=f"{where}{vals}"))
+    elif not all(_number(x) and x >= 0 for x in p) or abs(sum(p) - 1) > 1e-6:
+        probs.append(Problem(shown, f"probabilities {p} must be >= 0 and sum to 1", field=f"{where}{probs_key}"))
+    else:
+        return tuple(float(x) for x in v)
+    return None
+
+
+def _check_daily_energy(spec, shown, where, batteries, chargers) -> list[Problem]:
+    """A generated fleet must be able to recharge a mean day of driving: the energy
+    (mean_daily_km x consumption, kWh) within the smallest battery's charge range
+    (target_soc x B, kWh) and what the smallest charger delivers in the behaviour's mean
+    plug-in window (eta_charge x kW x h)."""
+    from ..ev.generator import BATTERY_KWH, MEAN_DAILY_KM
+
+    beh = BEHAVIOURS[spec["behaviour"]]
+    b = min(batteries or BATTERY_KWH)
+    kw = min(chargers or beh.charger_kw)
+    km = float(spec.get("mean_daily_km", MEAN_DAILY_KM))
+    need = km * (0.14 + 0.0009 * b)  # kWh/day, the generator's consumption model
+    hold = min(float(spec.get("target_soc", 1.0)), float(spec.get("soc_max", 1.0))) * b
+    window = (beh.duration_mean_h if beh.duration_mean_h is not None
+              else (beh.departure_mean_h - beh.arrival_mean_h) % 24.0)
+    deliver = float(spec.get("eta_charge", 0.95)) * kw * window
+    probs = []
+    if need > hold:
+        probs.append(Problem(shown, f"a day of {km:g} km needs {need:.1f} kWh, more than the smallest battery "
+                             f"charges ({b:g} kWh x target_soc = {hold:.1f} kWh)", field=f"{where}mean_daily_km"))
+    if need > deliver:
+        probs.append(Problem(shown, f"a day of {km:g} km needs {need:.1f} kWh, more than the smallest charger "
+                             f"({kw:g} kW) delivers in the mean {window:g} h plug-in window ({deliver:.1f} kWh)",
+                             field=f"{where}mean_daily_km"))
     return probs
 
 
@@ -175,7 +238,8 @@ def _fleet(spec, folder, shown, where, index, profiles, years) -> EVFleet:
         df = read_csv(path, str(path), {c: ("str" if c == "ev" else "float") for c in
                                         ("ev", "arrival_h", "departure_h", "energy_arrival_kwh",
                                          "energy_required_kwh", "battery_kwh", "charger_kw")},
-                      {"v2g": "bool"}, allow_extra=True)
+                      {"v2g": "bool"}, allow_extra=True, bounds=SESSION_BOUNDS)
+        _no_repeated_sessions(df, str(path))
         sessions, clipped = validate_sessions(df, str(path), hours, dt, eta_charge=eta_c, soc_max=soc_max,
                                               clip=bool(spec.get("clip_sessions", False)))
         ev_days = float(spec.get("ev_days", df["ev"].nunique()))
@@ -185,13 +249,13 @@ def _fleet(spec, folder, shown, where, index, profiles, years) -> EVFleet:
     else:
         opt = GeneratorOptions(
             battery_kwh=tuple(spec.get("battery_kwh", GeneratorOptions.battery_kwh)),
-            battery_probs=tuple(spec.get("battery_probs", GeneratorOptions.battery_probs)),
+            battery_probs=_normalised(spec.get("battery_probs", GeneratorOptions.battery_probs)),
             mean_daily_km=float(spec.get("mean_daily_km", GeneratorOptions.mean_daily_km)),
             alpha=float(spec.get("alpha", GeneratorOptions.alpha)),
             target_soc=min(float(spec.get("target_soc", 1.0)), soc_max), eta_charge=eta_c,
             v2g_share=float(spec.get("v2g_share", 0.0)),
             charger_kw=tuple(spec["charger_kw"]) if "charger_kw" in spec else None,
-            charger_probs=tuple(spec["charger_probs"]) if "charger_probs" in spec else None)
+            charger_probs=_normalised(spec["charger_probs"]) if "charger_probs" in spec else None)
         seed = int(spec.get("seed", 1))
         df, stats = generate_sessions(spec["behaviour"], int(spec.get("sample_evs", 500)),
                                       int(spec.get("sample_days", 14)), seed, dt_h=dt, options=opt)
@@ -241,3 +305,24 @@ def _profile_sessions(spec, folder, where, hours, dt, eta_c, soc_max):
     sessions, clipped = validate_sessions(df, f"{shown} [sessions]", hours, dt, eta_charge=eta_c, soc_max=soc_max,
                                           clip=True)
     return sessions, clipped, stats["ev_days"], f"{shown} departure={departure}", spec.get("behaviour", departure)
+
+
+def _normalised(probs) -> tuple[float, ...]:
+    """Probabilities scaled to sum to exactly 1 (the check allows 1e-6; numpy wants less)."""
+    total = float(sum(probs))
+    return tuple(float(p) / total for p in probs)
+
+
+def _no_repeated_sessions(df: pd.DataFrame, shown: str) -> None:
+    """Refuse a session file in which a row repeats another exactly (a copy-paste slip:
+    one EV cannot charge twice at the same time)."""
+    first, probs = {}, []
+    for i, row in enumerate(df.astype(str).itertuples(index=False)):
+        key = tuple(row)
+        if key in first:
+            probs.append(Problem(shown, f"repeats row {first[key] + 2} exactly (EV '{row[0]}' twice at the same time)",
+                                 row=i + 2, field="ev"))
+        else:
+            first[key] = i
+    if probs:
+        raise InstanceError(probs)

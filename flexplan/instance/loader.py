@@ -17,7 +17,7 @@ from . import network_io
 from .candidates import build_candidates
 from .fleets import load_fleets
 from .model import Economics, Instance, Limits, Network, Penalties, Profiles
-from .tables import check_section, read_csv
+from .tables import between, check_section, duplicates, read_csv, read_text
 from .tree import parse_tree
 
 if sys.version_info >= (3, 11):
@@ -35,6 +35,23 @@ ECON_KEYS = {"base_year": "int", "end_year": "int", "stages": "list", "discount_
              "investment_cost": "str"}
 LIMIT_KEYS = {"v_min_pu": "float++", "v_max_pu": "float++", "max_loading_pct": "float++"}
 PENALTY_KEYS = {"voll_eur_per_mwh": "float+", "overload_eur_per_mvah": "float+", "voltage_eur_per_pu2h": "float+"}
+#: Plausible ranges (lowest, highest, unit): beyond them a value is a typo or in the wrong unit.
+YEARS = (1900, 2200, "(a calendar year)")
+NETWORK_BOUNDS = {"slack_vm_pu": (0.8, 1.2, "pu"), "s_base_mva": (1e-3, 1e4, "MVA"),
+                  "substation_mva": (1e-3, 1e5, "MVA")}
+ECON_BOUNDS = {"base_year": YEARS, "end_year": YEARS}
+LIMIT_BOUNDS = {"v_min_pu": (0.5, 1.5, "pu"), "v_max_pu": (0.5, 1.5, "pu"),
+                "max_loading_pct": (1.0, 1000.0, "% of the rating")}
+PENALTY_BOUNDS = {k: (0.0, 1e12, "EUR per unit") for k in PENALTY_KEYS}
+GROWTH_BOUNDS = {"annual_rate": (-0.5, 1.0, "per year (a fraction: 0.02 for 2 %/yr)")}
+BUS_BOUNDS = {"vn_kv": (0.1, 1000.0, "kV (was it given in V?)")}
+MAX_RATING_MVA = 1e5  # highest plausible branch rating (MVA)
+LINE_BOUNDS = {"r_ohm": (0.0, 1e4, "ohm"), "x_ohm": (0.0, 1e4, "ohm"), "length_km": (0.0, 1000.0, "km (was it given in m?)")}
+TRAFO_BOUNDS = {"sn_mva": (1e-4, 1e5, "MVA"), "vk_percent": (0.1, 100.0, "%"), "vkr_percent": (0.0, 100.0, "%")}
+LOAD_BOUNDS = {"p_mw": (-1e4, 1e4, "MW (was it given in kW?)"), "q_mvar": (-1e4, 1e4, "Mvar (was it given in kvar?)")}
+PATCH_BOUNDS = {"max_i_ka": (1e-4, 100.0, "kA (was it given in A?)"), "r_ohm_per_km": (0.0, 1e3, "ohm/km"),
+                "x_ohm_per_km": (0.0, 1e3, "ohm/km"), "length_km": (1e-6, 1000.0, "km (was it given in m?)")}
+FACTOR_MAX = 100.0  # highest plausible load or growth multiplier (dimensionless)
 
 
 def load_instance(path: str | Path) -> Instance:
@@ -46,7 +63,7 @@ def load_instance(path: str | Path) -> Instance:
     if not toml_path.exists():
         raise InstanceError(Problem(shown, "instance file not found (expected a folder with instance.toml)"))
     try:
-        data = tomllib.loads(toml_path.read_text())
+        data = tomllib.loads(read_text(toml_path, shown, "TOML"))
     except tomllib.TOMLDecodeError as e:
         raise InstanceError(Problem(shown, f"not valid TOML: {e}")) from e
 
@@ -59,15 +76,17 @@ def load_instance(path: str | Path) -> Instance:
         return p, str(p)
 
     net_cfg = data["network"]
-    problems += check_section(net_cfg, shown, "network.", NETWORK_KEYS, required=("source",))
+    problems += check_section(net_cfg, shown, "network.", NETWORK_KEYS, required=("source",), bounds=NETWORK_BOUNDS)
     econ_cfg = data["economics"]
-    problems += check_section(econ_cfg, shown, "economics.", ECON_KEYS, required=("base_year", "end_year", "stages"))
+    problems += check_section(econ_cfg, shown, "economics.", ECON_KEYS, required=("base_year", "end_year", "stages"),
+                              bounds=ECON_BOUNDS)
     limits_cfg = data.get("limits", {})
-    problems += check_section(limits_cfg, shown, "limits.", LIMIT_KEYS)
+    problems += check_section(limits_cfg, shown, "limits.", LIMIT_KEYS, bounds=LIMIT_BOUNDS)
     pen_cfg = data.get("penalties", {})
-    problems += check_section(pen_cfg, shown, "penalties.", PENALTY_KEYS)
+    problems += check_section(pen_cfg, shown, "penalties.", PENALTY_KEYS, bounds=PENALTY_BOUNDS)
     problems += check_section(data.get("operation", {}), shown, "operation.", {"years_per_stage": "str"})
-    problems += check_section(data.get("growth", {}), shown, "growth.", {"annual_rate": "float", "file": "str"})
+    problems += check_section(data.get("growth", {}), shown, "growth.", {"annual_rate": "float", "file": "str"},
+                              bounds=GROWTH_BOUNDS)
     problems += check_section(data["profiles"], shown, "profiles.", {"file": "str"}, required=("file",))
     if problems:
         raise InstanceError(problems)
@@ -176,7 +195,8 @@ def _patch_lines(net, path: Path) -> None:
     shown = str(path)
     df = read_csv(path, shown, {"line": "int"}, {"max_i_ka": "float++", "r_ohm_per_km": "float+",
                                                   "x_ohm_per_km": "float+", "length_km": "float++",
-                                                  "in_service": "bool"})
+                                                  "in_service": "bool"}, bounds=PATCH_BOUNDS,
+                  unique={"line": "line index"})
     problems = [Problem(shown, f"line {ln} is not in the network", row=i + 2, field="line")
                 for i, ln in enumerate(df["line"]) if ln not in net.line.index]
     if problems:
@@ -191,24 +211,24 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
         if key not in cfg:
             raise InstanceError(Problem(shown, "missing key (required when network.source = 'csv')", field=f"network.{key}"))
     bpath = folder / cfg["buses"]
-    buses = read_csv(bpath, str(bpath), {"name": "str", "vn_kv": "float++"})
-    dup = buses["name"].duplicated()
-    if dup.any():
-        i = int(np.argmax(dup.to_numpy()))
-        raise InstanceError(Problem(str(bpath), f"bus name '{buses['name'][i]}' is used twice", row=i + 2, field="name"))
+    buses = read_csv(bpath, str(bpath), {"name": "str", "vn_kv": "float++"}, bounds=BUS_BOUNDS,
+                     unique={"name": "bus name"})
     index = {n: i for i, n in enumerate(buses["name"])}
     vn = buses["vn_kv"].to_numpy()
     rows, problems = [], []
     lpath = folder / cfg["lines"]
     lines = read_csv(lpath, str(lpath), {"name": "str", "from_bus": "str", "to_bus": "str", "r_ohm": "float+",
                                          "x_ohm": "float+", "rating_mva": "float"},
-                     {"length_km": "float+"})
+                     {"length_km": "float+"}, bounds=LINE_BOUNDS, unique={"name": "line name"})
     for i, ln in lines.iterrows():
         for fld in ("from_bus", "to_bus"):
             if ln[fld] not in index:
                 problems.append(Problem(str(lpath), f"unknown bus '{ln[fld]}' (not in {cfg['buses']})", row=i + 2, field=fld))
         if ln["rating_mva"] <= 0:
             problems.append(Problem(str(lpath), f"rating {ln['rating_mva']} must be > 0", row=i + 2, field="rating_mva"))
+        elif ln["rating_mva"] > MAX_RATING_MVA:
+            problems.append(Problem(str(lpath), between(0, MAX_RATING_MVA, "MVA", ln["rating_mva"]), row=i + 2,
+                                    field="rating_mva"))
         if ln["r_ohm"] == 0 and ln["x_ohm"] == 0:
             problems.append(Problem(str(lpath), "zero impedance line (r_ohm = x_ohm = 0); merge the buses instead",
                                     row=i + 2, field="r_ohm"))
@@ -224,7 +244,10 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
     if "transformers" in cfg:
         tpath = folder / cfg["transformers"]
         tr = read_csv(tpath, str(tpath), {"name": "str", "hv_bus": "str", "lv_bus": "str", "sn_mva": "float++",
-                                          "vk_percent": "float++", "vkr_percent": "float+"})
+                                          "vk_percent": "float++", "vkr_percent": "float+"}, bounds=TRAFO_BOUNDS,
+                      unique={"name": "transformer name"})
+        problems += [Problem(str(tpath), f"'{n}' is also the name of a line in {cfg['lines']}", row=i + 2,
+                             field="name") for i, n in enumerate(tr["name"]) if n in set(lines["name"])]
         for i, t in tr.iterrows():
             for fld in ("hv_bus", "lv_bus"):
                 if t[fld] not in index:
@@ -251,9 +274,10 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
 def _read_loads(path: Path, index: dict[str, int]) -> pd.DataFrame:
     """Loads CSV ``bus, p_mw, q_mvar[, class, name]``; row i is line i + 2 of the file."""
     shown = str(path)
-    df = read_csv(path, shown, {"bus": "str", "p_mw": "float", "q_mvar": "float"}, {"class": "str", "name": "str"})
-    problems = [Problem(shown, f"unknown bus '{b}'", row=i + 2, field="bus") for i, b in enumerate(df["bus"])
-                if b not in index]
+    df = read_csv(path, shown, {"bus": "str", "p_mw": "float", "q_mvar": "float"}, {"class": "str", "name": "str"},
+                  bounds=LOAD_BOUNDS, unique={"name": "load name"})
+    problems = [Problem(shown, f"unknown bus '{b}' (not in the network's buses)", row=i + 2, field="bus")
+                for i, b in enumerate(df["bus"]) if b not in index]
     if problems:
         raise InstanceError(problems)
     return pd.DataFrame({"bus": [index[b] for b in df["bus"]], "p_mw": df["p_mw"], "q_mvar": df["q_mvar"],
@@ -270,7 +294,8 @@ def _replace_loads(network: Network, path: Path) -> Network:
 def _profiles(path: Path, shown: str) -> Profiles:
     """``day, hour, weight, <class>...``: one row per (day, hour); hours 0..H-1 of every day
     in order; weight (days/year) the same on every row of a day; class columns >= 0."""
-    df = read_csv(path, shown, {"day": "str", "hour": "int", "weight": "float++"}, allow_extra=True)
+    df = read_csv(path, shown, {"day": "str", "hour": "int", "weight": "float++"}, allow_extra=True,
+                  bounds={"hour": (0, 24 * 60, "(step of the day, from 0)"), "weight": (1e-6, 366.0, "days")})
     classes = [c for c in df.columns if c not in ("day", "hour", "weight")]
     problems = []
     if not classes:
@@ -279,6 +304,7 @@ def _profiles(path: Path, shown: str) -> Profiles:
         vals, probs = _num(df[c], shown, c)
         problems += probs
         df[c] = vals
+    problems += duplicates(list(zip(df["day"], df["hour"])), shown, "hour", "(day, hour)")
     if problems:
         raise InstanceError(problems)
     days = list(dict.fromkeys(df["day"]))
@@ -315,7 +341,8 @@ def _profiles(path: Path, shown: str) -> Profiles:
     return Profiles(days=tuple(days), weights=weights, hours=hours, dt_h=24.0 / hours, factors=factors)
 
 
-def _num(col, shown, name):
+def _num(col, shown, name, highest: float = FACTOR_MAX):
+    """A column of multipliers (dimensionless): each finite, >= 0 and <= ``highest``."""
     vals, probs = [], []
     for i, raw in enumerate(col):
         try:
@@ -325,6 +352,10 @@ def _num(col, shown, name):
         except ValueError:
             probs.append(Problem(shown, f"'{raw}' is not a finite number >= 0", row=i + 2, field=name))
             v = math.nan
+        else:
+            if v > highest:
+                probs.append(Problem(shown, f"must be between 0 and {highest:g} (a multiplier; got {v:g})",
+                                     row=i + 2, field=name))
         vals.append(v)
     return vals, probs
 
@@ -336,7 +367,7 @@ def _growth(cfg: dict, folder: Path, shown: str, econ: Economics, classes: list[
         raise InstanceError(Problem(shown, "give either growth.file or growth.annual_rate, not both", field="growth"))
     if "file" in cfg:
         path = folder / cfg["file"]
-        df = read_csv(path, str(path), {"year": "int"}, allow_extra=True)
+        df = read_csv(path, str(path), {"year": "int"}, allow_extra=True, bounds={"year": YEARS})
         cols = [c for c in df.columns if c != "year"]
         problems = []
         for c in cols:
@@ -354,9 +385,7 @@ def _growth(cfg: dict, folder: Path, shown: str, econ: Economics, classes: list[
         if absent:
             problems.append(Problem(str(path), f"year(s) {', '.join(map(str, absent[:5]))} of the horizon "
                                     f"{years[0]}-{years[-1]} are missing", field="year"))
-        if df["year"].duplicated().any():
-            i = int(np.argmax(df["year"].duplicated().to_numpy()))
-            problems.append(Problem(str(path), f"year {df['year'][i]} appears twice", row=i + 2, field="year"))
+        problems += duplicates(df["year"], str(path), "year", "year")
         if problems:
             raise InstanceError(problems)
         return df.set_index("year").loc[years, classes].astype(float)

@@ -1,7 +1,10 @@
 """Reading CSV tables and TOML sections with errors that name file, line and field."""
 from __future__ import annotations
 
+import csv
+import io
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -9,22 +12,94 @@ import pandas as pd
 from ..errors import InstanceError, Problem
 
 
+#: A plausibility range: (lowest, highest, unit and hint), e.g. ``(0.1, 400.0, "kV (was it given in V?)")``.
+Bounds = dict[str, tuple[float, float, str]]
+
+
 def read_csv(path: Path, shown: str, required: dict[str, str], optional: dict[str, str] | None = None,
-             allow_extra: bool = False) -> pd.DataFrame:
+             allow_extra: bool = False, bounds: Bounds | None = None,
+             unique: dict[str, str] | None = None) -> pd.DataFrame:
     """Read a CSV file and check its columns and types.
 
     ``required`` / ``optional`` map column -> kind: ``str``, ``float`` (finite),
-    ``float+`` (finite, >= 0), ``float++`` (finite, > 0), ``int``, ``bool``.  Every bad cell
-    is reported, with its line number in the file (the header is line 1).
+    ``float+`` (finite, >= 0), ``float++`` (finite, > 0), ``int``, ``bool``.  ``bounds``
+    maps column -> plausible (lowest, highest, unit) of its numbers; ``unique`` column ->
+    what its values name (``"line name"``), for columns that must not repeat a value.  Every
+    bad cell is reported, with its line number in the file (the header is line 1).
     """
     optional = optional or {}
+    df = _read_table(path, shown)
+    problems = _check_header(df, shown, required, optional, allow_extra)
+    if problems:
+        raise InstanceError(problems)
+    if len(df) == 0:
+        raise InstanceError(Problem(shown, "the file has only a header line, no data rows", row=1))
+    out = {}
+    kinds = {**required, **{c: k for c, k in optional.items() if c in df.columns}}
+    for col, kind in kinds.items():
+        out[col], probs = _convert(df[col], kind, shown, col)
+        problems.extend(probs)
+        if col in (bounds or {}) and not probs:  # a bad sign or type is reported once
+            problems += out_of_range(out[col], *bounds[col], shown, col)
+    for col, what in (unique or {}).items():
+        if col in out:
+            problems += duplicates(out[col], shown, col, what)
+    if problems:
+        raise InstanceError(problems)
+    for col in df.columns:
+        if col not in out:
+            out[col] = df[col]
+    return pd.DataFrame(out)[list(df.columns)]
+
+
+def read_text(path: Path, shown: str, what: str = "CSV") -> str:
+    """The text of a UTF-8 file (a BOM is allowed); an :class:`InstanceError` when the path
+    is missing, is a directory, or holds binary data or another encoding."""
     if not path.exists():
         raise InstanceError(Problem(shown, "file not found"))
+    if path.is_dir():
+        raise InstanceError(Problem(shown, f"is a directory, not a {what} file"))
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except Exception as e:
-        raise InstanceError(Problem(shown, f"not a readable CSV file: {e}")) from e
-    df.columns = [c.strip() for c in df.columns]
+        data = path.read_bytes()
+    except OSError as e:
+        raise InstanceError(Problem(shown, f"cannot be read: {e.strerror or e}")) from e
+    if b"\x00" in data:
+        line = data[:data.index(b"\x00")].count(b"\n") + 1
+        raise InstanceError(Problem(shown, f"binary data (a NUL byte on line {line}), not a {what} text file",
+                                    row=line))
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise InstanceError(Problem(shown, f"not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); save the "
+                                    f"file as UTF-8 {what}", row=line)) from e
+
+
+def _read_table(path: Path, shown: str) -> pd.DataFrame:
+    """All cells as stripped-at-the-left strings; empty and malformed files are errors."""
+    text = read_text(path, shown)
+    if not text.strip():
+        raise InstanceError(Problem(shown, "the file is empty (expected a header line with the column names)"))
+    try:
+        header = next(csv.reader(io.StringIO(text)))
+    except (csv.Error, StopIteration) as e:
+        raise InstanceError(Problem(shown, f"not a readable CSV header: {e}", row=1)) from e
+    names = [c.strip() for c in header]
+    dup = sorted({c for c in names if names.count(c) > 1})
+    if dup:
+        raise InstanceError(Problem(shown, f"column(s) {', '.join(repr(c) for c in dup)} appear more than once",
+                                    row=1, field=dup[0]))
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+    except Exception as e:  # pandas raises ParserError, ValueError, csv.Error, ...
+        m = re.search(r"line (\d+)", str(e))
+        raise InstanceError(Problem(shown, f"not a readable CSV file: {str(e).strip()}",
+                                    row=int(m.group(1)) if m else None)) from e
+    df.columns = [str(c).strip() for c in df.columns]
+    return df.fillna("")
+
+
+def _check_header(df, shown, required, optional, allow_extra) -> list[Problem]:
     problems = []
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -35,21 +110,31 @@ def read_csv(path: Path, shown: str, required: dict[str, str], optional: dict[st
         if extra:
             problems.append(Problem(shown, f"unknown column(s) {', '.join(extra)}; allowed: "
                                     + ", ".join(list(required) + list(optional)), row=1, field=extra[0]))
-    if problems:
-        raise InstanceError(problems)
-    if len(df) == 0:
-        raise InstanceError(Problem(shown, "the table has no rows"))
-    out = {}
-    kinds = {**required, **{c: k for c, k in optional.items() if c in df.columns}}
-    for col, kind in kinds.items():
-        out[col], probs = _convert(df[col], kind, shown, col)
-        problems.extend(probs)
-    if problems:
-        raise InstanceError(problems)
-    for col in df.columns:
-        if col not in out:
-            out[col] = df[col]
-    return pd.DataFrame(out)[list(df.columns)]
+    return problems
+
+
+def out_of_range(values, lo: float, hi: float, unit: str, shown: str, col: str) -> list[Problem]:
+    """A problem for every finite value outside [lo, hi] (row = index + 2)."""
+    return [Problem(shown, between(lo, hi, unit, v), row=i + 2, field=col)
+            for i, v in enumerate(values)
+            if isinstance(v, (int, float)) and math.isfinite(v) and not lo <= v <= hi]
+
+
+def between(lo: float, hi: float, unit: str, got: float) -> str:
+    """``must be between 0.1 and 1000 kV (got 11000)``."""
+    return f"must be between {lo:g} and {hi:g}{' ' + unit if unit else ''} (got {got:g})"
+
+
+def duplicates(keys, shown: str, field: str, what: str) -> list[Problem]:
+    """A problem for every repeated key (row = index + 2), naming the row of its first use."""
+    first, problems = {}, []
+    for i, k in enumerate(keys):
+        if k in first:
+            problems.append(Problem(shown, f"{what} {k!r} is used twice (first on row {first[k] + 2})",
+                                    row=i + 2, field=field))
+        else:
+            first[k] = i
+    return problems
 
 
 def _convert(series: pd.Series, kind: str, shown: str, col: str):
@@ -95,9 +180,13 @@ _PY = {"str": str, "float": (int, float), "int": int, "bool": bool, "list": list
        "float+": (int, float), "float++": (int, float), "list|str": (list, str), "float|str": (int, float, str)}
 
 
-def check_section(section: dict, shown: str, prefix: str, schema: dict[str, str], required=()) -> list[Problem]:
-    """Check a TOML table's keys and value types against ``schema`` (key -> kind)."""
+def check_section(section: dict, shown: str, prefix: str, schema: dict[str, str], required=(),
+                  bounds: Bounds | None = None) -> list[Problem]:
+    """Check a TOML table's keys and value types against ``schema`` (key -> kind) and its
+    numbers against ``bounds`` (key -> plausible (lowest, highest, unit))."""
     problems = []
+    if not isinstance(section, dict):
+        return [Problem(shown, f"{section!r} must be a table", field=prefix.rstrip(".") or None)]
     for key in required:
         if key not in section:
             problems.append(Problem(shown, "missing key", field=f"{prefix}{key}"))
@@ -106,13 +195,26 @@ def check_section(section: dict, shown: str, prefix: str, schema: dict[str, str]
             problems.append(Problem(shown, f"unknown key; allowed: {', '.join(schema)}", field=f"{prefix}{key}"))
             continue
         kind = schema[key]
+        before = len(problems)
         ok = isinstance(value, _PY[kind]) and not (kind not in ("bool",) and isinstance(value, bool))
-        if ok and kind in ("float+", "float++", "float"):
-            ok = math.isfinite(value)
+        if ok and kind in ("float+", "float++", "float", "int"):
+            ok = _finite(value)
             if ok and kind == "float+" and value < 0:
                 problems.append(Problem(shown, f"{value} is negative; must be >= 0", field=f"{prefix}{key}"))
             if ok and kind == "float++" and value <= 0:
                 problems.append(Problem(shown, f"{value} must be > 0", field=f"{prefix}{key}"))
         if not ok:
             problems.append(Problem(shown, f"{value!r} is not of kind {kind}", field=f"{prefix}{key}"))
+        elif bounds and key in bounds and len(problems) == before and isinstance(value, (int, float)):
+            lo, hi, unit = bounds[key]
+            if not lo <= value <= hi:
+                problems.append(Problem(shown, between(lo, hi, unit, value), field=f"{prefix}{key}"))
     return problems
+
+
+def _finite(value) -> bool:
+    """Whether a TOML number is finite and fits a float (TOML integers can be huge)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
