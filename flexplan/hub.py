@@ -75,6 +75,8 @@ class Hub:
         self.n_buses, self.n_ops = n_buses, n_ops
         self.p_withdraw = np.zeros((n_buses, n_ops))  # MW, fixed loads
         self.q_withdraw = np.zeros((n_buses, n_ops))  # Mvar
+        self.p_firm = np.zeros((n_buses, n_ops))  # MW of p_withdraw that may not be shed (EV charging)
+        self.q_firm = np.zeros((n_buses, n_ops))  # Mvar of q_withdraw that goes with it
         self.p_terms: dict[tuple[int, int], list] = defaultdict(list)  # (bus, op) -> expressions, MW injected
         self.q_terms: dict[tuple[int, int], list] = defaultdict(list)
         self.max_injection = np.zeros(n_buses)  # MVA, bound on |variable injections| per bus
@@ -92,10 +94,19 @@ class Hub:
         self.provided: set[str] = set()
 
     # -- power ---------------------------------------------------------------------------
-    def withdraw(self, bus: int, p_mw: np.ndarray, q_mvar: np.ndarray) -> None:
-        """A fixed load (MW, Mvar per op) at ``bus``; the network may shed it at VOLL."""
+    def withdraw(self, bus: int, p_mw: np.ndarray, q_mvar: np.ndarray, sheddable: bool = True) -> None:
+        """A fixed load (MW, Mvar per op) at ``bus``.  The network may shed a sheddable load
+        at VOLL; a firm one (the charging of uncontrolled EVs, which must leave with their
+        energy, as under smart charging) is always served."""
         self.p_withdraw[bus] += p_mw
         self.q_withdraw[bus] += q_mvar
+        if not sheddable:
+            self.p_firm[bus] += p_mw
+            self.q_firm[bus] += q_mvar
+
+    def sheddable(self) -> tuple[np.ndarray, np.ndarray]:
+        """(MW, Mvar) per (bus, op) that the network may shed: the withdrawals less the firm part."""
+        return np.maximum(self.p_withdraw - self.p_firm, 0.0), self.q_withdraw - self.q_firm
 
     def inject(self, bus: int, op: int, p=None, q=None) -> None:
         """A variable injection (expression, MW / Mvar; generation positive) at (bus, op)."""

@@ -126,8 +126,9 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
     envs = [fleet_envelopes(fl, ix, cfg) for fl in fleets]
     units = _units(fleets, ix)
     b._flex = dict(fleets=fleets, envs=envs, units=units, cfg=cfg)  # for extract
-    # a bound on each bus's fleet power, for the network's flow ranges
-    for f, fleet in enumerate(fleets):
+    # a bound on each bus's fleet power, for the network's flow ranges (a fixed schedule,
+    # uncontrolled or tariff-driven, is a withdrawal of known size instead: no bound)
+    for f, fleet in enumerate(fleets if cfg.mode not in ("uncontrolled", "tariff") else ()):
         env = envs[f]
         peak = float(np.max(env.p_max_profile_mw() + env.per_clock_step(lambda c: c.p_dis_max_mw)))
         kva = cfg.charger_kva_per_kw if cfg.reactive else 1.0
@@ -147,7 +148,7 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
             p = np.zeros(ix.n_ops)
             p[u.first_op:u.first_op + H] = charge * u.n_evs
             q_per_p = hub.charger_q_per_p or 0.0  # grid code: chargers inject Q while charging
-            hub.withdraw(u.bus, p, -q_per_p * p)
+            hub.withdraw(u.bus, p, -q_per_p * p, sheddable=False)
             if cfg.mode == "uncontrolled":  # cohort traces are known only for the baseline
                 for c in env.cohorts:
                     hub.storage_cohorts.append(dict(

@@ -33,11 +33,12 @@ def flow_ranges(net, hub) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     """
     below = net.downstream_buses()
     pw, qw = hub.p_withdraw, hub.q_withdraw
-    sheddable = pw > 0
-    p_lo = np.where(sheddable, 0.0, pw)
+    ps, qs = hub.sheddable()  # the rest (firm: EV charging) is always withdrawn
+    sheddable = ps > 0
+    p_lo = np.where(sheddable, pw - ps, pw)
     p_hi = pw
-    q_lo = np.where(sheddable, np.minimum(qw, 0.0), qw)
-    q_hi = np.where(sheddable, np.maximum(qw, 0.0), qw)
+    q_lo = np.where(sheddable, qw - qs + np.minimum(qs, 0.0), qw)
+    q_hi = np.where(sheddable, qw - qs + np.maximum(qs, 0.0), qw)
     T = pw.shape[1]
     out = [np.zeros((net.n_branches, T)) for _ in range(4)]
     for k, bs in enumerate(below):

@@ -54,12 +54,13 @@ def add_copperplate(b, inst, ix, hub, cfg: CopperplateConfig) -> None:
     opnode = [ix.node_names[k] for k in ix.op_node]
     hours = ix.op_hours().tolist()  # plain floats: numpy scalars slow Pyomo down
     pw, qw = hub.p_withdraw, hub.q_withdraw
-    q_ratio = np.divide(qw, pw, out=np.zeros_like(pw), where=pw > 0).tolist()
+    ps, qs = hub.sheddable()  # firm withdrawals (EV charging) are never shed
+    q_ratio = np.divide(qs, ps, out=np.zeros_like(ps), where=ps > 0).tolist()
 
     b.P_imp = pyo.Var(slacks, T)
     b.Q_imp = pyo.Var(slacks, T)
-    shed_keys = [(j, t) for j in range(net.n_buses) if np.any(pw[j] > 0) for t in T if pw[j, t] > 0]
-    b.shed = pyo.Var(shed_keys, bounds=lambda _, j, t: (0.0, pw[j, t]))
+    shed_keys = [(j, t) for j in range(net.n_buses) if np.any(ps[j] > 0) for t in T if ps[j, t] > 0]
+    b.shed = pyo.Var(shed_keys, bounds=lambda _, j, t: (0.0, ps[j, t]))
     shed_at = defaultdict(list)
     for j, t in shed_keys:
         shed_at[(root[j], t)].append(j)

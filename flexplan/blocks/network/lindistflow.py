@@ -102,9 +102,10 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
 
     # load shedding where there is load
     pw, qw = hub.p_withdraw, hub.q_withdraw
-    shed_keys = [(j, t) for j in range(net.n_buses) if np.any(pw[j] > 0) for t in T if pw[j, t] > 0]
-    b.shed = pyo.Var(shed_keys, bounds=lambda _, j, t: (0.0, pw[j, t]))
-    q_ratio = np.divide(qw, pw, out=np.zeros_like(pw), where=pw > 0).tolist()
+    ps, qs = hub.sheddable()  # firm withdrawals (EV charging) are never shed
+    shed_keys = [(j, t) for j in range(net.n_buses) if np.any(ps[j] > 0) for t in T if ps[j, t] > 0]
+    b.shed = pyo.Var(shed_keys, bounds=lambda _, j, t: (0.0, ps[j, t]))
+    q_ratio = np.divide(qs, ps, out=np.zeros_like(ps), where=ps > 0).tolist()
     pw_l, qw_l = pw.tolist(), qw.tolist()
     Pabs_l, Qabs_l = Pabs.tolist(), Qabs.tolist()
 
