@@ -765,6 +765,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None,
                     help="run only cases whose name contains this text (several: separated by commas)")
     ap.add_argument("--skip-cigre", action="store_true", help="leave out cigre_mv (a long case)")
+    ap.add_argument("--large", action="store_true", help="afterwards also run large_cases.py (SimBench MV x 4 stages "
+                    "x 12 days: LP, MIP and day screening at load x2.5 and x1; ~30 min; results/large.json)")
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"),
                     help="JSON results file; a .csv and a .png are written beside it")
     ap.add_argument("--_worker", nargs=2, help=argparse.SUPPRESS)
@@ -849,7 +851,13 @@ def main(argv=None) -> int:
     if mismatches:
         print(f"HiGHS alone found another objective (> {OBJ_RTOL:g} relative) on the LP case(s): "
               + ", ".join(mismatches))
-    return 1 if failures or mismatches else 0
+    rc = 1 if failures or mismatches else 0
+    if args.large:
+        sys.path.insert(0, str(HERE))
+        import large_cases
+
+        rc = max(rc, large_cases.main(["--time-limit", str(args.time_limit), "--label", "latest"]))
+    return rc
 
 
 if __name__ == "__main__":
