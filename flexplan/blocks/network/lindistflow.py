@@ -261,9 +261,23 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
                 a.add(state_of[id(o)][n], o.rating_mva - base)
             rating_aff[k, n] = a
     edges = polygon(cfg.polygon_sides)
-    b.s_over = pyo.Var(limited, T, within=pyo.NonNegativeReals)
-    keys = [(k, m, t) for k in limited for t in T
-            for m in polygon_edges_needed(edges, Pmin[k, t], Pmax[k, t], Qmin[k, t], Qmax[k, t])]
+
+    def binding(pmin, pmax, qmin, qmax, cap):
+        """Polygon edges that can bind for flows in the box at the smallest rating the
+        branch can have (``cap``, MVA x loading): an edge whose largest value over the box
+        stays within it is implied by the flow bounds and left out (exact, also for the LP
+        relaxation); a branch-op without edges gets no overload slack either."""
+        return [m for m in polygon_edges_needed(edges, pmin, pmax, qmin, qmax)
+                if max(edges[m][0] * pmin, edges[m][0] * pmax) + max(edges[m][1] * qmin, edges[m][1] * qmax)
+                > edges[m][2] * cap]
+
+    keys = []
+    for k in limited:
+        base = rating[k] if rating[k] < UNLIMITED_MVA else 0.0
+        cap = load_frac * min([base] + [o.rating_mva for o in replaces.get(k, [])])
+        keys += [(k, m, t) for t in T for m in binding(Pmin[k, t], Pmax[k, t], Qmin[k, t], Qmax[k, t], cap)]
+    over_keys = sorted({(k, t) for k, _, t in keys})
+    b.s_over = pyo.Var(over_keys, within=pyo.NonNegativeReals)
 
     def thermal(P, Q, s_over, m, rat: Affine):
         """a_m P + b_m Q <= e_m (loading · rating + s_over)"""
@@ -273,9 +287,11 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
 
     b.thermal = pyo.Constraint(keys, rule=lambda _, k, m, t: thermal(b.P[k, t], b.Q[k, t], b.s_over[k, t], m,
                                                                       rating_aff[k, opnode[t]]))
-    b.s_over_par = pyo.Var(PC, T, within=pyo.NonNegativeReals)
     keys = [(c, m, t) for c in PC for t in T
-            for m in polygon_edges_needed(edges, -Pabs[pbr[c], t], Pabs[pbr[c], t], -Qabs[pbr[c], t], Qabs[pbr[c], t])]
+            for m in binding(-Pabs[pbr[c], t], Pabs[pbr[c], t], -Qabs[pbr[c], t], Qabs[pbr[c], t],
+                             load_frac * parallels[c].rating_mva)]
+    over_par_keys = sorted({(c, t) for c, _, t in keys})
+    b.s_over_par = pyo.Var(over_par_keys, within=pyo.NonNegativeReals)
     par_rating = [{n: Affine().add(st, o.rating_mva) for n, st in par_state[c].items()} for c, o in enumerate(parallels)]
     b.thermal_par = pyo.Constraint(keys, rule=lambda _, c, m, t: thermal(b.Pp[c, t], b.Qp[c, t], b.s_over_par[c, t], m,
                                                                           par_rating[c][opnode[t]]))
@@ -288,12 +304,17 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     shed_at = defaultdict(list)
     for j, t in shed_keys:
         shed_at[t].append(j)
+    over_at, over_par_at = defaultdict(list), defaultdict(list)
+    for k, t in over_keys:
+        over_at[t].append(k)
+    for c, t in over_par_keys:
+        over_par_at[t].append(c)
     for (n, y), ts in by_ny.items():
         hub.cost("penalty_unserved", n, pen.voll_eur_per_mwh * sum(hours[t] * b.shed[j, t] for t in ts
                                                                      for j in shed_at[t]), year=y)
         hub.cost("penalty_overload", n, pen.overload_eur_per_mvah * (
-            sum(hours[t] * b.s_over[k, t] for k in limited for t in ts)
-            + sum(hours[t] * b.s_over_par[c, t] for c in PC for t in ts)), year=y)
+            sum(hours[t] * b.s_over[k, t] for t in ts for k in over_at[t])
+            + sum(hours[t] * b.s_over_par[c, t] for t in ts for c in over_par_at[t])), year=y)
         hub.cost("penalty_voltage", n, pen.voltage_eur_per_pu2h * sum(
             hours[t] * (b.s_vlo[j, t] + b.s_vhi[j, t]) for j in buses for t in ts), year=y)
 
