@@ -37,22 +37,15 @@ LP_RECIPE = {"name": "reinforce_lp", "blocks": ["demand", "reinforcement"],
 
 
 def _instance(scale: float, k: int):
-    import pandas as pd
-
     import flexplan as fp
-    from flexplan.instance.model import Profiles
     from flexplan.reduce import reduce_instance
+
+    sys.path.insert(0, str(ROOT / "instances" / "tools"))
+    from reduce_profiles import read_profiles_csv
 
     folder = ROOT / "instances" / "sb_mv_rural"
     inst = fp.load_instance(folder)
-    df = pd.read_csv(folder / "profiles_year.csv")
-    df["day"] = df["day"].astype(str)
-    days = list(dict.fromkeys(df["day"]))
-    hours = int(df.groupby("day").size().iloc[0])
-    classes = [c for c in df.columns if c not in ("day", "hour", "weight")]
-    year = Profiles(days=tuple(days), weights=df.groupby("day", sort=False)["weight"].first().to_numpy(float),
-                    hours=hours, dt_h=24.0 / hours,
-                    factors={c: df[c].to_numpy(float).reshape(len(days), hours) for c in classes})
+    year = read_profiles_csv(folder / "profiles_year.csv")
     inst, _ = reduce_instance(dataclasses.replace(inst, profiles=year), k)
     net = inst.network
     loads = net.loads.assign(p_mw=net.loads["p_mw"] * scale, q_mvar=net.loads["q_mvar"] * scale)

@@ -23,7 +23,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,7 +55,7 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
 
         _log(f"solving '{recipe}' by day screening (restricted days, then every day with the plan fixed)")
         res = solve_screened(inst, recipe, mip_gap=mip_gap, time_limit=time_limit, threads=threads, progress=_log)
-        pm = SimpleNamespace(recipe=fp.resolve_recipe(recipe))
+        rec = fp.resolve_recipe(recipe)
     else:
         _log(f"building model '{recipe}'")
         try:
@@ -66,6 +65,7 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
         pm.timings["load"] = load_s
         _log(f"  built in {pm.timings['build']:.1f} s")
         res = fp.solve(pm, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, progress=_log)
+        rec = pm.recipe
     t = res.timings_s
     _log(f"  status {res.status} (HiGHS: {res.highs_status}); hand-off {t['handoff']:.1f} s, solve {t['solve']:.1f} s")
     if res.has_solution:
@@ -77,7 +77,7 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
         _log(f"  violations: voltage {v['max_voltage_deviation_pu']:.4f} pu, overload {v['max_overload_pct']:.2f} %, "
              f"unserved {v['unserved_mwh']:.3f} MWh")
     interrupted = res.status == "interrupted"
-    ref_recipe = reference_recipe(pm.recipe) if reference and inst.ev_fleets and res.has_solution \
+    ref_recipe = reference_recipe(rec) if reference and inst.ev_fleets and res.has_solution \
         and not interrupted else None
     if ref_recipe is not None:
         _log("solving the reference: the same recipe with uncontrolled EVs (skip with --no-reference)")
@@ -88,7 +88,7 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
             interrupted = True
             res.extra["value_of_flexibility"] = dict(value_eur=None, note="reference solve interrupted")
             _log("  reference interrupted: no value of flexibility")
-            return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{pm.recipe.name}", plots,
+            return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{rec.name}", plots,
                                    interrupted=True)
         vof = value_of_flexibility(res, ref)
         res.extra["value_of_flexibility"] = vof
@@ -100,7 +100,7 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
         else:
             _log(f"  reference {ref.status}: no value of flexibility")
         del ref_pm
-    return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{pm.recipe.name}", plots)
+    return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{rec.name}", plots)
 
 
 class _OutOfMemory(Exception):

@@ -29,7 +29,6 @@ import dataclasses
 import time
 
 import numpy as np
-import pyomo.environ as pyo
 
 from .assemble import build_model
 from .errors import RecipeError
@@ -70,9 +69,10 @@ def check_screenable(recipe) -> None:
                           f"bound. Solve without screening.")
 
 
-def _fix_decisions(src_pm, dst_pm) -> int:
-    """Fix in ``dst_pm`` every decision variable of ``src_pm`` at its (rounded if integer) value."""
-    n = 0
+def _fix_decisions(src_pm, dst_pm) -> list:
+    """Fix in ``dst_pm`` every decision variable of ``src_pm`` at its (rounded if integer)
+    value; returns the variables of ``dst_pm`` it fixed."""
+    fixed = []
     for vars_ in src_pm.hub.decisions.values():
         for v in vars_:
             w = dst_pm.model.find_component(v.name)
@@ -80,8 +80,8 @@ def _fix_decisions(src_pm, dst_pm) -> int:
                 raise RecipeError(f"day screening: decision {v.name} has no counterpart in the full model")
             val = v.value if v.value is not None else 0.0
             w.fix(round(val) if w.is_integer() else val)
-            n += 1
-    return n
+            fixed.append(w)
+    return fixed
 
 
 def solve_screened(inst, recipe="reinforce_only", *, mip_gap: float = 0.01, time_limit: float | None = None,
@@ -89,7 +89,7 @@ def solve_screened(inst, recipe="reinforce_only", *, mip_gap: float = 0.01, time
     """Solve ``inst`` under ``recipe`` by day screening (module docstring).  Returns the
     :class:`~flexplan.results.Results` of the evaluated plan on all days, with
     ``extra["screening"]``: per round the days solved, LB, UB, gap and times.
-    ``time_limit`` (s) applies to each restricted MIP."""
+    ``time_limit`` (s) applies to each solve (restricted MIP and evaluation)."""
     from .results import collect
 
     say = progress or (lambda _msg: None)
@@ -103,7 +103,7 @@ def solve_screened(inst, recipe="reinforce_only", *, mip_gap: float = 0.01, time
     rounds = []
     t_start = time.perf_counter()
     opts = SolveOptions(time_limit=time_limit, mip_gap=mip_gap, threads=threads, seed=seed)
-    full_pm = None
+    full_pm, fixed = None, []
     for r in range(1, max_rounds + 1):
         days = [d for d in all_days if d in set(days)]
         say(f"screening round {r}: solving {len(days)} of {len(all_days)} days ({', '.join(days)})")
@@ -121,13 +121,10 @@ def solve_screened(inst, recipe="reinforce_only", *, mip_gap: float = 0.01, time
         t1 = time.perf_counter()
         if full_pm is None:
             full_pm = build_model(inst, recipe)
-        else:
-            for v in full_pm.model.component_data_objects(pyo.Var):
-                if v.fixed and v.name in fixed_names:
-                    v.unfix()
-        _fix_decisions(pm, full_pm)
-        fixed_names = {v.name for vs in pm.hub.decisions.values() for v in vs}
-        full_out = solve_model(full_pm.model, dataclasses.replace(opts, mip_gap=mip_gap), progress=None)
+        for v in fixed:  # the previous round's plan
+            v.unfix()
+        fixed = _fix_decisions(pm, full_pm)
+        full_out = solve_model(full_pm.model, opts, progress=None)
         eval_s = time.perf_counter() - t1
         if not full_out.has_solution:
             raise RecipeError(f"day screening: the plan of round {r} has no feasible operation on all days "

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import math
 import tempfile
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyomo.environ as pyo
 import pytest
+from conftest import write_feeder
 from hypothesis import HealthCheck, Phase, assume, event, example, given, note, settings
 from hypothesis import strategies as st
 
@@ -213,22 +213,27 @@ def cases(draw, max_buses: int = 8, max_fleets: int = 2) -> Case:
 
 
 def write_case(folder: Path, case: Case, ev_scale: float = 1.0) -> Path:
-    """The case as an instance folder (CSV network, session CSVs)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """The case as an instance folder (CSV network by ``conftest.write_feeder``, session CSVs)."""
     n = case.n_buses
-    (folder / "buses.csv").write_text("name,vn_kv\n" + "".join(f"b{b},{VN_KV}\n" for b in range(n)))
-    (folder / "lines.csv").write_text("name,from_bus,to_bus,r_ohm,x_ohm,rating_mva,length_km\n" + "".join(
-        f"l{k + 1},b{case.parent[k]},b{k + 1},{case.r_ohm[k]},{case.x_ohm[k]},{case.rating_mva[k]},1.0\n"
-        for k in range(n - 1)))
-    loads = [(b, case.load_kw[b] / 1000, case.load_kw[b] * case.q_ratio[b] / 1000) for b in range(1, n)
+    lines = [(f"l{k + 1}", f"b{case.parent[k]}", f"b{k + 1}", case.r_ohm[k], case.x_ohm[k], case.rating_mva[k], 1.0)
+             for k in range(n - 1)]
+    loads = [(f"b{b}", case.load_kw[b] / 1000, case.load_kw[b] * case.q_ratio[b] / 1000) for b in range(1, n)
              if case.load_kw[b] > 0]
     if not loads:  # the loader wants at least a row: a zero load
-        loads = [(1, 0.0, 0.0)]
-    (folder / "loads.csv").write_text("bus,p_mw,q_mvar\n" + "".join(f"b{b},{p},{q}\n" for b, p, q in loads))
-    (folder / "profiles.csv").write_text("day,hour,weight,res\n" + "".join(
-        f"d,{h},365,{f}\n" for h, f in enumerate(case.factors)))
+        loads = [("b1", 0.0, 0.0)]
     econ, yps, years, _ = HORIZONS[case.n_stages][case.horizon]
-    fleets = ""
+    reinf = ""
+    if case.capex_eur is not None:
+        reinf = (f'generate = ["replace"]\n[[reinforcement.line_types]]\nname = "cable"\nr_ohm_per_km = {NEW_R}\n'
+                 f"x_ohm_per_km = {NEW_X}\nmax_i_ka = {NEW_I_KA}\ncapex_eur_per_km = {case.capex_eur}\n"
+                 "lifetime_years = 40\n")
+    write_feeder(folder, lines=lines, loads=loads, profile=[("d", 365, list(case.factors))],
+                 economics=f"{econ}\ndiscount_rate = {DISCOUNT}", growth=f"annual_rate = {case.growth}",
+                 limits=f"v_min_pu = {case.v_min_pu}\nv_max_pu = 1.1", reinforcement=reinf, vn_kv=VN_KV,
+                 operation=f'years_per_stage = "{yps}"')
+    voll, over, volt = case.penalties
+    extra = (f"\n[penalties]\nvoll_eur_per_mwh = {voll}\noverload_eur_per_mvah = {over}\n"
+             f"voltage_eur_per_pu2h = {volt}\n")
     for fl in case.fleets:
         rows = []
         for i, s in enumerate(fl.sessions):
@@ -240,43 +245,11 @@ def write_case(folder: Path, case: Case, ev_scale: float = 1.0) -> Path:
                                                "battery_kwh,charger_kw,v2g\n" + "".join(rows))
         evs = ", ".join(f"{y} = {n_ * ev_scale}" for y, n_ in zip(years, fl.evs))
         buses = ", ".join(f'"b{b}"' for b in fl.buses)
-        fleets += (f'\n[[ev_fleets]]\nname = "{fl.name}"\nbuses = [{buses}]\nsessions = "{fl.name}.csv"\n'
-                   f"ev_days = {fl.ev_days}\nevs = {{{evs}}}\nsoc_min = {SOC_MIN}\neta_charge = {ETA_C}\n"
-                   f"eta_discharge = {ETA_D}\n")
-    reinf = ""
-    if case.capex_eur is not None:
-        reinf = (f'generate = ["replace"]\n[[reinforcement.line_types]]\nname = "cable"\nr_ohm_per_km = {NEW_R}\n'
-                 f"x_ohm_per_km = {NEW_X}\nmax_i_ka = {NEW_I_KA}\ncapex_eur_per_km = {case.capex_eur}\n"
-                 "lifetime_years = 40\n")
-    voll, over, volt = case.penalties
-    (folder / "instance.toml").write_text(textwrap.dedent("""\
-        name = "{name}"
-        [network]
-        source = "csv"
-        buses = "buses.csv"
-        lines = "lines.csv"
-        loads = "loads.csv"
-        slack_bus = "b0"
-        default_class = "res"
-        [profiles]
-        file = "profiles.csv"
-        [growth]
-        annual_rate = {growth}
-        [economics]
-        {econ}
-        discount_rate = {disc}
-        [operation]
-        years_per_stage = "{yps}"
-        [limits]
-        v_min_pu = {vmin}
-        v_max_pu = 1.1
-        [penalties]
-        voll_eur_per_mwh = {voll}
-        overload_eur_per_mvah = {over}
-        voltage_eur_per_pu2h = {volt}
-        """).format(name=folder.name, growth=case.growth, econ=econ, disc=DISCOUNT, yps=yps,
-                    vmin=case.v_min_pu, voll=voll, over=over, volt=volt)
-        + fleets + ("\n[reinforcement]\n" + reinf if reinf else ""))
+        extra += (f'\n[[ev_fleets]]\nname = "{fl.name}"\nbuses = [{buses}]\nsessions = "{fl.name}.csv"\n'
+                  f"ev_days = {fl.ev_days}\nevs = {{{evs}}}\nsoc_min = {SOC_MIN}\neta_charge = {ETA_C}\n"
+                  f"eta_discharge = {ETA_D}\n")
+    with open(folder / "instance.toml", "a") as f:
+        f.write(extra)
     return folder
 
 

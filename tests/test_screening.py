@@ -1,8 +1,7 @@
 """Day screening (flexplan.screening): the plan found on the stressed days, proven on all
 days, must be the plan the full MIP finds, at the same cost."""
-import math
-
 import pytest
+from conftest import CABLE
 
 import flexplan as fp
 from flexplan.errors import RecipeError
@@ -10,15 +9,6 @@ from flexplan.screening import peak_day, solve_screened, with_days
 
 pytestmark = pytest.mark.component
 
-REINF = f"""
-[[reinforcement.line_types]]
-name = "big"
-r_ohm_per_km = 0.1
-x_ohm_per_km = 0.05
-max_i_ka = {3.0 / (math.sqrt(3) * 20.0):.12f}
-capex_eur_per_km = 100000
-lifetime_years = 40
-"""
 
 
 def two_laterals(feeder, name="laterals"):
@@ -28,7 +18,7 @@ def two_laterals(feeder, name="laterals"):
     folder = feeder(name, lines=[("trunk", "b0", "b1", 0.01, 0.01, 10.0, 1.0),
                                  ("res_line", "b1", "b2", 0.1, 0.05, 1.0, 1.0),
                                  ("com_line", "b1", "b3", 0.1, 0.05, 1.0, 1.0)],
-                    loads=[("b2", 1.3, 0.0), ("b3", 1.2, 0.0)], reinforcement=REINF,
+                    loads=[("b2", 1.3, 0.0), ("b3", 1.2, 0.0)], reinforcement=CABLE,
                     limits="v_min_pu = 0.5\nv_max_pu = 1.5")
     (folder / "loads.csv").write_text("bus,p_mw,q_mvar,class\nb2,1.3,0.0,res\nb3,1.2,0.0,com\n")
     rows = ["day,hour,weight,res,com"]

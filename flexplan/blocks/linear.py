@@ -52,12 +52,8 @@ class Affine:
             self.vars.append(var)
         return self
 
-    def expr(self, with_const: bool = True) -> LinearExpression:
-        return lin(self.coefs, self.vars, self.const if with_const else 0.0)
-
-    def value(self) -> float:
-        """The value at the variables' current values (unset counts as 0)."""
-        return self.const + sum(c * (v.value or 0.0) for c, v in zip(self.coefs, self.vars))
+    def expr(self) -> LinearExpression:
+        return lin(self.coefs, self.vars, self.const)
 
 
 def lin(coefs, vars_, const: float = 0.0) -> LinearExpression:
