@@ -141,10 +141,13 @@ def solve_screened(inst, recipe="reinforce_only", *, mip_gap: float = 0.01, time
             f"({eval_s:.1f} s); left-out days with penalties: {missing or 'none'}")
         if gap <= mip_gap or len(days) == len(all_days):
             break
-        if not missing:  # the plan pays no penalty elsewhere: the gap is the restricted MIP's own
-            missing = [d for d in all_days if d not in days][:1] if out.mip_gap and out.mip_gap <= mip_gap else []
-            if not missing:
+        if not missing:
+            # no left-out day pays a penalty, yet the bounds differ: either the left-out days
+            # carry costs of their own (flexibility bought every day) — add the next day — or
+            # the restricted MIP stopped above the gap (time limit), which more days cannot mend
+            if out.mip_gap is not None and out.mip_gap > mip_gap:
                 break
+            missing = [d for d in all_days if d not in days][:1]
         days = days + missing
     res = collect(full_pm, full_out)
     res.mip_gap = float(gap)

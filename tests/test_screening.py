@@ -1,7 +1,7 @@
 """Day screening (flexplan.screening): the plan found on the stressed days, proven on all
 days, must be the plan the full MIP finds, at the same cost."""
 import pytest
-from conftest import CABLE
+from conftest import CABLE, add_fleet
 
 import flexplan as fp
 from flexplan.errors import RecipeError
@@ -72,3 +72,20 @@ def test_cli_screen_days(feeder, tmp_path):
     assert summary["screening"]["converged"] is True
     assert len(summary["screening"]["rounds"]) == 2
     assert main(["solve", str(folder), "--screen-days", "--stochastic"]) == 2
+
+
+def test_screening_adds_days_that_cost_without_penalties(feeder):
+    """Smart charging pays for flexibility on every congested day without any penalty: the
+    peak day's bound is short of the plan's cost on all days, so the other day is added."""
+    folder = feeder("flex_every_day", lines=[("l1", "b0", "b1", 0.1, 0.05, 1.0, 1.0)], loads=[("b1", 1.2, 0.0)],
+                    profile=[("a", 200, [0.75] * 24), ("b", 165, [0.74] * 24)],
+                    reinforcement=CABLE.replace("150000", "5000000"), limits="v_min_pu = 0.5\nv_max_pu = 1.5")
+    inst = fp.load_instance(add_fleet(folder, "b1", 200))
+    full = fp.solve(fp.build_model(inst, "flex_vs_reinforce"), mip_gap=0.0)
+    assert full.cost_breakdown_eur["ev_flexibility"] > 0 and len(full.builds) == 0
+    scr = solve_screened(inst, "flex_vs_reinforce", mip_gap=1e-6)
+    rounds = scr.extra["screening"]["rounds"]
+    assert [r["days"] for r in rounds] == [["a"], ["a", "b"]]
+    assert rounds[0]["days_with_penalties_left_out"] == [] and rounds[0]["gap"] > 0.1
+    assert scr.extra["screening"]["converged"] is True
+    assert scr.objective_eur == pytest.approx(full.objective_eur, rel=1e-6)
