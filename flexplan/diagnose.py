@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
+from .blocks.rows import materialize_rows
 from .solve import flexplan_status, to_highs
 
 #: network-block families whose first index is a bus / a branch / a parallel candidate
@@ -138,6 +139,7 @@ def diagnose_model(pm, time_limit: float | None = 300.0, progress=None, irreduci
     t0 = time.perf_counter()
     say = progress or (lambda _m: None)
     inst_name, model_name = pm.instance.name, pm.recipe.name
+    materialize_rows(pm.model)  # IIS rows and switched-off families map back to Pyomo constraints
     lp, repn, n_int, _ = to_highs(pm.model)
     say(f"solving {lp.num_col_} variables, {lp.num_row_} constraints, {n_int} integer")
     h, text = _highs(lp, time_limit)

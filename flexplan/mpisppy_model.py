@@ -41,6 +41,7 @@ from functools import lru_cache
 import pyomo.environ as pyo
 
 from .assemble import build_model
+from .blocks.rows import materialize_rows
 from .index import tree_index
 from .instance import load_instance
 from .paths import resolve_instance_path
@@ -77,6 +78,7 @@ def scenario_creator(scenario_name: str, instance: str = "ieee33_ev_tree", model
     path = tree.path(leaf)
     pm = build_model(inst, model, index=tree_index(inst, tree, nodes=path, unit_probability=True))
     m = pm.model
+    materialize_rows(m)  # mpi-sppy hands the model to Pyomo's solvers: every row a Pyomo constraint
     m.name = f"{scenario_name} ({leaf})"  # mpi-sppy names the scenario by it in its messages
     per_node = {n.name: [] for n in path}
     for term in pm.hub.costs:

@@ -99,39 +99,125 @@ class SolveOutcome:
     timings: dict
 
 
+@dataclass
+class StandardForm:
+    """What :func:`to_highs` handed over: ``columns`` (the variable of each HiGHS column),
+    ``rows`` (per Pyomo row its ``ConstraintData`` and sense; the rows of ``families``
+    follow them, family by family, in their order), the variables Pyomo's compiler
+    eliminated, and the families."""
+
+    columns: list
+    rows: list
+    eliminated_vars: list
+    families: list
+
+
+def _family_matrix(fams, columns: list, col: dict):
+    """The rows of the row families (:mod:`flexplan.blocks.rows`) as one CSR block over the
+    columns, appending a column for each variable no Pyomo constraint used; a fixed
+    variable's value moves into the row bounds.  Returns per family its CSR matrix, row
+    lower and row upper bounds."""
+    import scipy.sparse as sp
+
+    blocks, los, his = [], [], []
+    get = col.get
+    for fam in fams:
+        n = len(fam)
+        starts = np.asarray(fam.start, dtype=np.int64)
+        idx = list(map(get, map(id, fam.var)))
+        coef = np.asarray(fam.coef, dtype=float)
+        row_of = np.repeat(np.arange(n), np.diff(starts))
+        shift = np.zeros(n)
+        fixed = []
+        for p in [p for p, c in enumerate(idx) if c is None]:
+            v = fam.var[p]
+            c = get(id(v))
+            if c is None:
+                if v.fixed:
+                    fixed.append(p)
+                    idx[p] = 0
+                    continue
+                c = col[id(v)] = len(columns)
+                columns.append(v)
+            idx[p] = c
+        indices = np.asarray(idx, dtype=np.int64)
+        if fixed:
+            fixed = np.asarray(fixed, dtype=np.int64)
+            np.add.at(shift, row_of[fixed], coef[fixed] * np.array([fam.var[p].value for p in fixed], dtype=float))
+            keep = np.ones(len(indices), dtype=bool)
+            keep[fixed] = False
+            indices, coef, row_of = indices[keep], coef[keep], row_of[keep]
+        indptr = np.concatenate(([0], np.cumsum(np.bincount(row_of, minlength=n))))
+        blocks.append((coef, indices, indptr))
+        lo = np.array(fam.lo, dtype=float)  # None -> nan
+        hi = np.array(fam.hi, dtype=float)
+        los.append(np.where(np.isnan(lo), -highspy.kHighsInf, lo - shift))
+        his.append(np.where(np.isnan(hi), highspy.kHighsInf, hi - shift))
+    ncol = len(columns)
+    mats = [sp.csr_matrix((d, i, p), shape=(len(p) - 1, ncol)) for d, i, p in blocks]
+    return mats, los, his
+
+
 def to_highs(model):
-    """Compile ``model`` to a ``highspy.HighsLp``; returns (lp, standard-form info)."""
+    """Compile ``model`` to a ``highspy.HighsLp``: its Pyomo constraints through Pyomo's
+    standard-form compiler, its row families (:mod:`flexplan.blocks.rows`) appended as
+    matrices.  Returns (lp, :class:`StandardForm`, number of integer columns, nonzeros)."""
+    import scipy.sparse as sp
+
+    from .blocks.rows import row_families
+
     repn = LinearStandardFormCompiler().write(model, mixed_form=True)
-    A = repn.A.tocsc()
-    ncol, nrow = A.shape[1], A.shape[0]
+    fams = row_families(model)
+    columns = list(repn.columns)
+    rows = list(repn.rows)
+    inf = highspy.kHighsInf
+    rhs = np.asarray(repn.rhs, dtype=float)
+    mult = np.array([r[1] for r in repn.rows], dtype=int)
+    row_lo = [np.where(mult <= 0, rhs, -inf)]
+    row_hi = [np.where(mult >= 0, rhs, inf)]
+    A = repn.A
+    if fams:
+        col = {id(v): i for i, v in enumerate(columns)}
+        mats, los, his = _family_matrix(fams, columns, col)
+        ncol = len(columns)
+        A = sp.csr_matrix(A, copy=False)
+        A = sp.vstack([sp.csr_matrix((A.data, A.indices, A.indptr), shape=(A.shape[0], ncol))] + mats,
+                      format="csr")
+        A.sum_duplicates()
+        A.eliminate_zeros()
+        row_lo += los
+        row_hi += his
+    A = A.tocsc()
+    ncol, nrow = len(columns), A.shape[0]
     lp = highspy.HighsLp()
     lp.num_col_ = ncol
     lp.num_row_ = nrow
-    c = repn.c.toarray().ravel() if repn.c.shape[0] else np.zeros(ncol)
+    c = np.zeros(ncol)
+    if repn.c.shape[0]:
+        c0 = repn.c.toarray().ravel()
+        c[:len(c0)] = c0
     lp.col_cost_ = c
     lp.offset_ = float(repn.c_offset[0]) if len(repn.c_offset) else 0.0
     lb = np.empty(ncol)
     ub = np.empty(ncol)
     integer = np.zeros(ncol, dtype=bool)
-    inf = highspy.kHighsInf
-    for i, v in enumerate(repn.columns):
+    for i, v in enumerate(columns):
         lo, hi = v.bounds
         lb[i] = -inf if lo is None else lo
         ub[i] = inf if hi is None else hi
         integer[i] = v.is_integer()
     lp.col_lower_ = lb
     lp.col_upper_ = ub
-    rhs = np.asarray(repn.rhs, dtype=float)
-    mult = np.array([r[1] for r in repn.rows], dtype=int)
-    lp.row_lower_ = np.where(mult <= 0, rhs, -inf)
-    lp.row_upper_ = np.where(mult >= 0, rhs, inf)
+    lp.row_lower_ = np.concatenate(row_lo)
+    lp.row_upper_ = np.concatenate(row_hi)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_ = A.indptr
     lp.a_matrix_.index_ = A.indices
     lp.a_matrix_.value_ = A.data
     if integer.any():
         lp.integrality_ = [highspy.HighsVarType.kInteger if f else highspy.HighsVarType.kContinuous for f in integer]
-    return lp, repn, int(integer.sum()), int(A.nnz)
+    form = StandardForm(columns=columns, rows=rows, eliminated_vars=list(repn.eliminated_vars), families=fams)
+    return lp, form, int(integer.sum()), int(A.nnz)
 
 
 def _report_mip_progress(h, progress, every_s: float = 15.0) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import product
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,7 @@ from ..hub import StorageState
 from . import BlockSpec, register_block
 from .linear import lin
 from .network.common import polygon
+from .rows import add_rows
 
 MODES = ("uncontrolled", "smart", "v2g", "tariff")
 
@@ -204,6 +206,8 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
     b.e = pyo.Var(J, bounds=lambda _, j: (lo_e[j], hi_e[j]))
     b.dep = pyo.Var(range(len(dep_lo)), bounds=lambda _, k: (dep_lo[k], dep_hi[k]))
     has_dis = set(dis_keys)
+    # plain lists/dicts of the variables for the rows: far cheaper than Pyomo's __getitem__
+    e_, p_ch_, dep_, p_dis_ = list(b.e.values()), list(b.p_ch.values()), list(b.dep.values()), dict(b.p_dis.items())
     # per step j the fleet's efficiencies (times the step length)
     eta_ch_j, eta_dis_j = [], []
     for u in units:
@@ -212,20 +216,20 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         eta_ch_j.extend([float(env.eta_charge) * dt] * w)
         eta_dis_j.extend([dt / float(env.eta_discharge)] * w)
 
-    def energy(_, j):  # one flat row (blocks/linear.py)
-        coefs, vs = [-1.0, -eta_ch_j[j]], [b.e[j], b.p_ch[j]]
+    def energy(j):  # one flat row (blocks/rows.py)
+        coefs, vs = [-1.0, -eta_ch_j[j]], [e_[j], p_ch_[j]]
         if nxt[j] >= 0:
             coefs.append(1.0)
-            vs.append(b.e[nxt[j]])
+            vs.append(e_[nxt[j]])
         if j in has_dis:
             coefs.append(eta_dis_j[j])
-            vs.append(b.p_dis[j])
+            vs.append(p_dis_[j])
         if dep_of[j] >= 0:
             coefs.append(1.0)
-            vs.append(b.dep[dep_of[j]])
-        return lin(coefs, vs) == arr_next[j]
+            vs.append(dep_[dep_of[j]])
+        return coefs, vs, arr_next[j], arr_next[j]
 
-    b.energy = pyo.Constraint(J, rule=energy)
+    add_rows(b, "energy", J, energy)
 
     # ---- per (unit, op): net power, flexibility, reactive power -------------------------
     at = defaultdict(list)  # (unit, op) -> steps
@@ -251,16 +255,16 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         raise RecipeError("ev_fleet.reactive (Q as a decision) and the grid_code block (Q fixed by rule) exclude "
                           "each other")
     # per key, built once: charging (MW drawn), discharging and the net injection
-    charge = [lin([1.0] * len(at[k]), [b.p_ch[jj] for jj in at[k]]) for k in keys]
-    dis_at = [[b.p_dis[jj] for jj in at[k] if jj in has_dis] for k in keys]
+    charge = [lin([1.0] * len(at[k]), [p_ch_[jj] for jj in at[k]]) for k in keys]
+    dis_at = [[p_dis_[jj] for jj in at[k] if jj in has_dis] for k in keys]
     discharge = [lin([1.0] * len(d), d) if d else 0.0 for d in dis_at]
-    net = [lin([1.0] * len(d) + [-1.0] * len(at[k]), d + [b.p_ch[jj] for jj in at[k]]) for k, d in zip(keys, dis_at)]
+    net = [lin([1.0] * len(d) + [-1.0] * len(at[k]), d + [p_ch_[jj] for jj in at[k]]) for k, d in zip(keys, dis_at)]
 
     K = range(len(keys))
     if cfg.flex_price_eur_per_mwh > 0:
         b.flex_down = pyo.Var(K, within=pyo.NonNegativeReals)
-        b.flex_down_def = pyo.Constraint(K, rule=lambda _, k: lin([1.0] + [-c for c in net[k].linear_coefs],
-                                                                  [b.flex_down[k], *net[k].linear_vars]) >= base[keys[k]])
+        add_rows(b, "flex_down_def", K, lambda k: ([1.0] + [-c for c in net[k].linear_coefs],
+                                                   [b.flex_down[k], *net[k].linear_vars], base[keys[k]], None))
         hours = ix.op_hours() * ix.op_price_factor()  # the tree's price multiplier per node
         per_ny = defaultdict(list)
         for k, (ui, o) in enumerate(keys):
@@ -273,8 +277,9 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         s_max = [cfg.charger_kva_per_kw * sum(hi_p[jj] + (hi_d[jj] if jj in has_dis else 0.0) for jj in at[k])
                  for k in keys]
         b.q = pyo.Var(K, bounds=lambda _, k: (-s_max[k], s_max[k]))
-        b.kva = pyo.Constraint(K, range(len(edges)), rule=lambda _, k, m: edges[m][0] * net[k]
-                               + edges[m][1] * b.q[k] <= edges[m][2] * s_max[k])
+        add_rows(b, "kva", product(K, range(len(edges))), lambda k, m: (
+            [edges[m][0] * c for c in net[k].linear_coefs] + [edges[m][1]], [*net[k].linear_vars, b.q[k]],
+            None, edges[m][2] * s_max[k]))
     for k, (ui, o) in enumerate(keys):
         if q_rule:
             q = float(q_rule) * charge[k]

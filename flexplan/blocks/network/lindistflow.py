@@ -33,13 +33,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import product
 
 import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
 from .. import BlockSpec, register_formulation
-from ..linear import Affine, affine, lin
+from ..linear import Affine, affine
+from ..rows import add_rows
 from .common import UNLIMITED_MVA, flow_ranges, polygon, polygon_edges_needed
 
 
@@ -99,12 +101,16 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     b.v = pyo.Var(buses, T, bounds=(vh_lo, vh_hi), initialize=1.0)
     b.s_vlo = pyo.Var(buses, T, within=pyo.NonNegativeReals)
     b.s_vhi = pyo.Var(buses, T, within=pyo.NonNegativeReals)
+    # the variables as plain dicts for the rows below: a dict lookup costs a twentieth of
+    # Pyomo's indexed __getitem__ (which checks and normalises the index every time)
+    P_, Q_, v_, svlo_, svhi_ = (dict(c.items()) for c in (b.P, b.Q, b.v, b.s_vlo, b.s_vhi))
 
     # load shedding where there is load
     pw, qw = hub.p_withdraw, hub.q_withdraw
     ps, qs = hub.sheddable()  # firm withdrawals (EV charging) are never shed
     shed_keys = [(j, t) for j in range(net.n_buses) if np.any(ps[j] > 0) for t in T if ps[j, t] > 0]
     b.shed = pyo.Var(shed_keys, bounds=lambda _, j, t: (0.0, ps[j, t]))
+    shed_ = dict(b.shed.items())
     q_ratio = np.divide(qs, ps, out=np.zeros_like(ps), where=ps > 0).tolist()
     pw_l, qw_l = pw.tolist(), qw.tolist()
     Pabs_l, Qabs_l = Pabs.tolist(), Qabs.tolist()
@@ -114,6 +120,7 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     pbr = [o.branch for o in parallels]
     b.Pp = pyo.Var(PC, T, bounds=lambda _, c, t: (-Pabs[pbr[c], t], Pabs[pbr[c], t]))
     b.Qp = pyo.Var(PC, T, bounds=lambda _, c, t: (-Qabs[pbr[c], t], Qabs[pbr[c], t]))
+    Pp_, Qp_ = dict(b.Pp.items()), dict(b.Qp.items())
     par_on = defaultdict(list)
     for c, o in enumerate(parallels):
         par_on[o.branch].append(c)
@@ -125,11 +132,8 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     parent = net.parent_branch()
     shed_set = set(shed_keys)
 
-    # Every row below is one flat linear expression (blocks/linear.py: the hand-off to HiGHS
-    # reads it in one step instead of walking an operator tree).
-    def vterm(a: Affine, j, t, sign):
-        a.term(sign, slack_v[j] if j in slack_v else b.v[j, t])
-
+    # Every row below is a row of a family (blocks/rows.py): coefficients, variables and
+    # bounds as plain lists, appended to HiGHS's matrix at the hand-off.
     injections = {}  # id(expr) -> Affine: an injection's terms, taken apart once
 
     def injection(term):
@@ -139,11 +143,11 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         return injections[key][1]
 
     def balance(kind):
-        flow, pflow = (b.P, b.Pp) if kind == "p" else (b.Q, b.Qp)
+        flow, pflow = (P_, Pp_) if kind == "p" else (Q_, Qp_)
         fixed = pw_l if kind == "p" else qw_l
         terms = hub.p_terms if kind == "p" else hub.q_terms
 
-        def rule(_, j, t):
+        def rule(j, t):
             k = parent[j]
             coefs, vs = [1.0], [flow[k, t]]
             for c in par_on[k]:
@@ -151,7 +155,7 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
                 vs.append(pflow[c, t])
             if (j, t) in shed_set:
                 coefs.append(1.0 if kind == "p" else q_ratio[j][t])
-                vs.append(b.shed[j, t])
+                vs.append(shed_[j, t])
             const = 0.0
             for term in terms.get((j, t), ()):
                 a = injection(term)
@@ -164,25 +168,35 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
                 for c in par_on[m]:
                     coefs.append(-1.0)
                     vs.append(pflow[c, t])
-            return lin(coefs, vs) == fixed[j][t] - const
+            rhs = fixed[j][t] - const
+            return coefs, vs, rhs, rhs
         return rule
 
-    b.balance_p = pyo.Constraint(buses, T, rule=balance("p"))
-    b.balance_q = pyo.Constraint(buses, T, rule=balance("q"))
+    add_rows(b, "balance_p", product(buses, T), balance("p"))
+    add_rows(b, "balance_q", product(buses, T), balance("q"))
 
     # -- voltage drop ---------------------------------------------------------------------
     def drop(k, t, rr, xx, P, Q, i, sign=1.0) -> Affine:
         """sign * (v_from - v_to - 2 (rr P_i + xx Q_i) / S_base)"""
-        a = Affine(0.0, [-sign * 2.0 * rr / sb, -sign * 2.0 * xx / sb], [P[i, t], Q[i, t]])
-        vterm(a, frm[k], t, sign)
-        vterm(a, to[k], t, -sign)
-        return a
+        coefs, vs, const = [-sign * 2.0 * rr / sb, -sign * 2.0 * xx / sb], [P[i, t], Q[i, t]], 0.0
+        f, g = frm[k], to[k]
+        if f in slack_v:
+            const += sign * slack_v[f]
+        else:
+            coefs.append(sign)
+            vs.append(v_[f, t])
+        if g in slack_v:
+            const -= sign * slack_v[g]
+        else:
+            coefs.append(-sign)
+            vs.append(v_[g, t])
+        return Affine(const, coefs, vs)
 
     def eq_zero(a: Affine):
-        return lin(a.coefs, a.vars) == -a.const
+        return a.coefs, a.vars, -a.const, -a.const
 
     plain = [k for k in K if k not in replaces or not replaces[k]]
-    b.vdrop = pyo.Constraint(plain, T, rule=lambda _, k, t: eq_zero(drop(k, t, r[k], x[k], b.P, b.Q, k)))
+    add_rows(b, "vdrop", product(plain, T), lambda k, t: eq_zero(drop(k, t, r[k], x[k], P_, Q_, k)))
 
     # investment states, taken apart once per (option, node)
     state_of = {id(o): {n: affine(o.state[n]) for n in ix.node_names} for opts in options.values() for o in opts}
@@ -207,12 +221,12 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     def within_m(a: Affine, M: float, state: Affine):
         """a <= M (1 - state)  as  a + M state <= M"""
         a.add(state, M)
-        return lin(a.coefs, a.vars) <= M - a.const
+        return a.coefs, a.vars, None, M - a.const
 
-    b.vdrop_alt_up = pyo.Constraint(A, T, rule=lambda _, i, t: within_m(
-        drop(alt[i][0], t, alt[i][1], alt[i][2], b.P, b.Q, alt[i][0]), alt[i][4][t], alt[i][3][opnode[t]]))
-    b.vdrop_alt_dn = pyo.Constraint(A, T, rule=lambda _, i, t: within_m(
-        drop(alt[i][0], t, alt[i][1], alt[i][2], b.P, b.Q, alt[i][0], -1.0), alt[i][4][t], alt[i][3][opnode[t]]))
+    add_rows(b, "vdrop_alt_up", product(A, T), lambda i, t: within_m(
+        drop(alt[i][0], t, alt[i][1], alt[i][2], P_, Q_, alt[i][0]), alt[i][4][t], alt[i][3][opnode[t]]))
+    add_rows(b, "vdrop_alt_dn", product(A, T), lambda i, t: within_m(
+        drop(alt[i][0], t, alt[i][1], alt[i][2], P_, Q_, alt[i][0], -1.0), alt[i][4][t], alt[i][3][opnode[t]]))
 
     # a parallel that is not built carries nothing, so its residual is the drop along the
     # branch it parallels: at most 2 (max r · |P| + max x · |Q|) / S_base
@@ -223,31 +237,29 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         xmax = max([x[k]] + [q.x_pu for q in replaces.get(k, [])])
         Mp.append((2.0 * (rmax * Pabs[k] + xmax * Qabs[k]) / sb).tolist())
     par_state = [state_of[id(o)] for o in parallels]
-    b.vdrop_par_up = pyo.Constraint(PC, T, rule=lambda _, c, t: within_m(
-        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, b.Pp, b.Qp, c), Mp[c][t], par_state[c][opnode[t]]))
-    b.vdrop_par_dn = pyo.Constraint(PC, T, rule=lambda _, c, t: within_m(
-        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, b.Pp, b.Qp, c, -1.0), Mp[c][t],
+    add_rows(b, "vdrop_par_up", product(PC, T), lambda c, t: within_m(
+        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, Pp_, Qp_, c), Mp[c][t], par_state[c][opnode[t]]))
+    add_rows(b, "vdrop_par_dn", product(PC, T), lambda c, t: within_m(
+        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, Pp_, Qp_, c, -1.0), Mp[c][t],
         par_state[c][opnode[t]]))
 
     def switched(var, sign, bound, state: Affine):
         """sign var <= bound state"""
         a = Affine(0.0, [sign], [var]).add(state, -bound)
-        return lin(a.coefs, a.vars) <= -a.const
+        return a.coefs, a.vars, None, -a.const
 
-    for name, var, bound in (("par_p_on", b.Pp, Pabs_l), ("par_q_on", b.Qp, Qabs_l)):
+    for name, var, bound in (("par_p_on", Pp_, Pabs_l), ("par_q_on", Qp_, Qabs_l)):
         for suffix, sign in (("_up", 1.0), ("_dn", -1.0)):
-            setattr(b, name + suffix, pyo.Constraint(PC, T, rule=lambda _, c, t, var=var, bound=bound, sign=sign:
-                                                     switched(var[c, t], sign, bound[pbr[c]][t],
-                                                              par_state[c][opnode[t]])))
+            add_rows(b, name + suffix, product(PC, T), lambda c, t, var=var, bound=bound, sign=sign:
+                     switched(var[c, t], sign, bound[pbr[c]][t], par_state[c][opnode[t]]))
 
     # -- voltage band ---------------------------------------------------------------------
     if hub.v_margin is None:
-        b.v_min = pyo.Constraint(buses, T, rule=lambda _, j, t: lin((1.0, 1.0), (b.v[j, t], b.s_vlo[j, t])) >= vmin2)
+        add_rows(b, "v_min", product(buses, T), lambda j, t: ((1.0, 1.0), (v_[j, t], svlo_[j, t]), vmin2, None))
     else:  # AC correction: LinDistFlow's overstatement of each bus's voltage, measured in AC
         lo = ((lim.v_min_pu + np.asarray(hub.v_margin)) ** 2).tolist()
-        b.v_min = pyo.Constraint(buses, T, rule=lambda _, j, t: lin((1.0, 1.0), (b.v[j, t], b.s_vlo[j, t]))
-                                 >= lo[j][t])
-    b.v_max = pyo.Constraint(buses, T, rule=lambda _, j, t: lin((1.0, -1.0), (b.v[j, t], b.s_vhi[j, t])) <= vmax2)
+        add_rows(b, "v_min", product(buses, T), lambda j, t: ((1.0, 1.0), (v_[j, t], svlo_[j, t]), lo[j][t], None))
+    add_rows(b, "v_max", product(buses, T), lambda j, t: ((1.0, -1.0), (v_[j, t], svhi_[j, t]), None, vmax2))
 
     # -- thermal limits -------------------------------------------------------------------
     load_frac = lim.max_loading_pct / 100.0
@@ -278,23 +290,25 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         keys += [(k, m, t) for t in T for m in binding(Pmin[k, t], Pmax[k, t], Qmin[k, t], Qmax[k, t], cap)]
     over_keys = sorted({(k, t) for k, _, t in keys})
     b.s_over = pyo.Var(over_keys, within=pyo.NonNegativeReals)
+    s_over_ = dict(b.s_over.items())
 
     def thermal(P, Q, s_over, m, rat: Affine):
         """a_m P + b_m Q <= e_m (loading · rating + s_over)"""
         e = edges[m][2]
         a = Affine(0.0, [edges[m][0], edges[m][1], -e], [P, Q, s_over]).add(rat, -e * load_frac)
-        return lin(a.coefs, a.vars) <= -a.const
+        return a.coefs, a.vars, None, -a.const
 
-    b.thermal = pyo.Constraint(keys, rule=lambda _, k, m, t: thermal(b.P[k, t], b.Q[k, t], b.s_over[k, t], m,
-                                                                      rating_aff[k, opnode[t]]))
+    add_rows(b, "thermal", keys, lambda k, m, t: thermal(P_[k, t], Q_[k, t], s_over_[k, t], m,
+                                                         rating_aff[k, opnode[t]]))
     keys = [(c, m, t) for c in PC for t in T
             for m in binding(-Pabs[pbr[c], t], Pabs[pbr[c], t], -Qabs[pbr[c], t], Qabs[pbr[c], t],
                              load_frac * parallels[c].rating_mva)]
     over_par_keys = sorted({(c, t) for c, _, t in keys})
     b.s_over_par = pyo.Var(over_par_keys, within=pyo.NonNegativeReals)
+    s_over_par_ = dict(b.s_over_par.items())
     par_rating = [{n: Affine().add(st, o.rating_mva) for n, st in par_state[c].items()} for c, o in enumerate(parallels)]
-    b.thermal_par = pyo.Constraint(keys, rule=lambda _, c, m, t: thermal(b.Pp[c, t], b.Qp[c, t], b.s_over_par[c, t], m,
-                                                                          par_rating[c][opnode[t]]))
+    add_rows(b, "thermal_par", keys, lambda c, m, t: thermal(Pp_[c, t], Qp_[c, t], s_over_par_[c, t], m,
+                                                             par_rating[c][opnode[t]]))
     rating_expr = {key: a.expr() for key, a in rating_aff.items()}
 
     # -- penalties ------------------------------------------------------------------------
@@ -310,13 +324,13 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     for c, t in over_par_keys:
         over_par_at[t].append(c)
     for (n, y), ts in by_ny.items():
-        hub.cost("penalty_unserved", n, pen.voll_eur_per_mwh * sum(hours[t] * b.shed[j, t] for t in ts
+        hub.cost("penalty_unserved", n, pen.voll_eur_per_mwh * sum(hours[t] * shed_[j, t] for t in ts
                                                                      for j in shed_at[t]), year=y)
         hub.cost("penalty_overload", n, pen.overload_eur_per_mvah * (
-            sum(hours[t] * b.s_over[k, t] for t in ts for k in over_at[t])
-            + sum(hours[t] * b.s_over_par[c, t] for t in ts for c in over_par_at[t])), year=y)
+            sum(hours[t] * s_over_[k, t] for t in ts for k in over_at[t])
+            + sum(hours[t] * s_over_par_[c, t] for t in ts for c in over_par_at[t])), year=y)
         hub.cost("penalty_voltage", n, pen.voltage_eur_per_pu2h * sum(
-            hours[t] * (b.s_vlo[j, t] + b.s_vhi[j, t]) for j in buses for t in ts), year=y)
+            hours[t] * (svlo_[j, t] + svhi_[j, t]) for j in buses for t in ts), year=y)
 
     b._meta = dict(buses=buses, limited=limited, parallels=parallels, rating_expr=rating_expr, slack_v=slack_v,
                    opnode=opnode)
