@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import highspy
 import numpy as np
+import scipy.sparse as sp
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
 from .errors import SolverError
@@ -117,8 +118,6 @@ def _family_matrix(fams, columns: list, col: dict):
     columns, appending a column for each variable no Pyomo constraint used; a fixed
     variable's value moves into the row bounds.  Returns per family its CSR matrix, row
     lower and row upper bounds."""
-    import scipy.sparse as sp
-
     blocks, los, his = [], [], []
     get = col.get
     for fam in fams:
@@ -162,8 +161,6 @@ def to_highs(model):
     """Compile ``model`` to a ``highspy.HighsLp``: its Pyomo constraints through Pyomo's
     standard-form compiler, its row families (:mod:`flexplan.blocks.rows`) appended as
     matrices.  Returns (lp, :class:`StandardForm`, number of integer columns, nonzeros)."""
-    import scipy.sparse as sp
-
     from .blocks.rows import row_families
 
     repn = LinearStandardFormCompiler().write(model, mixed_form=True)

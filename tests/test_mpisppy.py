@@ -69,6 +69,22 @@ def _cmd(*args):
     return [sys.executable, "-m", "mpisppy.generic_cylinders", "--module-name", "flexplan.mpisppy_model", *args]
 
 
+def _run_ph(args, timeout, env=None):
+    """Progressive hedging under ``mpiexec -n 3`` with the flexplan module and ``args``;
+    returns (iterations, best bound, best incumbent) from mpi-sppy's final statistics."""
+    mpiexec = shutil.which("mpiexec") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
+    assert mpiexec, "mpiexec not found: install the mpi extra (pip install -e '.[mpi]'), which ships MPICH"
+    cmd = [mpiexec, "-n", "3", sys.executable, "-m", "mpi4py", "-m", "mpisppy.generic_cylinders",
+           "--module-name", "flexplan.mpisppy_model", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-4000:]
+    final = text.split("Statistics at termination")[-1]
+    row = re.search(r"\n\[\s*[\d.]+\]\s+(\d+)\s+\S*\s*\S*\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)%", final)
+    assert row, final[-2000:]
+    return int(row.group(1)), float(row.group(2)), float(row.group(3))
+
+
 def test_flexplan_plan_is_not_trivial(flexplan_ef):
     """Cables are decided before the branch is known (otherwise the comparison is empty)."""
     assert flexplan_ef.status == "optimal"
@@ -123,21 +139,11 @@ def test_generic_cylinders_ef_matches(three_stage, flexplan_ef):
 
 
 def test_progressive_hedging_under_mpiexec_closes_to_one_percent(three_stage, flexplan_ef):
-    mpiexec = shutil.which("mpiexec") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
-    assert mpiexec, "mpiexec not found: install the mpi extra (pip install -e '.[mpi]'), which ships MPICH"
     inst, recipe = three_stage
-    cmd = [mpiexec, "-n", "3", sys.executable, "-m", "mpi4py", "-m", "mpisppy.generic_cylinders",
-           "--module-name", "flexplan.mpisppy_model", "--instance", str(inst), "--model", str(recipe),
-           "--solver-name", "highs", "--default-rho", "1", "--max-iterations", "100", "--lagrangian",
-           "--xhatshuffle", "--rel-gap", "0.01", "--intra-hub-conv-thresh", "-1",
-           "--linearize-binary-proximal-terms", "--linearize-proximal-terms"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    text = out.stdout + out.stderr
-    assert out.returncode == 0, text[-4000:]
-    final = text.split("Statistics at termination")[-1]
-    row = re.search(r"\n\[\s*[\d.]+\]\s+\d+\s+\S*\s*\S*\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)%", final)
-    assert row, final[-2000:]
-    bound, incumbent = float(row.group(1)), float(row.group(2))
+    _, bound, incumbent = _run_ph(["--instance", str(inst), "--model", str(recipe), "--solver-name", "highs",
+                                   "--default-rho", "1", "--max-iterations", "100", "--lagrangian", "--xhatshuffle",
+                                   "--rel-gap", "0.01", "--intra-hub-conv-thresh", "-1",
+                                   "--linearize-binary-proximal-terms", "--linearize-proximal-terms"], timeout=900)
     ef = flexplan_ef.objective_eur
     print(f"PH: bound {bound:,.2f}, incumbent {incumbent:,.2f}, flexplan EF {ef:,.2f}")
     assert bound <= ef * (1 + 1e-6) + 1e-6
@@ -154,24 +160,14 @@ def test_progressive_hedging_closes_on_the_shipped_tree():
     with the EF objective between PH's bounds.  MPICH's asynchronous progress thread lets a
     cylinder read a busy rank's window without waiting for that rank's next MPI call (without
     it an iteration waits for the slowest solve of every spoke)."""
-    mpiexec = shutil.which("mpiexec") or shutil.which("mpiexec", path=os.path.dirname(sys.executable))
-    assert mpiexec, "mpiexec not found: install the mpi extra (pip install -e '.[mpi]'), which ships MPICH"
     ef = solve_stochastic("ieee33_ev_tree", "flex_lead_time_relaxed", metrics=())
     assert ef.status == "optimal"
-    cmd = [mpiexec, "-n", "3", sys.executable, "-m", "mpi4py", "-m", "mpisppy.generic_cylinders",
-           "--module-name", "flexplan.mpisppy_model", "--instance", "ieee33_ev_tree",
-           "--model", "flex_lead_time_relaxed", "--solver-name", "highs", "--default-rho", "1",
-           "--rho-factor", "1", "--max-iterations", "100", "--rel-gap", "0.01", "--lagrangian", "--xhatshuffle",
-           "--stage2-ef-solver-name", "highs", "--intra-hub-conv-thresh", "-1",
-           "--linearize-proximal-terms", "--proximal-linearization-tolerance", "1e-6"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=2400,
-                         env={**os.environ, "MPIR_CVAR_ASYNC_PROGRESS": "1"})
-    text = out.stdout + out.stderr
-    assert out.returncode == 0, text[-4000:]
-    final = text.split("Statistics at termination")[-1]
-    row = re.search(r"\n\[\s*[\d.]+\]\s+(\d+)\s+\S*\s*\S*\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)%", final)
-    assert row, final[-2000:]
-    iterations, bound, incumbent = int(row.group(1)), float(row.group(2)), float(row.group(3))
+    iterations, bound, incumbent = _run_ph(
+        ["--instance", "ieee33_ev_tree", "--model", "flex_lead_time_relaxed", "--solver-name", "highs",
+         "--default-rho", "1", "--rho-factor", "1", "--max-iterations", "100", "--rel-gap", "0.01", "--lagrangian",
+         "--xhatshuffle", "--stage2-ef-solver-name", "highs", "--intra-hub-conv-thresh", "-1",
+         "--linearize-proximal-terms", "--proximal-linearization-tolerance", "1e-6"],
+        timeout=2400, env={**os.environ, "MPIR_CVAR_ASYNC_PROGRESS": "1"})
     print(f"PH: {iterations} iterations, bound {bound:,.2f}, incumbent {incumbent:,.2f}, "
           f"flexplan EF {ef.objective_eur:,.2f}")
     assert bound <= ef.objective_eur * (1 + 1e-6)
