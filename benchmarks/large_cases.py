@@ -17,6 +17,13 @@ Cases, each in a fresh process (peak memory is that run's):
 * ``mip``: ``reinforce_only`` (binary), MIP gap 1 %, ``--time-limit``;
 * ``screened``: the same by day screening (``flexplan.screening.solve_screened``).
 
+For ``lp`` and ``mip`` the arrays of the very ``Highs`` object flexplan solved are saved
+(bit for bit) and solved again by HiGHS alone in a fresh process that imports only highspy
+and numpy, with the same options (``run_benchmarks.py``'s HiGHS-alone worker; ``same_path``:
+the same simplex iterations and branch-and-bound nodes): ``highs_alone_s``, and
+``overhead_vs_alone`` = (build + hand-off + extract) / ``highs_alone_s``; ``--no-alone``
+skips it.
+
 Results go to ``--out`` (JSON, and CSV beside it), one row per (case, scale), labelled with
 ``--label`` (e.g. ``before``/``after`` a change, run with ``PYTHONPATH`` at each version).
 """
@@ -28,6 +35,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,8 +60,9 @@ def _instance(scale: float, k: int):
     return dataclasses.replace(inst, network=dataclasses.replace(net, loads=loads))
 
 
-def _worker(case: str, scale: float, k: int, time_limit: float) -> dict:
+def _worker(case: str, scale: float, k: int, time_limit: float, model_file: str = "") -> dict:
     import flexplan as fp
+    from run_benchmarks import CaptureHighs, write_model
 
     t0 = time.perf_counter()
     inst = _instance(scale, k)
@@ -72,14 +81,45 @@ def _worker(case: str, scale: float, k: int, time_limit: float) -> dict:
     else:
         recipe = LP_RECIPE if case == "lp" else "reinforce_only"
         pm = fp.build_model(inst, recipe)
-        res = fp.solve(pm, time_limit=time_limit, mip_gap=0.01)
+        with CaptureHighs() as cap:
+            res = fp.solve(pm, time_limit=time_limit, mip_gap=0.01)
         t = res.timings_s
         row.update({f"{k}_s": t.get(k) for k in ("build", "handoff", "solve", "extract")})
         row.update(res.size, status=res.status, objective_eur=res.objective_eur, gap=res.mip_gap,
                    builds=len(res.builds), total_s=sum(t.get(k, 0.0) for k in ("build", "handoff", "solve", "extract")))
         row["ratio"] = (t["build"] + t["handoff"] + t["extract"]) / t["solve"]
     row["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    if model_file and case != "screened":  # after the peak memory is read, as in run_benchmarks.py
+        info = cap.last.getInfo()
+        row.update(simplex_iterations=int(info.simplex_iteration_count), mip_nodes=int(info.mip_node_count))
+        t1 = time.perf_counter()
+        row.update(write_model(cap.last, pm, res.size, model_file))
+        row["model_write_s"] = time.perf_counter() - t1
     return row
+
+
+def _highs_alone(row: dict, model_file: str, time_limit: float, tmp: Path) -> dict:
+    """HiGHS alone on the MPS file the worker wrote (run_benchmarks.py's worker, a fresh
+    process with only highspy imported, flexplan's options)."""
+    spec, out = tmp / "alone_spec.json", tmp / "alone.json"
+    spec.write_text(json.dumps({"model_file": model_file, "time_limit": time_limit, "mip_gap": 0.01, "threads": 0}))
+    p = subprocess.run([sys.executable, str(Path(__file__).with_name("run_benchmarks.py")), "--_highs_alone",
+                        str(spec), str(out)], capture_output=True, text=True)
+    if p.returncode or not out.exists():
+        raise RuntimeError(f"HiGHS alone failed (exit {p.returncode}): {p.stderr[-2000:]}")
+    a = json.loads(out.read_text())
+    keep = {k: a[k] for k in ("highs_alone_s", "highs_alone_read_s", "highs_alone_status",
+                              "highs_alone_objective_eur", "highs_alone_mip_gap", "highs_alone_peak_mb",
+                              "highs_alone_simplex_iterations", "highs_alone_mip_nodes")}
+    keep["same_path"] = (row["simplex_iterations"], row["mip_nodes"]) == (a["highs_alone_simplex_iterations"],
+                                                                         a["highs_alone_mip_nodes"])
+    if (a["highs_alone_vars"], a["highs_alone_cons"]) != (row["variables"], row["constraints"]):
+        raise RuntimeError(f"the saved model has {a['highs_alone_vars']} columns and {a['highs_alone_cons']} rows, "
+                           f"flexplan's model {row['variables']} and {row['constraints']}")
+    keep["overhead_vs_alone"] = (row["build_s"] + row["handoff_s"] + row["extract_s"]) / a["highs_alone_s"]
+    f, h = row.get("objective_eur"), a["highs_alone_objective_eur"]
+    keep["objective_rel_diff"] = None if f is None or h is None else abs(f - h) / max(abs(f), 1e-9)
+    return keep
 
 
 def main(argv=None) -> int:
@@ -89,24 +129,35 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", default="lp,mip,screened")
     ap.add_argument("--time-limit", type=float, default=900.0)
     ap.add_argument("--label", default="")
+    ap.add_argument("--no-alone", action="store_true", help="skip HiGHS alone on the MPS file of the lp/mip cases")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "large.json"))
-    ap.add_argument("--_worker", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--_worker", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a._worker:
-        case, scale, k, tl = a._worker
-        print(json.dumps(_worker(case, float(scale), int(k), float(tl))))
+        case, scale, k, tl, model_file = a._worker
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        print(json.dumps(_worker(case, float(scale), int(k), float(tl), model_file if model_file != "-" else "")))
         return 0
-    rows = []
+    rows, failed = [], 0
     for scale in [float(s) for s in a.scales.split(",")]:
         for case in a.cases.split(","):
             print(f"[large] {case} x{scale} ...", file=sys.stderr, flush=True)
-            p = subprocess.run([sys.executable, __file__, "--_worker", case, str(scale), str(a.days),
-                                str(a.time_limit)], capture_output=True, text=True)
-            if p.returncode:
-                print(p.stderr[-3000:], file=sys.stderr)
-                rows.append(dict(case=case, scale=scale, status="failed"))
-                continue
-            row = json.loads(p.stdout.strip().splitlines()[-1])
+            with tempfile.TemporaryDirectory(prefix="flexplan-large-") as tmp:
+                model_file = str(Path(tmp) / "model.npz") if case != "screened" and not a.no_alone else "-"
+                p = subprocess.run([sys.executable, __file__, "--_worker", case, str(scale), str(a.days),
+                                    str(a.time_limit), model_file], capture_output=True, text=True)
+                if p.returncode:
+                    print(p.stderr[-3000:], file=sys.stderr)
+                    rows.append(dict(case=case, scale=scale, status="failed", label=a.label))
+                    failed += 1
+                    continue
+                row = json.loads(p.stdout.strip().splitlines()[-1])
+                if model_file != "-":
+                    try:
+                        row.update(_highs_alone(row, model_file, a.time_limit, Path(tmp)))
+                    except RuntimeError as e:
+                        print(f"[large]   {case} x{scale}: {e}", file=sys.stderr, flush=True)
+                        failed += 1
             row["label"] = a.label
             rows.append(row)
             print(f"[large]   {json.dumps(row)}", file=sys.stderr, flush=True)
@@ -119,7 +170,7 @@ def main(argv=None) -> int:
 
     pd.DataFrame(old + rows).to_csv(out.with_suffix(".csv"), index=False)
     print(pd.DataFrame(rows).to_string())
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -16,10 +16,17 @@ to that case alone.  Per case the script reports the median over ``--repeat`` ru
 * ``other``   the rest of the ``flexplan.solve`` call (writing the solution back into the
               Pyomo variables, HiGHS set-up): wall time of ``flexplan.solve`` minus
               handoff, solve and extract;
-* ``highs_alone`` HiGHS alone on the same model: the child writes the very ``Highs``
-              object that solved it to an MPS file (``Highs.writeModel``), and a second
-              fresh process that imports only highspy reads it and runs it with the same
-              options (mip_rel_gap, time_limit, threads, random_seed 0); ``Highs.run()``;
+* ``highs_alone`` HiGHS alone on the same model: the child saves the arrays of the very
+              ``Highs`` object that solved it (``Highs.getLp()``: costs, bounds, the
+              column-wise matrix, integrality) to an ``.npz`` file, bit for bit, and a
+              second fresh process that imports only highspy and numpy passes them to a
+              new ``Highs`` and runs it with the same options (mip_rel_gap, time_limit,
+              threads, random_seed 0); ``Highs.run()``.  Not MPS: its text rounds the
+              last digit of some coefficients, which is enough to send the simplex down
+              another path (ieee33: 32,427 simplex iterations in 90 s from flexplan's
+              arrays, 15,972 in 48 s from the MPS file of the same model).  ``same_path``
+              says whether both solves took the same number of simplex iterations and
+              branch-and-bound nodes;
 * ``peak_mb`` the child's peak RSS (MB), ``base_mb`` its RSS after the imports;
 * ``ratio``   (build + handoff + extract) / solve, from the medians;
 * ``overhead_vs_alone`` (build + handoff + extract) / highs_alone, from the medians.
@@ -78,7 +85,7 @@ QUICK_SCEN = {"scen_depth": [(2, 2), (3, 2)], "scen_width": [(2, 2), (2, 4)]}
 SMOKE_SCEN = {"scen_depth": [(2, 2)], "scen_width": [(2, 2)]}
 # blocks that act on EV fleets only: a recipe with one of them does not fit an instance without fleets
 FLEET_ONLY_BLOCKS = {"ageing", "connection", "contracts", "grid_code", "tariffs"}
-# relative tolerance on flexplan's objective vs HiGHS alone on the MPS file (LPs)
+# relative tolerance on flexplan's objective vs HiGHS alone on the saved model (LPs)
 OBJ_RTOL = 1e-6
 # a case whose first run has at least this many variables is not repeated
 LARGE_VARS = 100_000
@@ -327,7 +334,7 @@ def case_list(mode: str, time_limit: float, repeat: int, skip_cigre: bool, insta
 class CaptureHighs:
     """While active, every ``highspy.Highs`` that flexplan creates is a subclass that
     remembers the latest instance (``.last``), so that the object that solved the model
-    can be written to MPS afterwards: flexplan's own solve path runs unchanged."""
+    can be saved afterwards: flexplan's own solve path runs unchanged."""
 
     def __enter__(self):
         import highspy
@@ -411,18 +418,27 @@ def worker(spec_path: str, out_path: str) -> None:
                status=res.status, objective_eur=res.objective_eur, mip_gap=res.mip_gap, size=res.size,
                ops=n_ops, buses=int(inst.network.n_buses), branches=int(inst.network.n_branches),
                candidates=int(len(inst.candidates)), days=len(inst.profiles.days), nodes=nodes, scenarios=scenarios)
-    if spec.get("mps"):  # the model exactly as HiGHS got it, for HiGHS alone (after the measurements above)
+    h = cap.last
+    if h is not None:  # the path HiGHS took, to compare with HiGHS alone's
+        info = h.getInfo()
+        out.update(simplex_iterations=int(info.simplex_iteration_count), mip_nodes=int(info.mip_node_count))
+    if spec.get("model_file"):  # the model exactly as HiGHS got it, for HiGHS alone (after the measurements above)
         t = time.perf_counter()
-        out.update(write_mps(cap.last, pm, res.size, spec["mps"]))
-        out["mps_write_s"] = time.perf_counter() - t
+        out.update(write_model(h, pm, res.size, spec["model_file"]))
+        out["model_write_s"] = time.perf_counter() - t
     Path(out_path).write_text(json.dumps(out))
 
 
-def write_mps(h, pm, size: dict, path: str) -> dict:
-    """Write the model of ``h`` (the Highs object that solved it) to ``path``.  Should
-    flexplan ever create its Highs object another way, so that none was captured, the model
-    is compiled again with ``flexplan.solve.to_highs`` (deterministic cases only)."""
+LP_ARRAYS = ("col_cost_", "col_lower_", "col_upper_", "row_lower_", "row_upper_")
+
+
+def write_model(h, pm, size: dict, path: str) -> dict:
+    """Save the model of ``h`` (the Highs object that solved it) to ``path`` as the arrays
+    of its ``HighsLp`` (``numpy.savez``: every double bit for bit).  Should flexplan ever
+    create its Highs object another way, so that none was captured, the model is compiled
+    again with ``flexplan.solve.to_highs`` (deterministic cases only)."""
     import highspy
+    import numpy as np
 
     source = "captured"
     if h is None:
@@ -438,14 +454,44 @@ def write_mps(h, pm, size: dict, path: str) -> dict:
     if (h.getNumCol(), h.getNumRow()) != (size["variables"], size["constraints"]):
         raise RuntimeError(f"the captured HiGHS model has {h.getNumCol()} columns and {h.getNumRow()} rows, "
                            f"flexplan reported {size['variables']} and {size['constraints']}")
-    if h.writeModel(path) == highspy.HighsStatus.kError:
-        raise RuntimeError(f"Highs.writeModel({path}) failed")
-    return dict(mps_source=source, mps_mb=os.path.getsize(path) / 1e6)
+    lp = h.getLp()
+    a = lp.a_matrix_
+    if a.format_ != highspy.MatrixFormat.kColwise:
+        raise RuntimeError(f"the captured HiGHS matrix is {a.format_}, expected column-wise")
+    arrays = {k: np.asarray(getattr(lp, k), dtype=np.float64) for k in LP_ARRAYS}
+    arrays.update(start=np.asarray(a.start_, dtype=np.int64), index=np.asarray(a.index_, dtype=np.int64),
+                  value=np.asarray(a.value_, dtype=np.float64),
+                  integer=np.asarray([t == highspy.HighsVarType.kInteger for t in lp.integrality_], dtype=bool),
+                  offset=np.float64(lp.offset_), maximize=lp.sense_ == highspy.ObjSense.kMaximize)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return dict(model_source=source, model_mb=os.path.getsize(path) / 1e6)
+
+
+def read_model(path: str):
+    """The ``HighsLp`` saved by :func:`write_model`."""
+    import highspy
+    import numpy as np
+
+    z = np.load(path)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = len(z["col_cost_"]), len(z["row_lower_"])
+    for k in LP_ARRAYS:
+        setattr(lp, k, z[k])
+    lp.offset_ = float(z["offset"])
+    lp.sense_ = highspy.ObjSense.kMaximize if bool(z["maximize"]) else highspy.ObjSense.kMinimize
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = z["start"], z["index"], z["value"]
+    if z["integer"].any():
+        lp.integrality_ = [highspy.HighsVarType.kInteger if f else highspy.HighsVarType.kContinuous
+                           for f in z["integer"]]
+    return lp
 
 
 def highs_alone_worker(spec_path: str, out_path: str) -> None:
-    """HiGHS alone: read the MPS file and solve it with flexplan's options.  Only highspy
-    is imported (this module itself imports the standard library only)."""
+    """HiGHS alone: pass the saved arrays to a new Highs and solve it with flexplan's
+    options.  Only highspy and numpy are imported (this module itself imports the standard
+    library only)."""
     import resource
 
     spec = json.loads(Path(spec_path).read_text())
@@ -463,8 +509,8 @@ def highs_alone_worker(spec_path: str, out_path: str) -> None:
     if spec.get("threads"):
         h.setOptionValue("threads", int(spec["threads"]))
     t = time.perf_counter()
-    if h.readModel(spec["mps"]) == highspy.HighsStatus.kError:
-        raise RuntimeError(f"HiGHS could not read {spec['mps']}")
+    if h.passModel(read_model(spec["model_file"])) == highspy.HighsStatus.kError:
+        raise RuntimeError(f"HiGHS refused the model saved in {spec['model_file']}")
     t_read = time.perf_counter() - t
     t = time.perf_counter()
     h.run()
@@ -477,7 +523,8 @@ def highs_alone_worker(spec_path: str, out_path: str) -> None:
                highs_alone_runtime_s=h.getRunTime(), highs_alone_status=h.modelStatusToString(h.getModelStatus()),
                highs_alone_objective_eur=float(info.objective_function_value) if has_solution else None,
                highs_alone_mip_gap=gap, highs_alone_vars=h.getNumCol(), highs_alone_cons=h.getNumRow(),
-               highs_alone_peak_mb=peak_mb)
+               highs_alone_peak_mb=peak_mb, highs_alone_simplex_iterations=int(info.simplex_iteration_count),
+               highs_alone_mip_nodes=int(info.mip_node_count))
     Path(out_path).write_text(json.dumps(out))
 
 
@@ -505,12 +552,12 @@ def _child(args: list[str], wall_limit: float, what: str) -> None:
 def run_once(case: dict, instance: str, threads: int, wall_limit: float, gc_mode: str = "on",
              alone: bool = True) -> dict:
     """One flexplan run of ``case`` in a child process and, with ``alone``, HiGHS alone on
-    the MPS file that child wrote, in another."""
+    the model file that child wrote, in another."""
     with tempfile.TemporaryDirectory(prefix="flexplan-bench-") as tmp:
-        mps = str(Path(tmp) / "model.mps") if alone else None
+        model_file = str(Path(tmp) / "model.npz") if alone else None
         spec = {"instance": instance, "recipe": case["recipe"], "time_limit": case["time_limit"],
                 "mip_gap": case["mip_gap"], "threads": threads, "gc_mode": gc_mode,
-                "stochastic": case.get("stochastic", False), "mps": mps,
+                "stochastic": case.get("stochastic", False), "model_file": model_file,
                 # --smoke leaves pandapower out of a synthetic (CSV) case, which does not need it
                 "import_pandapower": not case.get("light")}
         sp, op = Path(tmp) / "spec.json", Path(tmp) / "out.json"
@@ -528,7 +575,7 @@ def run_once(case: dict, instance: str, threads: int, wall_limit: float, gc_mode
             out["highs_alone_wall_s"] = time.perf_counter() - t
             if (out["highs_alone_vars"], out["highs_alone_cons"]) != (out["size"]["variables"],
                                                                        out["size"]["constraints"]):
-                raise RuntimeError(f"{case['name']}: the MPS file has {out['highs_alone_vars']} columns and "
+                raise RuntimeError(f"{case['name']}: the saved model has {out['highs_alone_vars']} columns and "
                                    f"{out['highs_alone_cons']} rows, flexplan's model {out['size']}")
     out.update(objective_check(out))
     return out
@@ -555,14 +602,24 @@ def objective_check(r: dict) -> dict:
 # aggregation, output
 # ---------------------------------------------------------------------------------------
 TIME_KEYS = ["import_s", "load_s", "build_s", "handoff_s", "solve_s", "extract_s", "other_s", "wall_s"]
-ALONE_KEYS = ["highs_alone_s", "highs_alone_read_s", "highs_alone_runtime_s", "highs_alone_peak_mb", "mps_write_s",
-              "mps_mb"]
+ALONE_KEYS = ["highs_alone_s", "highs_alone_read_s", "highs_alone_runtime_s", "highs_alone_peak_mb", "model_write_s",
+              "model_mb"]
 CHECK_ORDER = ["MISMATCH", "n/a", "mip", "ok"]  # the worst over the runs is reported
 
 
 def _median(runs: list[dict], key: str):
     vals = [r[key] for r in runs if r.get(key) is not None]
     return round(statistics.median(vals), 4) if vals else None
+
+
+def same_path(runs: list[dict]):
+    """Whether HiGHS alone took the very path flexplan's HiGHS took in every run (same
+    simplex iterations and branch-and-bound nodes): True, False, or None when not known."""
+    pairs = [(r.get("simplex_iterations"), r.get("mip_nodes"), r.get("highs_alone_simplex_iterations"),
+              r.get("highs_alone_mip_nodes")) for r in runs]
+    if not pairs or any(x is None for p in pairs for x in p):
+        return None
+    return all(p[:2] == p[2:] for p in pairs)
 
 
 def summarise(case: dict, runs: list[dict]) -> dict:
@@ -590,7 +647,7 @@ def summarise(case: dict, runs: list[dict]) -> dict:
                highs_alone_mip_gap=first.get("highs_alone_mip_gap") if first["size"]["binaries"] else None,
                objective_rel_diff=max(diffs) if diffs else None,
                objective_check=next(c for c in CHECK_ORDER + sorted(checks) if c in checks),
-               mps_source=first.get("mps_source"), time_limit_s=case["time_limit"])
+               same_path=same_path(runs), model_source=first.get("model_source"), time_limit_s=case["time_limit"])
     row["min_solve_s"] = round(min(r["solve_s"] for r in runs), 4)
     row["max_solve_s"] = round(max(r["solve_s"] for r in runs), 4)
     return row
@@ -658,7 +715,7 @@ def fits(rows: list[dict]) -> dict:
 
 
 STYLES = {"build_s": ("build", "tab:blue", "o"), "handoff_s": ("hand-off", "tab:green", "^"),
-          "solve_s": ("solve (HiGHS in flexplan)", "tab:red", "s"), "highs_alone_s": ("HiGHS alone (MPS)", "tab:purple", "D")}
+          "solve_s": ("solve (HiGHS in flexplan)", "tab:red", "s"), "highs_alone_s": ("HiGHS alone", "tab:purple", "D")}
 
 
 def _panel(ax, fitted: list[dict], others: list[dict], fit: dict, suffix: str, what: str, title: str) -> None:
@@ -757,7 +814,7 @@ def main(argv=None) -> int:
                          "(which run --repeat times); default 1")
     ap.add_argument("--time-limit", type=float, default=300.0, help="HiGHS time limit per solve (s); default 300")
     ap.add_argument("--threads", type=int, default=0, help="HiGHS threads (default 0: HiGHS decides)")
-    ap.add_argument("--no-alone", action="store_true", help="skip HiGHS alone on the MPS file (halves the solve time)")
+    ap.add_argument("--no-alone", action="store_true", help="skip HiGHS alone on the saved model (halves the solve time)")
     ap.add_argument("--gc", choices=["on", "pause", "pause-freeze"], default="on",
                     help="experiment: 'pause' suspends Python's cyclic garbage collector during build_model, "
                          "'pause-freeze' also moves the built model into the permanent generation (gc.freeze); "

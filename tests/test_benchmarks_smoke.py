@@ -1,6 +1,6 @@
 """The benchmark driver end to end in its smoke mode (``benchmarks/run_benchmarks.py --smoke``:
 ieee33 as an LP, a 10-bus synthetic LP and its 2-scenario stochastic extensive form, each run
-once in fresh subprocesses, with HiGHS alone on the written MPS file).  About 25 s on an idle
+once in fresh subprocesses, with HiGHS alone on the saved model arrays).  About 25 s on an idle
 2-core machine."""
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ DRIVER = REPO / "benchmarks" / "run_benchmarks.py"
 FIELDS = ["load_s", "build_s", "handoff_s", "solve_s", "extract_s", "other_s", "wall_s", "import_s", "peak_mb",
           "variables", "constraints", "binaries", "nonzeros", "ops", "nodes", "scenarios", "ratio",
           "highs_alone_s", "highs_alone_read_s", "overhead_vs_alone", "objective_eur", "highs_alone_objective_eur",
-          "objective_rel_diff", "objective_check", "status", "runs", "mps_mb"]
+          "objective_rel_diff", "objective_check", "status", "runs", "model_mb", "same_path"]
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,10 @@ def test_smoke_objectives_agree_with_highs_alone(smoke):
         assert rel <= 1e-6, f"{c['case']}: flexplan {c['objective_eur']!r}, HiGHS alone {c['highs_alone_objective_eur']!r}"
         assert c["objective_check"] == "ok"
         assert c["highs_alone_status"] == "Optimal"
+        # the saved arrays are flexplan's model bit for bit: HiGHS alone takes the same path
+        # to the same objective (an MPS file rounds coefficients and can change the path)
+        assert c["same_path"] is True, c["case"]
+        assert c["highs_alone_objective_eur"] == c["objective_eur"], c["case"]
 
 
 def test_smoke_csv_and_png(smoke):
