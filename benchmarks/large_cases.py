@@ -25,7 +25,8 @@ the same simplex iterations and branch-and-bound nodes): ``highs_alone_s``, and
 skips it.
 
 Results go to ``--out`` (JSON, and CSV beside it), one row per (case, scale), labelled with
-``--label`` (e.g. ``before``/``after`` a change, run with ``PYTHONPATH`` at each version).
+``--label`` (e.g. ``before``/``after`` a change, run with ``PYTHONPATH`` at each version); a
+rerun replaces the rows of its own label, case and scale and keeps the others.
 """
 from __future__ import annotations
 
@@ -164,7 +165,8 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(out.read_text()) if out.exists() else []
-    old = [r for r in old if r.get("label") != a.label]
+    done = {(r.get("case"), r.get("scale")) for r in rows}  # a rerun replaces its own (case, scale) of the label
+    old = [r for r in old if r.get("label") != a.label or (r.get("case"), r.get("scale")) not in done]
     out.write_text(json.dumps(old + rows, indent=1))
     import pandas as pd
 

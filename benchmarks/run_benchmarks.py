@@ -772,6 +772,51 @@ def plot(rows: list[dict], fit: dict, path: Path) -> None:
     plt.close(fig)
 
 
+#: the modelling-overhead target of the benchmark issue: (build + hand-off + extract) <= 0.25 x HiGHS
+RATIO_TARGET = 0.25
+
+
+def plot_ratio(rows: list[dict], large: list[dict], path: Path) -> None:
+    """Overhead ratio (build + hand-off + extract) / HiGHS solve against model size, log-log:
+    every case of this run, and the large cases of ``large_cases.py`` (``large``: its rows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.0))
+    groups = [("synthetic", "lp", "synthetic LPs (buses, days, stages)", "tab:blue", "o"),
+              ("scenarios", "lp", "stochastic LPs (scenario sweeps)", "tab:green", "^"),
+              ("instance", "lp", "shipped instances, LP", "tab:orange", "D"),
+              ("instance", "mip", "shipped instances, MIP", "tab:red", "s")]
+    for family, kind, label, color, marker in groups:
+        pts = [(r["variables"], r["ratio"]) for r in rows if r["family"] == family and r["kind"] == kind
+               and r.get("ratio") and r["ratio"] > 0]
+        if pts:
+            ax.scatter(*zip(*pts), color=color, marker=marker, label=label, zorder=3)
+    for case, label, color in (("lp", "SimBench MV x 4 stages x 12 days, LP", "black"),
+                               ("mip", "same, MIP (TL: time limit, ratio an upper bound)", "tab:purple")):
+        pts = sorted((r for r in large if r.get("case") == case and r.get("ratio")), key=lambda r: r["ratio"])
+        if pts:
+            ax.scatter([r["variables"] for r in pts], [r["ratio"] for r in pts], color=color, marker="*", s=160,
+                       label=label, zorder=4)
+            for i, r in enumerate(pts):
+                tl = ", TL" if r.get("status") == "time_limit" else ""
+                ax.annotate(f"x{r['scale']:g}{tl}", (r["variables"], r["ratio"]), textcoords="offset points",
+                            xytext=(-9, -11 if i % 2 == 0 else 5), fontsize=7, ha="right")
+    ax.axhline(RATIO_TARGET, color="k", ls="--", lw=1, label=f"target {RATIO_TARGET:g} on the largest LP")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("variables")
+    ax.set_ylabel("(build + hand-off + extract) / HiGHS solve")
+    ax.set_title("modelling overhead against the solver's own time", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
 def write_csv(rows: list[dict], path: Path) -> None:
     import csv
 
@@ -893,6 +938,7 @@ def main(argv=None) -> int:
     if rows:
         write_csv(rows, out.with_suffix(".csv"))
         plot(rows, fit, out.with_suffix(".png"))
+        plot_ratio(rows, [], out.with_name(out.stem + "_ratio.png"))
     print(table(rows))
     print()
     for key in FIT_KEYS:
@@ -913,7 +959,13 @@ def main(argv=None) -> int:
         sys.path.insert(0, str(HERE))
         import large_cases
 
-        rc = max(rc, large_cases.main(["--time-limit", str(args.time_limit), "--label", "latest"]))
+        large_out = HERE / "results" / "large.json"
+        rc = max(rc, large_cases.main(["--time-limit", str(args.time_limit), "--label", "latest",
+                                       "--out", str(large_out)]))
+        if rows:
+            large = [r for r in json.loads(large_out.read_text()) if r.get("label") == "latest"]
+            plot_ratio(rows, large, out.with_name(out.stem + "_ratio.png"))
+            print(f"wrote {out.with_name(out.stem + '_ratio.png')} (with the large cases)")
     return rc
 
 

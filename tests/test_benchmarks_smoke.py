@@ -85,5 +85,5 @@ def test_smoke_csv_and_png(smoke):
     rows = list(csv.DictReader(out.with_suffix(".csv").open()))
     assert len(rows) == len(json.loads(out.read_text())["cases"])
     assert {"highs_alone_s", "overhead_vs_alone", "ratio", "build_s", "variables"} <= set(rows[0])
-    png = out.with_suffix(".png")
-    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in (out.with_suffix(".png"), out.with_name(out.stem + "_ratio.png")):
+        assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
