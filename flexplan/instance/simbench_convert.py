@@ -553,8 +553,8 @@ LV_TRAFO_TYPES = [
          note="scaled down from the 10 kEUR standard unit (assumption)"),
     dict(name="0.63 MVA 20/0.4 kV", sn_mva=0.63, vk_percent=6.0, vkr_percent=1.206, capex_eur=10000,
          note="MV/LV transformer 10 kEUR (eDisGo/dena; eDisGo's standard unit is 630 kVA)"),
-    dict(name="2 x 0.63 MVA 20/0.4 kV", sn_mva=1.26, vk_percent=6.0, vkr_percent=1.206, capex_eur=10000,
-         note="a second 630 kVA unit in parallel with a 630 kVA one: one unit's capex"),
+    dict(name="2 x 0.63 MVA 20/0.4 kV", sn_mva=1.26, vk_percent=6.0, vkr_percent=1.206, capex_eur=20000,
+         note="two 630 kVA units in parallel replacing the existing one: twice the unit's capex"),
 ]
 MV_LINE_TYPES = [
     dict(name="NA2XS2Y 1x185 RM/25 12/20 kV", r_ohm_per_km=0.161, x_ohm_per_km=0.117, max_i_ka=0.362, cost=1.0,
