@@ -943,6 +943,10 @@ def main(argv=None) -> int:
     print()
     for key in FIT_KEYS:
         f = fit[key]
+        if f["exponent"] is None and f["exponent_scenarios"] is None:
+            print(f"fitted exponent, {key[:-2]}: none ({f['points']} synthetic and {f['points_scenarios']} "
+                  "scenario sweep points in this run, 2 needed)")
+            continue
         print(f"fitted exponent t ~ variables^b, {key[:-2]}: synthetic sweeps b = {f['exponent']} "
               f"(buses {f['exponent_buses_sweep']}, days {f['exponent_days_sweep']}, "
               f"stages {f['exponent_stages_sweep']}; {f['points']} points); scenario sweeps b = "
