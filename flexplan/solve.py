@@ -113,38 +113,50 @@ class StandardForm:
     families: list
 
 
-def _family_matrix(fams, columns: list, col: dict):
+def _family_matrix(fams, columns: list):
     """The rows of the row families (:mod:`flexplan.blocks.rows`) as one CSR block over the
-    columns, appending a column for each variable no Pyomo constraint used; a fixed
-    variable's value moves into the row bounds.  Returns per family its CSR matrix, row
-    lower and row upper bounds."""
+    columns, appending a column for each variable no Pyomo constraint used (in the order of
+    its first appearance); a fixed variable's value moves into the row bounds.  Returns per
+    family its CSR matrix, row lower and row upper bounds.
+
+    Variables are matched to columns by ``id`` with numpy (sort + ``searchsorted``) rather
+    than a dict lookup per nonzero: on SimBench MV x 4 stages x 4 days (1.3 M family
+    nonzeros) that lookup alone took 0.7-1.1 s."""
+    known = np.fromiter(map(id, columns), dtype=np.int64, count=len(columns))
+    ids = [np.fromiter(map(id, fam.var), dtype=np.int64, count=len(fam.var)) for fam in fams]
+    offsets = np.cumsum([0] + [len(i) for i in ids])
+    flat = np.concatenate(ids) if ids else np.empty(0, dtype=np.int64)
+    uniq, first = np.unique(flat, return_index=True)
+    new = ~np.isin(uniq, known, assume_unique=True)
+    new_ids, new_first = uniq[new], first[new]
+    order = np.argsort(new_first, kind="stable")
+    new_ids, new_first = new_ids[order], new_first[order]
+    fam_of = np.searchsorted(offsets, new_first, side="right") - 1
+    code = np.empty(len(new_ids), dtype=np.int64)  # column, or -1 for a fixed variable
+    for j, (f, p) in enumerate(zip(fam_of.tolist(), (new_first - offsets[fam_of]).tolist())):
+        v = fams[f].var[p]
+        if v.fixed:
+            code[j] = -1
+        else:
+            code[j] = len(columns)
+            columns.append(v)
+    all_ids = np.concatenate([known, new_ids])
+    srt = np.argsort(all_ids, kind="stable")
+    sorted_ids = all_ids[srt]
+    sorted_code = np.concatenate([np.arange(len(known), dtype=np.int64), code])[srt]
     blocks, los, his = [], [], []
-    get = col.get
-    for fam in fams:
+    for fam, fam_ids in zip(fams, ids):
         n = len(fam)
         starts = np.asarray(fam.start, dtype=np.int64)
-        idx = list(map(get, map(id, fam.var)))
+        indices = sorted_code[np.searchsorted(sorted_ids, fam_ids)]
         coef = np.asarray(fam.coef, dtype=float)
         row_of = np.repeat(np.arange(n), np.diff(starts))
         shift = np.zeros(n)
-        fixed = []
-        for p in [p for p, c in enumerate(idx) if c is None]:
-            v = fam.var[p]
-            c = get(id(v))
-            if c is None:
-                if v.fixed:
-                    fixed.append(p)
-                    idx[p] = 0
-                    continue
-                c = col[id(v)] = len(columns)
-                columns.append(v)
-            idx[p] = c
-        indices = np.asarray(idx, dtype=np.int64)
-        if fixed:
-            fixed = np.asarray(fixed, dtype=np.int64)
-            np.add.at(shift, row_of[fixed], coef[fixed] * np.array([fam.var[p].value for p in fixed], dtype=float))
-            keep = np.ones(len(indices), dtype=bool)
-            keep[fixed] = False
+        fixed = np.flatnonzero(indices < 0)
+        if len(fixed):
+            np.add.at(shift, row_of[fixed], coef[fixed] * np.array([fam.var[p].value for p in fixed.tolist()],
+                                                                    dtype=float))
+            keep = indices >= 0
             indices, coef, row_of = indices[keep], coef[keep], row_of[keep]
         indptr = np.concatenate(([0], np.cumsum(np.bincount(row_of, minlength=n))))
         blocks.append((coef, indices, indptr))
@@ -174,8 +186,7 @@ def to_highs(model):
     row_hi = [np.where(mult >= 0, rhs, inf)]
     A = repn.A
     if fams:
-        col = {id(v): i for i, v in enumerate(columns)}
-        mats, los, his = _family_matrix(fams, columns, col)
+        mats, los, his = _family_matrix(fams, columns)
         ncol = len(columns)
         A = sp.csr_matrix(A, copy=False)
         A = sp.vstack([sp.csr_matrix((A.data, A.indices, A.indptr), shape=(A.shape[0], ncol))] + mats,
