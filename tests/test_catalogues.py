@@ -1,48 +1,47 @@
-"""The reinforcement catalogues of the shipped instances: no candidate type is had for
-free.  A type that is at least as strong as another of the same voltage and costs no more
-makes the weaker one pointless and the optimiser's choice between them a coin toss (the
+"""The reinforcement candidates of the shipped instances, as the loader builds them from
+their catalogues: no candidate is had for free.  A candidate for an asset that is stronger
+than another of the same kind for that asset and costs no more (at the same lifetime) makes
+the weaker one pointless and the optimiser's choice between them a coin toss (the
 "2 x 0.63 MVA" transformer once cost what one 630 kVA unit costs)."""
 import itertools
-import tomllib
 
+import pandas as pd
 import pytest
 
+import flexplan as fp
 from flexplan.paths import shipped_instances
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.component
 
 INSTANCES = sorted(p.parent.name for p in shipped_instances().glob("*/instance.toml"))
 
 
-def _types(name):
-    cfg = tomllib.loads((shipped_instances() / name / "instance.toml").read_text()).get("reinforcement", {})
-    lines = [(t["name"], (t.get("vn_kv_min"), t.get("vn_kv_max")), t["max_i_ka"], t["capex_eur_per_km"])
-             for t in cfg.get("line_types", [])]
-    trafos = [(t["name"], t.get("vn_kv"), t["sn_mva"], t["capex_eur"]) for t in cfg.get("transformer_types", [])]
-    return lines, trafos
+def _check(name: str, cands: pd.DataFrame) -> None:
+    for (asset, kind), group in cands.groupby(["asset", "kind"]):
+        for a, b in itertools.permutations(group.itertuples(), 2):
+            if b.rating_mva > a.rating_mva and b.lifetime_years == a.lifetime_years:
+                assert b.capex_eur > a.capex_eur, (
+                    f"{name}, {asset} ({kind}): '{b.type}' ({b.rating_mva:g} MVA) is stronger than '{a.type}' "
+                    f"({a.rating_mva:g} MVA) for {b.capex_eur:g} <= {a.capex_eur:g} EUR")
 
 
 def test_every_instance_is_checked():
     assert {"ieee33", "cigre_lv", "sb_lv_rural", "sb_mv_rural"} <= set(INSTANCES)
 
 
-def _check(name, kinds):
-    for kind in kinds:
-        for a, b in itertools.permutations(kind, 2):
-            if a[1] == b[1] and b[2] > a[2]:
-                assert b[3] > a[3], f"{name}: '{b[0]}' ({b[2]}) is stronger than '{a[0]}' ({a[2]}) for {b[3]} <= {a[3]}"
-
-
 @pytest.mark.parametrize("name", INSTANCES)
-def test_a_stronger_type_costs_more(name):
-    lines, trafos = _types(name)
-    assert lines or trafos, f"{name}: no catalogue read"
-    _check(name, (lines, trafos))
+def test_a_stronger_candidate_costs_more(name):
+    cands = fp.load_instance(shipped_instances() / name).candidates
+    assert len(cands), f"{name}: no candidates"
+    _check(name, cands)
 
 
 def test_the_check_catches_a_free_upgrade():
-    """The check above can fail: a catalogue with a stronger type at the same price."""
-    fake = [("0.63 MVA", 0.4, 0.63, 10000), ("2 x 0.63 MVA", 0.4, 1.26, 10000)]
+    """The check above can fail: a stronger type at the same price, for the same asset."""
+    row = dict(asset="T1", kind="replace", lifetime_years=40)
+    free = pd.DataFrame([dict(row, type="0.63 MVA", rating_mva=0.63, capex_eur=10000.0),
+                         dict(row, type="2 x 0.63 MVA", rating_mva=1.26, capex_eur=10000.0)])
     with pytest.raises(AssertionError, match="'2 x 0.63 MVA' .* is stronger"):
-        _check("fake", ([], fake))
-    _check("fake", ([], [fake[0], ("2 x 0.63 MVA", 0.4, 1.26, 20000)]))
+        _check("fake", free)
+    _check("fake", free.assign(capex_eur=[10000.0, 20000.0]))
+    _check("fake", free.assign(asset=["T1", "T2"]))  # different assets are not compared
