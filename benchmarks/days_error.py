@@ -209,8 +209,8 @@ def main(argv=None) -> int:
     ap.add_argument("--stages", default="2025,2035", help="investment stages (first = base year); '' keeps the "
                     "instance's")
     ap.add_argument("--recipe", default="reinforce_only", help="recipe name or file (models/); the full-year "
-                    "reference is found by day screening, which takes only recipes of the blocks in "
-                    "flexplan.screening.SCREENABLE_BLOCKS")
+                    "reference is found by day screening, which takes only recipes of day-separable "
+                    "blocks (flexplan.screening.screenable_blocks())")
     ap.add_argument("--mip-gap", type=float, default=0.0005, help="relative MIP gap of every solve; default 0.05 %%")
     ap.add_argument("--time-limit", type=float, default=900.0, help="HiGHS time limit per solve (s)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "days_error.json"))

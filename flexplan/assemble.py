@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyomo.environ as pyo
 
-from .blocks import BLOCKS, FORMULATIONS, _load_all, make_config
+from .blocks import BLOCKS, FORMULATIONS, _load_all, make_config, order_blocks
 from .errors import RecipeError
 from .hub import Hub
 from .index import ModelIndex, deterministic_index
@@ -66,8 +66,9 @@ def release_memory() -> None:
     gc.collect()
 
 
-def check_recipe(recipe: Recipe) -> None:
-    """Refuse a recipe with unknown blocks or unmet requirements, naming what is missing."""
+def check_recipe(recipe: Recipe) -> list[str]:
+    """Refuse a recipe with unknown blocks or impossible channels, naming what is wrong; return
+    the build order of its blocks (:func:`flexplan.blocks.order_blocks`)."""
     _load_all()
     unknown = [b for b in recipe.blocks if b not in BLOCKS]
     if unknown:
@@ -77,34 +78,37 @@ def check_recipe(recipe: Recipe) -> None:
     if recipe.formulation not in FORMULATIONS:
         raise RecipeError(f"{recipe.source}: unknown network formulation '{recipe.formulation}'; available: "
                           f"{', '.join(sorted(FORMULATIONS))}")
-    specs = [BLOCKS[b] for b in recipe.blocks] + [FORMULATIONS[recipe.formulation]]
-    provided = {p for s in specs for p in s.provides}
-    for i, s in enumerate(specs):
-        missing = [r for r in s.requires if r not in provided]
-        if missing:
-            raise RecipeError(f"{recipe.source}: block '{s.name}' requires {', '.join(missing)}, which no block of "
-                              f"this recipe provides (blocks: {', '.join(recipe.blocks)}); add a block that "
-                              f"provides it or remove '{s.name}'")
-        before = {p for t in specs[:i] for p in t.provides}
-        late = [r for r in s.requires if r not in before]
-        if late:
-            who = next(t.name for t in specs if late[0] in t.provides)
-            raise RecipeError(f"{recipe.source}: block '{s.name}' needs '{who}' (for {late[0]}) to be built before it; "
-                              f"list '{who}' earlier in 'blocks' {recipe.blocks}")
+    net = FORMULATIONS[recipe.formulation]
+    order = order_blocks(list(recipe.blocks), recipe.source, also_read=net.reads())
+    missing = [c for c in net.requires if not any(c in BLOCKS[b].writes() for b in recipe.blocks)]
+    if missing:
+        who = sorted({b for c in missing for b, t in BLOCKS.items() if c in t.writes()})
+        raise RecipeError(f"{recipe.source}: the network formulation '{net.name}' requires {', '.join(missing)}, which "
+                          f"no block of this recipe provides (blocks: {', '.join(recipe.blocks)}); add "
+                          f"{' or '.join(repr(w) for w in who)} to 'blocks'")
+    return order
 
 
 def build_model(instance: Instance | str | Path, recipe: str | Path | Recipe | dict = "reinforce_only",
-                index: ModelIndex | None = None, corrections: dict | None = None) -> PlanningModel:
-    """Assemble the Pyomo model of ``instance`` under ``recipe``.  ``corrections`` (from
-    :func:`flexplan.acpf.ac_corrected_plan`): per (bus, op) extra fixed withdrawals ``p_mw``,
-    ``q_mvar`` (AC losses) and a raise of the lower voltage limit ``v_margin_pu``."""
+                index: ModelIndex | None = None, corrections: dict | None = None,
+                extra_functionality=None) -> PlanningModel:
+    """Assemble the Pyomo model of ``instance`` under ``recipe``.
+
+    The recipe's blocks are built in the order their channels impose (a provider before its
+    readers; otherwise the recipe's order), then the network formulation, then
+    ``extra_functionality(pm)`` if given: a function of the user's that adds variables and
+    constraints to ``pm.model`` (e.g. a limit on total contracted flexibility) and cost terms
+    with ``pm.hub.cost(...)`` before the objective is formed, like PyPSA's hook of that name.
+    ``corrections`` (from :func:`flexplan.acpf.ac_corrected_plan`): per (bus, op) extra fixed
+    withdrawals ``p_mw``, ``q_mvar`` (AC losses) and a raise of the lower voltage limit
+    ``v_margin_pu``."""
     timings = {}
     t0 = time.perf_counter()
     if not isinstance(instance, Instance):
         instance = load_instance(resolve_instance_path(instance))
         timings["load"] = time.perf_counter() - t0
     recipe = resolve_recipe(recipe)
-    check_recipe(recipe)
+    order = check_recipe(recipe)
     if instance.ev_fleets and "ev_fleet" not in recipe.blocks:
         raise RecipeError(f"{recipe.source}: instance '{instance.name}' has EV fleets "
                           f"({', '.join(f.name for f in instance.ev_fleets)}) but the recipe has no 'ev_fleet' block, "
@@ -114,15 +118,18 @@ def build_model(instance: Instance | str | Path, recipe: str | Path | Recipe | d
         t1 = time.perf_counter()
         ix = index if index is not None else deterministic_index(instance)
         hub = Hub(instance.network.n_buses, ix.n_ops)
-        hub.required = {r for b in recipe.blocks for r in BLOCKS[b].requires}
+        net_spec = FORMULATIONS[recipe.formulation]
+        hub.read = {c for b in recipe.blocks for c in BLOCKS[b].reads()} | set(net_spec.reads())
         m = pyo.ConcreteModel(name=f"{instance.name}:{recipe.name}")
         pm = PlanningModel(m, instance, ix, hub, recipe, timings=timings)
-        for name in recipe.blocks:
+        configs = {name: make_config(BLOCKS[name], recipe.options.get(name, {}), f"{recipe.source} [{name}]")
+                   for name in order}
+        for name in order:
             spec = BLOCKS[name]
-            cfg = make_config(spec, recipe.options.get(name, {}), f"{recipe.source} [{name}]")
             blk = pyo.Block(concrete=True)
             m.add_component(name, blk)
-            spec.add(blk, instance, ix, hub, cfg)
+            hub.block = spec
+            spec.add(blk, instance, ix, hub, configs[name])
             pm.blocks[name] = (spec, blk)
         if corrections is not None:
             if corrections.get("n_ops") != ix.n_ops:
@@ -131,12 +138,15 @@ def build_model(instance: Instance | str | Path, recipe: str | Path | Recipe | d
             hub.p_withdraw += corrections["p_mw"]
             hub.q_withdraw += corrections["q_mvar"]
             hub.v_margin = corrections["v_margin_pu"]
-        spec = FORMULATIONS[recipe.formulation]
-        cfg = make_config(spec, recipe.options.get("network", {}), f"{recipe.source} [network]")
+        cfg = make_config(net_spec, recipe.options.get("network", {}), f"{recipe.source} [network]")
         blk = pyo.Block(concrete=True)
         m.add_component("network", blk)
-        spec.add(blk, instance, ix, hub, cfg)
-        pm.blocks["network"] = (spec, blk)
+        hub.block = net_spec
+        net_spec.add(blk, instance, ix, hub, cfg)
+        pm.blocks["network"] = (net_spec, blk)
+        hub.block = None
+        if extra_functionality is not None:
+            extra_functionality(pm)
         m.objective = pyo.Objective(expr=sum(pm.cost_weight(term) * term.expr for term in hub.costs
                                              if not isinstance(term.expr, (int, float)) or term.expr),
                                     sense=pyo.minimize)

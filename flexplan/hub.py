@@ -11,7 +11,8 @@ Blocks never see each other.  They put into the Hub
 * branch options that investments create (``add_branch_option``): a replacement that
   changes a branch's impedance and rating, or a parallel branch, each with its built state
   per tree node (an expression of the investment variables);
-* EV battery states (``storage``, :class:`StorageState`) that other blocks may price.
+* typed values for other blocks, through declared channels (``put`` / ``get``,
+  :mod:`flexplan.channels`): a tariff signal, charging caps, EV battery states...
 
 The network formulation turns injections into bus balances; the assembler turns costs
 into the objective (probability- and discount-weighted).  Reports break costs down by
@@ -21,8 +22,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .channels import channel
+from .errors import RecipeError
+
+if TYPE_CHECKING:
+    from .blocks import BlockSpec
 
 
 @dataclass
@@ -84,14 +92,9 @@ class Hub:
         self.decisions: dict[str, list] = defaultdict(list)  # node -> Pyomo variables decided there
         self.v_margin = None  # (n_buses, n_ops) pu added to v_min (AC correction), or None
         self.branch_options: dict[int, list[BranchOption]] = defaultdict(list)
-        self.required: set[str] | None = None  # what the recipe's blocks require (None: unknown, publish all)
-        self.storage: list[StorageState] = []  # EV batteries per (fleet, bus, op)
-        self.storage_units: list[dict] = []  # per unit: fleet, bus, node, year, day, n_evs, battery data
-        self.storage_cohorts: list[dict] = []  # per (unit, cohort): window states, for evaluations
-        self.tariff: dict | None = None  # the tariffs block's prices (EUR/MWh per step of the day)
-        self.charging_cap_mw = None  # connection agreement: MW per plugged-in EV, per step of the day
-        self.charger_q_per_p: float | None = None  # grid code: Mvar injected per MW charged
-        self.provided: set[str] = set()
+        self.read: set[str] | None = None  # channels some block of the recipe reads (None: unknown, offer all)
+        self.channels: dict[str, object] = {}  # channel name -> value put by its provider
+        self.block: BlockSpec | None = None  # the block being built (the assembler sets it)
 
     # -- power ---------------------------------------------------------------------------
     def withdraw(self, bus: int, p_mw: np.ndarray, q_mvar: np.ndarray, sheddable: bool = True) -> None:
@@ -119,9 +122,38 @@ class Hub:
         """Declare that the variable injections at ``bus`` never exceed ``max_mva``."""
         self.max_injection[bus] += max_mva
 
-    def wants(self, capability: str) -> bool:
-        """Whether a block of the recipe requires ``capability`` (true when not known)."""
-        return self.required is None or capability in self.required
+    # -- channels ------------------------------------------------------------------------
+    def wants(self, name: str) -> bool:
+        """Whether a block of the recipe reads channel ``name`` (true when not known): a block
+        that ``offers`` a channel publishes it only then."""
+        return self.read is None or name in self.read
+
+    def put(self, name: str, value) -> None:
+        """Publish ``value`` on channel ``name``; the building block must declare it in
+        ``provides`` or ``offers`` and the value must be of the channel's type."""
+        ch = channel(name)
+        who = self.block.name if self.block is not None else "?"
+        if self.block is not None and name not in self.block.writes():
+            raise RecipeError(f"block '{who}' puts channel '{name}' without declaring it in provides/offers")
+        if not isinstance(value, ch.type):
+            raise RecipeError(f"block '{who}' puts a {type(value).__name__} on channel '{name}', which carries "
+                              f"{ch.type.__name__}")
+        if name in self.channels:
+            raise RecipeError(f"channel '{name}' is put twice (second time by '{who}')")
+        self.channels[name] = value
+
+    def get(self, name: str):
+        """The value on channel ``name``, or None if no block of the recipe provides it; the
+        building block must declare it in ``requires`` or ``uses`` (the assembler then builds
+        its provider first)."""
+        channel(name)
+        if self.block is not None and name not in self.block.reads():
+            raise RecipeError(f"block '{self.block.name}' reads channel '{name}' without declaring it in "
+                              "requires/uses (so the assembler cannot build its provider first)")
+        value = self.channels.get(name)
+        if value is None and self.block is not None and name in self.block.requires:
+            raise RecipeError(f"block '{self.block.name}' requires channel '{name}', which was not provided")
+        return value
 
     # -- money ---------------------------------------------------------------------------
     def cost(self, category: str, node: str, expr, year: int | None = None) -> None:

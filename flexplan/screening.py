@@ -21,7 +21,7 @@ without giving up optimality:
 This is row generation over days, as in transmission expansion planning with "critical
 hours"; the certificate (UB − LB) is computed, not assumed.  Recipes whose blocks can earn
 money on a day (a negative operating cost: the V2G market framework, grid tariffs that pay
-EV owners) break the lower bound and are refused (:data:`SCREENABLE_BLOCKS`).
+EV owners) break the lower bound and are refused (:func:`screenable_blocks`: the blocks with the trait ``day_separable``).
 """
 from __future__ import annotations
 
@@ -37,8 +37,13 @@ from .reduce import class_peak_mw
 from .results import violation_table
 from .solve import SolveOptions, solve_model
 
-#: blocks whose cost on every day is non-negative (so that dropping a day never raises the cost)
-SCREENABLE_BLOCKS = frozenset({"demand", "reinforcement", "ev_fleet", "grid_code", "connection"})
+def screenable_blocks() -> frozenset:
+    """Blocks whose cost on every day is non-negative (so that dropping a day never raises the
+    cost): the blocks registered with the trait ``day_separable``."""
+    from .blocks import BLOCKS, _load_all
+
+    _load_all()
+    return frozenset(n for n, s in BLOCKS.items() if s.day_separable)
 
 
 def peak_day(inst) -> str:
@@ -62,7 +67,8 @@ def with_days(inst, days) -> object:
 
 
 def check_screenable(recipe) -> None:
-    other = [b for b in recipe.blocks if b not in SCREENABLE_BLOCKS]
+    ok = screenable_blocks()
+    other = [b for b in recipe.blocks if b not in ok]
     if other:
         raise RecipeError(f"{recipe.source}: day screening needs every day's cost to be non-negative; block(s) "
                           f"{', '.join(other)} may earn money on a day, so leaving days out would not give a lower "

@@ -15,15 +15,24 @@ from .recipe import Recipe, resolve_recipe
 
 
 def reference_recipe(recipe) -> Recipe | None:
-    """The recipe with EVs uncontrolled, or None if ``recipe`` has no flexible fleet."""
+    """The recipe without flexibility (each block's ``reference`` trait: the EV fleets
+    uncontrolled), or None if no block of ``recipe`` has flexibility to remove."""
+    from .blocks import BLOCKS, _load_all
+
+    _load_all()
     recipe = resolve_recipe(recipe)
-    if "ev_fleet" not in recipe.blocks:
-        return None
-    if recipe.options.get("ev_fleet", {}).get("mode", "smart") == "uncontrolled":
+    changed = {}
+    for name in recipe.blocks:
+        spec = BLOCKS.get(name)
+        if spec is not None and spec.reference is not None:
+            opts = spec.reference(dict(recipe.options.get(name, {})))
+            if opts is not None:
+                changed[name] = opts
+    if not changed:
         return None
     ref = copy.deepcopy(recipe)
-    ref.name = f"{recipe.name}[uncontrolled EVs]"
-    ref.options["ev_fleet"] = {**ref.options.get("ev_fleet", {}), "mode": "uncontrolled"}
+    ref.name = f"{recipe.name}[uncontrolled EVs]" if list(changed) == ["ev_fleet"] else f"{recipe.name}[no flexibility]"
+    ref.options.update(changed)
     return ref
 
 

@@ -195,11 +195,12 @@ def test_ageing_costs_reported_and_in_the_objective(v2g_feeder):
     assert summary["chemistry"] == "lfp" and summary["cost_eur_per_year"][2025] == pytest.approx(ag["cost_eur"][0])
 
 
-def test_ageing_needs_an_ev_fleet_before_it(v2g_feeder):
+def test_ageing_needs_an_ev_fleet_and_is_built_after_it(v2g_feeder):
     with pytest.raises(RecipeError, match="'ageing' requires ev_storage"):
         fp.build_model(v2g_feeder, {"name": "x", "blocks": ["demand", "ageing"]})
-    with pytest.raises(RecipeError, match="needs 'ev_fleet'.*built before it"):
-        fp.build_model(v2g_feeder, {"name": "x", "blocks": ["demand", "ageing", "ev_fleet"]})
+    # listed first, it is still built after the fleet whose battery states it prices
+    pm = fp.build_model(v2g_feeder, {"name": "x", "blocks": ["demand", "ageing", "ev_fleet"]})
+    assert list(pm.blocks) == ["demand", "ev_fleet", "ageing", "network"]
     with pytest.raises(RecipeError, match="ageing.chemistry must be one of lfp, nmc"):
         fp.build_model(v2g_feeder, {"name": "x", "blocks": ["demand", "ev_fleet", "ageing"],
                                     "ageing": {"chemistry": "lead_acid"}})

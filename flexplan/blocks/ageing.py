@@ -166,10 +166,11 @@ class AgeingModel:
 
 
 def add_ageing(b, inst, ix, hub, cfg: AgeingConfig) -> None:
-    units = hub.storage_units
+    storage = hub.get("ev_storage")
+    units = storage.units
     c_rates = [float((f.sessions["charger_kw"] / f.sessions["battery_kwh"]).mean()) for f in inst.ev_fleets]
     model = AgeingModel(cfg, c_rate=float(np.mean(c_rates)) if c_rates else 0.5)
-    b._ageing = dict(model=model, cfg=cfg, states=hub.storage, units=units, cohorts=hub.storage_cohorts)
+    b._ageing = dict(model=model, cfg=cfg, states=storage.states, units=units, cohorts=storage.cohorts)
     if cfg.replacement_eur_per_kwh == 0 or not units:
         return
     hours = ix.op_hours()
@@ -181,8 +182,8 @@ def add_ageing(b, inst, ix, hub, cfg: AgeingConfig) -> None:
 
     # calendar: z ≥ a E + b B per (fleet, bus, op) with EVs plugged in
     if cfg.calendar:
-        variable = [s for s in hub.storage if not isinstance(s.energy, (int, float))]
-        fixed = [s for s in hub.storage if isinstance(s.energy, (int, float))]
+        variable = [s for s in storage.states if not isinstance(s.energy, (int, float))]
+        fixed = [s for s in storage.states if isinstance(s.energy, (int, float))]
         K = range(len(variable))
         b.cal = pyo.Var(K, within=pyo.NonNegativeReals)
         lines = [(float(a), float(c)) for a, c in model.lines]
@@ -196,7 +197,7 @@ def add_ageing(b, inst, ix, hub, cfg: AgeingConfig) -> None:
     # cycling of V2G: the day's depth over its plugged-in V2G capacity
     if cfg.cycling != "none":
         dis = defaultdict(list)
-        for s in hub.storage:
+        for s in storage.states:
             if not isinstance(s.discharge, (int, float)):
                 dis[s.unit].append(s.discharge)
         keys = [u for u in sorted(dis) if units[u]["v2g_capacity_mwh"] > 0]
@@ -319,5 +320,5 @@ def ageing_table(b, inst, ix) -> dict:
     return {"ageing": df, "summary": {"ageing": summary}}
 
 
-register_block(BlockSpec("ageing", add_ageing, AgeingConfig, requires=("ev_storage",), provides=("ageing",),
+register_block(BlockSpec("ageing", add_ageing, AgeingConfig, requires=("ev_storage",),
                          extract=extract_ageing, doc=__doc__))

@@ -1,8 +1,8 @@
 """Connection agreements: time-of-day charging caps for EV chargers (FORMULATION.md §6, the
 seed paper's "connection agreements"; Amsterdam FlexPower, Bons et al., Zenodo 4026755).
 
-Puts a cap per plugged-in EV and hour in the Hub (``hub.charging_cap_mw``) that the
-``ev_fleet`` block (listed after this one) applies in every mode: DSO-controlled charging
+Provides the channel ``charging_cap`` (a cap per plugged-in EV and step of the day) that the
+``ev_fleet`` block applies in every mode: DSO-controlled charging
 stays under it, uncontrolled and tariff-driven charging respond to it (as early / as cheap
 as the cap allows).  An EV that cannot get its energy under the caps is an error naming its
 fleet.  The DSO may grant a connection-cost discount per EV and year (cost category
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..channels import ChargingCap
 from . import BlockSpec, register_block
 
 
@@ -30,7 +31,7 @@ class ConnectionConfig:
       (default 0).
     """
 
-    cap_kw_by_hour: list = field(default_factory=list)
+    cap_kw_by_hour: list[float] = field(default_factory=list)
     peak_cap_kw: float = 3.7
     peak_start_h: int = 18
     peak_hours: int = 3
@@ -58,7 +59,7 @@ class ConnectionConfig:
 def add_connection(b, inst, ix, hub, cfg: ConnectionConfig) -> None:
     kw = cfg.caps_kw()
     hour_of_step = (np.arange(ix.hours) * ix.dt_h).astype(int) % 24
-    hub.charging_cap_mw = kw[hour_of_step] / 1000.0  # MW per plugged-in EV, per step of the day
+    hub.put("charging_cap", ChargingCap(kw[hour_of_step] / 1000.0))  # MW per plugged-in EV, per step of the day
     b._caps_kw = kw
     if cfg.discount_eur_per_ev_year > 0:
         for f in inst.ev_fleets:
@@ -75,4 +76,4 @@ def extract_connection(b, inst, ix) -> dict:
 
 
 register_block(BlockSpec("connection", add_connection, ConnectionConfig, provides=("charging_cap",),
-                         extract=extract_connection, doc=__doc__))
+                         extract=extract_connection, doc=__doc__, day_separable=True))

@@ -106,13 +106,14 @@ def reliable_turn_down(fleet, hours: int, dt_h: float, q: float) -> np.ndarray:
 
 
 def add_contracts(b, inst, ix, hub, cfg: ContractConfig) -> None:
-    units = hub.storage_units
+    storage = hub.get("ev_storage")
+    units = storage.units
     H, dt = ix.hours, float(ix.dt_h)
     step_hour = (np.arange(H) * dt).astype(int)
     in_window = ((step_hour - cfg.window_start_h) % 24) < cfg.window_hours
     reliable = {f.name: reliable_turn_down(f, H, dt, cfg.reliability_quantile) for f in inst.ev_fleets}
     b._contracts = dict(cfg=cfg, reliable=reliable)
-    states = [s for s in hub.storage if in_window[int(ix.op_hour[s.op])]]
+    states = [s for s in storage.states if in_window[int(ix.op_hour[s.op])]]
     if not states:
         return
     # contracted capacity per (fleet, bus, node); activations per op within what the fleet
@@ -140,7 +141,7 @@ def add_contracts(b, inst, ix, hub, cfg: ContractConfig) -> None:
     b.delivered = pyo.Constraint(S, rule=lambda _, i: b.activated[i] == states[i].baseline_charge_mw
                                  - (states[i].charge - states[i].discharge))
     # ... and outside the window the DSO has bought nothing: no turn-down there
-    outside = [s for s in hub.storage if not in_window[int(ix.op_hour[s.op])]
+    outside = [s for s in storage.states if not in_window[int(ix.op_hour[s.op])]
                and not isinstance(s.charge, (int, float))]
     b.uncontracted = pyo.Constraint(range(len(outside)), rule=lambda _, i: outside[i].charge - outside[i].discharge
                                     >= outside[i].baseline_charge_mw)
@@ -211,4 +212,4 @@ def extract_contracts(b, inst, ix) -> dict:
 
 
 register_block(BlockSpec("contracts", add_contracts, ContractConfig, requires=("ev_storage",),
-                         provides=("contracts",), extract=extract_contracts, doc=__doc__))
+                         extract=extract_contracts, doc=__doc__))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..channels import DemandLoads
 from . import BlockSpec, register_block
 
 
@@ -45,8 +46,9 @@ def load_matrices(inst, ix, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]
 
 def add_demand(b, inst, ix, hub, cfg: DemandConfig) -> None:
     P, Q = load_matrices(inst, ix, cfg.scale)
+    hub.put("demand", DemandLoads(P, Q))
     for bus in np.where(np.any(P != 0, axis=1) | np.any(Q != 0, axis=1))[0]:
         hub.withdraw(int(bus), P[bus], Q[bus])
 
 
-register_block(BlockSpec("demand", add_demand, DemandConfig, provides=("demand",), doc=__doc__))
+register_block(BlockSpec("demand", add_demand, DemandConfig, provides=("demand",), doc=__doc__, day_separable=True))

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
+from ..channels import EVStorage
 from ..hub import StorageState
 from . import BlockSpec, register_block
 from .linear import lin
@@ -128,20 +129,26 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
     envs = [fleet_envelopes(fl, ix, cfg) for fl in fleets]
     units = _units(fleets, ix)
     b._flex = dict(fleets=fleets, envs=envs, units=units, cfg=cfg)  # for extract
+    cap = hub.get("charging_cap")  # connection agreement: MW per plugged-in EV and step of the day
+    cap_mw = cap.mw_per_ev if cap is not None else None
+    q_rule = hub.get("charger_q")  # grid code: Mvar injected per MW charged
+    q_per_p = q_rule.q_per_p if q_rule is not None else None
+    tariff = hub.get("tariff")
+    storage = EVStorage()  # the batteries' states, for blocks that price their use (channel ev_storage)
     # a bound on each bus's fleet power, for the network's flow ranges (a fixed schedule,
     # uncontrolled or tariff-driven, is a withdrawal of known size instead: no bound)
     for f, fleet in enumerate(fleets if cfg.mode not in ("uncontrolled", "tariff") else ()):
         env = envs[f]
         peak = float(np.max(env.p_max_profile_mw() + env.per_clock_step(lambda c: c.p_dis_max_mw)))
         kva = cfg.charger_kva_per_kw if cfg.reactive else 1.0
-        if hub.charger_q_per_p:  # grid code: Q = tan φ · P on top of P
-            kva = max(kva, float(np.hypot(1.0, hub.charger_q_per_p)))
+        if q_per_p:  # grid code: Q = tan φ · P on top of P
+            kva = max(kva, float(np.hypot(1.0, q_per_p)))
         for bus in fleet.buses:
             hub.bound_injection(bus, kva * peak * float(fleet.evs.max()) * ix.max_ev_factor(fleet.name))
 
-    _publish_units(hub, fleets, envs, units, ix)
+    _publish_units(storage, fleets, envs, units, ix)
     if cfg.mode in ("uncontrolled", "tariff"):
-        fixed = _fixed_profiles(fleets, envs, hub, cfg)
+        fixed = _fixed_profiles(fleets, envs, cap_mw, tariff, cfg)
         b._flex["fixed"] = fixed
         for ui, u in enumerate(units):
             env = envs[u.fleet]
@@ -149,28 +156,29 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
             base = env.baseline_profile_mw() * u.n_evs
             p = np.zeros(ix.n_ops)
             p[u.first_op:u.first_op + H] = charge * u.n_evs
-            q_per_p = hub.charger_q_per_p or 0.0  # grid code: chargers inject Q while charging
-            hub.withdraw(u.bus, p, -q_per_p * p, sheddable=False)
+            hub.withdraw(u.bus, p, -(q_per_p or 0.0) * p, sheddable=False)  # grid code: Q while charging
             if cfg.mode == "uncontrolled":  # cohort traces are known only for the baseline
                 for c in env.cohorts:
-                    hub.storage_cohorts.append(dict(
+                    storage.cohorts.append(dict(
                         unit=ui, energy=(c.e_max_mwh * u.n_evs).tolist(), charge=(c.baseline_mw * u.n_evs).tolist(),
                         discharge=[0.0] * c.width, capacity=c.capacity_mwh * u.n_evs,
                         baseline_energy=c.e_max_mwh * u.n_evs, baseline_charge=c.baseline_mw * u.n_evs))
             cap = env.per_clock_step(lambda c: c.capacity_mwh) * u.n_evs
             e_base = env.per_clock_step(lambda c: c.e_max_mwh) * u.n_evs
             for h in np.flatnonzero(cap > 0).tolist():
-                hub.storage.append(StorageState(fleets[u.fleet].name, u.bus, u.first_op + h, ui,
+                storage.states.append(StorageState(fleets[u.fleet].name, u.bus, u.first_op + h, ui,
                                                 float(energy[h] * u.n_evs), float(charge[h] * u.n_evs), 0.0,
                                                 float(cap[h]), float(e_base[h]), float(base[h])))
-        _bill_owners(hub, ix, b)
+        _bill_owners(hub, ix, storage, tariff, b)
+        if hub.wants("ev_storage"):
+            hub.put("ev_storage", storage)
         return
 
-    if hub.charging_cap_mw is not None:  # every EV must still get its energy under the caps
+    if cap_mw is not None:  # every EV must still get its energy under the caps
         from ..ev.response import tariff_response
 
         for fleet, env in zip(fleets, envs):
-            tariff_response(env, None, hub.charging_cap_mw, fleet.name)
+            tariff_response(env, None, cap_mw, fleet.name)
 
     # ---- flat index of (unit, cohort, window step) -------------------------------------
     op, lo_e, hi_e, hi_p, hi_d, nxt, arr_next = [], [], [], [], [], [], []
@@ -185,8 +193,8 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
             lo_e.extend((n * c.e_min_mwh).tolist())
             hi_e.extend((n * c.e_max_mwh).tolist())
             p_hi = n * c.p_max_mw
-            if hub.charging_cap_mw is not None:  # connection agreement: a cap per plugged-in EV
-                p_hi = np.minimum(p_hi, hub.charging_cap_mw[c.clock_steps(H)] * n * c.plugged)
+            if cap_mw is not None:  # connection agreement: a cap per plugged-in EV
+                p_hi = np.minimum(p_hi, cap_mw[c.clock_steps(H)] * n * c.plugged)
             hi_p.extend(p_hi.tolist())
             hi_d.extend((n * c.p_dis_max_mw).tolist())
             nxt.extend(list(range(base + 1, base + W)) + [-1])
@@ -248,8 +256,7 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         for h in range(H):
             base[(ui, u.first_op + h)] = float(prof[h])
 
-    q_rule = hub.charger_q_per_p
-    if q_rule is not None and cfg.reactive:
+    if q_per_p is not None and cfg.reactive:
         from ..errors import RecipeError
 
         raise RecipeError("ev_fleet.reactive (Q as a decision) and the grid_code block (Q fixed by rule) exclude "
@@ -281,19 +288,19 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
             [edges[m][0] * c for c in net[k].linear_coefs] + [edges[m][1]], [*net[k].linear_vars, b.q[k]],
             None, edges[m][2] * s_max[k]))
     for k, (ui, o) in enumerate(keys):
-        if q_rule:
-            q = float(q_rule) * charge[k]
+        if q_per_p:
+            q = float(q_per_p) * charge[k]
         else:
             q = b.q[k] if cfg.reactive else None
         hub.inject(units[ui].bus, o, p=net[k], q=q)
-    if not (hub.wants("ev_storage") or hub.tariff is not None):
+    if not (hub.wants("ev_storage") or tariff is not None):
         return  # no block prices the batteries' use: skip building their expressions
     # battery states for blocks that price their use (ageing): per cohort window ...
     j = 0
     for ui, u in enumerate(units):
         for c in envs[u.fleet].cohorts:
             steps = range(j, j + c.width)
-            hub.storage_cohorts.append(dict(
+            storage.cohorts.append(dict(
                 unit=ui, energy=[b.e[jj] for jj in steps], charge=[b.p_ch[jj] for jj in steps],
                 discharge=[b.p_dis[jj] if jj in has_dis else 0.0 for jj in steps], capacity=c.capacity_mwh * u.n_evs,
                 baseline_energy=c.e_max_mwh * u.n_evs, baseline_charge=c.baseline_mw * u.n_evs))
@@ -309,20 +316,21 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         u = units[ui]
         cap, e_base, p_base = profiles[u.fleet]
         h = o - u.first_op
-        hub.storage.append(StorageState(fleets[u.fleet].name, u.bus, o, ui, sum(b.e[jj] for jj in at[(ui, o)]),
+        storage.states.append(StorageState(fleets[u.fleet].name, u.bus, o, ui, sum(b.e[jj] for jj in at[(ui, o)]),
                                         charge[k], discharge[k], float(cap[h] * u.n_evs), float(e_base[h] * u.n_evs),
                                         float(p_base[h] * u.n_evs)))
-    _bill_owners(hub, ix, b)
+    _bill_owners(hub, ix, storage, tariff, b)
+    if hub.wants("ev_storage"):
+        hub.put("ev_storage", storage)
 
 
-def _fixed_profiles(fleets, envs, hub, cfg) -> list[tuple[np.ndarray, np.ndarray]]:
+def _fixed_profiles(fleets, envs, cap, tariff, cfg) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per fleet, per EV: charging (MW per clock step) and plugged-in energy (MWh) when the
     EVs charge on arrival (uncontrolled) or minimise their bill (tariff)."""
     from ..errors import RecipeError
     from ..ev.response import staggered_response, tariff_response
 
     out = []
-    cap = hub.charging_cap_mw
     for fleet, env in zip(fleets, envs):
         if cfg.mode == "uncontrolled":
             if cap is None:
@@ -330,25 +338,24 @@ def _fixed_profiles(fleets, envs, hub, cfg) -> list[tuple[np.ndarray, np.ndarray
             else:  # as early as the connection agreement lets them
                 out.append(tariff_response(env, None, cap, fleet.name))
         else:
-            if getattr(hub, "tariff", None) is None:
-                raise RecipeError("ev_fleet.mode = \"tariff\" needs the 'tariffs' block listed before 'ev_fleet' "
+            if tariff is None:
+                raise RecipeError("ev_fleet.mode = \"tariff\" needs the 'tariffs' block in the recipe "
                                   "(the owners respond to its prices)")
-            out.append(staggered_response(env, hub.tariff["groups"], cap, fleet.name))
+            out.append(staggered_response(env, tariff.groups, cap, fleet.name))
     return out
 
 
-def _bill_owners(hub, ix, b=None) -> None:
+def _bill_owners(hub, ix, storage, tariff, b=None) -> None:
     """With a tariff in the Hub: the owners' bill for charging (V2G export credited at the same
     price), cost category ``ev_energy``; with a capacity tariff, EUR per kW-year of each
     fleet's peak charging at each bus in each modelled year (``ev_network_capacity``; the
     fleet's peak, so the diversity between its EVs lowers it)."""
-    tariff = getattr(hub, "tariff", None)
     if tariff is None:
         return
-    fee = tariff["cfg"].network_eur_per_kw_year
+    fee = tariff.network_eur_per_kw_year
     if fee > 0:
         peaks = defaultdict(list)  # (fleet, bus, node, year) -> charging per op
-        for s in hub.storage:
+        for s in storage.states:
             peaks[(s.fleet, s.bus, ix.node_names[ix.op_node[s.op]], int(ix.op_year[s.op]))].append(s.charge)
         keys = sorted(peaks, key=str)
         fixed = {k: max(v) for k, v in peaks.items() if all(isinstance(x, (int, float)) for x in v)}
@@ -360,10 +367,10 @@ def _bill_owners(hub, ix, b=None) -> None:
         for k in keys:
             amount = fixed[k] if k in fixed else b.peak_charge[var.index(k)]
             hub.cost("ev_network_capacity", k[2], float(fee * 1000.0) * amount, year=k[3])
-    price = tariff["price"]
+    price = tariff.price
     hours = ix.op_hours()
     per_ny = defaultdict(list)
-    for s in hub.storage:
+    for s in storage.states:
         h = int(ix.op_hour[s.op])
         w = float(price[h] * hours[s.op])
         term = s.charge if isinstance(s.discharge, (int, float)) and s.discharge == 0 else s.charge - s.discharge
@@ -372,7 +379,7 @@ def _bill_owners(hub, ix, b=None) -> None:
         hub.cost("ev_energy", node, sum(terms), year=year)
 
 
-def _publish_units(hub, fleets, envs, units, ix) -> None:
+def _publish_units(storage, fleets, envs, units, ix) -> None:
     """Per unit (fleet, bus, node, year, day): what blocks that price battery use need."""
     depths = {}
     for u in units:
@@ -381,7 +388,7 @@ def _publish_units(hub, fleets, envs, units, ix) -> None:
         if u.fleet not in depths:  # one array per fleet, shared by its units
             depths[u.fleet] = ((s["energy_required_kwh"] - s["energy_arrival_kwh"]) / s["battery_kwh"]).to_numpy()
         v2g_b = float(s.loc[s["v2g"], "battery_kwh"].sum()) if "v2g" in s else 0.0
-        hub.storage_units.append(dict(
+        storage.units.append(dict(
             fleet=fleet.name, bus=u.bus, node=ix.node_names[ix.op_node[u.first_op]], year=int(ix.op_year[u.first_op]),
             day=int(ix.op_day[u.first_op]), first_op=u.first_op, n_evs=u.n_evs,
             battery_kwh_mean=float(s["battery_kwh"].mean()),
@@ -471,5 +478,13 @@ def ev_summary(df: pd.DataFrame, fleets, envs, ix, cfg) -> dict:
     return out
 
 
-register_block(BlockSpec("ev_fleet", add_ev_fleet, EVFleetConfig, provides=("ev_fleet", "ev_storage"),
-                         extract=extract_ev_fleet, doc=__doc__))
+def _reference(options: dict) -> dict | None:
+    """The options without flexibility (EVs charge on arrival), or None when already so."""
+    if options.get("mode", EVFleetConfig.mode) == "uncontrolled":
+        return None
+    return {**options, "mode": "uncontrolled"}
+
+
+register_block(BlockSpec("ev_fleet", add_ev_fleet, EVFleetConfig, offers=("ev_storage",),
+                         uses=("charging_cap", "charger_q", "tariff"), extract=extract_ev_fleet, doc=__doc__,
+                         day_separable=True, reference=_reference))

@@ -3,7 +3,7 @@
 
 Fixed power factor: while charging at P, every charger also injects Q = tan(arccos(pf)) · P
 (over-excited, capacitive), which raises the voltage along a feeder that sags under load.
-The ``ev_fleet`` block (listed after this one) applies it to its charging in every mode.
+Provides the channel ``charger_q``, which the ``ev_fleet`` block applies to its charging in every mode.
 A linearised Q(V) droop needs the bus voltage inside the fleet block; it is not modelled yet.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..channels import ChargerQRule
 from . import BlockSpec, register_block
 
 
@@ -27,8 +28,8 @@ class GridCodeConfig:
 
 
 def add_grid_code(b, inst, ix, hub, cfg: GridCodeConfig) -> None:
-    hub.charger_q_per_p = math.tan(math.acos(cfg.power_factor))  # Mvar injected per MW charged
-    b._q = hub.charger_q_per_p
+    b._q = math.tan(math.acos(cfg.power_factor))  # Mvar injected per MW charged
+    hub.put("charger_q", ChargerQRule(b._q))
 
 
 def extract_grid_code(b, inst, ix) -> dict:
@@ -36,4 +37,4 @@ def extract_grid_code(b, inst, ix) -> dict:
 
 
 register_block(BlockSpec("grid_code", add_grid_code, GridCodeConfig, provides=("charger_q",),
-                         extract=extract_grid_code, doc=__doc__))
+                         extract=extract_grid_code, doc=__doc__, day_separable=True))

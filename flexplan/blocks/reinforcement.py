@@ -96,7 +96,6 @@ def add_reinforcement(b, inst, ix, hub, cfg: ReinforcementConfig) -> None:
         hub.add_branch_option(BranchOption(candidate=row["id"], branch=int(row["branch"]), kind=row["kind"],
                                            r_pu=float(row["r_pu"]), x_pu=float(row["x_pu"]),
                                            rating_mva=float(row["rating_mva"]), state=state[c]))
-    hub.provided.add("reinforcement")
     b._lead = L
 
 
@@ -117,5 +116,5 @@ def extract_reinforcement(b, inst, ix) -> dict:
     return {"builds": pd.DataFrame(rows, columns=cols).sort_values(["year", "asset"]).reset_index(drop=True)}
 
 
-register_block(BlockSpec("reinforcement", add_reinforcement, ReinforcementConfig, provides=("reinforcement",),
-                         extract=extract_reinforcement, doc=__doc__))
+register_block(BlockSpec("reinforcement", add_reinforcement, ReinforcementConfig, extract=extract_reinforcement,
+                         doc=__doc__, day_separable=True))

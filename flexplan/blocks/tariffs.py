@@ -1,8 +1,7 @@
 """Tariffs block: what EV owners pay for charging (FORMULATION.md §6, the seed paper's
 "network tariffs" framework).
 
-Puts a price signal in the Hub (``hub.tariff``) that the ``ev_fleet`` block (listed after
-this one) uses in two ways: every fleet's charging is billed to its owners in the cost
+Provides the channel ``tariff`` (a price signal) that the ``ev_fleet`` block uses in two ways: every fleet's charging is billed to its owners in the cost
 category ``ev_energy`` (energy price + volumetric network tariff, EUR/MWh; V2G export
 credited at the same price), and with ``ev_fleet.mode = "tariff"`` the owners schedule their
 charging themselves to minimise that bill (:mod:`flexplan.ev.response`) before the DSO plans
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..channels import TariffSignal
 from . import BlockSpec, register_block
 
 
@@ -46,8 +46,8 @@ class TariffConfig:
     offpeak_eur_per_mwh: float = 207.0
     offpeak_start_h: int = 22
     offpeak_hours: int = 0
-    stagger_h: list = field(default_factory=lambda: [0])
-    hourly_eur_per_mwh: list = field(default_factory=list)
+    stagger_h: list[int] = field(default_factory=lambda: [0])
+    hourly_eur_per_mwh: list[float] = field(default_factory=list)
     network_eur_per_mwh: float = 0.0
     network_eur_per_kw_year: float = 0.0
 
@@ -87,14 +87,15 @@ def add_tariffs(b, inst, ix, hub, cfg: TariffConfig) -> None:
         groups = cfg.group_prices(ix.hours, ix.dt_h)
     except ValueError as e:
         raise RecipeError(str(e)) from e
-    hub.tariff = dict(groups=groups, price=np.mean(groups, axis=0), cfg=cfg)
-    b._tariff = hub.tariff
+    b._tariff = TariffSignal(groups=groups, price=np.mean(groups, axis=0),
+                             network_eur_per_kw_year=float(cfg.network_eur_per_kw_year))
+    hub.put("tariff", b._tariff)
 
 
 def extract_tariffs(b, inst, ix) -> dict:
     t = b._tariff
-    return {"summary": {"tariff": dict(price_eur_per_mwh_by_step=[round(float(p), 4) for p in t["price"]],
-                                       groups=len(t["groups"]))}}
+    return {"summary": {"tariff": dict(price_eur_per_mwh_by_step=[round(float(p), 4) for p in t.price],
+                                       groups=len(t.groups))}}
 
 
 register_block(BlockSpec("tariffs", add_tariffs, TariffConfig, provides=("tariff",), extract=extract_tariffs,

@@ -110,7 +110,6 @@ def add_copperplate(b, inst, ix, hub, cfg: CopperplateConfig) -> None:
         hub.cost("penalty_overload", n, pen.overload_eur_per_mvah * sum(
             hours[t] * b.s_over[s, t] for s in limited for t in ts), year=y)
     b._meta = dict(slacks=slacks, at_slack=at_slack, cap=cap, opnode=opnode)
-    hub.provided.add("network")
 
 
 def extract_copperplate(b, inst, ix) -> dict:
@@ -133,5 +132,5 @@ def extract_copperplate(b, inst, ix) -> dict:
             "line_loading": pd.concat(rows, ignore_index=True), "unserved_mwh_modelled": float(shed)}
 
 
-register_formulation(BlockSpec("copperplate", add_copperplate, CopperplateConfig, provides=("network",),
+register_formulation(BlockSpec("copperplate", add_copperplate, CopperplateConfig, requires=("demand",),
                                extract=extract_copperplate, doc=__doc__))

@@ -334,7 +334,6 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
 
     b._meta = dict(buses=buses, limited=limited, parallels=parallels, rating_expr=rating_expr, slack_v=slack_v,
                    opnode=opnode)
-    hub.provided.add("network")
 
 
 def _rating_at(expr) -> float:
@@ -387,5 +386,5 @@ def extract_lindistflow(b, inst, ix) -> dict:
     return {"voltages": volt, "line_loading": loading, "unserved_mwh_modelled": float(shed)}
 
 
-register_formulation(BlockSpec("lindistflow", add_lindistflow, LinDistFlowConfig, provides=("network",),
+register_formulation(BlockSpec("lindistflow", add_lindistflow, LinDistFlowConfig, requires=("demand",),
                                extract=extract_lindistflow, doc=__doc__))
