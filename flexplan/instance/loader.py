@@ -16,7 +16,7 @@ from ..errors import InstanceError, Problem
 from . import network_io
 from .candidates import build_candidates
 from .fleets import load_fleets
-from .model import Economics, Instance, Limits, Network, Penalties, Profiles
+from .model import Economics, Instance, Limits, Network, Penalties, Profiles, SectionContext
 from .tables import between, check_section, duplicates, read_csv, read_text
 from .tree import parse_tree
 
@@ -67,7 +67,9 @@ def load_instance(path: str | Path) -> Instance:
     except tomllib.TOMLDecodeError as e:
         raise InstanceError(Problem(shown, f"not valid TOML: {e}")) from e
 
-    problems = check_section(data, shown, "", TOP_KEYS, required=("network", "profiles", "economics"))
+    owners = _section_owners()
+    problems = check_section(data, shown, "", {**TOP_KEYS, **{n: "list|table" for n in owners}},
+                             required=("network", "profiles", "economics"))
     if problems:
         raise InstanceError(problems)
 
@@ -128,10 +130,20 @@ def load_instance(path: str | Path) -> Instance:
     fleets = load_fleets(data.get("ev_fleets", []), folder, shown, network, profiles, economics.years)
     tree = (parse_tree(data["tree"], economics.stages, shown, fleets=[fl.name for fl in fleets])
             if "tree" in data else None)
+    ctx = SectionContext(folder=folder, shown=shown, network=network, profiles=profiles, economics=economics)
+    sections = {n: owners[n](data[n], ctx) for n in owners if n in data}
     return Instance(name=data.get("name", folder.name), path=folder, network=network, profiles=profiles,
                     growth=growth, economics=economics, limits=limits, penalties=penalties,
                     candidates=candidates, years_per_stage=yps, description=data.get("description", ""),
-                    ev_fleets=fleets, tree=tree)
+                    ev_fleets=fleets, tree=tree, sections=sections)
+
+
+def _section_owners() -> dict:
+    """Block name -> parser of its own table of instance.toml (``BlockSpec.section``)."""
+    from ..blocks import BLOCKS, _load_all
+
+    _load_all()
+    return {n: s.section for n, s in BLOCKS.items() if s.section is not None and n not in TOP_KEYS}
 
 
 def _economics(cfg: dict, shown: str) -> Economics:

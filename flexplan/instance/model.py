@@ -175,6 +175,8 @@ class Instance:
     stage stands for all its years: faster, exact for feasibility when demand grows).
     ``ev_fleets``: EV fleets (``[[ev_fleets]]``), each with its sessions and EV counts.
     ``tree``: the scenario tree (``[tree]``) for stochastic studies, or None.
+    ``sections``: per block that owns a table of instance.toml (``BlockSpec.section``), what
+    its parser made of it.
     """
 
     name: str
@@ -191,3 +193,19 @@ class Instance:
     ev_fleets: tuple = ()  # flexplan.ev.fleet.EVFleet, FORMULATION.md §4
     tree: object = None  # flexplan.instance.tree.ScenarioTree ([tree]), FORMULATION.md §1
     extra: dict = field(default_factory=dict)
+    sections: dict = field(default_factory=dict)  # block name -> what its ``section`` parser made of its table
+
+
+@dataclass(frozen=True)
+class SectionContext:
+    """What a block's instance-section parser (``BlockSpec.section``) gets besides its table:
+    the instance ``folder`` (relative file names resolve against it), ``shown`` (the
+    instance.toml path to name in errors), and the parsed ``network``, ``profiles`` and
+    ``economics``.  The parser raises :class:`flexplan.errors.InstanceError` naming file,
+    row and field."""
+
+    folder: Path
+    shown: str
+    network: Network
+    profiles: Profiles
+    economics: Economics

@@ -177,7 +177,7 @@ def _convert(series: pd.Series, kind: str, shown: str, col: str):
 
 
 _PY = {"str": str, "float": (int, float), "int": int, "bool": bool, "list": list, "table": dict,
-       "float+": (int, float), "float++": (int, float), "list|str": (list, str), "float|str": (int, float, str)}
+       "float+": (int, float), "float++": (int, float), "list|str": (list, str), "float|str": (int, float, str), "list|table": (list, dict)}
 
 
 def check_section(section: dict, shown: str, prefix: str, schema: dict[str, str], required=(),
