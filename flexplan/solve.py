@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -98,6 +99,7 @@ class SolveOutcome:
     dual_bound: float | None
     size: dict
     timings: dict
+    session: object = field(default=None, repr=False)  # the HighsSession that solved it (re-solves, duals)
 
 
 @dataclass
@@ -362,8 +364,190 @@ def _run_interruptible(h, request: _StopRequest):
     return box.get("status")
 
 
+class HighsSession:
+    """One HiGHS model of a flexplan model, kept for every solve of it: the first solve, warm
+    re-solves after a change of costs (sweeps), the LP with the integer decisions fixed (for
+    dual prices), and the mapping of primal and dual values back to the Pyomo rows and the row
+    families.  Solve, day screening (through :func:`solve_model`) and the warm cost sweep use
+    it; options, status mapping and Ctrl-C handling live here once.
+
+    ``model``: a Pyomo model (its row families included, :func:`to_highs`); or pass an already
+    compiled ``lp`` with its :class:`StandardForm` ``form``."""
+
+    def __init__(self, model=None, options: SolveOptions | None = None, progress=None, lp=None, form=None,
+                 n_int: int | None = None, nnz: int | None = None):
+        self.options = options or SolveOptions()
+        self.progress = progress
+        self.timings: dict = {}
+        t0 = time.perf_counter()
+        if lp is None:
+            try:
+                lp, form, n_int, nnz = to_highs(model)
+            except MemoryError:
+                raise SolverError("out of memory while compiling the model into matrices for HiGHS: reduce the "
+                                  "representative days, stages or EV cohorts, or use a machine with more "
+                                  "memory") from None
+        self.form = form
+        self.n_int = int(n_int if n_int is not None else (len(lp.integrality_) and
+                                                          sum(1 for v in lp.integrality_ if v != highspy.HighsVarType.kContinuous)))
+        self.nnz = int(nnz if nnz is not None else lp.a_matrix_.numNz() if hasattr(lp.a_matrix_, "numNz")
+                       else len(lp.a_matrix_.value_))
+        self.n_col, self.n_row = lp.num_col_, lp.num_row_
+        self.size = dict(variables=lp.num_col_, constraints=lp.num_row_, binaries=self.n_int, nonzeros=self.nnz)
+        self.h = h = highspy.Highs()
+        self._apply_options()
+        try:
+            status = h.passModel(lp)
+        except MemoryError:
+            raise SolverError(f"out of memory while handing the model to HiGHS ({self.size['variables']:,} variables, "
+                              f"{self.size['constraints']:,} constraints, {self.nnz:,} nonzeros): reduce the model or "
+                              "use a machine with more memory") from None
+        if status == highspy.HighsStatus.kError:
+            raise SolverError("HiGHS refused the model (passModel returned an error)")
+        self.integer_cols = (np.flatnonzero([v != highspy.HighsVarType.kContinuous for v in lp.integrality_])
+                             if self.n_int else np.empty(0, dtype=np.int64))
+        self.fixed_integers = False
+        self.timings["handoff"] = time.perf_counter() - t0
+        self._row_of = None
+
+    def _apply_options(self) -> None:
+        h, o = self.h, self.options
+        h.setOptionValue("output_flag", bool(o.verbose))
+        if o.verbose:
+            h.setOptionValue("log_to_console", True)
+        h.setOptionValue("random_seed", int(o.seed))
+        if o.time_limit is not None:
+            h.setOptionValue("time_limit", float(o.time_limit))
+        h.setOptionValue("mip_rel_gap", float(o.mip_gap))
+        if o.threads:
+            h.setOptionValue("threads", int(o.threads))
+        for k, v in o.extra.items():
+            if h.setOptionValue(k, v) != highspy.HighsStatus.kOk:
+                raise SolverError(f"HiGHS refused option {k}={v!r}")
+
+    # -- solving -----------------------------------------------------------------------------
+    def run(self, write_back: bool = True) -> SolveOutcome:
+        """Solve (warm if solved before); on a solution the model's variables hold it (unless
+        ``write_back`` is false).  Returns the outcome whatever the status; raises
+        :class:`SolverError` when HiGHS fails without a solution."""
+        h, size, n_int = self.h, self.size, self.n_int if not self.fixed_integers else 0
+        timings = {"handoff": self.timings.pop("handoff", 0.0)}
+        if self.progress:
+            self.progress(f"solving with HiGHS {h.version()}: {size['variables']} variables, "
+                          f"{size['constraints']} constraints, {n_int} integer")
+        if self.progress and n_int and not getattr(self, "_progress_on", False):
+            _report_mip_progress(h, self.progress)
+            self._progress_on = True
+        t1 = time.perf_counter()
+        request = _StopRequest(self.progress)
+        try:
+            run_status = _run_interruptible(h, request)
+        except MemoryError:
+            raise SolverError(f"HiGHS ran out of memory during the solve ({size['variables']:,} variables, "
+                              f"{size['constraints']:,} constraints): set a time limit, reduce the model or use a "
+                              "machine with more memory") from None
+        timings["solve"] = time.perf_counter() - t1
+        text = h.modelStatusToString(h.getModelStatus())
+        info = h.getInfo()
+        has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        status = flexplan_status(text)
+        if request.stop.is_set() and status not in NO_PLAN_STATUSES and status != "optimal":
+            status = "interrupted"  # stopped by the user's Ctrl-C, whatever HiGHS calls the stop
+        if status == "interrupted":
+            _interrupts[0] += 1
+            if _policy[0] == "raise":
+                raise KeyboardInterrupt("HiGHS stopped by Ctrl-C")
+        if not has_solution and (status in ERROR_STATUSES or run_status == highspy.HighsStatus.kError) \
+                and status not in NO_PLAN_STATUSES | LIMIT_STATUSES:
+            err = SolverError(f"HiGHS stopped with model status '{text}' and no feasible solution (run status "
+                              f"{getattr(run_status, 'name', run_status)}): numerical trouble or an error in HiGHS; "
+                              "try another random seed, a looser tolerance or --verbose for the HiGHS log")
+            err.highs_status, err.status = text, status
+            raise err
+        objective = gap = bound = None
+        if n_int and math.isfinite(info.mip_dual_bound):
+            bound = float(info.mip_dual_bound)
+        if has_solution:
+            if write_back and self.form is not None:
+                self.write_back()
+            objective = float(info.objective_function_value)
+            if n_int:
+                gap = float(info.mip_gap) if math.isfinite(info.mip_gap) else None
+            else:
+                gap = 0.0 if status == "optimal" else None
+        return SolveOutcome(status=status, highs_status=text, has_solution=has_solution, objective=objective,
+                            mip_gap=gap, dual_bound=bound, size=dict(size), timings=timings, session=self)
+
+    def write_back(self) -> None:
+        """Put HiGHS's primal solution into the model's variables."""
+        x = np.asarray(self.h.getSolution().col_value)
+        for v, val in zip(self.form.columns, x):
+            v.set_value(float(val), skip_validation=True)
+        for v, expr in self.form.eliminated_vars:
+            v.set_value(float(expr() if callable(expr) else expr), skip_validation=True)
+
+    def set_costs(self, cost: np.ndarray, offset: float = 0.0) -> None:
+        """Replace the objective's column costs and constant (a warm re-solve follows)."""
+        self.h.changeColsCost(self.n_col, np.arange(self.n_col, dtype=np.int32), np.asarray(cost, dtype=float))
+        self.h.changeObjectiveOffset(float(offset))
+
+    def fix_integers(self) -> int:
+        """Fix every integer column at its (rounded) value in the current solution and make it
+        continuous: what remains is the LP whose duals price the plan's operation.  Returns the
+        number of columns fixed."""
+        if not len(self.integer_cols) or self.fixed_integers:
+            return 0
+        x = np.asarray(self.h.getSolution().col_value)[self.integer_cols]
+        vals = np.round(x)
+        idx = self.integer_cols.astype(np.int32)
+        self.h.changeColsIntegrality(len(idx), idx, np.array([highspy.HighsVarType.kContinuous] * len(idx)))
+        self.h.changeColsBounds(len(idx), idx, vals, vals)
+        self.fixed_integers = True
+        return len(idx)
+
+    # -- duals ------------------------------------------------------------------------------
+    def row_duals(self) -> np.ndarray:
+        """HiGHS's dual value of every row: the change of the objective (EUR, as weighted in
+        the objective) per unit increase of the row's bound(s).  Valid after an LP solve (with
+        integers fixed, :meth:`fix_integers`)."""
+        sol = self.h.getSolution()
+        if not sol.dual_valid:
+            raise SolverError("HiGHS has no dual values for this solve: duals exist for an LP (fix the integer "
+                              "decisions first, HighsSession.fix_integers) solved to optimality")
+        return np.asarray(sol.row_dual, dtype=float)
+
+    def reduced_costs(self) -> np.ndarray:
+        return np.asarray(self.h.getSolution().col_dual, dtype=float)
+
+    def family_slice(self, fam) -> slice:
+        """The rows of a row family (:class:`flexplan.blocks.rows.LinearRows`) in HiGHS's order."""
+        start = len(self.form.rows)
+        for f in self.form.families:
+            if f is fam:
+                return slice(start, start + len(f))
+            start += len(f)
+        raise KeyError(f"row family {fam.family} was not handed to this HiGHS model")
+
+    def family_duals(self, fam) -> np.ndarray:
+        """Dual value per row of a row family, in the order of its ``keys``."""
+        return self.row_duals()[self.family_slice(fam)]
+
+    def constraint_dual(self, con) -> float:
+        """Dual value of a Pyomo constraint (the sum over its rows: a ranged constraint may be two)."""
+        if self._row_of is None:
+            self._row_of = defaultdict(list)
+            for i, (c, _sense) in enumerate(self.form.rows):
+                self._row_of[id(c)].append(i)
+        rows = self._row_of.get(id(con))
+        if not rows:
+            raise KeyError(f"constraint {con.name} is not a row of this HiGHS model")
+        y = self.row_duals()
+        return float(sum(y[i] for i in rows))
+
+
 def solve_model(model, options: SolveOptions | None = None, progress=None) -> SolveOutcome:
-    """Solve a Pyomo model with HiGHS; on success the variables hold the solution.
+    """Solve a Pyomo model with HiGHS (one :class:`HighsSession`, kept on the outcome as
+    ``outcome.session`` for re-solves and duals); on success the variables hold the solution.
 
     Returns the outcome whatever the status (``has_solution`` says whether the variables
     hold a plan); raises :class:`SolverError` when HiGHS fails without a solution or memory
@@ -375,82 +559,4 @@ def solve_model(model, options: SolveOptions | None = None, progress=None) -> So
         return SolveOutcome(status="interrupted", highs_status="Not run (an earlier solve was interrupted)",
                             has_solution=False, objective=None, mip_gap=None, dual_bound=None, size={},
                             timings=dict(handoff=0.0, solve=0.0))
-    timings = {}
-    t0 = time.perf_counter()
-    try:
-        lp, repn, n_int, nnz = to_highs(model)
-    except MemoryError:
-        raise SolverError("out of memory while compiling the model into matrices for HiGHS: reduce the "
-                          "representative days, stages or EV cohorts, or use a machine with more memory") from None
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", bool(options.verbose))
-    if options.verbose:
-        h.setOptionValue("log_to_console", True)
-    h.setOptionValue("random_seed", int(options.seed))
-    if options.time_limit is not None:
-        h.setOptionValue("time_limit", float(options.time_limit))
-    h.setOptionValue("mip_rel_gap", float(options.mip_gap))
-    if options.threads:
-        h.setOptionValue("threads", int(options.threads))
-    for k, v in options.extra.items():
-        if h.setOptionValue(k, v) != highspy.HighsStatus.kOk:
-            raise SolverError(f"HiGHS refused option {k}={v!r}")
-    size = dict(variables=lp.num_col_, constraints=lp.num_row_, binaries=n_int, nonzeros=nnz)
-    try:
-        status = h.passModel(lp)
-    except MemoryError:
-        raise SolverError(f"out of memory while handing the model to HiGHS ({size['variables']:,} variables, "
-                          f"{size['constraints']:,} constraints, {nnz:,} nonzeros): reduce the model or use a "
-                          "machine with more memory") from None
-    if status == highspy.HighsStatus.kError:
-        raise SolverError("HiGHS refused the model (passModel returned an error)")
-    del lp
-    timings["handoff"] = time.perf_counter() - t0
-    if progress:
-        progress(f"solving with HiGHS {h.version()}: {size['variables']} variables, "
-                 f"{size['constraints']} constraints, {n_int} integer")
-    if progress and n_int:
-        _report_mip_progress(h, progress)
-    t1 = time.perf_counter()
-    request = _StopRequest(progress)
-    try:
-        run_status = _run_interruptible(h, request)
-    except MemoryError:
-        raise SolverError(f"HiGHS ran out of memory during the solve ({size['variables']:,} variables, "
-                          f"{size['constraints']:,} constraints): set a time limit, reduce the model or use a "
-                          "machine with more memory") from None
-    timings["solve"] = time.perf_counter() - t1
-    ms = h.getModelStatus()
-    text = h.modelStatusToString(ms)
-    info = h.getInfo()
-    has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
-    status = flexplan_status(text)
-    if request.stop.is_set() and status not in NO_PLAN_STATUSES and status != "optimal":
-        status = "interrupted"  # stopped by the user's Ctrl-C, whatever HiGHS calls the stop
-    if status == "interrupted":
-        _interrupts[0] += 1
-        if _policy[0] == "raise":
-            raise KeyboardInterrupt("HiGHS stopped by Ctrl-C")
-    if not has_solution and (status in ERROR_STATUSES or run_status == highspy.HighsStatus.kError) \
-            and status not in NO_PLAN_STATUSES | LIMIT_STATUSES:
-        err = SolverError(f"HiGHS stopped with model status '{text}' and no feasible solution (run status "
-                          f"{getattr(run_status, 'name', run_status)}): numerical trouble or an error in HiGHS; "
-                          "try another random seed, a looser tolerance or --verbose for the HiGHS log")
-        err.highs_status, err.status = text, status
-        raise err
-    objective = gap = bound = None
-    if n_int and math.isfinite(info.mip_dual_bound):
-        bound = float(info.mip_dual_bound)
-    if has_solution:
-        x = np.asarray(h.getSolution().col_value)
-        for v, val in zip(repn.columns, x):
-            v.set_value(float(val), skip_validation=True)
-        for v, expr in repn.eliminated_vars:
-            v.set_value(float(expr() if callable(expr) else expr), skip_validation=True)
-        objective = float(info.objective_function_value)
-        if n_int:
-            gap = float(info.mip_gap) if math.isfinite(info.mip_gap) else None
-        else:
-            gap = 0.0 if status == "optimal" else None
-    return SolveOutcome(status=status, highs_status=text, has_solution=has_solution, objective=objective,
-                        mip_gap=gap, dual_bound=bound, size=size, timings=timings)
+    return HighsSession(model, options, progress).run()
