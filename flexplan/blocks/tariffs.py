@@ -1,4 +1,4 @@
-"""Tariffs block: what EV owners pay for charging (FORMULATION.md §6, the seed paper's
+"""Tariffs block: what EV owners pay for charging (docs/formulation.md §6, the seed paper's
 "network tariffs" framework).
 
 Puts a price signal in the Hub (``hub.tariff``) that the ``ev_fleet`` block (listed after
