@@ -2,7 +2,7 @@
 
 The objective is  min Σ_terms π_n · w · cost,  with w = 1 for costs a block already
 discounted (investments) and w = the (node, year) discount weight of the index for
-costs paid in a year (FORMULATION.md §1).
+costs paid in a year (docs/formulation.md §1).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Discounting and investment costs (FORMULATION.md §1).
+"""Discounting and investment costs (docs/formulation.md §1).
 
 Conventions, used everywhere in flexplan:
 

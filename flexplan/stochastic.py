@@ -1,4 +1,4 @@
-"""Multi-stage stochastic planning on a scenario tree (FORMULATION.md §1).
+"""Multi-stage stochastic planning on a scenario tree (docs/formulation.md §1).
 
 :func:`solve_stochastic` solves the **extensive form** (the recourse problem, RP): one model
 over all tree nodes, whose investments and contracts are indexed by node, so that a

@@ -32,7 +32,7 @@ def test_lfp_calendar_is_naumann_2018(soc):
 
 
 def test_lfp_calendar_figures_of_the_formulation():
-    """FORMULATION.md §5: ≈ 4.3 %/yr at 25 °C and SOC 0.5, 6.8 %/yr at SOC 1.0."""
+    """docs/formulation.md §5: ≈ 4.3 %/yr at 25 °C and SOC 0.5, 6.8 %/yr at SOC 1.0."""
     assert LFP.calendar_loss([0.5] * 8760, 1.0) == pytest.approx(0.043, abs=0.001)
     assert LFP.calendar_loss([1.0] * 8760, 1.0) == pytest.approx(0.068, abs=0.001)
 

@@ -1,4 +1,4 @@
-"""The deferral arithmetic on a one-line feeder (FORMULATION §1, §3): the load outgrows the
+"""The deferral arithmetic on a one-line feeder (docs/formulation.md §1, §3): the load outgrows the
 line in a known year; the model must build exactly then, at the hand-computed cost."""
 import math
 

@@ -15,7 +15,7 @@ def test_annuity_formula():
 @pytest.mark.parametrize("k,saving", [(1, 0.034), (3, 0.098), (5, 0.158)])
 def test_deferral_saving_matches_formulation(k, saving):
     """Deferring C by k years saves C (1 - (1+r)^-k) when the whole life is inside the
-    horizon (FORMULATION §1: 3.4 %, 9.8 %, 15.8 % at r = 3.5 %)."""
+    horizon (docs/formulation.md §1: 3.4 %, 9.8 %, 15.8 % at r = 3.5 %)."""
     r, L, y0 = 0.035, 40, 2025
     end = y0 + k + L + 5
     now = annuity_pv_factor(y0, end, y0, r, L)

@@ -1,4 +1,4 @@
-"""The synthetic session generator against its calibration targets (FORMULATION.md §4)."""
+"""The synthetic session generator against its calibration targets (docs/formulation.md §4)."""
 import numpy as np
 import pandas as pd
 import pytest

@@ -1,4 +1,4 @@
-"""Battery ageing block: what the use of EV batteries costs their owners (FORMULATION.md §5).
+"""Battery ageing block: what the use of EV batteries costs their owners (docs/formulation.md §5).
 
 Reads the EV batteries the ``ev_fleet`` block publishes in the Hub (energy of the plugged-in
 EVs, their capacity, charging and discharging, and the same under uncontrolled charging)
@@ -49,9 +49,9 @@ class AgeingConfig:
 
     * ``chemistry``: ``lfp`` (default) or ``nmc`` (:mod:`flexplan.ev.chemistry`).
     * ``replacement_eur_per_kwh``: battery replacement cost (EUR/kWh); default 150
-      (FORMULATION.md §5's worked figure; BNEF's 2023 average pack price was 139 USD/kWh).
+      (docs/formulation.md §5's worked figure; BNEF's 2023 average pack price was 139 USD/kWh).
     * ``end_of_life_capacity``: remaining capacity at end of life (fraction); default 0.8,
-      the usual EV warranty threshold (FORMULATION.md §5).
+      the usual EV warranty threshold (docs/formulation.md §5).
     * ``temperature_c``: cell temperature (°C); default 25, the reference temperature of
       both chemistries' fits.
     * ``battery_age_years``: age at which the calendar law is linearised in time (years);
@@ -61,7 +61,7 @@ class AgeingConfig:
       0.2-1, tests/test_ageing.py).
     * ``cycling``: ``segments`` (default), ``throughput`` or ``none``; ``segments``: J
       (default 8, a modelling choice: more segments follow the depth curve more closely);
-      ``reference_dod``: depth for the throughput cost (default 0.8, FORMULATION.md §5's
+      ``reference_dod``: depth for the throughput cost (default 0.8, docs/formulation.md §5's
       worked example);
       ``cycle_linearisation``: ``age`` (default: the √FEC law's marginal loss for a battery of
       ``battery_age_years`` that has cycled as its fleet drives, like the calendar law's

@@ -1,4 +1,4 @@
-"""Connection agreements: time-of-day charging caps for EV chargers (FORMULATION.md §6, the
+"""Connection agreements: time-of-day charging caps for EV chargers (docs/formulation.md §6, the
 seed paper's "connection agreements"; Amsterdam FlexPower, Bons et al., Zenodo 4026755).
 
 Provides the channel ``charging_cap`` (a cap per plugged-in EV and step of the day) that the

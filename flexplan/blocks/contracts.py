@@ -1,4 +1,4 @@
-"""Market-based flexibility contracts, on the ENA Open Networks products (FORMULATION.md §6).
+"""Market-based flexibility contracts, on the ENA Open Networks products (docs/formulation.md §6).
 
 The DSO contracts capacity C (MW of downward flexibility: less charging, or V2G) from each
 fleet at each bus, per tree node, for a daily window, and activates A ≤ C in the window's
@@ -24,7 +24,7 @@ Products (payments go to the Hub as DSO costs):
 * ``dynamic`` / ``restore``: utilisation only.
 
 Set the fleet's own ``flex_price_eur_per_mwh`` to 0 with contracts (else flexibility is paid
-twice).  Prices default to UKPN's 2021 tenders (FORMULATION.md §6) at 1.16 EUR/GBP.
+twice).  Prices default to UKPN's 2021 tenders (docs/formulation.md §6) at 1.16 EUR/GBP.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class ContractConfig:
     * ``utilisation_eur_per_mwh``: default by product: secure 418 (360 GBP/MWh), dynamic 632
       (545 GBP/MWh), restore 696 (600 GBP/MWh); sustain 0.
     * ``sustain_eur_per_kw_year``: default 55.2 (UKPN LV Sustain 2021, 47.58 GBP/kW/yr).
-    * ``reliability_quantile``: q of the offered capacity (default 0.1, FORMULATION.md §6).
+    * ``reliability_quantile``: q of the offered capacity (default 0.1, docs/formulation.md §6).
     * ``tolerance`` (default 0.05) and ``penalty_factor`` (default 3): WPD's under-delivery rule.
     * ``contracted_mw``: a contract already signed, MW per fleet and bus (default: none, the
       model chooses); it may exceed what the fleet can deliver: the shortfall is reported.

@@ -3,7 +3,7 @@ their buses.
 
 p(bus, op) = Σ_loads-at-bus p_base · profile[class][day, hour] · growth[class][year] · f_node
 (q likewise, so each load keeps its base power factor); f_node is the scenario tree's
-``demand_factor`` of the op's node (1 in a deterministic study).  FORMULATION.md §2.
+``demand_factor`` of the op's node (1 in a deterministic study).  docs/formulation.md §2.
 """
 from __future__ import annotations
 

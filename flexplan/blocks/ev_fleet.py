@@ -1,4 +1,4 @@
-"""EV fleet block: aggregate smart charging (V1G) and vehicle-to-grid (FORMULATION.md §4).
+"""EV fleet block: aggregate smart charging (V1G) and vehicle-to-grid (docs/formulation.md §4).
 
 For every fleet f of the instance, every bus b of the fleet and every modelled (node,
 year, representative day), the fleet's cohorts (:mod:`flexplan.ev.envelopes`) are scaled
@@ -61,7 +61,7 @@ class EVFleetConfig:
       false; for validation).
     * ``flex_price_eur_per_mwh``: price the DSO pays per MWh of downward flexibility
       (EUR/MWh).  Default 418: the median accepted utilisation price of UK Power Networks'
-      Secure tender, Feb 2021, 360 GBP/MWh (FORMULATION.md §6), at 1.16 EUR/GBP (ECB 2021
+      Secure tender, Feb 2021, 360 GBP/MWh (docs/formulation.md §6), at 1.16 EUR/GBP (ECB 2021
       average reference rate).  A stand-in until contracts are modelled.
     * ``reactive``: chargers may give reactive power (default false);
       ``charger_kva_per_kw``: charger apparent-power rating per kW of active rating

@@ -1,5 +1,5 @@
 """Rule-based framework: a grid-code reactive power requirement on EV chargers, no payment
-(FORMULATION.md §6; the seed paper's "rule-based" approach).
+(docs/formulation.md §6; the seed paper's "rule-based" approach).
 
 Fixed power factor: while charging at P, every charger also injects Q = tan(arccos(pf)) · P
 (over-excited, capacitive), which raises the voltage along a feeder that sags under load.

@@ -1,4 +1,4 @@
-"""Reinforcement block (FORMULATION.md §3).
+"""Reinforcement block (docs/formulation.md §3).
 
 Variables: ``build[c, n]`` in {0, 1} (or [0, 1] with ``binary = false``) for candidate c
 at tree node n, decided at the node's first year.  With a lead time of L stages

@@ -1,4 +1,4 @@
-"""Tariffs block: what EV owners pay for charging (FORMULATION.md §6, the seed paper's
+"""Tariffs block: what EV owners pay for charging (docs/formulation.md §6, the seed paper's
 "network tariffs" framework).
 
 Provides the channel ``tariff`` (a price signal) that the ``ev_fleet`` block uses in two ways: every fleet's charging is billed to its owners in the cost

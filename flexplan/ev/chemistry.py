@@ -1,4 +1,4 @@
-"""Battery ageing models: calendar and cycling capacity fade (FORMULATION.md §5).
+"""Battery ageing models: calendar and cycling capacity fade (docs/formulation.md §5).
 
 Capacity loss adds up, Q_loss = Q_cal + Q_cyc (fractions of the nominal capacity); end of
 life at ``1 − eol_loss`` remaining capacity (conventionally 80 %: ``eol_loss`` 0.2).

@@ -1,4 +1,4 @@
-"""Charging sessions -> per-cohort energy envelopes on a periodic day (FORMULATION.md §4).
+"""Charging sessions -> per-cohort energy envelopes on a periodic day (docs/formulation.md §4).
 
 A session i: arrival a_i and departure d_i (hours after midnight; d_i <= a_i means the next
 morning), energy in the battery at arrival e_i^arr and required at departure e_i^req (kWh),
@@ -237,7 +237,7 @@ def build_envelopes(sessions: pd.DataFrame, n_ev_days: float, hours: int, dt_h: 
                     per_session: bool = False) -> FleetEnvelopes:
     """Cohort envelopes per EV from validated sessions (with ``start``/``length``/``v2g``).
 
-    Defaults (FORMULATION.md §4, calibrated on the UK Electric Nation trial, Gonzalez
+    Defaults (docs/formulation.md §4, calibrated on the UK Electric Nation trial, Gonzalez
     Venegas et al., eTransportation 2021): ``eta_charge`` / ``eta_discharge`` 0.95
     (dimensionless), ``soc_min`` 0.2 (fraction of B, the V2G floor), ``soc_max`` 1.0
     (fraction of B, "full").

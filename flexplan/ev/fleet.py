@@ -3,7 +3,7 @@
 A fleet is one charging behaviour (home, workplace, public, or a user's session file) at
 one or more buses; ``evs`` gives the number of EVs *per bus* in every year of the horizon.
 The sessions are a sample (``ev_days`` EV-days); the model works per EV and scales by the
-count, so its size does not depend on how many EVs there are (FORMULATION.md §4).
+count, so its size does not depend on how many EVs there are (docs/formulation.md §4).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The plug-in model of Gonzalez Venegas, Petit & Perez, "Plug-in behavior of electric
 vehicles users: insights from a large-scale trial and impacts on grid integration
-studies", eTransportation 8 (2021) 100131 (code: fgonzalezvenegas/EVModel), FORMULATION.md §4:
+studies", eTransportation 8 (2021) 100131 (code: fgonzalezvenegas/EVModel), docs/formulation.md §4:
 
 * every EV gets a battery B (25 / 50 / 75 kWh with probabilities 0.2 / 0.6 / 0.2), a
   charger (behaviour-specific mix of 3.7 / 7.4 / 11 / 22 kW), a consumption
@@ -32,7 +32,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-#: Battery sizes (kWh) and probabilities (FORMULATION.md §4, Electric Nation mix).
+#: Battery sizes (kWh) and probabilities (docs/formulation.md §4, Electric Nation mix).
 BATTERY_KWH = (25.0, 50.0, 75.0)
 BATTERY_PROBS = (0.2, 0.6, 0.2)
 #: Mean daily distance (km/day), Electric Nation (Gonzalez Venegas et al. 2021, Table 2).

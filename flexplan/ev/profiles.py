@@ -52,7 +52,7 @@ def sessions_from_profile(power_kw, dt_h: float, charger_kw: float, model_dt_h: 
     """Sessions (the columns of :data:`flexplan.ev.envelopes.SESSION_COLUMNS` + ``v2g``) of
     one charger's profile, on a model grid of ``model_dt_h`` hours, and statistics
     (``ev_days``: the profile's length in days, ``runs``, ``raised_battery``).  Defaults:
-    ``battery_kwh`` 50 (the mean of the Electric Nation mix, FORMULATION.md §4),
+    ``battery_kwh`` 50 (the mean of the Electric Nation mix, docs/formulation.md §4),
     ``threshold`` 1 % of the charger power (kW below it is noise: SimBench carries values
     down to −1e-5), runs closer than ``merge_gap_h`` 0.25 h (one SimBench step: a dip of one
 step inside a charge, seen in the HLS profiles) are one session; ``departure`` as in the

@@ -1,4 +1,4 @@
-"""How EV owners charge when they minimise their own bill under a tariff (FORMULATION.md §6).
+"""How EV owners charge when they minimise their own bill under a tariff (docs/formulation.md §6).
 
 The fleet's own problem, solved before the DSO plans (the network-tariff framework): every
 cohort charges within its envelope (:mod:`flexplan.ev.envelopes`) at least cost for the

@@ -1,4 +1,4 @@
-"""Reinforcement candidates from the catalogue (FORMULATION.md §3).
+"""Reinforcement candidates from the catalogue (docs/formulation.md §3).
 
 ``[reinforcement]`` in instance.toml:
 

@@ -148,7 +148,7 @@ class Penalties:
     """Prices of the soft limits' slacks, so that every instance solves and each violation
     is reported instead of "infeasible".
 
-    ``voll_eur_per_mwh``: value of lost load, default 10 000 EUR/MWh (FORMULATION §2;
+    ``voll_eur_per_mwh``: value of lost load, default 10 000 EUR/MWh (docs/formulation.md §2;
     the order of magnitude of European VOLL estimates, e.g. ACER 2022 VOLL study);
     ``overload_eur_per_mvah``: thermal overload, default 10 000 EUR/MVAh (set equal to
     VOLL: an overload is as bad as the load it would shed);
@@ -190,8 +190,8 @@ class Instance:
     candidates: pd.DataFrame
     years_per_stage: str = "all"
     description: str = ""
-    ev_fleets: tuple = ()  # flexplan.ev.fleet.EVFleet, FORMULATION.md §4
-    tree: object = None  # flexplan.instance.tree.ScenarioTree ([tree]), FORMULATION.md §1
+    ev_fleets: tuple = ()  # flexplan.ev.fleet.EVFleet, docs/formulation.md §4
+    tree: object = None  # flexplan.instance.tree.ScenarioTree ([tree]), docs/formulation.md §1
     extra: dict = field(default_factory=dict)
     sections: dict = field(default_factory=dict)  # block name -> what its ``section`` parser made of its table
 

@@ -1,4 +1,4 @@
-"""Scenario trees: how uncertain the future is (FORMULATION.md §1).
+"""Scenario trees: how uncertain the future is (docs/formulation.md §1).
 
 A tree has one node per (investment stage, branch).  The root is the first stage; every
 other node has a parent in the stage before, a probability conditional on that parent and

@@ -1,4 +1,4 @@
-"""LinDistFlow on a radial feeder (FORMULATION.md §2), the default network formulation.
+"""LinDistFlow on a radial feeder (docs/formulation.md §2), the default network formulation.
 
 Per op t, branch k = (i -> j) with flow P_k, Q_k (MW, Mvar) into bus j, squared voltage
 v_j (pu²), S_base the instance's base power (MVA):
