@@ -409,6 +409,7 @@ class HighsSession:
         self.fixed_integers = False
         self.timings["handoff"] = time.perf_counter() - t0
         self._row_of = None
+        self._col_of = None
 
     def _apply_options(self) -> None:
         h, o = self.h, self.options
@@ -503,6 +504,18 @@ class HighsSession:
         self.h.changeColsIntegrality(len(idx), idx, np.array([highspy.HighsVarType.kContinuous] * len(idx)))
         self.h.changeColsBounds(len(idx), idx, vals, vals)
         self.fixed_integers = True
+        return len(idx)
+
+    def free_columns(self, variables) -> int:
+        """Remove the bounds of the columns of ``variables`` (bounds that are implied by the
+        rows, such as a network's flow ranges: active at the optimum, they would absorb the
+        prices in their reduced costs).  Returns the number of columns freed."""
+        if self._col_of is None:
+            self._col_of = {id(v): i for i, v in enumerate(self.form.columns)}
+        idx = np.array(sorted({self._col_of[id(v)] for v in variables if id(v) in self._col_of}), dtype=np.int32)
+        if len(idx):
+            inf = np.full(len(idx), highspy.kHighsInf)
+            self.h.changeColsBounds(len(idx), idx, -inf, inf)
         return len(idx)
 
     # -- duals ------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ cfg)`` that fills one Pyomo sub-block, its typed ``config`` dataclass, and its d
 * traits: ``day_separable`` (each representative day's rows are independent, so day
   screening may drop days), ``reference`` (the options that remove its flexibility, for the
   value-of-flexibility reference), ``section`` (a parser for its own table of
-  ``instance.toml``, whose result the block finds in ``inst.sections[name]``).
+  ``instance.toml``, whose result the block finds in ``inst.sections[name]``), and for a
+  network formulation ``prices(b, inst, ix, duals)``: its nodal and line prices from the
+  dual values of its rows (:mod:`flexplan.prices`).
 
 Blocks are discovered from flexplan's own modules and from the entry-point group
 ``flexplan.blocks`` (a third-party package lists its block modules there; importing a
@@ -43,6 +45,7 @@ class BlockSpec:
     day_separable: bool = False
     reference: Callable[[dict], dict | None] | None = None
     section: Callable[..., Any] | None = None
+    prices: Callable[..., dict] | None = None  # network formulations: duals -> nodal prices (flexplan.prices)
 
     def reads(self) -> tuple[str, ...]:
         return self.requires + self.uses

@@ -80,6 +80,7 @@ def add_copperplate(b, inst, ix, hub, cfg: CopperplateConfig) -> None:
             return e == 0
         return rule
 
+    b._members = members
     b.balance_p = pyo.Constraint(slacks, T, rule=balance("p"))
     b.balance_q = pyo.Constraint(slacks, T, rule=balance("q"))
 
@@ -132,5 +133,23 @@ def extract_copperplate(b, inst, ix) -> dict:
             "line_loading": pd.concat(rows, ignore_index=True), "unserved_mwh_modelled": float(shed)}
 
 
+def prices_copperplate(b, inst, ix, duals) -> dict:
+    """Every bus has the price of its slack's balance (no network inside the feeder)."""
+    net = inst.network
+    out = {}
+    for kind in ("p", "q"):
+        keys, y = duals(b, f"balance_{kind}")
+        per = {k: v for k, v in zip(keys, y)}
+        m = np.zeros((net.n_buses, ix.n_ops))
+        for (s, t), v in per.items():
+            members = b._members[s]
+            m[members, t] = v
+        out[kind] = m
+    out["line"] = np.zeros((net.n_branches, ix.n_ops))
+    out["voltage"] = np.zeros((net.n_buses, ix.n_ops))
+    return out
+
+
 register_formulation(BlockSpec("copperplate", add_copperplate, CopperplateConfig, requires=("demand",),
-                               extract=extract_copperplate, doc=__doc__))
+                               extract=extract_copperplate, doc=__doc__,
+                               prices=prices_copperplate))

@@ -332,6 +332,8 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         hub.cost("penalty_voltage", n, pen.voltage_eur_per_pu2h * sum(
             hours[t] * (svlo_[j, t] + svhi_[j, t]) for j in buses for t in ts), year=y)
 
+    b._sides = cfg.polygon_sides
+    b._implied_bounds = (b.P, b.Q, b.Pp, b.Qp)  # flow ranges: implied by the loads (freed for prices)
     b._meta = dict(buses=buses, limited=limited, parallels=parallels, rating_expr=rating_expr, slack_v=slack_v,
                    opnode=opnode)
 
@@ -386,5 +388,36 @@ def extract_lindistflow(b, inst, ix) -> dict:
     return {"voltages": volt, "line_loading": loading, "unserved_mwh_modelled": float(shed)}
 
 
+def prices_lindistflow(b, inst, ix, duals) -> dict:
+    """Marginal objective (EUR per MW, resp. Mvar, of extra firm withdrawal) per (bus, op) from
+    the duals of the P and Q balances (0 at slack buses: unlimited supply at no energy price);
+    per (branch, op) the shadow price of its rating (the thermal edges' duals times their P
+    coefficient: EUR per MW of extra flow); per (bus, op) the duals of the voltage limits."""
+    net = inst.network
+    out = {}
+    for kind in ("p", "q"):
+        keys, y = duals(b, f"balance_{kind}")
+        m = np.zeros((net.n_buses, ix.n_ops))
+        if len(keys):
+            jj, tt = np.array(keys).T
+            m[jj, tt] = y
+        out[kind] = m
+    line = np.zeros((net.n_branches, ix.n_ops))
+    keys, y = duals(b, "thermal") if hasattr(b, "thermal") else ([], [])
+    if len(keys):
+        edges = polygon(getattr(b, "_sides", 12))
+        kk, mm, tt = np.array(keys).T
+        np.add.at(line, (kk, tt), np.asarray(y) * np.array([edges[m][0] for m in mm]))
+    out["line"] = line
+    vol = np.zeros((net.n_buses, ix.n_ops))
+    for name in ("v_min", "v_max"):
+        keys, y = duals(b, name)
+        if len(keys):
+            jj, tt = np.array(keys).T
+            np.add.at(vol, (jj, tt), y)
+    out["voltage"] = vol
+    return out
+
+
 register_formulation(BlockSpec("lindistflow", add_lindistflow, LinDistFlowConfig, requires=("demand",),
-                               extract=extract_lindistflow, doc=__doc__))
+                               extract=extract_lindistflow, doc=__doc__, prices=prices_lindistflow))

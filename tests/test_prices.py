@@ -1,0 +1,117 @@
+"""Prices from duals: nodal prices (DLMP) against hand values on a two-bus feeder and against
+finite differences of the objective on ieee33 (LP, builds fixed)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import flexplan as fp
+from conftest import CABLE, EVENING, write_feeder
+from flexplan.blocks import BLOCKS, BlockSpec, register_block
+from flexplan.screening import peak_day, with_days
+
+pytestmark = pytest.mark.component
+
+CONGESTED = [16, 17, 18, 19, 20, 21]  # 0.6 MW x EVENING above the 0.45 MVA rating
+
+
+def two_bus(tmp, penalties="", reinforcement=""):
+    f = write_feeder(tmp / "f", lines=[("l1", "b0", "b1", 0.2, 0.1, 0.45, 1.0)], loads=[("b1", 0.6, 0.0)],
+                     profile=[("day", 365, EVENING)], reinforcement=reinforcement,
+                     economics="base_year = 2025\nend_year = 2025\nstages = [2025]")
+    if penalties:
+        with open(f / "instance.toml", "a") as fh:
+            fh.write(f"\n[penalties]\n{penalties}\n")
+    return fp.load_instance(f)
+
+
+@pytest.mark.parametrize("penalties, price", [("", 10000.0),  # overload 10,000 EUR/MVAh = VOLL
+                                              ("overload_eur_per_mvah = 3000.0", 3000.0),
+                                              ("voll_eur_per_mwh = 2000.0", 2000.0)])
+def test_two_bus_nodal_price_is_the_cheaper_penalty_in_congested_hours(tmp_path, penalties, price):
+    """A unity-power-factor load over the line's rating: one more MW at b1 either overloads the
+    line (a flow on the polygon's P vertex pays exactly its excess MVA) or is shed at VOLL,
+    whichever is cheaper; in the other hours it costs nothing; b0 (the slack) is free."""
+    res = fp.solve(fp.build_model(two_bus(tmp_path, penalties), {"blocks": ["demand"]}))
+    t = res.tables["nodal_prices"]
+    b1 = t[t.bus == "b1"].set_index("hour")["dlmp_p_eur_per_mwh"]
+    assert b1.loc[CONGESTED].to_numpy() == pytest.approx([price] * 6, rel=1e-9)
+    assert b1.drop(CONGESTED).abs().max() == pytest.approx(0.0, abs=1e-9)
+    assert t[t.bus == "b0"]["dlmp_p_eur_per_mwh"].abs().max() == 0.0
+    line = res.tables["line_prices"].set_index("hour")["shadow_eur_per_mwh"]
+    # the line carries its rating (shedding or overloading the rest): a MW more of rating is
+    # worth the whole price difference between its ends
+    assert line.loc[CONGESTED].to_numpy() == pytest.approx([price] * 6, rel=1e-9)
+    assert line.drop(CONGESTED).abs().max() == pytest.approx(0.0, abs=1e-9)
+    # a MW less at b1 in every hour saves the price in 6 hours of 365 days (one year, undiscounted)
+    assert res.extra["prices"]["flex_value_eur_per_mw"]["b1"] == pytest.approx(price * 6 * 365, rel=1e-9)
+
+
+def test_mip_prices_come_from_the_lp_with_builds_fixed(tmp_path):
+    """With a cable to build the plan is a MIP: prices need the LP with the build fixed, whose
+    objective equals the plan's; once built, the cable (6.9 MVA) leaves no congestion."""
+    inst = two_bus(tmp_path, reinforcement=CABLE)
+    res = fp.solve(fp.build_model(inst, {"blocks": ["demand", "reinforcement"]}), mip_gap=0.0, prices=True)
+    assert not res.builds.empty
+    p = res.extra["prices"]
+    assert p["integer_decisions_fixed"] >= 1
+    assert p["lp_objective_eur"] == pytest.approx(res.objective_eur, rel=1e-9)
+    assert res.tables["nodal_prices"]["dlmp_p_eur_per_mwh"].abs().max() == pytest.approx(0.0, abs=1e-6)
+    # without prices=True a MIP pays no extra solve
+    assert "nodal_prices" not in fp.solve(fp.build_model(inst, {"blocks": ["demand", "reinforcement"]})).tables
+
+
+@dataclass
+class _Extra:
+    bus: int = 0
+    op: int = 0
+    mw: float = 0.0
+
+
+def _add_extra_load(b, inst, ix, hub, cfg):
+    p = np.zeros(ix.n_ops)
+    p[cfg.op] = cfg.mw
+    hub.withdraw(cfg.bus, p, np.zeros(ix.n_ops), sheddable=False)
+
+
+@pytest.fixture(scope="module")
+def extra_load_block():
+    register_block(BlockSpec("extra_load", _add_extra_load, _Extra))
+    yield
+    BLOCKS.pop("extra_load")
+
+
+@pytest.mark.integration
+@pytest.mark.validation
+def test_ieee33_nodal_prices_equal_finite_differences(extra_load_block):
+    """ieee33 on its peak day, load x 1.6, reinforcement relaxed (an LP, so builds are
+    continuous and the plan is priced as it stands): the price at a bus and hour lies between
+    the left and right difference quotients of the objective for 1e-3 MW of extra firm load
+    there (equal to them where the LP is not degenerate)."""
+    inst = fp.load_instance("instances/ieee33")
+    inst = with_days(inst, [peak_day(inst)])
+    rec = {"blocks": ["demand", "reinforcement", "extra_load"], "demand": {"scale": 1.6},
+           "reinforcement": {"binary": False}}
+    base = fp.solve(fp.build_model(inst, rec))
+    assert base.status == "optimal"
+    t = base.tables["nodal_prices"]
+    names = list(inst.network.buses["name"])
+    ix = fp.build_model(inst, rec).index
+    t = t.assign(op=np.tile(np.arange(ix.n_ops), len(names)), bus_i=np.repeat(np.arange(len(names)), ix.n_ops))
+    hot = t.reindex(t["marginal_p_eur_per_mw"].abs().sort_values(ascending=False).index)
+    picks = [hot.iloc[0], hot.iloc[len(hot) // 3], hot[hot.marginal_p_eur_per_mw.abs() < 1e-9].iloc[0]]
+    assert abs(picks[0].marginal_p_eur_per_mw) > 1.0  # something binds: the test means something
+    d = 1e-3
+    for row in picks:
+        quot = []
+        for mw in (-d, d):
+            r = fp.solve(fp.build_model(inst, {**rec, "extra_load": {"bus": int(row.bus_i), "op": int(row.op), "mw": mw}}))
+            assert r.status == "optimal"
+            quot.append((r.objective_eur - base.objective_eur) / mw)
+        left, right = quot
+        # HiGHS's objective is exact to ~1e-9 relative: that, over the step, is the quotients' noise
+        tol = 1e-6 * abs(row.marginal_p_eur_per_mw) + 2e-9 * abs(base.objective_eur) / d
+        assert left - tol <= row.marginal_p_eur_per_mw <= right + tol, (row.bus, row.op, left, right)
+        assert right - left <= 1e-3 * abs(right) + 2 * tol  # not degenerate here: the price is the derivative
