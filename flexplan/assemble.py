@@ -35,6 +35,17 @@ class PlanningModel:
     blocks: dict = field(default_factory=dict)  # name -> (spec, pyomo block)
     timings: dict = field(default_factory=dict)
 
+    def to_pyomo(self) -> pyo.ConcreteModel:
+        """The whole model as Pyomo components: the row families (:mod:`flexplan.blocks.rows`,
+        kept as flat arrays for speed) become the ``pyo.Constraint`` they stand for, in place
+        and once, so that any Pyomo solver or writer (``model.write("plan.lp")``,
+        ``SolverFactory("appsi_highs")``, Gurobi...) sees every row.  :func:`flexplan.solve`
+        keeps working on it (through Pyomo's compiler, more slowly).  Returns ``self.model``."""
+        from .blocks.rows import materialize_rows
+
+        materialize_rows(self.model)
+        return self.model
+
     def cost_weight(self, term) -> float:
         node = self.index.nodes[term.node]
         if term.year is None:
