@@ -377,7 +377,6 @@ class WarmCostSweep:
     model.  A parameter that changes anything else is refused (:class:`RecipeError`)."""
 
     def __init__(self, instance, recipe, param: str, v_a: float, v_b: float, **solve_kw):
-        import highspy
         import numpy as np
 
         import flexplan as fp
@@ -407,13 +406,12 @@ class WarmCostSweep:
         self.c_a = np.asarray(a.col_cost_, dtype=float)
         self.c_b = np.asarray(b.col_cost_, dtype=float)
         self.o_a, self.o_b = float(a.offset_), float(b.offset_)
-        self.h = highspy.Highs()
-        self.h.setOptionValue("output_flag", False)
-        if solve_kw.get("mip_gap") is not None:
-            self.h.setOptionValue("mip_rel_gap", float(solve_kw["mip_gap"]))
-        if solve_kw.get("time_limit") is not None:
-            self.h.setOptionValue("time_limit", float(solve_kw["time_limit"]))
-        self.h.passModel(a)
+        from .solve import HighsSession, SolveOptions
+
+        opts = SolveOptions(mip_gap=solve_kw["mip_gap"] if solve_kw.get("mip_gap") is not None else 1e-4,
+                            time_limit=solve_kw.get("time_limit"))
+        # one HiGHS session (options, status mapping, Ctrl-C) kept for every value of the sweep
+        self.session = HighsSession(lp=a, form=None, options=opts)
         self.n = len(self.c_a)
 
     def solve(self, v: float) -> dict:
@@ -422,10 +420,7 @@ class WarmCostSweep:
         t = (float(v) - self.v_a) / (self.v_b - self.v_a)
         c = self.c_a + t * (self.c_b - self.c_a)
         t0 = time.perf_counter()
-        self.h.changeColsCost(self.n, np.arange(self.n, dtype=np.int32), c)
-        self.h.changeObjectiveOffset(self.o_a + t * (self.o_b - self.o_a))
-        self.h.run()
-        info = self.h.getInfo()
-        status = self.h.modelStatusToString(self.h.getModelStatus())
-        return {f"param:{self.param}": v, "status": status.lower(), "objective_eur": float(info.objective_function_value),
+        self.session.set_costs(c, self.o_a + t * (self.o_b - self.o_a))
+        out = self.session.run(write_back=False)
+        return {f"param:{self.param}": v, "status": out.status, "objective_eur": out.objective,
                 "seconds": round(time.perf_counter() - t0, 3), "mode": "warm"}
