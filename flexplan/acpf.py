@@ -3,8 +3,9 @@
 For every operating point (node, year, day, hour) of a result folder the feeder is rebuilt in
 pandapower from the instance's network data, with the branches the plan has built by then
 (a replacement changes the branch's impedance and rating; a parallel candidate is a branch of
-its own), the fixed loads of that hour and the EV fleets' scheduled charging as loads at their
-buses (with the grid code's reactive power when the recipe had one), and solved with
+its own) and, as loads, the net withdrawal at every bus that the plan evaluated
+(``injections.csv``: fixed loads, EV charging with its reactive power, storage, PV, whatever
+blocks the recipe had), and solved with
 ``pandapower.runpp``.  Reported per op: convergence, the lowest AC voltage and where, the
 largest branch loading, the losses, and the difference between LinDistFlow's voltages and
 AC's (LinDistFlow is lossless, so it is optimistic: the difference is mostly positive);
@@ -72,7 +73,6 @@ def check_ac(folder: str | Path, write: bool = True, progress=None, detail: dict
     :func:`ac_corrected_plan` feeds back."""
     import pandapower as pp
 
-    from .blocks.demand import load_matrices
     from .index import deterministic_index, tree_index
     from .instance import load_instance
 
@@ -94,22 +94,8 @@ def check_ac(folder: str | Path, write: bool = True, progress=None, detail: dict
     builds = pd.read_csv(folder / "builds.csv")
     cands = inst.candidates.set_index("id") if "id" in inst.candidates else inst.candidates
     volt = pd.read_csv(folder / "voltages.csv", dtype={"bus": str})
-    ev_path = folder / "ev_flexibility.csv"
-    ev = pd.read_csv(ev_path, dtype={"bus": str}) if ev_path.exists() else None
-    q_per_p = (summary.get("grid_code") or {}).get("q_per_p", 0.0) or 0.0
-    P, Q = load_matrices(inst, ix)
     names = net0.buses["name"].astype(str).tolist()
-    bus_of = {n: i for i, n in enumerate(names)}
-    if ev is not None and len(ev):
-        frame = ix.op_frame()
-        key = pd.MultiIndex.from_frame(frame.assign(year=frame["year"].astype(int)))
-        op_of = pd.Series(np.arange(ix.n_ops), index=key)
-        idx = op_of.reindex(pd.MultiIndex.from_frame(ev[["node", "year", "day", "hour"]])).to_numpy()
-        if np.isnan(idx.astype(float)).any():
-            raise FlexplanError(f"{ev_path}: rows that are not operating points of the instance's model")
-        bus = ev["bus"].map(bus_of).to_numpy()
-        np.add.at(P, (bus, idx.astype(int)), ev["scheduled_mw"].to_numpy())
-        np.add.at(Q, (bus, idx.astype(int)), -q_per_p * ev["charge_mw"].to_numpy())
+    P, Q = _withdrawals(folder, summary, inst, ix, names)
     volt_ldf = volt.set_index(["node", "year", "day", "hour", "bus"])["v_pu"]
     lim_lo, lim_hi = inst.limits.v_min_pu, inst.limits.v_max_pu
     rows, cache = [], {}
@@ -184,6 +170,46 @@ def check_ac(folder: str | Path, write: bool = True, progress=None, detail: dict
             tmp.write_text(text)
             tmp.replace(folder / name)
     return df, out
+
+
+def _withdrawals(folder: Path, summary: dict, inst, ix, names) -> tuple[np.ndarray, np.ndarray]:
+    """Net withdrawal (MW, Mvar) per (bus, op) as the plan evaluated it: ``injections.csv``
+    (:func:`flexplan.results.withdrawal_table`, what every block put at every bus).  A result
+    folder from before that table: the fixed loads and the EV fleets' schedules, rebuilt."""
+    from .blocks.demand import load_matrices
+
+    frame = ix.op_frame()
+    key = pd.MultiIndex.from_frame(frame.assign(year=frame["year"].astype(int)))
+    op_of = pd.Series(np.arange(ix.n_ops), index=key)
+    bus_of = {n: i for i, n in enumerate(names)}
+
+    def ops_of(df, path):
+        idx = op_of.reindex(pd.MultiIndex.from_frame(df[["node", "year", "day", "hour"]].astype(
+            {"node": str, "year": int, "day": str, "hour": int}))).to_numpy()
+        bus = df["bus"].map(bus_of).to_numpy()
+        if np.isnan(idx.astype(float)).any() or np.isnan(bus.astype(float)).any():
+            raise FlexplanError(f"{path}: rows that are not operating points or buses of the instance's model")
+        return bus.astype(int), idx.astype(int)
+
+    inj_path = folder / "injections.csv"
+    if inj_path.exists():
+        inj = pd.read_csv(inj_path, dtype={"bus": str, "node": str, "day": str})
+        P = np.zeros((len(names), ix.n_ops))
+        Q = np.zeros((len(names), ix.n_ops))
+        if len(inj):
+            bus, idx = ops_of(inj, inj_path)
+            np.add.at(P, (bus, idx), inj["p_mw"].to_numpy(float))
+            np.add.at(Q, (bus, idx), inj["q_mvar"].to_numpy(float))
+        return P, Q
+    P, Q = load_matrices(inst, ix)
+    ev_path = folder / "ev_flexibility.csv"
+    ev = pd.read_csv(ev_path, dtype={"bus": str, "node": str, "day": str}) if ev_path.exists() else None
+    q_per_p = (summary.get("grid_code") or {}).get("q_per_p", 0.0) or 0.0
+    if ev is not None and len(ev):
+        bus, idx = ops_of(ev, ev_path)
+        np.add.at(P, (bus, idx), ev["scheduled_mw"].to_numpy())
+        np.add.at(Q, (bus, idx), -q_per_p * ev["charge_mw"].to_numpy())
+    return P, Q
 
 
 def ac_corrected_plan(instance, recipe, out: str | Path, max_iter: int = 5, margin_pu: float = 1e-4,

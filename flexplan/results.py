@@ -204,6 +204,7 @@ def collect(pm, outcome: SolveOutcome) -> Results:
                       unserved_mwh=round(float(extracted.get("unserved_mwh_modelled", 0.0)), 6))
     where = {}
     if outcome.has_solution:
+        tables["injections"] = withdrawal_table(pm)
         vt = violation_table(pm)
         tables["violations"] = vt
         where = dict(violation_locations=violation_summary(vt))
@@ -241,6 +242,27 @@ VIOLATION_COLUMNS = ["kind", "constraint", "element_type", "element", "node", "y
                      "unit", "value", "limit", "penalty_weight_eur"]
 #: slack values at or below this are solver noise, not violations
 VIOLATION_TOL = 1e-6
+
+
+def withdrawal_table(pm) -> pd.DataFrame:
+    """What every block put at every bus, evaluated at the solution: per (node, year, day,
+    hour, bus) the net withdrawal ``p_mw``, ``q_mvar`` (fixed loads plus what the blocks' variable
+    injections take; generation negative), before any load the network shed.  This is what the AC
+    replay (:func:`flexplan.acpf.check_ac`) puts into pandapower, whatever blocks made it.
+    Buses with nothing on them are left out."""
+    hub, ix, net = pm.hub, pm.index, pm.instance.network
+    P = hub.p_withdraw.astype(float).copy()
+    Q = hub.q_withdraw.astype(float).copy()
+    for terms, M in ((hub.p_terms, P), (hub.q_terms, Q)):
+        for (j, t), exprs in terms.items():
+            for e in exprs:
+                M[j, t] -= float(pyo.value(e, exception=False) or 0.0) if not isinstance(e, (int, float)) else e
+    used = np.flatnonzero(np.any(P != 0, axis=1) | np.any(Q != 0, axis=1))
+    ops = ix.op_frame()
+    names = net.buses["name"].to_numpy()
+    if not len(used):
+        return pd.DataFrame(columns=["node", "year", "day", "hour", "bus", "p_mw", "q_mvar"])
+    return pd.concat([ops.assign(bus=names[j], p_mw=P[j], q_mvar=Q[j]) for j in used], ignore_index=True)
 
 
 def violation_table(pm) -> pd.DataFrame:

@@ -81,3 +81,47 @@ def test_ac_correction_loop_makes_an_ac_infeasible_plan_feasible(tmp_path):
     assert main(["check-ac", str(first), "--correct"]) == 0
     assert (tmp_path / "plan-ac" / "iterations" / "iter1" / "ac_check.json").exists()
     assert json.loads((tmp_path / "plan-ac" / "summary.json").read_text())["ac_correction"]["ac_feasible"]
+
+
+def test_replay_takes_every_blocks_injection_from_the_plan(tmp_path):
+    """A block the AC replay knows nothing about (a toy generator registered here) injects at
+    b1: the replay takes the plan's evaluated net withdrawal (injections.csv), so its voltage at
+    b1 is pandapower's for load minus generation, computed here on a net of our own."""
+    from dataclasses import dataclass
+
+    import pyomo.environ as pyo
+
+    from flexplan.blocks import BLOCKS, BlockSpec, register_block
+
+    @dataclass
+    class Cfg:
+        mw: float = 0.2
+
+    def add(b, inst, ix, hub, cfg):
+        b.p = pyo.Var(range(ix.n_ops), bounds=(cfg.mw, cfg.mw))  # a must-run unit at b1
+        for t in range(ix.n_ops):
+            hub.inject(1, t, p=b.p[t])
+        hub.bound_injection(1, cfg.mw)
+
+    register_block(BlockSpec("toy_must_run", add, Cfg))
+    try:
+        f = write_feeder(tmp_path / "f", lines=[("l1", "b0", "b1", 2.0, 1.0, 20.0, 1.0)], loads=[("b1", 0.9, 0.3)],
+                         economics="base_year = 2025\nend_year = 2025\nstages = [2025]")
+        inst = fp.load_instance(f)
+        res = fp.solve(fp.build_model(inst, {"blocks": ["demand", "toy_must_run"]}))
+        inj = res.tables["injections"].set_index("bus")
+        assert inj.loc["b1", "p_mw"] == pytest.approx(0.9 - 0.2, abs=1e-9)
+        assert inj.loc["b1", "q_mvar"] == pytest.approx(0.3, abs=1e-9)
+        df, _ = check_ac(res.write(tmp_path / "out", plots=False))
+        ref = pp.create_empty_network(sn_mva=float(inst.network.s_base_mva))
+        for i in range(2):
+            pp.create_bus(ref, vn_kv=20.0)
+        pp.create_ext_grid(ref, 0, vm_pu=float(inst.network.slack["vm_pu"].iloc[0]))
+        pp.create_line_from_parameters(ref, 0, 1, length_km=1.0, r_ohm_per_km=2.0, x_ohm_per_km=1.0, c_nf_per_km=0.0,
+                                       max_i_ka=1.0)
+        pp.create_load(ref, 1, p_mw=0.7, q_mvar=0.3)
+        pp.runpp(ref, numba=False)
+        assert df.iloc[0].v_min_ac_pu == pytest.approx(float(ref.res_bus.vm_pu.min()), abs=1e-7)
+        assert df.iloc[0].losses_mw == pytest.approx(float(ref.res_line.pl_mw.sum()), rel=1e-5)
+    finally:
+        BLOCKS.pop("toy_must_run")
