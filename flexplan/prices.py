@@ -16,6 +16,14 @@ the planning model is an LP whose optimal dual values price its operation:
   (positive where its rating binds), EUR/MWh;
 * **voltage price**: the duals of the bus's voltage limits (EUR per pu² of tighter limit,
   per hour);
+* **decomposition** of the active price (LinDistFlow): the flow on a branch k = (i → j) is
+  free in the pricing LP, so its stationarity reads λ_j = λ_i + 2 r_k/S_base · y_drop(k)
+  − Σ_m a_m y_thermal(k, m) + (rows of replaced or parallel branches); summed along the path
+  from the slack this splits λ_j into ``energy`` (the slack's price: 0, the model buys no
+  energy), ``congestion`` (the ratings on the path), ``voltage`` (the voltage-drop rows, which
+  carry the voltage limits' prices up the feeder) and ``other`` (the rest: the big-M drop
+  rows of replaced branches, parallel candidates; 0 on a feeder without them).  Lossless, so
+  there is no loss part;
 * **marginal value of flexibility** at a bus: ``flex_value_eur_per_mw`` = Σ_t marginal_p, the
   objective saved per MW of load the bus sheds in every op (present value over the horizon).
 
@@ -89,7 +97,12 @@ def nodal_prices(pm, session, objective: float | None = None, rel_tol: float = 1
     ops = ix.op_frame()
     names = inst.network.buses["name"].to_numpy()
     nb = inst.network.n_buses
+    zero = np.zeros_like(p["p"])
+    cong, volt = p.get("congestion", zero), p.get("voltage_part", zero)
     nodal = pd.concat([ops.assign(bus=names[j], marginal_p_eur_per_mw=p["p"][j], dlmp_p_eur_per_mwh=p["p"][j] / safe,
+                                  energy_eur_per_mwh=0.0, congestion_eur_per_mwh=cong[j] / safe,
+                                  voltage_eur_per_mwh=volt[j] / safe,
+                                  other_eur_per_mwh=(p["p"][j] - cong[j] - volt[j]) / safe,
                                   dlmp_q_eur_per_mvarh=p["q"][j] / safe, voltage_dual_eur_per_pu2h=p["voltage"][j] / safe)
                        for j in range(nb)], ignore_index=True)
     lines = inst.network.branches["name"].to_numpy()

@@ -115,3 +115,46 @@ def test_ieee33_nodal_prices_equal_finite_differences(extra_load_block):
         tol = 1e-6 * abs(row.marginal_p_eur_per_mw) + 2e-9 * abs(base.objective_eur) / d
         assert left - tol <= row.marginal_p_eur_per_mw <= right + tol, (row.bus, row.op, left, right)
         assert right - left <= 1e-3 * abs(right) + 2 * tol  # not degenerate here: the price is the derivative
+
+
+def test_two_bus_voltage_price_is_the_penalty_times_the_drop(tmp_path):
+    """The load (rating ample) pulls b1 below v_min: one more MW lowers v1² by 2 r/S_base pu²
+    (LinDistFlow), which pays the voltage penalty per pu² and hour; the price is all voltage."""
+    f = write_feeder(tmp_path / "v", lines=[("l1", "b0", "b1", 2.0, 1.0, 20.0, 1.0)], loads=[("b1", 4.0, 0.0)],
+                     economics="base_year = 2025\nend_year = 2025\nstages = [2025]", limits="v_min_pu = 0.99")
+    with open(f / "instance.toml", "a") as fh:
+        fh.write("\n[penalties]\nvoltage_eur_per_pu2h = 500000.0\n")
+    inst = fp.load_instance(f)
+    res = fp.solve(fp.build_model(inst, {"blocks": ["demand"]}))
+    assert res.violations["max_voltage_deviation_pu"] > 0  # the limit binds (softly)
+    r_pu = float(inst.network.branches["r_pu"].iloc[0])
+    assert r_pu == pytest.approx(2.0 / (20.0 ** 2 / inst.network.s_base_mva))
+    hand = 500000.0 * 2 * r_pu / inst.network.s_base_mva  # EUR/MWh
+    b1 = res.tables["nodal_prices"].set_index("bus").loc["b1"]
+    assert b1["dlmp_p_eur_per_mwh"] == pytest.approx(hand, rel=1e-9)
+    assert b1["voltage_eur_per_mwh"] == pytest.approx(hand, rel=1e-9)
+    assert b1["congestion_eur_per_mwh"] == pytest.approx(0.0, abs=1e-9)
+    assert b1["other_eur_per_mwh"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_congestion_part_in_the_two_bus_case(tmp_path):
+    res = fp.solve(fp.build_model(two_bus(tmp_path), {"blocks": ["demand"]}))
+    t = res.tables["nodal_prices"]
+    b1 = t[t.bus == "b1"].set_index("hour")
+    assert b1.loc[CONGESTED, "congestion_eur_per_mwh"].to_numpy() == pytest.approx([10000.0] * 6, rel=1e-9)
+    assert b1[["voltage_eur_per_mwh", "other_eur_per_mwh"]].abs().max().max() == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.integration
+def test_ieee33_prices_split_into_congestion_and_voltage_without_remainder():
+    """ieee33 at 1.6 x load on its peak day, nothing to build: every bus's price is the sum of
+    the path's line and voltage-drop terms (the stationarity of each branch flow), nothing
+    left over, and the voltage part is what carries the prices (its limits bind)."""
+    inst = fp.load_instance("instances/ieee33")
+    inst = with_days(inst, [peak_day(inst)])
+    res = fp.solve(fp.build_model(inst, {"blocks": ["demand"], "demand": {"scale": 1.6}}))
+    t = res.tables["nodal_prices"]
+    scale = t["dlmp_p_eur_per_mwh"].abs().max()
+    assert scale > 1.0
+    assert t["other_eur_per_mwh"].abs().max() <= 1e-6 * scale
+    assert t["voltage_eur_per_mwh"].abs().max() >= 0.5 * scale

@@ -416,6 +416,28 @@ def prices_lindistflow(b, inst, ix, duals) -> dict:
             jj, tt = np.array(keys).T
             np.add.at(vol, (jj, tt), y)
     out["voltage"] = vol
+    # decomposition along each bus's path from its slack (P_k is free in the pricing LP, so its
+    # stationarity gives  λ_j = λ_i + 2 r_k / S_base · y_vdrop(k) − Σ_m a_m y_thermal(k, m) + …):
+    # congestion sums the path's line terms, voltage its drop terms; what remains (the big-M
+    # drop rows of replaced branches, parallels) is reported as "other"
+    sb = float(net.s_base_mva)
+    r = net.branches["r_pu"].to_numpy(float)
+    drop = np.zeros((net.n_branches, ix.n_ops))
+    keys, y = duals(b, "vdrop")
+    if len(keys):
+        kk, tt = np.array(keys).T
+        drop[kk, tt] = 2.0 * r[kk] / sb * np.asarray(y)
+    cong = np.zeros((net.n_buses, ix.n_ops))
+    volt = np.zeros((net.n_buses, ix.n_ops))
+    parent = net.parent_branch()
+    frm = net.branches["from_bus"].to_numpy(int)
+    for j in net.topological_order():
+        k = parent[j]
+        if k < 0:
+            continue
+        cong[j] = cong[frm[k]] - line[k]
+        volt[j] = volt[frm[k]] + drop[k]
+    out["congestion"], out["voltage_part"] = cong, volt
     return out
 
 
