@@ -36,7 +36,7 @@ def _voltage_band(ax, res) -> None:
 def write_plots(res, folder: Path, instance=None) -> list[Path]:
     out = []
     for fn in (voltage_profile, voltage_envelope, loading_duration, investment_timeline, cost_breakdown, ev_peak_day,
-               ev_envelope, flexibility_heatmap, capacity_fade, decision_tree, scenario_costs):
+               ev_envelope, flexibility_heatmap, nodal_price_heatmap, capacity_fade, decision_tree, scenario_costs):
         path = fn(res, folder)
         if path is not None:
             out.append(path)
@@ -245,6 +245,32 @@ def flexibility_heatmap(res, folder: Path):
     fig.colorbar(im, ax=ax, label="downward flexibility (MWh per year)")
     ax.set_title(f"{res.instance} ({res.model}): EV flexibility used")
     return _save(fig, folder / "flexibility_heatmap.png")
+
+
+def nodal_price_heatmap(res, folder: Path):
+    """Where and when a MW is worth most: the highest nodal price (EUR/MWh) per bus (y) and hour of the day (x) over the modelled years and days, and beside it the
+    marginal value of a MW of flexibility per bus (EUR of present value over the horizon)."""
+    t = res.tables.get("nodal_prices")
+    if t is None or t.empty or not (t["dlmp_p_eur_per_mwh"].abs() > 1e-9).any():
+        return None
+    order = list(dict.fromkeys(t["bus"]))
+    grid = t.groupby(["bus", "hour"])["dlmp_p_eur_per_mwh"].max().unstack(fill_value=0.0).reindex(order)
+    value = t.groupby("bus")["marginal_p_eur_per_mw"].sum().reindex(order)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 0.18 * len(order) + 2.5), sharey=True,
+                                 gridspec_kw=dict(width_ratios=[3, 1]))
+    im = ax.imshow(grid.to_numpy(), aspect="auto", cmap="magma", origin="lower")
+    step = max(1, len(order) // 20)
+    ax.set_yticks(range(0, len(order), step), [str(b) for b in order[::step]])
+    ax.set_xticks(range(0, grid.shape[1], 3), [str(c) for c in grid.columns[::3]])
+    ax.set_xlabel("hour of the day")
+    ax.set_ylabel("bus")
+    fig.colorbar(im, ax=ax, label="highest nodal price (EUR/MWh)")
+    ax.set_title(f"{res.instance} ({res.model}): nodal prices")
+    unit, div = ("MEUR", 1e6) if value.abs().max() >= 1e6 else ("kEUR", 1e3)
+    bx.barh(range(len(order)), value.to_numpy() / div, color="tab:orange")
+    bx.set_xlabel(f"value of 1 MW of flexibility ({unit})")
+    bx.grid(alpha=0.3)
+    return _save(fig, folder / "nodal_prices.png")
 
 
 def voltage_envelope(res, folder: Path):
