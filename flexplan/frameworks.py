@@ -2,7 +2,8 @@
 
 ``compare_frameworks`` solves reinforce-only (EVs uncontrolled) and one recipe per framework
 (``models/framework_*.toml``: rule-based grid code, network tariff, connection agreement,
-market contracts) on the same instance and tabulates, per framework: the DSO's investment and
+market contracts, and a nodal tariff: the flat price plus the feeder's nodal prices at each
+bus, :func:`dlmp_adders`) on the same instance and tabulates, per framework: the DSO's investment and
 flexibility payments, the EV owners' energy bill and battery ageing, the total system cost
 (the objective: expected present value), the feeder's peak import, the lowest voltage and the
 unserved energy (``penalties_eur``: what the soft limits cost where the plan violates them).  ``flexplan frameworks INSTANCE`` writes ``frameworks.csv``, ``frameworks.png``
@@ -21,6 +22,7 @@ FRAMEWORKS = [
     ("network_tariff", "framework_network_tariff"),
     ("connection_agreement", "framework_connection_agreement"),
     ("market", "framework_market"),
+    ("dlmp_tariff", "framework_dlmp_tariff"),
 ]
 COLUMNS = ["framework", "status", "mip_gap", "dso_investment_eur", "dso_flexibility_payments_eur",
            "ev_owner_energy_cost_eur", "ev_owner_ageing_eur", "penalties_eur", "total_system_cost_eur", "peak_mw",
@@ -58,6 +60,35 @@ def row(name: str, res, net) -> dict:
                 solve_s=res.timings_s.get("solve", 0.0))
 
 
+def dlmp_adders(inst, progress=None, **solve_kw) -> dict[str, list[float]]:
+    """The nodal network tariff of the DLMP framework: per bus, EUR/MWh per step of the day,
+    the nodal price (:mod:`flexplan.prices`) of the existing feeder (nothing built) with the EVs
+    charging uncontrolled, averaged over the modelled years and days with the objective's
+    weights; buses whose price is zero throughout are left out."""
+    import numpy as np
+
+    import flexplan as fp
+
+    from .prices import op_weights
+
+    rec = {"name": "dlmp_reference", "blocks": ["demand", "ev_fleet"], "ev_fleet": {"mode": "uncontrolled"}}
+    pm = fp.build_model(inst, rec)
+    res = fp.solve(pm, prices=True, **{k: v for k, v in solve_kw.items() if k in ("time_limit", "threads")})
+    if "nodal_prices" not in res.tables:
+        raise fp.SolverError(f"DLMP tariff: the reference run (existing feeder, EVs uncontrolled) has no prices "
+                             f"(status {res.status})")
+    t = res.tables["nodal_prices"]
+    w = np.tile(op_weights(pm), inst.network.n_buses)
+    t = t.assign(w=w, wp=w * t["dlmp_p_eur_per_mwh"].fillna(0.0))
+    g = t.groupby(["bus", "hour"])[["wp", "w"]].sum()
+    mean = (g["wp"] / g["w"].where(g["w"] > 0)).fillna(0.0).unstack(fill_value=0.0)
+    out = {str(b): [round(float(v), 6) for v in row] for b, row in mean.iterrows() if np.abs(row).max() > 1e-9}
+    if progress:
+        top = max(out.items(), key=lambda kv: max(kv[1]))[0] if out else None
+        progress(f"DLMP tariff: nodal prices at {len(out)} buses" + (f", highest at bus {top}" if top else ""))
+    return out
+
+
 def with_ageing(recipe, options: dict | None = None):
     """The recipe with the ``ageing`` block added after ``ev_fleet`` (if it has none)."""
     import copy
@@ -85,7 +116,13 @@ def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAME
         t0 = time.perf_counter()
         if progress:
             progress(f"framework {name}: building {recipe}")
-        pm = fp.build_model(inst, with_ageing(recipe) if ageing else recipe)
+        rec = with_ageing(recipe) if ageing else fp.resolve_recipe(recipe)
+        if name == "dlmp_tariff":
+            import copy
+
+            rec = copy.deepcopy(rec)
+            rec.options.setdefault("tariffs", {})["bus_hourly_eur_per_mwh"] = dlmp_adders(inst, progress, **solve_kw)
+        pm = fp.build_model(inst, rec)
         res = fp.solve(pm, progress=progress, **solve_kw)
         rows.append(row(name, res, inst.network) if res.has_solution else dict(framework=name, status=res.status))
         if progress:

@@ -2,6 +2,8 @@
 activations reported, and the switch to reinforcement at the analytical deferral value."""
 from __future__ import annotations
 
+import json
+
 import pyomo.environ as pyo
 import pytest
 
@@ -102,7 +104,7 @@ def test_frameworks_command_writes_the_comparison(tmp_path):
     assert main(["frameworks", str(f), "--out", str(out)]) == 0
     df = pd.read_csv(out / "frameworks.csv")
     assert df["framework"].tolist() == ["reinforce_only", "rule_based", "network_tariff", "connection_agreement",
-                                        "market"]
+                                        "market", "dlmp_tariff"]
     for col in ("dso_investment_eur", "dso_flexibility_payments_eur", "ev_owner_energy_cost_eur",
                 "ev_owner_ageing_eur", "total_system_cost_eur", "peak_mw", "min_voltage_pu", "unserved_mwh"):
         assert df[col].notna().all(), col
@@ -113,6 +115,14 @@ def test_frameworks_command_writes_the_comparison(tmp_path):
     tou = df.set_index("framework").loc["network_tariff"]
     ref = df.set_index("framework").loc["reinforce_only"]
     assert tou.peak_mw < ref.peak_mw and tou.dso_investment_eur < ref.dso_investment_eur
+    # the nodal tariff prices l2's evening congestion at b2 (the existing feeder's nodal prices
+    # under uncontrolled charging): the owners leave exactly the priced hours; one-shot, it
+    # moves the peak to the first unpriced hour (a rebound, as an unstaggered time of use)
+    assert json.loads((out / "dlmp_tariff" / "summary.json").read_text())["model"] == "framework_dlmp_tariff"
+    ev = {k: pd.read_csv(out / k / "ev_flexibility.csv").groupby("hour")["scheduled_mw"].sum()
+          for k in ("reinforce_only", "dlmp_tariff")}
+    evening = list(range(17, 22))
+    assert ev["dlmp_tariff"].loc[evening].sum() < 0.5 * ev["reinforce_only"].loc[evening].sum()
     assert (out / "frameworks.png").stat().st_size > 20_000
     assert (out / "market" / "summary.json").exists()
     # an instance without EVs is refused with a clear message

@@ -149,3 +149,35 @@ def test_capacity_tariff_charges_the_fleet_peak(feeder):
         if mode == "uncontrolled":
             unc_peak = peak
     assert peak < unc_peak  # under a capacity tariff the smart fleet flattens its charging
+
+
+def test_nodal_tariff_moves_only_its_bus_and_bills_at_its_price(tmp_path):
+    """A nodal adder of 1000 EUR/MWh in 17:00-22:00 at b2 only: the fleet there charges less in
+    those hours (what remains is EVs that arrive and leave inside them), the fleet at b1 (flat
+    price) charges as before; each owner's bill is its charging
+    times the price at its own bus (hand sum over the schedule)."""
+    f = write_feeder(tmp_path / "f", lines=[("l1", "b0", "b1", 0.2, 0.1, 20.0, 1.0), ("l2", "b1", "b2", 0.2, 0.1, 20.0, 1.0)],
+                     loads=[("b2", 0.3, 0.05)], profile=[("day", 365, EVENING)],
+                     economics="base_year = 2025\nend_year = 2025\nstages = [2025]")
+    add_fleet(f, "b1", 100, name="near")
+    inst = fp.load_instance(add_fleet(f, "b2", 100, name="far"))
+    adder = [1000.0 if 17 <= h < 22 else 0.0 for h in range(24)]
+    flat = {"energy_eur_per_mwh": 200.0}
+    res = {}
+    for name, tariffs in (("flat", flat), ("nodal", {**flat, "bus_hourly_eur_per_mwh": {"b2": adder}})):
+        rec = {"name": name, "blocks": ["demand", "tariffs", "ev_fleet"], "tariffs": tariffs,
+               "ev_fleet": {"mode": "tariff", "flex_price_eur_per_mwh": 0.0}}
+        r = fp.solve(fp.build_model(inst, rec))
+        assert r.status == "optimal"
+        res[name] = r
+    ev = {k: r.tables["ev_flexibility"] for k, r in res.items()}
+    near = {k: e[e.fleet == "near"].set_index("hour")["scheduled_mw"] for k, e in ev.items()}
+    far = {k: e[e.fleet == "far"].set_index("hour")["scheduled_mw"] for k, e in ev.items()}
+    np.testing.assert_allclose(near["nodal"].to_numpy(), near["flat"].to_numpy(), atol=1e-12)
+    assert far["nodal"].loc[17:21].sum() < 0.5 * far["flat"].loc[17:21].sum()
+    price = 200.0 + np.array(adder)
+    hand = 365 * (near["nodal"].sort_index().to_numpy() * 200.0 + far["nodal"].sort_index().to_numpy() * price).sum()
+    assert res["nodal"].cost_breakdown_eur["ev_energy"] == pytest.approx(hand, rel=1e-9)
+    with pytest.raises(RecipeError, match="bus 'b9' is not a bus"):
+        fp.build_model(inst, {"blocks": ["demand", "tariffs", "ev_fleet"], "ev_fleet": {"mode": "tariff"},
+                              "tariffs": {"bus_hourly_eur_per_mwh": {"b9": adder}}})

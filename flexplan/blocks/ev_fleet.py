@@ -152,7 +152,7 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         b._flex["fixed"] = fixed
         for ui, u in enumerate(units):
             env = envs[u.fleet]
-            charge, energy = fixed[u.fleet]
+            charge, energy = fixed[(u.fleet, u.bus)]
             base = env.baseline_profile_mw() * u.n_evs
             p = np.zeros(ix.n_ops)
             p[u.first_op:u.first_op + H] = charge * u.n_evs
@@ -324,24 +324,29 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         hub.put("ev_storage", storage)
 
 
-def _fixed_profiles(fleets, envs, cap, tariff, cfg) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per fleet, per EV: charging (MW per clock step) and plugged-in energy (MWh) when the
-    EVs charge on arrival (uncontrolled) or minimise their bill (tariff)."""
+def _fixed_profiles(fleets, envs, cap, tariff, cfg) -> dict:
+    """Per (fleet, bus), per EV: charging (MW per clock step) and plugged-in energy (MWh) when
+    the EVs charge on arrival (uncontrolled) or minimise their bill (tariff: at the prices of
+    their bus, which differ with a nodal tariff)."""
     from ..errors import RecipeError
     from ..ev.response import staggered_response, tariff_response
 
-    out = []
-    for fleet, env in zip(fleets, envs):
-        if cfg.mode == "uncontrolled":
-            if cap is None:
-                out.append((env.baseline_profile_mw(), env.per_clock_step(lambda c: c.e_max_mwh)))
-            else:  # as early as the connection agreement lets them
-                out.append(tariff_response(env, None, cap, fleet.name))
-        else:
-            if tariff is None:
-                raise RecipeError("ev_fleet.mode = \"tariff\" needs the 'tariffs' block in the recipe "
-                                  "(the owners respond to its prices)")
-            out.append(staggered_response(env, tariff.groups, cap, fleet.name))
+    out, shared = {}, {}
+    for f, (fleet, env) in enumerate(zip(fleets, envs)):
+        for bus in fleet.buses:
+            if cfg.mode == "uncontrolled":
+                key = (f, None)
+                if key not in shared:
+                    shared[key] = ((env.baseline_profile_mw(), env.per_clock_step(lambda c: c.e_max_mwh)) if cap is None
+                                   else tariff_response(env, None, cap, fleet.name))  # as early as the caps let them
+            else:
+                if tariff is None:
+                    raise RecipeError("ev_fleet.mode = \"tariff\" needs the 'tariffs' block in the recipe "
+                                      "(the owners respond to its prices)")
+                key = (f, bus if bus in tariff.bus_adder else None)
+                if key not in shared:
+                    shared[key] = staggered_response(env, tariff.at_bus(bus)[0], cap, fleet.name)
+            out[(f, bus)] = shared[key]
     return out
 
 
@@ -367,12 +372,12 @@ def _bill_owners(hub, ix, storage, tariff, b=None) -> None:
         for k in keys:
             amount = fixed[k] if k in fixed else b.peak_charge[var.index(k)]
             hub.cost("ev_network_capacity", k[2], float(fee * 1000.0) * amount, year=k[3])
-    price = tariff.price
+    price = {bus: tariff.at_bus(bus)[1] for bus in tariff.bus_adder}
     hours = ix.op_hours()
     per_ny = defaultdict(list)
     for s in storage.states:
         h = int(ix.op_hour[s.op])
-        w = float(price[h] * hours[s.op])
+        w = float(price.get(s.bus, tariff.price)[h] * hours[s.op])
         term = s.charge if isinstance(s.discharge, (int, float)) and s.discharge == 0 else s.charge - s.discharge
         per_ny[(ix.node_names[ix.op_node[s.op]], int(ix.op_year[s.op]))].append(w * term)
     for (node, year), terms in per_ny.items():
@@ -423,7 +428,7 @@ def extract_ev_fleet(b, inst, ix) -> dict:
         e_lo = env.per_clock_step(lambda c: c.e_min_mwh) * n
         e_hi = env.per_clock_step(lambda c: c.e_max_mwh) * n
         if cfg.mode in ("uncontrolled", "tariff"):
-            charge, energy = (x * n for x in data["fixed"][u.fleet])
+            charge, energy = (x * n for x in data["fixed"][(u.fleet, u.bus)])
             sched, discharge = charge.copy(), np.zeros(H)
         else:
             w = env.n_variables_per_day

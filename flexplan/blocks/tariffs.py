@@ -40,6 +40,9 @@ class TariffConfig:
       to be inside the energy price).
     * ``network_eur_per_kw_year``: capacity network tariff on each fleet's peak charging per
       bus and year (default 0), cost category ``ev_network_capacity``.
+    * ``bus_hourly_eur_per_mwh``: a nodal network tariff, per bus name a price per step of the
+      day (EUR/MWh) added at that bus (default none).  ``flexplan frameworks`` sets it to the
+      feeder's nodal prices (:mod:`flexplan.prices`) for the DLMP-tariff framework.
     """
 
     energy_eur_per_mwh: float = 270.0
@@ -50,6 +53,7 @@ class TariffConfig:
     hourly_eur_per_mwh: list[float] = field(default_factory=list)
     network_eur_per_mwh: float = 0.0
     network_eur_per_kw_year: float = 0.0
+    bus_hourly_eur_per_mwh: dict[str, list[float]] = field(default_factory=dict)
 
     def validate(self):
         if self.energy_eur_per_mwh < 0 or self.offpeak_eur_per_mwh < 0 or self.network_eur_per_mwh < 0 \
@@ -87,8 +91,17 @@ def add_tariffs(b, inst, ix, hub, cfg: TariffConfig) -> None:
         groups = cfg.group_prices(ix.hours, ix.dt_h)
     except ValueError as e:
         raise RecipeError(str(e)) from e
+    names = {str(n): i for i, n in enumerate(inst.network.buses["name"])}
+    adder = {}
+    for bus, prices in cfg.bus_hourly_eur_per_mwh.items():
+        if bus not in names:
+            raise RecipeError(f"tariffs.bus_hourly_eur_per_mwh: bus '{bus}' is not a bus of instance '{inst.name}'")
+        if len(prices) != ix.hours:
+            raise RecipeError(f"tariffs.bus_hourly_eur_per_mwh['{bus}'] has {len(prices)} prices, the instance's day "
+                              f"has {ix.hours} steps")
+        adder[names[bus]] = np.asarray(prices, dtype=float)
     b._tariff = TariffSignal(groups=groups, price=np.mean(groups, axis=0),
-                             network_eur_per_kw_year=float(cfg.network_eur_per_kw_year))
+                             network_eur_per_kw_year=float(cfg.network_eur_per_kw_year), bus_adder=adder)
     hub.put("tariff", b._tariff)
 
 
