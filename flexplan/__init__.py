@@ -46,7 +46,12 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
             t0 = time.perf_counter()
             if progress and session.n_int:
                 progress("prices: re-solving the LP with the integer decisions fixed")
-            out = nodal_prices(pm, session, outcome.objective)
+            try:
+                out = nodal_prices(pm, session, outcome.objective)
+            except SolverError as e:  # the plan stands; only its prices are missing, and why
+                out = {"summary": {"error": str(e)}}
+                if progress:
+                    progress(f"prices: not computed: {e}")
             for k in ("nodal_prices", "line_prices"):
                 if k in out:
                     res.tables[k] = out[k]

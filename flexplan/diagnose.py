@@ -31,7 +31,8 @@ import pandas as pd
 import pyomo.environ as pyo
 
 from .blocks.rows import materialize_rows
-from .solve import flexplan_status, to_highs
+from .errors import SolverError
+from .solve import HighsSession, SolveOptions, flexplan_status
 
 #: network-block families whose first index is a bus / a branch / a parallel candidate
 BUS_FAMILIES = {"v", "s_vlo", "s_vhi", "balance_p", "balance_q", "v_min", "v_max", "shed"}
@@ -115,23 +116,18 @@ def _locate(component_data, pm) -> dict:
     return out
 
 
-def _highs(lp, time_limit, relax: bool = False):
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("random_seed", 0)
-    if time_limit is not None:
-        h.setOptionValue("time_limit", float(time_limit))
-    if relax:
-        lp.integrality_ = []
-    h.passModel(lp)
-    h.run()
-    return h, h.modelStatusToString(h.getModelStatus())
+def _run(session):
+    """Solve in the session (no values written back); (HiGHS's status text, whether a feasible
+    point was found), a HiGHS error included."""
+    try:
+        out = session.run(write_back=False)
+    except SolverError as e:
+        return e.highs_status, False
+    return out.highs_status, out.has_solution
 
 
 def _feasible(model, time_limit) -> bool:
-    lp, *_ = to_highs(model)
-    h, text = _highs(lp, time_limit)
-    return h.getInfo().primal_solution_status == 2
+    return _run(HighsSession(model, SolveOptions(time_limit=time_limit)))[1]
 
 
 def diagnose_model(pm, time_limit: float | None = 300.0, progress=None, irreducible: bool = False) -> Diagnosis:
@@ -140,11 +136,12 @@ def diagnose_model(pm, time_limit: float | None = 300.0, progress=None, irreduci
     say = progress or (lambda _m: None)
     inst_name, model_name = pm.instance.name, pm.recipe.name
     materialize_rows(pm.model)  # IIS rows and switched-off families map back to Pyomo constraints
-    lp, repn, n_int, _ = to_highs(pm.model)
-    say(f"solving {lp.num_col_} variables, {lp.num_row_} constraints, {n_int} integer")
-    h, text = _highs(lp, time_limit)
+    session = HighsSession(pm.model, SolveOptions(time_limit=time_limit))
+    repn = session.form
+    say(f"solving {session.n_col} variables, {session.n_row} constraints, {session.n_int} integer")
+    text, found = _run(session)
     status = flexplan_status(text)
-    if h.getInfo().primal_solution_status == 2 or status == "optimal":
+    if found or status == "optimal":
         return Diagnosis(inst_name, model_name, status, text, "feasible", [],
                          "the model has a plan: nothing to diagnose (the soft limits it pays for are in "
                          "violations.csv of 'flexplan solve')", time.perf_counter() - t0)
@@ -152,7 +149,9 @@ def diagnose_model(pm, time_limit: float | None = 300.0, progress=None, irreduci
         return Diagnosis(inst_name, model_name, status, text, "none", [],
                          f"HiGHS stopped with '{text}' before deciding feasibility: raise the time limit",
                          time.perf_counter() - t0)
-    hr, rel_text = _highs(lp, time_limit, relax=True)  # passModel copied it: the same matrices, relaxed
+    session.relax_integers()  # the same HiGHS model, relaxed
+    rel_text, _ = _run(session)
+    hr = session.h
     rel_status = flexplan_status(rel_text)
     say(f"model {text}; LP relaxation {rel_text}")
     if rel_status == "unbounded" or (status == "unbounded"):

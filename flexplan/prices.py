@@ -82,7 +82,9 @@ def nodal_prices(pm, session, objective: float | None = None, rel_tol: float = 1
     freed = session.free_columns([v for c in getattr(blk, "_implied_bounds", ()) for v in c.values()])
     lp_objective = objective
     if fixed or freed:
-        out = session.run(write_back=False)
+        # cold: the old basis, with the freed bounds, sent the dual simplex into excessive dual
+        # values on a model with penalty costs of 1e8 (a warm start is no faster here anyway)
+        out = session.run(write_back=False, cold=True)
         if out.status != "optimal":
             raise SolverError(f"the LP with the plan's {fixed} integer decisions fixed stopped with status "
                               f"'{out.highs_status}': no prices")

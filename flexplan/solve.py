@@ -427,8 +427,9 @@ class HighsSession:
                 raise SolverError(f"HiGHS refused option {k}={v!r}")
 
     # -- solving -----------------------------------------------------------------------------
-    def run(self, write_back: bool = True) -> SolveOutcome:
-        """Solve (warm if solved before); on a solution the model's variables hold it (unless
+    def run(self, write_back: bool = True, cold: bool = False) -> SolveOutcome:
+        """Solve (warm if solved before, unless ``cold``: then HiGHS forgets its basis and
+        presolves afresh); on a solution the model's variables hold it (unless
         ``write_back`` is false).  Returns the outcome whatever the status; raises
         :class:`SolverError` when HiGHS fails without a solution."""
         h, size, n_int = self.h, self.size, self.n_int if not self.fixed_integers else 0
@@ -439,6 +440,8 @@ class HighsSession:
         if self.progress and n_int and not getattr(self, "_progress_on", False):
             _report_mip_progress(h, self.progress)
             self._progress_on = True
+        if cold:
+            h.clearSolver()
         t1 = time.perf_counter()
         request = _StopRequest(self.progress)
         try:
@@ -516,6 +519,15 @@ class HighsSession:
         if len(idx):
             inf = np.full(len(idx), highspy.kHighsInf)
             self.h.changeColsBounds(len(idx), idx, -inf, inf)
+        return len(idx)
+
+    def relax_integers(self) -> int:
+        """Make every integer column continuous (the LP relaxation); returns how many."""
+        if not len(self.integer_cols) or self.fixed_integers:
+            return 0
+        idx = self.integer_cols.astype(np.int32)
+        self.h.changeColsIntegrality(len(idx), idx, np.array([highspy.HighsVarType.kContinuous] * len(idx)))
+        self.fixed_integers = True  # no integer column left: later runs report as an LP
         return len(idx)
 
     # -- duals ------------------------------------------------------------------------------
