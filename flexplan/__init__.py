@@ -22,22 +22,20 @@ __version__ = "0.1.0"
 
 
 def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1e-4, threads: int = 0,
-          verbose: bool = False, progress=None, prices: bool | None = None, **highs_options) -> Results:
+          verbose: bool = False, progress=None, prices: bool = False, **highs_options) -> Results:
     """Solve a built model with HiGHS and return its :class:`Results` (whatever the status:
     check ``res.status`` and ``res.has_solution``).
 
     ``prices``: add nodal prices (DLMPs), line shadow prices and the marginal value of
     flexibility per bus (:mod:`flexplan.prices`) as ``res.tables["nodal_prices"]``,
-    ``res.tables["line_prices"]`` and ``res.extra["prices"]``.  Default (None): for an LP,
-    whose duals come with the solve; a MIP needs one more LP solve with its integer decisions
-    fixed (``prices=True``)."""
+    ``res.tables["line_prices"]`` and ``res.extra["prices"]``: one more LP solve (with the
+    integer decisions fixed and the network's implied flow bounds freed).  Off by default in
+    the API; ``flexplan solve`` computes them unless ``--no-prices``."""
     opts = SolveOptions(time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, extra=highs_options)
     with cyclic_gc_paused():
         outcome = solve_model(pm.model, opts, progress=progress)
         res = collect(pm, outcome)
         session = outcome.session
-        if prices is None:
-            prices = session is not None and session.n_int == 0
         if prices and session is not None and outcome.has_solution and (session.n_int or outcome.status == "optimal"):
             import time
 

@@ -37,7 +37,7 @@ def _log(msg: str) -> None:
 
 
 def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threads, verbose, plots=True,
-         reference=True, screen=False) -> int:
+         reference=True, screen=False, prices=True) -> int:
     import flexplan as fp
     from .paths import resolve_instance_path
     from .value import reference_recipe, value_of_flexibility
@@ -64,7 +64,8 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
             raise _OutOfMemory("building the model") from None
         pm.timings["load"] = load_s
         _log(f"  built in {pm.timings['build']:.1f} s")
-        res = fp.solve(pm, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, progress=_log)
+        res = fp.solve(pm, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, progress=_log,
+                       prices=prices)
         rec = pm.recipe
     t = res.timings_s
     _log(f"  status {res.status} (HiGHS: {res.highs_status}); hand-off {t['handoff']:.1f} s, solve {t['solve']:.1f} s")
@@ -402,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mip-gap", type=float, default=0.01, help="relative MIP gap (default 0.01)")
     p.add_argument("--threads", type=int, default=0, help="HiGHS threads (default: HiGHS decides)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-prices", action="store_true", help="skip the nodal prices (DLMPs from the duals of the LP "
+                   "with the plan's integer decisions fixed: one more LP solve)")
     p.add_argument("--no-reference", action="store_true", help="with flexible EV fleets: do not also solve the "
                    "reference with uncontrolled EVs (no value of flexibility in the summary)")
     p.add_argument("--stochastic", action="store_true", help="solve the instance's scenario tree ([tree]) as one "
@@ -522,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_stochastic(args.instance, args.model, args.out, args.time_limit, args.mip_gap, args.threads,
                                    args.verbose, metrics, plots=not args.no_plots)
         return _run(args.instance, args.model, args.out, args.time_limit, args.mip_gap, args.threads, args.verbose,
-                    plots=not args.no_plots, reference=not args.no_reference, screen=args.screen_days)
+                    plots=not args.no_plots, reference=not args.no_reference, screen=args.screen_days,
+                    prices=not args.no_prices)
     except (InstanceError, RecipeError) as e:
         _log(f"error: {e}")
         return EXIT_INPUT

@@ -35,9 +35,6 @@ from .errors import SolverError
 from .solve import HighsSession, SolveOptions, flexplan_status
 
 #: network-block families whose first index is a bus / a branch / a parallel candidate
-BUS_FAMILIES = {"v", "s_vlo", "s_vhi", "balance_p", "balance_q", "v_min", "v_max", "shed"}
-BRANCH_FAMILIES = {"P", "Q", "vdrop", "thermal", "s_over"}
-PARALLEL_FAMILIES = {"Pp", "Qp", "thermal_par", "s_over_par", "vdrop_par_up", "vdrop_par_dn"}
 BOUND_NAMES = {2: "lower bound", 3: "upper bound", 4: "both bounds", 1: "free"}
 
 
@@ -99,16 +96,11 @@ def _locate(component_data, pm) -> dict:
         return out
     inst, ix = pm.instance, pm.index
     first, last = idx_t[0], idx_t[-1]
-    meta = getattr(blk, "_meta", {}) or {}
-    if isinstance(first, (int, np.integer)):
-        if local in BUS_FAMILIES and first < inst.network.n_buses:
-            out.update(element_type="bus", element=str(inst.network.buses["name"].iloc[first]))
-        elif local in BRANCH_FAMILIES and first < inst.network.n_branches and "slacks" not in meta:
-            out.update(element_type="line", element=str(inst.network.branches["name"].iloc[first]))
-        elif local in PARALLEL_FAMILIES and first < len(meta.get("parallels", [])):
-            out.update(element_type="line", element=str(meta["parallels"][first].candidate))
-        elif "slacks" in meta and first < inst.network.n_buses:
-            out.update(element_type="substation", element=f"substation at {inst.network.buses['name'].iloc[first]}")
+    spec = pm.blocks["network"][0] if "network" in pm.blocks else None
+    if isinstance(first, (int, np.integer)) and spec is not None and spec.locate is not None:
+        etype, element = spec.locate(blk, local, int(first), inst)
+        if element is not None:
+            out.update(element_type=etype, element=element)
     if isinstance(last, (int, np.integer)) and len(idx_t) >= 2 and 0 <= last < ix.n_ops:
         ops = ix.op_frame()
         out.update(node=str(ops.at[last, "node"]), year=int(ops.at[last, "year"]), day=str(ops.at[last, "day"]),

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
+from .blocks.network.common import VIOLATION_COLUMNS, VIOLATION_TOL  # noqa: F401 (re-exported)
 from .solve import SolveOutcome
 
 
@@ -230,20 +231,6 @@ def collect(pm, outcome: SolveOutcome) -> Results:
                                            steps_per_day=inst.profiles.hours)))
 
 
-#: soft-limit slack variables of the network blocks: variable -> (kind, constraint, element type, unit)
-SLACKS = {
-    "s_vlo": ("undervoltage", "v_min", "bus", "pu"),
-    "s_vhi": ("overvoltage", "v_max", "bus", "pu"),
-    "s_over": ("overload", "thermal", "line", "MVA"),
-    "s_over_par": ("overload", "thermal_par", "line", "MVA"),
-    "shed": ("unserved", "balance_p", "bus", "MW"),
-}
-VIOLATION_COLUMNS = ["kind", "constraint", "element_type", "element", "node", "year", "day", "hour", "amount",
-                     "unit", "value", "limit", "penalty_weight_eur"]
-#: slack values at or below this are solver noise, not violations
-VIOLATION_TOL = 1e-6
-
-
 def withdrawal_table(pm) -> pd.DataFrame:
     """What every block put at every bus, evaluated at the solution: per (node, year, day,
     hour, bus) the net withdrawal ``p_mw``, ``q_mvar`` (fixed loads plus what the blocks' variable
@@ -266,78 +253,15 @@ def withdrawal_table(pm) -> pd.DataFrame:
 
 
 def violation_table(pm) -> pd.DataFrame:
-    """Every soft limit the plan violates, one row per (slack variable > tolerance): which
-    constraint (``network.v_min``, ``network.v_max``, ``network.thermal``,
-    ``network.thermal_par``, ``network.balance_p`` for unserved load), where (bus, line,
-    parallel candidate or substation) and when (node, year, day, hour).
-
-    ``amount`` is the violation in ``unit`` (pu below v_min / above v_max, MVA of slack on
-    the thermal limit, MW of load shed), ``value`` the voltage (pu) or loading (% of the
-    rating) there, ``limit`` the bound it crossed, ``penalty_weight_eur`` the amount times
-    the penalty and the op's hours (undiscounted, per year)."""
+    """Every soft limit the plan violates, one row per slack above tolerance: what the network
+    formulation reports through its ``violations`` trait (:func:`flexplan.blocks.network.common.slack_violations`
+    has the columns: which constraint, where, when, how much, at what penalty)."""
     if "network" not in pm.blocks:
         return pd.DataFrame(columns=VIOLATION_COLUMNS)
-    _, blk = pm.blocks["network"]
-    inst, ix = pm.instance, pm.index
-    net, lim, pen = inst.network, inst.limits, inst.penalties
-    ops = ix.op_frame()
-    hours = np.asarray(ix.op_hours(), dtype=float)
-    buses = net.buses["name"].tolist()
-    branches = net.branches["name"].tolist()
-    meta = getattr(blk, "_meta", {}) or {}
-    parallels = meta.get("parallels", [])
-    copperplate = "slacks" in meta and "buses" not in meta
-    weight = dict(s_vlo=pen.voltage_eur_per_pu2h, s_vhi=pen.voltage_eur_per_pu2h, s_over=pen.overload_eur_per_mvah,
-                  s_over_par=pen.overload_eur_per_mvah, shed=pen.voll_eur_per_mwh)
-    rows = []
-    for var_name, (kind, con, etype, unit) in SLACKS.items():
-        var = getattr(blk, var_name, None)
-        if var is None:
-            continue
-        for idx, v in var.items():
-            val = v.value
-            if val is None or val <= VIOLATION_TOL:
-                continue
-            el, t = idx[0], idx[-1]
-            element, et = None, etype
-            if var_name == "s_over_par":
-                element = parallels[el].candidate if el < len(parallels) else f"parallel {el}"
-            elif var_name == "s_over" and copperplate:
-                element, et = f"substation at {buses[el]}", "substation"
-            elif etype == "line":
-                element = branches[el]
-            else:
-                element = buses[el]
-            row = dict(kind=kind, constraint=f"network.{con}", element_type=et, element=element,
-                       node=ops.at[t, "node"], year=int(ops.at[t, "year"]), day=ops.at[t, "day"],
-                       hour=int(ops.at[t, "hour"]), amount=float(val), unit=unit, value=np.nan, limit=np.nan,
-                       penalty_weight_eur=float(val) * weight[var_name] * hours[t])
-            if var_name in ("s_vlo", "s_vhi"):
-                v2 = getattr(blk, "v", {})
-                v_pu = math.sqrt(max(float(v2[el, t].value), 0.0)) if (el, t) in v2 else np.nan
-                row.update(value=v_pu, limit=lim.v_min_pu if var_name == "s_vlo" else lim.v_max_pu,
-                           amount=abs((lim.v_min_pu if var_name == "s_vlo" else lim.v_max_pu) - v_pu)
-                           if math.isfinite(v_pu) else float(val), unit="pu" if math.isfinite(v_pu) else "pu2")
-            elif var_name == "s_over":
-                row.update(limit=lim.max_loading_pct)
-                rexpr = meta.get("rating_expr", {}).get((el, ops.at[t, "node"]))
-                P, Q = getattr(blk, "P", None), getattr(blk, "Q", None)
-                if rexpr is not None and P is not None and (el, t) in P:
-                    rating = float(pyo.value(rexpr)) if not isinstance(rexpr, (int, float)) else float(rexpr)
-                    if rating > 0:
-                        row["value"] = 100 * math.hypot(P[el, t].value or 0.0, Q[el, t].value or 0.0) / rating
-            elif var_name == "s_over_par":
-                row.update(limit=lim.max_loading_pct)
-                Pp, Qp = getattr(blk, "Pp", None), getattr(blk, "Qp", None)
-                if Pp is not None and el < len(parallels) and parallels[el].rating_mva > 0:
-                    row["value"] = 100 * math.hypot(Pp[el, t].value or 0.0, Qp[el, t].value or 0.0) \
-                        / parallels[el].rating_mva
-            rows.append(row)
-    df = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
-    if len(df):
-        df = df.sort_values(["penalty_weight_eur", "kind", "element"], ascending=[False, True, True],
-                            kind="mergesort").reset_index(drop=True)
-    return df
+    spec, blk = pm.blocks["network"]
+    if spec.violations is None:
+        return pd.DataFrame(columns=VIOLATION_COLUMNS)
+    return spec.violations(blk, pm).reindex(columns=VIOLATION_COLUMNS)
 
 
 def violation_summary(table: pd.DataFrame, top: int = 5) -> dict:

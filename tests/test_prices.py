@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import flexplan as fp
@@ -34,7 +35,7 @@ def test_two_bus_nodal_price_is_the_cheaper_penalty_in_congested_hours(tmp_path,
     """A unity-power-factor load over the line's rating: one more MW at b1 either overloads the
     line (a flow on the polygon's P vertex pays exactly its excess MVA) or is shed at VOLL,
     whichever is cheaper; in the other hours it costs nothing; b0 (the slack) is free."""
-    res = fp.solve(fp.build_model(two_bus(tmp_path, penalties), {"blocks": ["demand"]}))
+    res = fp.solve(fp.build_model(two_bus(tmp_path, penalties), {"blocks": ["demand"]}), prices=True)
     t = res.tables["nodal_prices"]
     b1 = t[t.bus == "b1"].set_index("hour")["dlmp_p_eur_per_mwh"]
     assert b1.loc[CONGESTED].to_numpy() == pytest.approx([price] * 6, rel=1e-9)
@@ -59,7 +60,7 @@ def test_mip_prices_come_from_the_lp_with_builds_fixed(tmp_path):
     assert p["integer_decisions_fixed"] >= 1
     assert p["lp_objective_eur"] == pytest.approx(res.objective_eur, rel=1e-9)
     assert res.tables["nodal_prices"]["dlmp_p_eur_per_mwh"].abs().max() == pytest.approx(0.0, abs=1e-6)
-    # without prices=True a MIP pays no extra solve
+    # without prices=True no extra solve
     assert "nodal_prices" not in fp.solve(fp.build_model(inst, {"blocks": ["demand", "reinforcement"]})).tables
 
 
@@ -94,7 +95,7 @@ def test_ieee33_nodal_prices_equal_finite_differences(extra_load_block):
     inst = with_days(inst, [peak_day(inst)])
     rec = {"blocks": ["demand", "reinforcement", "extra_load"], "demand": {"scale": 1.6},
            "reinforcement": {"binary": False}}
-    base = fp.solve(fp.build_model(inst, rec))
+    base = fp.solve(fp.build_model(inst, rec), prices=True)
     assert base.status == "optimal"
     t = base.tables["nodal_prices"]
     names = list(inst.network.buses["name"])
@@ -125,7 +126,7 @@ def test_two_bus_voltage_price_is_the_penalty_times_the_drop(tmp_path):
     with open(f / "instance.toml", "a") as fh:
         fh.write("\n[penalties]\nvoltage_eur_per_pu2h = 500000.0\n")
     inst = fp.load_instance(f)
-    res = fp.solve(fp.build_model(inst, {"blocks": ["demand"]}))
+    res = fp.solve(fp.build_model(inst, {"blocks": ["demand"]}), prices=True)
     assert res.violations["max_voltage_deviation_pu"] > 0  # the limit binds (softly)
     r_pu = float(inst.network.branches["r_pu"].iloc[0])
     assert r_pu == pytest.approx(2.0 / (20.0 ** 2 / inst.network.s_base_mva))
@@ -138,7 +139,7 @@ def test_two_bus_voltage_price_is_the_penalty_times_the_drop(tmp_path):
 
 
 def test_congestion_part_in_the_two_bus_case(tmp_path):
-    res = fp.solve(fp.build_model(two_bus(tmp_path), {"blocks": ["demand"]}))
+    res = fp.solve(fp.build_model(two_bus(tmp_path), {"blocks": ["demand"]}), prices=True)
     t = res.tables["nodal_prices"]
     b1 = t[t.bus == "b1"].set_index("hour")
     assert b1.loc[CONGESTED, "congestion_eur_per_mwh"].to_numpy() == pytest.approx([10000.0] * 6, rel=1e-9)
@@ -152,9 +153,30 @@ def test_ieee33_prices_split_into_congestion_and_voltage_without_remainder():
     left over, and the voltage part is what carries the prices (its limits bind)."""
     inst = fp.load_instance("instances/ieee33")
     inst = with_days(inst, [peak_day(inst)])
-    res = fp.solve(fp.build_model(inst, {"blocks": ["demand"], "demand": {"scale": 1.6}}))
+    res = fp.solve(fp.build_model(inst, {"blocks": ["demand"], "demand": {"scale": 1.6}}), prices=True)
     t = res.tables["nodal_prices"]
     scale = t["dlmp_p_eur_per_mwh"].abs().max()
     assert scale > 1.0
     assert t["other_eur_per_mwh"].abs().max() <= 1e-6 * scale
     assert t["voltage_eur_per_mwh"].abs().max() >= 0.5 * scale
+
+
+def test_solve_command_writes_prices_and_their_plot(tmp_path):
+    """``flexplan solve`` prices the plan by default: nodal_prices.csv, line_prices.csv, the
+    heat map and the summary's prices section; ``--no-prices`` skips them."""
+    import json
+
+    from flexplan.cli import main
+
+    inst_dir = two_bus(tmp_path).path
+    out = tmp_path / "out"
+    assert main(["solve", str(inst_dir), "--model", "reinforce_only", "--out", str(out), "--no-reference"]) == 0
+    t = pd.read_csv(out / "nodal_prices.csv", dtype={"bus": str})
+    assert t.loc[t.bus == "b1", "dlmp_p_eur_per_mwh"].max() == pytest.approx(10000.0, rel=1e-9)
+    assert (out / "line_prices.csv").exists() and (out / "nodal_prices.png").stat().st_size > 10_000
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["prices"]["flex_value_eur_per_mw"]["b1"] == pytest.approx(10000.0 * 6 * 365, rel=1e-9)
+    out2 = tmp_path / "out2"
+    assert main(["solve", str(inst_dir), "--model", "reinforce_only", "--out", str(out2), "--no-reference",
+                 "--no-prices"]) == 0
+    assert not (out2 / "nodal_prices.csv").exists()

@@ -46,6 +46,8 @@ class BlockSpec:
     reference: Callable[[dict], dict | None] | None = None
     section: Callable[..., Any] | None = None
     prices: Callable[..., dict] | None = None  # network formulations: duals -> nodal prices (flexplan.prices)
+    violations: Callable[..., Any] | None = None  # network formulations: (b, pm) -> the soft-limit violations table
+    locate: Callable[..., tuple] | None = None  # network formulations: (b, family, first index, inst) -> (element type, name)
 
     def reads(self) -> tuple[str, ...]:
         return self.requires + self.uses

@@ -64,3 +64,50 @@ def polygon_edges_needed(edges, pmin, pmax, qmin, qmax) -> list[int]:
             continue
         keep.append(m)
     return keep
+
+
+# -- violations of the soft limits (each formulation reports its own) ---------------------------
+VIOLATION_COLUMNS = ["kind", "constraint", "element_type", "element", "node", "year", "day", "hour", "amount",
+                     "unit", "value", "limit", "penalty_weight_eur"]
+#: slack values at or below this are solver noise, not violations
+VIOLATION_TOL = 1e-6
+
+
+def slack_violations(pm, blk, slacks: dict, element, detail=None):
+    """One row per soft-limit slack variable of ``blk`` above :data:`VIOLATION_TOL`: which
+    constraint (``network.<constraint>``), where, when, the ``amount`` in ``unit``, and
+    ``penalty_weight_eur`` (amount x penalty x the op's hours, undiscounted, per year).
+
+    ``slacks``: variable name -> (kind, constraint, unit, penalty attribute of the instance's
+    ``penalties``); ``element(var_name, index) -> (element type, element name)``;
+    ``detail(row, var_name, index, t)`` may fill ``value`` / ``limit`` / ``amount`` (e.g. the
+    voltage in pu instead of the squared slack).  Sorted by penalty, worst first."""
+    import pandas as pd
+
+    inst, ix = pm.instance, pm.index
+    ops = ix.op_frame()
+    hours = np.asarray(ix.op_hours(), dtype=float)
+    rows = []
+    for var_name, (kind, con, unit, penalty) in slacks.items():
+        var = getattr(blk, var_name, None)
+        if var is None:
+            continue
+        weight = float(getattr(inst.penalties, penalty))
+        for idx, v in var.items():
+            val = v.value
+            if val is None or val <= VIOLATION_TOL:
+                continue
+            el, t = idx[0], idx[-1]
+            etype, name = element(var_name, el)
+            row = dict(kind=kind, constraint=f"network.{con}", element_type=etype, element=name,
+                       node=ops.at[t, "node"], year=int(ops.at[t, "year"]), day=ops.at[t, "day"],
+                       hour=int(ops.at[t, "hour"]), amount=float(val), unit=unit, value=np.nan, limit=np.nan,
+                       penalty_weight_eur=float(val) * weight * hours[t])
+            if detail is not None:
+                detail(row, var_name, el, t)
+            rows.append(row)
+    df = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
+    if len(df):
+        df = df.sort_values(["penalty_weight_eur", "kind", "element"], ascending=[False, True, True],
+                            kind="mergesort").reset_index(drop=True)
+    return df

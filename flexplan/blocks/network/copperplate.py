@@ -19,7 +19,7 @@ import pandas as pd
 import pyomo.environ as pyo
 
 from .. import BlockSpec, register_formulation
-from .common import UNLIMITED_MVA, polygon
+from .common import UNLIMITED_MVA, polygon, slack_violations
 
 
 @dataclass
@@ -133,6 +133,29 @@ def extract_copperplate(b, inst, ix) -> dict:
             "line_loading": pd.concat(rows, ignore_index=True), "unserved_mwh_modelled": float(shed)}
 
 
+SLACKS = {"s_over": ("overload", "thermal", "MVA", "overload_eur_per_mvah"),
+          "shed": ("unserved", "balance_p", "MW", "voll_eur_per_mwh")}
+
+
+def violations_copperplate(b, pm):
+    """Overload of a substation's import limit, load shed at buses."""
+    buses = pm.instance.network.buses["name"].tolist()
+
+    def element(var_name, el):
+        return ("substation", f"substation at {buses[el]}") if var_name == "s_over" else ("bus", buses[el])
+
+    return slack_violations(pm, b, SLACKS, element)
+
+
+def locate_copperplate(b, local: str, first: int, inst):
+    """The element a row or variable of this block is about (for ``flexplan diagnose``)."""
+    if local in ("shed",) and isinstance(first, int) and first < inst.network.n_buses:
+        return "bus", str(inst.network.buses["name"].iloc[first])
+    if isinstance(first, int) and first < inst.network.n_buses:
+        return "substation", f"substation at {inst.network.buses['name'].iloc[first]}"
+    return None, None
+
+
 def prices_copperplate(b, inst, ix, duals) -> dict:
     """Every bus has the price of its slack's balance (no network inside the feeder)."""
     net = inst.network
@@ -152,4 +175,5 @@ def prices_copperplate(b, inst, ix, duals) -> dict:
 
 register_formulation(BlockSpec("copperplate", add_copperplate, CopperplateConfig, requires=("demand",),
                                extract=extract_copperplate, doc=__doc__,
-                               prices=prices_copperplate))
+                               prices=prices_copperplate, violations=violations_copperplate,
+                               locate=locate_copperplate))

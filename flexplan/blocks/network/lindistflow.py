@@ -31,6 +31,7 @@ power flow.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from itertools import product
@@ -42,7 +43,7 @@ import pyomo.environ as pyo
 from .. import BlockSpec, register_formulation
 from ..linear import Affine, affine
 from ..rows import add_rows
-from .common import UNLIMITED_MVA, flow_ranges, polygon, polygon_edges_needed
+from .common import UNLIMITED_MVA, flow_ranges, polygon, polygon_edges_needed, slack_violations
 
 
 @dataclass
@@ -388,6 +389,69 @@ def extract_lindistflow(b, inst, ix) -> dict:
     return {"voltages": volt, "line_loading": loading, "unserved_mwh_modelled": float(shed)}
 
 
+#: soft-limit slacks: variable -> (kind, constraint, unit, penalty of the instance)
+SLACKS = {"s_vlo": ("undervoltage", "v_min", "pu", "voltage_eur_per_pu2h"),
+          "s_vhi": ("overvoltage", "v_max", "pu", "voltage_eur_per_pu2h"),
+          "s_over": ("overload", "thermal", "MVA", "overload_eur_per_mvah"),
+          "s_over_par": ("overload", "thermal_par", "MVA", "overload_eur_per_mvah"),
+          "shed": ("unserved", "balance_p", "MW", "voll_eur_per_mwh")}
+
+
+def violations_lindistflow(b, pm):
+    """The plan's soft-limit violations (:func:`common.slack_violations`): under/over-voltage
+    at buses (amount and value in pu of voltage, not squared), overload of lines and parallel
+    candidates (value: loading in % of the rating in place), load shed at buses."""
+    net, lim = pm.instance.network, pm.instance.limits
+    buses, branches = net.buses["name"].tolist(), net.branches["name"].tolist()
+    meta = b._meta
+    parallels = meta["parallels"]
+    ops = pm.index.op_frame()
+
+    def element(var_name, el):
+        if var_name == "s_over_par":
+            return "line", parallels[el].candidate
+        if var_name == "s_over":
+            return "line", branches[el]
+        return "bus", buses[el]
+
+    def detail(row, var_name, el, t):
+        if var_name in ("s_vlo", "s_vhi"):
+            v_pu = math.sqrt(max(float(b.v[el, t].value), 0.0))
+            limit = lim.v_min_pu if var_name == "s_vlo" else lim.v_max_pu
+            row.update(value=v_pu, limit=limit, amount=abs(limit - v_pu), unit="pu")
+        elif var_name == "s_over":
+            row.update(limit=lim.max_loading_pct)
+            rating = _rating_at(meta["rating_expr"][el, ops.at[t, "node"]])
+            if rating > 0:
+                row["value"] = 100 * math.hypot(b.P[el, t].value or 0.0, b.Q[el, t].value or 0.0) / rating
+        elif var_name == "s_over_par":
+            row.update(limit=lim.max_loading_pct)
+            if parallels[el].rating_mva > 0:
+                row["value"] = 100 * math.hypot(b.Pp[el, t].value or 0.0, b.Qp[el, t].value or 0.0) \
+                    / parallels[el].rating_mva
+
+    return slack_violations(pm, b, SLACKS, element, detail)
+
+
+BUS_FAMILIES = {"v", "s_vlo", "s_vhi", "balance_p", "balance_q", "v_min", "v_max", "shed"}
+BRANCH_FAMILIES = {"P", "Q", "vdrop", "thermal", "s_over", "vdrop_alt_up", "vdrop_alt_dn"}
+PARALLEL_FAMILIES = {"Pp", "Qp", "thermal_par", "s_over_par", "vdrop_par_up", "vdrop_par_dn"}
+
+
+def locate_lindistflow(b, local: str, first: int, inst):
+    """The bus or line a row or variable family of this block is indexed by first (for
+    ``flexplan diagnose``), or (None, None)."""
+    net = inst.network
+    if local in BUS_FAMILIES and first < net.n_buses:
+        return "bus", str(net.buses["name"].iloc[first])
+    if local in BRANCH_FAMILIES and first < net.n_branches:
+        return "line", str(net.branches["name"].iloc[first])
+    parallels = b._meta["parallels"]
+    if local in PARALLEL_FAMILIES and first < len(parallels):
+        return "line", str(parallels[first].candidate)
+    return None, None
+
+
 def prices_lindistflow(b, inst, ix, duals) -> dict:
     """Marginal objective (EUR per MW, resp. Mvar, of extra firm withdrawal) per (bus, op) from
     the duals of the P and Q balances (0 at slack buses: unlimited supply at no energy price);
@@ -442,4 +506,5 @@ def prices_lindistflow(b, inst, ix, duals) -> dict:
 
 
 register_formulation(BlockSpec("lindistflow", add_lindistflow, LinDistFlowConfig, requires=("demand",),
-                               extract=extract_lindistflow, doc=__doc__, prices=prices_lindistflow))
+                               extract=extract_lindistflow, doc=__doc__, prices=prices_lindistflow,
+                               violations=violations_lindistflow, locate=locate_lindistflow))
