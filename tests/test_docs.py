@@ -12,6 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.unit
@@ -117,3 +118,44 @@ def test_citation_parser():
     assert OLD_CITATION.search("see FORMULATION" ".md §4".encode())
     assert OLD_CITATION.search("(FORMULATION" " §2;".encode())
     assert not OLD_CITATION.search(b"from .blocks import FORMULATIONS")
+
+
+def _python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+
+
+@pytest.mark.integration
+def test_the_block_guide_runs_as_written(tmp_path, monkeypatch):
+    """docs/blocks.md's block, written to a file outside the package, imported (which
+    registers it) and used as the guide's second snippet uses it, on a two-bus feeder whose
+    line (0.45 MVA) is overloaded in six evening hours by a unity-power-factor load: cutting
+    at 500 EUR/MWh beats the 10,000 EUR/MVAh overload, so the cut is exactly the excess, and
+    its cost the excess MWh times the price (one year, 365 days, undiscounted)."""
+    import importlib
+    import sys
+
+    import flexplan as fp
+    from conftest import EVENING, write_feeder
+    from flexplan.blocks import BLOCKS
+
+    block_code, usage = _python_blocks(ROOT / "docs" / "blocks.md")[:2]
+    (tmp_path / "guide_interruptible.py").write_text(block_code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        importlib.import_module("guide_interruptible")
+        assert "interruptible" in BLOCKS
+        instance = fp.load_instance(write_feeder(tmp_path / "f", lines=[("l1", "b0", "b1", 0.2, 0.1, 0.45, 1.0)],
+                                                 loads=[("b1", 0.6, 0.0)], profile=[("day", 365, EVENING)],
+                                                 economics="base_year = 2025\nend_year = 2025\nstages = [2025]"))
+        scope = {"instance": instance}
+        exec(usage, scope)  # the guide's own "use it" snippet
+        res = scope["res"]
+        assert res.status == "optimal"
+        excess = [max(0.6 * f - 0.45, 0.0) for f in EVENING]
+        cuts = res.tables["interruptions"].set_index("hour")["cut_mw"]
+        np.testing.assert_allclose(cuts.sort_index().to_numpy(), excess, atol=1e-9)
+        assert res.cost_breakdown_eur["interruption"] == pytest.approx(500.0 * 365 * sum(excess), rel=1e-9)
+        assert res.cost_breakdown_eur["penalty_overload"] == pytest.approx(0.0, abs=1e-6)
+    finally:
+        BLOCKS.pop("interruptible", None)
+        sys.modules.pop("guide_interruptible", None)
