@@ -40,6 +40,10 @@ def write_plots(res, folder: Path, instance=None) -> list[Path]:
         path = fn(res, folder)
         if path is not None:
             out.append(path)
+    for hook in getattr(res, "plot_hooks", ()):  # the blocks' own plots (extract's "plots")
+        path = hook(res, folder)
+        if path is not None:
+            out.append(path)
     return out
 
 

@@ -21,6 +21,7 @@ FIGURES = [("voltage_profile.png", "Voltage along the feeder at the worst hours"
            ("ev_peak_day.png", "EV charging on the day the plan moves most: uncontrolled vs planned"),
            ("ev_envelope.png", "EV energy envelope with the planned trajectory"),
            ("flexibility_heatmap.png", "EV flexibility used, by hour of the day and year"),
+           ("nodal_prices.png", "Nodal prices (highest per bus and hour) and the value of a MW of flexibility per bus"),
            ("capacity_fade.png", "Battery capacity fade: calendar and cycling"),
            ("decision_tree.png", "Stochastic plan: decisions per scenario-tree node"),
            ("scenario_costs.png", "Cost per scenario: stochastic plan, perfect foresight, expected-value plan, "
@@ -85,7 +86,9 @@ def write_html_report(folder: str | Path) -> Path:
             f"{a['v_max_ac_pu']:.4f} pu, loading up to {a['max_loading_ac_pct']:.1f} %, LinDistFlow above AC by up "
             f"to {a['max_ldf_minus_ac_pu']:.4f} pu; the plan is {'' if a['ac_feasible'] else 'not '}AC-feasible.") + "</p>")
     parts.append("<h2>Figures</h2>")
-    for name, caption in FIGURES:
+    known = {name for name, _ in FIGURES}
+    others = [(p.name, p.stem.replace("_", " ")) for p in sorted(folder.glob("*.png")) if p.name not in known]
+    for name, caption in FIGURES + others:  # the blocks' own plots follow, captioned by their file name
         path = folder / name
         if path.exists():
             data = base64.b64encode(path.read_bytes()).decode("ascii")

@@ -46,6 +46,8 @@ class Results:
     limits: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict)  # name -> DataFrame, written as <name>.csv (e.g. ev_flexibility)
     extra: dict = field(default_factory=dict)
+    # the blocks' own plots: callables (res, folder) -> Path | None, drawn by Results.write
+    plot_hooks: list = field(default_factory=list, repr=False)
 
     @property
     def cost_breakdown_eur(self) -> dict:
@@ -171,13 +173,18 @@ def collect(pm, outcome: SolveOutcome) -> Results:
     """Read the solved model into a :class:`Results`."""
     t0 = time.perf_counter()
     inst, ix = pm.instance, pm.index
-    extracted, sections = {}, {}
+    extracted, sections, report, hooks = {}, {}, {}, []
     if outcome.has_solution:
-        for spec, blk in pm.blocks.values():
+        for name, (spec, blk) in pm.blocks.items():
             if spec.extract is not None:
                 out = dict(spec.extract(blk, inst, ix))
                 sections.update(out.pop("summary", {}))
+                if out.get("report"):  # a markdown fragment for report.md
+                    report[name] = out.pop("report")
+                hooks.extend(out.pop("plots", ()))  # the block's plots: (res, folder) -> Path
                 extracted.update(out)
+    if report:
+        sections["report_sections"] = report
     known = {"builds", "voltages", "line_loading", "unserved_mwh_modelled"}
     tables = {k: v for k, v in extracted.items() if k not in known and isinstance(v, pd.DataFrame)}
     rows = []
@@ -217,7 +224,7 @@ def collect(pm, outcome: SolveOutcome) -> Results:
                    costs=costs, builds=builds, voltages=volt, line_loading=load, violations=violations,
                    timings_s=timings, size=outcome.size,
                    limits=dict(v_min_pu=lim.v_min_pu, v_max_pu=lim.v_max_pu, max_loading_pct=lim.max_loading_pct),
-                   tables=tables,
+                   tables=tables, plot_hooks=hooks,
                    extra=dict(dual_bound_eur=outcome.dual_bound, tree=_tree(inst.network),
                               instance_path=str(inst.path) if inst.path is not None else None,
                               recipe_source=pm.recipe.source, **where, **sections,
@@ -297,16 +304,16 @@ def report_markdown(res: Results) -> str:
                   for r in res.builds.itertuples()]
     else:
         lines.append("Nothing is built.")
-    ev = res.extra.get("ev")
-    if ev and ev.get("fleets"):
-        lines += ["", f"## EV fleets (mode: {ev['mode']})", "",
-                  "| fleet | year | EVs | energy MWh/yr | peak uncontrolled MW | peak planned MW | flex down MWh/yr |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        for f in ev["fleets"]:
-            for y in f["years"]:
-                lines.append(f"| {f['name']} | {y['year']} | {y['evs']:,.0f} | {y['energy_mwh_per_year']:,.1f} | "
-                             f"{y['peak_baseline_mw']:.3f} | {y['peak_scheduled_mw']:.3f} | "
-                             f"{y['flex_down_mwh_per_year']:,.1f} |")
+    for fragment in (res.extra.get("report_sections") or {}).values():  # each block's own section
+        lines += ["", *fragment.rstrip("\n").split("\n")]
+    prices = res.extra.get("prices")
+    if prices and prices.get("max_dlmp_at"):
+        at = prices["max_dlmp_at"]
+        top = ", ".join(f"{b} ({v / 1e3:,.0f} kEUR)" for b, v in (prices.get("flex_value_eur_per_mw") or {}).items())
+        lines += ["", "## Nodal prices", "",
+                  f"Highest nodal price **{prices['max_dlmp_p_eur_per_mwh']:,.0f} EUR/MWh** at bus {at['bus']} "
+                  f"({at['node']}, {at['year']}, {at['day']}, hour {at['hour']}); a MW of flexibility is worth most at "
+                  f"{top or '-'} (present value; nodal_prices.csv, line_prices.csv)."]
     vof = res.extra.get("value_of_flexibility")
     if vof and vof.get("value_eur") is not None:
         lines += ["", "## Value of flexibility", "",

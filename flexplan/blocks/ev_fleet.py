@@ -450,7 +450,23 @@ def extract_ev_fleet(b, inst, ix) -> dict:
     cols = ["node", "year", "day", "hour", "fleet", "bus", "n_evs", "baseline_mw", "scheduled_mw", "charge_mw",
             "discharge_mw", "flex_down_mw", "flex_up_mw", "energy_mwh", "energy_min_mwh", "energy_max_mwh"]
     df = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
-    return {"ev_flexibility": df, "summary": {"ev": ev_summary(df, fleets, envs, ix, cfg)}}
+    ev = ev_summary(df, fleets, envs, ix, cfg)
+    return {"ev_flexibility": df, "summary": {"ev": ev}, "report": ev_report(ev)}
+
+
+def ev_report(ev: dict) -> str:
+    """The fleets' section of report.md: per fleet and year, EVs, energy, peaks, flexibility."""
+    if not ev.get("fleets"):
+        return ""
+    lines = [f"## EV fleets (mode: {ev['mode']})", "",
+             "| fleet | year | EVs | energy MWh/yr | peak uncontrolled MW | peak planned MW | flex down MWh/yr |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for f in ev["fleets"]:
+        for y in f["years"]:
+            lines.append(f"| {f['name']} | {y['year']} | {y['evs']:,.0f} | {y['energy_mwh_per_year']:,.1f} | "
+                         f"{y['peak_baseline_mw']:.3f} | {y['peak_scheduled_mw']:.3f} | "
+                         f"{y['flex_down_mwh_per_year']:,.1f} |")
+    return "\n".join(lines)
 
 
 def ev_summary(df: pd.DataFrame, fleets, envs, ix, cfg) -> dict:
