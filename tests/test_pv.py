@@ -160,9 +160,10 @@ def test_bad_pv_sections_are_refused(tmp_path, pv, units, message):
         fp.load_instance(_feeder(tmp_path / "bad", pv=pv, units=units))
 
 
-def test_pv_block_needs_a_section(tmp_path):
+def test_pv_block_without_a_section_models_nothing(tmp_path):
     inst = fp.load_instance(_feeder(tmp_path / "none", pv=""))
-    with pytest.raises(RecipeError, match=r"needs the PV units of a \[pv\] table"):
-        fp.build_model(inst, {"blocks": ["demand", "pv"]})
+    res = fp.solve(fp.build_model(inst, {"blocks": ["demand", "pv"]}))
+    assert res.status == "optimal" and res.tables["pv"].empty and res.extra["pv"]["units"] == 0
+    assert res.objective_eur == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(RecipeError, match="curtailment_eur_per_mwh must be >= 0"):
         fp.build_model(inst, {"blocks": ["demand", "pv"], "pv": {"curtailment_eur_per_mwh": -1.0}})

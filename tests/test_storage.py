@@ -163,7 +163,10 @@ def test_bad_storage_sections_are_refused(tmp_path, section, message):
 def test_bad_options_and_no_sites(one_stage):
     with pytest.raises(RecipeError, match="round_trip_efficiency"):
         fp.build_model(one_stage, {"blocks": ["demand", "storage"], "storage": {"round_trip_efficiency": 1.2}})
-    with pytest.raises(RecipeError, match="no candidate sites"):
-        fp.build_model(one_stage, {"blocks": ["demand", "storage"]})
+    # no [storage] table and no sites: nothing to build (as the EV fleet without fleets), same plan as without
+    base = fp.solve(fp.build_model(one_stage, {"blocks": ["demand", "reinforcement"]}), mip_gap=0.0)
+    res = fp.solve(fp.build_model(one_stage, {"blocks": ["demand", "reinforcement", "storage"]}), mip_gap=0.0)
+    assert res.objective_eur == pytest.approx(base.objective_eur, rel=1e-9)
+    assert res.tables["storage_builds"].empty and res.extra["storage"]["sites"] == []
     with pytest.raises(RecipeError, match="unknown bus"):
         fp.build_model(one_stage, {"blocks": ["demand", "storage"], "storage": {"sites": ["b7"]}})

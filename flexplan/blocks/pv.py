@@ -241,7 +241,8 @@ def _sgen_units(table, ctx, profiles, default) -> list[dict]:
 
 
 def available_mw(inst, ix, cfg: PVConfig) -> np.ndarray:
-    """MW of PV available per (bus, op): Σ p_u · π_u[day, hour] · scale · (1 + g)^(y − y0)."""
+    """MW of PV available per (bus, op): Σ p_u · π_u[day, hour] · scale · (1 + g)^(y − y0); zero
+    without a ``[pv]`` table (the block then models nothing, like the EV fleet without fleets)."""
     sec = inst.sections.get("pv")
     A = np.zeros((inst.network.n_buses, ix.n_ops))
     if sec is None:
@@ -253,10 +254,6 @@ def available_mw(inst, ix, cfg: PVConfig) -> np.ndarray:
 
 
 def add_pv(b, inst, ix, hub, cfg: PVConfig) -> None:
-    from ..errors import RecipeError
-
-    if "pv" not in inst.sections:
-        raise RecipeError(f"the pv block needs the PV units of a [pv] table in instance '{inst.name}'")
     A = available_mw(inst, ix, cfg)
     buses = [int(j) for j in np.flatnonzero(A.max(axis=1) > 0)]
     keys = [(j, t) for j in buses for t in range(ix.n_ops) if A[j, t] > 0]
@@ -304,8 +301,9 @@ def extract_pv(b, inst, ix) -> dict:
             a, c = float(grp["avail_mwh"].sum()), float(grp["curt_mwh"].sum())
             years.append(dict(node=node, year=int(year), available_mwh_per_year=a, curtailed_mwh_per_year=c,
                               curtailed_share=c / a if a > 0 else 0.0))
-    sec = inst.sections["pv"]
-    summary = dict(units=len(sec.units), peak_mw=float(sec.units["p_mw"].sum()) * cfg.scale,
+    sec = inst.sections.get("pv")
+    n_units = len(sec.units) if sec is not None else 0
+    summary = dict(units=n_units, peak_mw=float(sec.units["p_mw"].sum()) * cfg.scale if n_units else 0.0,
                    curtail=cfg.curtail, curtailment_eur_per_mwh=cfg.curtailment_eur_per_mwh, years=years)
     return {"pv": df, "summary": {"pv": summary}}
 

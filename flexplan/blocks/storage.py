@@ -198,6 +198,8 @@ def parse_storage_section(table, ctx) -> list[StorageSite]:
 
 
 def _sites(inst, cfg: StorageConfig) -> list[StorageSite]:
+    """The instance's ``[storage]`` sites, else the recipe's ``sites`` (none: the block models
+    nothing, like the EV fleet on an instance without fleets)."""
     if "storage" in inst.sections:
         if cfg.sites:
             raise RecipeError("storage.sites is given in the recipe but the instance has a [storage] table; "
@@ -207,9 +209,6 @@ def _sites(inst, cfg: StorageConfig) -> list[StorageSite]:
     unknown = [s for s in cfg.sites if s not in names]
     if unknown:
         raise RecipeError(f"storage.sites: unknown bus(es) {', '.join(unknown)} in instance '{inst.name}'")
-    if not cfg.sites:
-        raise RecipeError(f"the storage block has no candidate sites: instance '{inst.name}' has no [storage] table "
-                          "and the recipe gives no storage.sites")
     return [StorageSite(names[s], s) for s in dict.fromkeys(cfg.sites)]
 
 
@@ -257,13 +256,13 @@ def add_storage(b, inst, ix, hub, cfg: StorageConfig) -> None:
             hub.inject(site.bus, t, p=lin([1.0, -1.0], [b.dis[s, t], b.ch[s, t]]))
 
     pv_factor = INVESTMENT_COST_METHODS[econ.investment_cost]
-    for n in N:
+    for n in N if sites else ():
         f = pv_factor(ix.nodes[n].first_year, econ.end_year, econ.base_year, econ.discount_rate, cfg.lifetime_years)
         ce, cp = cfg.capex_eur_per_kwh * 1000.0 * f, cfg.capex_eur_per_kw * 1000.0 * f
         hub.cost("storage_investment", n, lin([ce] * len(S) + [cp] * len(S),
                                               [b.e_build[s, n] for s in S] + [b.p_build[s, n] for s in S]))
     b._storage = dict(sites=sites, cfg=cfg, eta=eta, e_cap=e_cap, p_cap=p_cap, model=None)
-    if cfg.ageing:
+    if cfg.ageing and sites:
         _add_ageing(b, ix, hub, cfg, S, T, opnode, e_cap, eta)
 
 
