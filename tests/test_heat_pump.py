@@ -142,3 +142,21 @@ def test_power_limit_and_options_checked(tmp_path):
     plain = fp.load_instance(_feeder(tmp_path / "n", ""))  # no [heat_pumps] table: nothing modelled
     res = fp.solve(fp.build_model(plain, {"blocks": ["demand", "heat_pumps"]}))
     assert res.status == "optimal" and res.tables["heat_pumps"].empty and res.extra["heat_pumps"]["groups"] == []
+
+
+def test_day_screening_keeps_each_days_data(tmp_path):
+    """Per-day data are kept by day name: with only the mild day left (as day screening does)
+    the energy is the mild day's hand value, and the screened plan equals the full one."""
+    from flexplan.screening import solve_screened, with_days
+
+    section = '[heat_pumps]\nbus = "b1"\nunits = 10\ntemperature_c = {winter = 0, mild = 10}\n'
+    inst = fp.load_instance(_feeder(tmp_path / "s", section, profile=TWO_DAYS, rating=1.05))
+    mild = with_days(inst, ["mild"])
+    res = fp.solve(fp.build_model(mild, {"blocks": ["demand", "heat_pumps"]}))
+    t = res.tables["heat_pumps"]
+    assert set(t["day"]) == {"mild"}
+    assert t["power_mw"].sum() == pytest.approx(10 * HAND["mild"]["heat_kwh"] / HAND["mild"]["cop"] / 1000, abs=1e-9)
+    rec = {"blocks": ["demand", "reinforcement", "heat_pumps"]}
+    full = fp.solve(fp.build_model(inst, rec), mip_gap=0.0)
+    scr = solve_screened(inst, rec, mip_gap=1e-9)
+    assert scr.objective_eur == pytest.approx(full.objective_eur, rel=1e-7, abs=1e-6)

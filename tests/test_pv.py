@@ -167,3 +167,26 @@ def test_pv_block_without_a_section_models_nothing(tmp_path):
     assert res.objective_eur == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(RecipeError, match="curtailment_eur_per_mwh must be >= 0"):
         fp.build_model(inst, {"blocks": ["demand", "pv"], "pv": {"curtailment_eur_per_mwh": -1.0}})
+
+
+def test_day_screening_keeps_each_days_profile(tmp_path):
+    """A profile file's days are kept by name: with only the second day left (as day screening
+    does) the PV follows that day's column, and the screened plan equals the full one."""
+    from flexplan.screening import solve_screened, with_days
+
+    f = write_feeder(tmp_path / "two", lines=[("l1", "b0", "b1", R_OHM, 0.02, 0.5, 1.0)], loads=[("b1", LOAD_MW, 0.0)],
+                     profile=[("sunny", 182.5, [1.0] * 24), ("dull", 182.5, [1.0] * 24)], vn_kv=VN_KV,
+                     limits=f"v_max_pu = {V_MAX}", economics="base_year = 2025\nend_year = 2025\nstages = [2025]")
+    (f / "pv.csv").write_text(f"bus,p_mw,profile\nb1,{PEAK_MW},sun\n")
+    (f / "pv_profiles.csv").write_text("day,hour,sun\n" + "".join(f"sunny,{h},{s}\n" for h, s in enumerate(SUN))
+                                       + "".join(f"dull,{h},{s / 2}\n" for h, s in enumerate(SUN)))
+    with open(f / "instance.toml", "a") as fh:
+        fh.write('\n[pv]\nfile = "pv.csv"\nprofiles = "pv_profiles.csv"\n')
+    inst = fp.load_instance(f)
+    dull = fp.solve(fp.build_model(with_days(inst, ["dull"]), {"blocks": ["demand", "pv"]}))
+    np.testing.assert_allclose(dull.tables["pv"].sort_values("hour")["available_mw"], PEAK_MW * np.asarray(SUN) / 2)
+    assert dull.tables["pv"]["curtailed_mw"].max() == pytest.approx(0.0, abs=1e-9)  # 0.15 MW < 0.184 MW
+    full = fp.solve(fp.build_model(inst, {"blocks": ["demand", "pv"]}))
+    scr = solve_screened(inst, {"blocks": ["demand", "pv"]}, mip_gap=1e-9)
+    assert scr.objective_eur == pytest.approx(full.objective_eur, rel=1e-7)
+    assert full.cost_breakdown_eur["pv_curtailment"] == pytest.approx(80.0 * HAND.sum() * 182.5, rel=1e-6)

@@ -108,17 +108,18 @@ class HeatPumpConfig:
 @dataclass(frozen=True)
 class HeatPumpGroup:
     """One group of the section: ``buses`` (indices) and ``bus_names``; ``units`` (year ->
-    heat pumps per bus, interpolated); per representative day ``heat_kwh`` (per heat pump) and
-    ``cop``, or None (from the config); ``temperature_c`` per day or None; ``p_kw``,
+    heat pumps per bus, interpolated); ``heat_kwh`` (per heat pump and day), ``cop`` and
+    ``temperature_c``: a number for every day, a dict day name -> number, or None (from the
+    config; kept by day name so that day screening, which drops days, carries them along); ``p_kw``,
     ``thermal_capacity_kwh_per_k``, ``comfort_band_k`` or None; ``shape`` (per step, sums to 1)."""
 
     name: str
     buses: tuple
     bus_names: tuple
     units: dict
-    heat_kwh: tuple | None
-    cop: tuple | None
-    temperature_c: tuple | None
+    heat_kwh: float | dict | None
+    cop: float | dict | None
+    temperature_c: float | dict | None
     p_kw: float | None
     thermal_capacity_kwh_per_k: float | None
     comfort_band_k: float | None
@@ -189,7 +190,7 @@ def parse_heat_pump_section(table, ctx) -> list[HeatPumpGroup]:
             if v is None:
                 per_day[key] = None
             elif _number(v):
-                per_day[key] = tuple(float(v) for _ in days)
+                per_day[key] = float(v)
             elif isinstance(v, dict):
                 miss = [d for d in days if d not in v]
                 extra = [d for d in v if d not in days]
@@ -197,17 +198,18 @@ def parse_heat_pump_section(table, ctx) -> list[HeatPumpGroup]:
                     bad(key, f"a table by day must give a number for each representative day ({', '.join(days)})"
                         + (f"; missing {', '.join(miss)}" if miss else "") + (f"; unknown {', '.join(extra)}" if extra else ""))
                 else:
-                    per_day[key] = tuple(float(v[d]) for d in days)
+                    per_day[key] = {d: float(v[d]) for d in days}
             else:
                 bad(key, f"{v!r} must be a number or a table by day name")
         if per_day.get("heat_kwh_per_day") is None and per_day.get("temperature_c") is None and \
                 "heat_kwh_per_day" not in e and "temperature_c" not in e:
             bad("heat_kwh_per_day", "give heat_kwh_per_day or temperature_c (the daily heat demand)")
-        if per_day.get("heat_kwh_per_day") and min(per_day["heat_kwh_per_day"]) < 0:
+        values = {k: ([] if v is None else list(v.values()) if isinstance(v, dict) else [v]) for k, v in per_day.items()}
+        if any(x < 0 for x in values.get("heat_kwh_per_day", [])):
             bad("heat_kwh_per_day", "must be >= 0 (kWh of heat per heat pump and day)")
-        if per_day.get("cop") and min(per_day["cop"]) <= 0:
+        if any(x <= 0 for x in values.get("cop", [])):
             bad("cop", "must be > 0")
-        if per_day.get("temperature_c") and not all(-60 <= t <= 60 for t in per_day["temperature_c"]):
+        if not all(-60 <= t <= 60 for t in values.get("temperature_c", [])):
             bad("temperature_c", "outdoor temperatures must be in -60..60 °C")
         scalars = {}
         for key in ("p_kw", "thermal_capacity_kwh_per_k", "comfort_band_k"):
@@ -247,19 +249,33 @@ class _Group:
     shape: np.ndarray
 
 
-def resolve(group: HeatPumpGroup, cfg: HeatPumpConfig, n_days: int) -> _Group:
-    """Heat demand and COP per day from the group's data, else the config (see the module docstring)."""
-    t = np.asarray(group.temperature_c, dtype=float) if group.temperature_c is not None else None
-    if group.heat_kwh is not None:
-        heat = np.asarray(group.heat_kwh, dtype=float)
-    else:
+def _by_day(value, days, group: str, key: str) -> np.ndarray | None:
+    """A group's number or {day: number} as an array over the model's ``days``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return np.full(len(days), float(value))
+    missing = [d for d in days if d not in value]
+    if missing:
+        raise RecipeError(f"heat pump group '{group}': {key} is given for the days {', '.join(value)}, but the model "
+                          f"has the day(s) {', '.join(missing)} (were the instance's profiles reduced?)")
+    return np.array([value[d] for d in days], dtype=float)
+
+
+def resolve(group: HeatPumpGroup, cfg: HeatPumpConfig, days) -> _Group:
+    """Heat demand and COP per model day from the group's data, else the config (see the
+    module docstring)."""
+    t = _by_day(group.temperature_c, days, group.name, "temperature_c")
+    heat = _by_day(group.heat_kwh, days, group.name, "heat_kwh_per_day")
+    if heat is None:
         heat = cfg.heat_loss_kw_per_k * np.maximum(cfg.base_temperature_c - t, 0.0) * 24.0
-    if group.cop is not None:
-        cop = np.asarray(group.cop, dtype=float)
+    cop = _by_day(group.cop, days, group.name, "cop")
+    if cop is not None:
+        pass
     elif t is not None:
         cop = staffell_cop_ashp(np.maximum(cfg.sink_temperature_c - t, 0.0))
     else:
-        cop = np.full(n_days, cfg.cop)
+        cop = np.full(len(days), cfg.cop)
     p_kw = group.p_kw if group.p_kw is not None else cfg.p_kw
     c = group.thermal_capacity_kwh_per_k if group.thermal_capacity_kwh_per_k is not None \
         else cfg.thermal_capacity_kwh_per_k
@@ -271,8 +287,7 @@ def resolve(group: HeatPumpGroup, cfg: HeatPumpConfig, n_days: int) -> _Group:
 def add_heat_pump(b, inst, ix, hub, cfg: HeatPumpConfig) -> None:
     groups = inst.sections.get("heat_pumps", [])  # no [heat_pumps] table: nothing to model (like EVs without fleets)
     H, dt = ix.hours, float(ix.dt_h)
-    nd = len(ix.days)
-    res = [resolve(g, cfg, nd) for g in groups]
+    res = [resolve(g, cfg, ix.days) for g in groups]
     for r in res:
         if np.any(r.cop <= 1.0):
             raise RecipeError(f"heat pump group '{r.group.name}': a COP of {r.cop.min():.3g} (<= 1) on day "

@@ -73,7 +73,11 @@ class PVConfig:
 @dataclass(frozen=True)
 class PVSection:
     """What the ``[pv]`` table says: ``units`` (bus index, bus name, p_mw, profile name,
-    name, source) and ``profiles`` (name -> array (n_days, hours) of per-unit output)."""
+    name, source) and ``profiles``: name -> per-unit output per step of the day, an array
+    (hours,) for every day alike (``hourly``, ``clear_sky``) or a dict day name -> array
+    (hours,) (the section's profile file).  A unit may also name a load class of the
+    instance's profiles, read when the model is built, so that day screening and profile
+    reduction (which change the instance's days) carry it along."""
 
     units: pd.DataFrame
     profiles: dict
@@ -120,14 +124,14 @@ def parse_pv_section(table, ctx) -> PVSection:
                                     field="pv"))
     prof = ctx.profiles
     nd, H = len(prof.days), prof.hours
-    profiles: dict[str, np.ndarray] = {CLEAR_SKY: np.tile(clear_sky(H), (nd, 1))}
+    profiles: dict = {CLEAR_SKY: clear_sky(H)}
     if "hourly" in table:
         h = table["hourly"]
         if len(h) != H or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1.5
                                   for v in h):
             raise InstanceError(Problem(shown, f"must be {H} numbers in 0..1.5 (per-unit output per step of the day)",
                                         field="pv.hourly"))
-        profiles["hourly"] = np.tile(np.asarray(h, dtype=float), (nd, 1))
+        profiles["hourly"] = np.asarray(h, dtype=float)
     if "profiles" in table:
         path = ctx.folder / table["profiles"]
         df = read_csv(path, str(path), {"day": "str", "hour": "int"}, allow_extra=True)
@@ -149,7 +153,7 @@ def parse_pv_section(table, ctx) -> PVSection:
             if len(bad):
                 probs.append(Problem(str(path), f"{df[c].iloc[rows[bad[0]]]!r} is not a per-unit output in 0..1.5",
                                      row=rows[bad[0]] + 2, field=c))
-            profiles[c] = vals.reshape(nd, H)
+            profiles[c] = dict(zip(prof.days, vals.reshape(nd, H)))
         if probs:
             raise InstanceError(probs)
     default = "hourly" if "hourly" in profiles else CLEAR_SKY
@@ -177,9 +181,6 @@ def parse_pv_section(table, ctx) -> PVSection:
             raise InstanceError(probs)
     if any(k in table for k in ("sgens", "pandapower", "pandapower_file")) and table.get("sgens", True) is not False:
         rows += _sgen_units(table, ctx, profiles, default)
-    for p in {r["profile"] for r in rows}:
-        if p not in profiles:
-            profiles[p] = np.asarray(prof.factors[p], dtype=float)
     units = pd.DataFrame(rows, columns=["bus", "bus_name", "p_mw", "profile", "name", "source"])
     return PVSection(units=units, profiles=profiles)
 
@@ -249,8 +250,25 @@ def available_mw(inst, ix, cfg: PVConfig) -> np.ndarray:
         return A
     growth = (1.0 + cfg.annual_growth) ** (ix.op_year - inst.economics.base_year) * cfg.scale
     for (bus, profile), grp in sec.units.groupby(["bus", "profile"]):
-        A[int(bus)] += float(grp["p_mw"].sum()) * sec.profiles[profile][ix.op_day, ix.op_hour] * growth
+        A[int(bus)] += float(grp["p_mw"].sum()) * _profile(inst, ix, sec, profile)[ix.op_day, ix.op_hour] * growth
     return A
+
+
+def _profile(inst, ix, sec: PVSection, name: str) -> np.ndarray:
+    """Per-unit output (model days, hours) of profile ``name`` (see :class:`PVSection`)."""
+    from ..errors import RecipeError
+
+    p = sec.profiles.get(name)
+    if p is None:
+        return np.asarray(inst.profiles.factors[name], dtype=float)
+    if isinstance(p, np.ndarray):
+        return np.tile(p, (len(ix.days), 1))
+    missing = [d for d in ix.days if d not in p]
+    if missing:
+        raise RecipeError(f"the [pv] profile '{name}' is given for the days {', '.join(p)}, but the model has the "
+                          f"day(s) {', '.join(missing)} (were the instance's profiles reduced?); give it per hour "
+                          "(hourly) or as a load class of the instance's profiles instead")
+    return np.stack([p[d] for d in ix.days])
 
 
 def add_pv(b, inst, ix, hub, cfg: PVConfig) -> None:
