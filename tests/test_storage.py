@@ -170,3 +170,22 @@ def test_bad_options_and_no_sites(one_stage):
     assert res.tables["storage_builds"].empty and res.extra["storage"]["sites"] == []
     with pytest.raises(RecipeError, match="unknown bus"):
         fp.build_model(one_stage, {"blocks": ["demand", "storage"], "storage": {"sites": ["b7"]}})
+
+
+def test_day_screening_gives_the_full_plan(tmp_path):
+    """Two days, only the evening one overloads the line: screening on the peak day sizes the
+    same battery, and its evaluation on both days is the full plan."""
+    from flexplan.screening import solve_screened
+
+    f = write_feeder(tmp_path / "two", lines=[("l1", "b0", "b1", 0.2, 0.1, RATING, 1.0)], loads=[("b1", 1.0, 0.0)],
+                     profile=[("peak", 100, EVENING), ("low", 265, [0.5] * 24)], reinforcement=CABLE,
+                     economics="base_year = 2025\nend_year = 2029\nstages = [2025]")
+    inst = fp.load_instance(f)
+    rec = {"blocks": ["demand", "reinforcement", "storage"], "storage": {"sites": ["b1"]}}
+    full = fp.solve(fp.build_model(inst, rec), mip_gap=0.0)
+    scr = solve_screened(inst, rec, mip_gap=1e-9)
+    assert scr.objective_eur == pytest.approx(full.objective_eur, rel=1e-7)
+    sc = scr.extra["screening"]
+    assert sc["converged"] and sc["rounds"][0]["days"] == ["peak"] and len(sc["rounds"]) == 1
+    b = full.tables["storage_builds"].iloc[0]
+    assert (b["kw_built"] / 1000, b["kwh_built"] / 1000) == pytest.approx((P_HAND, E_HAND), abs=1e-6)
