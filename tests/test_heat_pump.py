@@ -116,7 +116,8 @@ def test_recipe_and_array_of_groups(tmp_path):
         objs.append(res.objective_eur)
         t = res.tables["heat_pumps"]
         energy = t.groupby("group")["power_mw"].sum()
-        assert energy["hp0"] == pytest.approx(0.72, abs=1e-9) and energy["big"] == pytest.approx(5 * 0.120 / 4, abs=1e-9)
+        assert energy["hp0"] == pytest.approx(0.72, abs=1e-9)
+        assert energy["big"] == pytest.approx(5 * 0.120 / 4, abs=1e-9)
     assert objs[1] == pytest.approx(objs[0], rel=1e-9)
 
 

@@ -1,5 +1,5 @@
-"""Heat-pump block (``heat_pumps``, owning the instance table of that name): fleets of heat pumps whose consumption the DSO may shift within a
-thermal-comfort band.
+"""Heat-pump block (``heat_pumps``, owning the instance table of that name): fleets of heat
+pumps whose consumption the DSO may shift within a thermal-comfort band.
 
 The fleets come from the instance's ``[heat_pumps]`` table or ``[[heat_pumps]]`` tables
 (:func:`parse_heat_pump_section`): per group its buses, the number of heat pumps per bus per
@@ -195,8 +195,10 @@ def parse_heat_pump_section(table, ctx) -> list[HeatPumpGroup]:
                 miss = [d for d in days if d not in v]
                 extra = [d for d in v if d not in days]
                 if miss or extra or not all(_number(x) for x in v.values()):
-                    bad(key, f"a table by day must give a number for each representative day ({', '.join(days)})"
-                        + (f"; missing {', '.join(miss)}" if miss else "") + (f"; unknown {', '.join(extra)}" if extra else ""))
+                    msg = f"a table by day must give a number for each representative day ({', '.join(days)})"
+                    msg += f"; missing {', '.join(miss)}" if miss else ""
+                    msg += f"; unknown {', '.join(extra)}" if extra else ""
+                    bad(key, msg)
                 else:
                     per_day[key] = {d: float(v[d]) for d in days}
             else:
@@ -204,7 +206,8 @@ def parse_heat_pump_section(table, ctx) -> list[HeatPumpGroup]:
         if per_day.get("heat_kwh_per_day") is None and per_day.get("temperature_c") is None and \
                 "heat_kwh_per_day" not in e and "temperature_c" not in e:
             bad("heat_kwh_per_day", "give heat_kwh_per_day or temperature_c (the daily heat demand)")
-        values = {k: ([] if v is None else list(v.values()) if isinstance(v, dict) else [v]) for k, v in per_day.items()}
+        values = {k: ([] if v is None else list(v.values()) if isinstance(v, dict) else [v])
+                  for k, v in per_day.items()}
         if any(x < 0 for x in values.get("heat_kwh_per_day", [])):
             bad("heat_kwh_per_day", "must be >= 0 (kWh of heat per heat pump and day)")
         if any(x <= 0 for x in values.get("cop", [])):
@@ -386,11 +389,10 @@ def extract_heat_pump(b, inst, ix) -> dict:
             years.append(dict(node=node, year=int(year), electricity_mwh_per_year=float(grp["e"].sum()),
                               heat_mwh_per_year=float(grp["q"].sum()), flex_down_mwh_per_year=float(grp["down"].sum()),
                               peak_baseline_mw=float(tot["baseline_mw"].max()), peak_mw=float(tot["power_mw"].max())))
-    summary = dict(mode=info["cfg"].mode, groups=[dict(name=r.group.name, buses=list(r.group.bus_names),
-                                                       cop_by_day=dict(zip(ix.days, r.cop.tolist())),
-                                                       heat_kwh_per_unit_day=dict(zip(ix.days, (1000 * r.heat_mwh).tolist())),
-                                                       p_kw=1000 * r.p_mw, band_kwh_per_unit=1000 * r.band_mwh)
-                                                  for r in res], years=years)
+    groups = [dict(name=r.group.name, buses=list(r.group.bus_names), cop_by_day=dict(zip(ix.days, r.cop.tolist())),
+                   heat_kwh_per_unit_day=dict(zip(ix.days, (1000 * r.heat_mwh).tolist())), p_kw=1000 * r.p_mw,
+                   band_kwh_per_unit=1000 * r.band_mwh) for r in res]
+    summary = dict(mode=info["cfg"].mode, groups=groups, years=years)
     return {"heat_pumps": df, "summary": {"heat_pumps": summary}}
 
 

@@ -171,7 +171,8 @@ def parse_pv_section(table, ctx) -> PVSection:
             p = r.get("profile", "")
             p = default if p is None or (isinstance(p, float) and math.isnan(p)) or p == "" else str(p)
             if p not in profiles and p not in prof.factors:
-                probs.append(Problem(str(path), f"unknown profile '{p}' (known: {', '.join(sorted(set(profiles) | set(prof.factors)))})",
+                known = ", ".join(sorted(set(profiles) | set(prof.factors)))
+                probs.append(Problem(str(path), f"unknown profile '{p}' (known: {known})",
                                      row=i + 2, field="profile"))
                 continue
             nm = r.get("name", "")
