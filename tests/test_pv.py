@@ -190,3 +190,43 @@ def test_day_screening_keeps_each_days_profile(tmp_path):
     scr = solve_screened(inst, {"blocks": ["demand", "pv"]}, mip_gap=1e-9)
     assert scr.objective_eur == pytest.approx(full.objective_eur, rel=1e-7)
     assert full.cost_breakdown_eur["pv_curtailment"] == pytest.approx(80.0 * HAND.sum() * 182.5, rel=1e-6)
+
+
+@pytest.mark.integration
+def test_units_and_profiles_from_a_simbench_grid(tmp_path):
+    """``simbench = CODE``: the shipped sb_lv_rural instance gets SimBench's 8 PV sgens at the
+    buses the conversion names, each with its own SimBench profile on the dates of the
+    representative days (hourly means of the 15-minute values); at 3 x their size the plan
+    curtails at noon in summer and never at night."""
+    import shutil
+
+    sb = pytest.importorskip("simbench")
+    from flexplan.instance import simbench_convert as sc
+    from flexplan.paths import shipped_instances
+
+    days = {"peak": "2016-01-02", "winter_weekday": "2016-01-08", "winter_weekend": "2016-02-06",
+            "summer_weekday": "2016-09-06", "summer_weekend": "2016-09-10"}
+    folder = tmp_path / "sb_lv_rural"
+    shutil.copytree(shipped_instances() / "sb_lv_rural", folder)
+    with open(folder / "instance.toml", "a") as fh:
+        fh.write('\n[pv]\nsimbench = "1-LV-rural1--2-sw"\nsimbench_days = {'
+                 + ", ".join(f'{d} = "{v}"' for d, v in days.items()) + "}\n")
+    inst = fp.load_instance(folder)
+    sec = inst.sections["pv"]
+    net = sb.get_simbench_net("1-LV-rural1--2-sw")
+    assert len(sec.units) == len(net.sgen) == 8
+    assert sec.units["bus_name"].tolist() == net.bus.loc[net.sgen["bus"], "name"].tolist()
+    assert sec.units["p_mw"].tolist() == pytest.approx(net.sgen["p_mw"].tolist())
+    # one value by hand: PV8 at 2016-09-06 12:00 is the mean of the four quarter-hours from 12:00
+    ren = net.profiles["renewables"]
+    q = (31 + 29 + 31 + 30 + 31 + 30 + 31 + 31 + 5) * 96 + 12 * 4  # 2016 is a leap year: Feb has 29 days
+    assert sec.profiles["PV8"]["summer_weekday"][12] == pytest.approx(ren["PV8"].iloc[q:q + 4].mean(), rel=1e-12)
+    assert sc.year_index()["day"].iloc[(31 + 28 + 31 + 30 + 31 + 30 + 31 + 31 + 5) * 24] == "2016-09-06"
+    res = fp.solve(fp.build_model(inst, {"blocks": ["demand", "ev_fleet", "pv"], "ev_fleet": {"mode": "uncontrolled"},
+                                         "pv": {"scale": 3.0}}))
+    assert res.status == "optimal"
+    t = res.tables["pv"]
+    assert t.loc[t["hour"].isin([0, 1, 2, 3, 22, 23]), "available_mw"].max() == 0.0
+    summer = t[(t["day"] == "summer_weekday") & (t["hour"] == 12)]
+    assert summer["curtailed_mw"].sum() > 0
+    assert res.cost_breakdown_eur["penalty_overload"] + res.cost_breakdown_eur["penalty_voltage"] < 1e-6

@@ -84,7 +84,9 @@ class PVSection:
 
 
 PV_KEYS = {"file": "str", "profiles": "str", "hourly": "list", "sgens": "bool", "pandapower": "str",
-           "pandapower_file": "str", "sgen_types": "list", "sgen_profile": "str"}
+           "pandapower_file": "str", "simbench": "str", "simbench_days": "table", "sgen_types": "list",
+           "sgen_profile": "str"}
+SGEN_SOURCES = ("sgens", "pandapower", "pandapower_file", "simbench")
 
 
 def clear_sky(hours: int) -> np.ndarray:
@@ -107,6 +109,12 @@ def parse_pv_section(table, ctx) -> PVSection:
     * ``sgens = true``: also the static generators of the instance's own pandapower network;
       ``pandapower`` (a built-in name) or ``pandapower_file`` (a JSON file): those of another
       pandapower network with the same buses (matched by pandapower index, else by bus name);
+      ``simbench`` (a SimBench code, e.g. ``1-LV-rural1--2-sw``, needs the simbench extra):
+      the sgens of that SimBench grid, at the buses flexplan's SimBench conversion names
+      (merged buses included), each with its SimBench profile (``PV5``...: the hourly mean of
+      the 15-minute per-unit values of 2016) on the dates ``simbench_days`` gives per
+      representative day (``{peak = "2016-01-02", ...}``; not needed when the day names are
+      dates, as in a converted instance's ``profiles_year.csv``);
       ``sgen_types``: keep only these sgen ``type`` values (default all); ``sgen_profile``:
       their profile (default: the sgen's ``profile`` column where it names a known profile,
       else ``hourly``, else ``clear_sky``).
@@ -119,9 +127,9 @@ def parse_pv_section(table, ctx) -> PVSection:
     problems = check_section(table, shown, "pv.", PV_KEYS)
     if problems:
         raise InstanceError(problems)
-    if not any(k in table for k in ("file", "sgens", "pandapower", "pandapower_file")):
-        raise InstanceError(Problem(shown, "give the PV units: file, sgens = true, pandapower or pandapower_file",
-                                    field="pv"))
+    if not any(k in table for k in ("file",) + SGEN_SOURCES):
+        raise InstanceError(Problem(shown, "give the PV units: file, sgens = true, pandapower, pandapower_file or "
+                                    "simbench", field="pv"))
     prof = ctx.profiles
     nd, H = len(prof.days), prof.hours
     profiles: dict = {CLEAR_SKY: clear_sky(H)}
@@ -180,7 +188,7 @@ def parse_pv_section(table, ctx) -> PVSection:
                              name=str(nm) if isinstance(nm, str) and nm else f"pv_{i}", source=f"{path} row {i + 2}"))
         if probs:
             raise InstanceError(probs)
-    if any(k in table for k in ("sgens", "pandapower", "pandapower_file")) and table.get("sgens", True) is not False:
+    if any(k in table for k in SGEN_SOURCES) and table.get("sgens", True) is not False:
         rows += _sgen_units(table, ctx, profiles, default)
     units = pd.DataFrame(rows, columns=["bus", "bus_name", "p_mw", "profile", "name", "source"])
     return PVSection(units=units, profiles=profiles)
@@ -191,7 +199,10 @@ def _sgen_units(table, ctx, profiles, default) -> list[dict]:
     from ..instance import network_io
 
     shown = ctx.shown
-    if "pandapower" in table:
+    bus_of = None  # pandapower bus -> flexplan bus name, where a conversion says so
+    if "simbench" in table:
+        net, label, bus_of = _simbench(table, ctx, profiles)
+    elif "pandapower" in table:
         net, label = network_io.pandapower_builtin(table["pandapower"], shown), f"pandapower:{table['pandapower']}"
     elif "pandapower_file" in table:
         path = ctx.folder / table["pandapower_file"]
@@ -218,7 +229,9 @@ def _sgen_units(table, ctx, profiles, default) -> list[dict]:
         if types is not None and str(sg.get("type", "")) not in types:
             continue
         bus_name = net.bus.at[sg.bus, "name"] if sg.bus in net.bus.index else None
-        bus = by_pp.get(int(sg.bus))
+        if bus_of is not None:
+            bus_name = bus_of.get(int(sg.bus))
+        bus = by_pp.get(int(sg.bus)) if bus_of is None else None
         if bus is None and bus_name is not None:
             bus = by_name.get(str(bus_name))
         if bus is None:
@@ -240,6 +253,40 @@ def _sgen_units(table, ctx, profiles, default) -> list[dict]:
     if probs:
         raise InstanceError(probs)
     return rows
+
+
+def _simbench(table, ctx, profiles):
+    """(net, label, bus_of) of the SimBench grid ``table["simbench"]``; adds its renewables'
+    profiles, per representative day, to ``profiles``."""
+    from ..instance import simbench_convert as sc
+
+    shown, code = ctx.shown, table["simbench"]
+    try:
+        import simbench as sb
+    except ImportError:
+        raise InstanceError(Problem(shown, "reading SimBench sgens needs the simbench package (the 'simbench' "
+                                    "extra)", field="pv.simbench")) from None
+    try:
+        net = sb.get_simbench_net(code)
+    except Exception as e:  # noqa: BLE001 - simbench raises several kinds for an unknown code
+        raise InstanceError(Problem(shown, f"not a SimBench code SimBench knows: {e}", field="pv.simbench")) from e
+    if ctx.profiles.hours != 24:
+        raise InstanceError(Problem(shown, f"SimBench profiles are hourly here; the instance has {ctx.profiles.hours} "
+                                    "steps per day", field="pv.simbench"))
+    idx = sc.year_index()
+    dates = list(dict.fromkeys(idx["day"]))
+    mapping = table.get("simbench_days") or {d: d for d in ctx.profiles.days}
+    bad = [d for d in ctx.profiles.days if d not in mapping or mapping[d] not in dates]
+    if bad:
+        raise InstanceError(Problem(shown, f"day(s) {', '.join(bad[:5])} have no date of SimBench's year 2016 "
+                                    "(2016-MM-DD, 29 February left out); give simbench_days = {day = '2016-MM-DD'}",
+                                    field="pv.simbench_days"))
+    ren = net.profiles["renewables"]
+    used = {str(p) for p in net.sgen["profile"] if isinstance(p, str) and p in ren.columns}
+    for p in sorted(used):
+        year = sc.hourly(ren[[p]].to_numpy())[:, 0].reshape(len(dates), 24)
+        profiles[p] = {d: year[dates.index(mapping[d])] for d in ctx.profiles.days}
+    return net, f"simbench:{code}", sc.convert_grid(net, code).bus_of
 
 
 def available_mw(inst, ix, cfg: PVConfig) -> np.ndarray:
