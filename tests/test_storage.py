@@ -189,3 +189,22 @@ def test_day_screening_gives_the_full_plan(tmp_path):
     assert sc["converged"] and sc["rounds"][0]["days"] == ["peak"] and len(sc["rounds"]) == 1
     b = full.tables["storage_builds"].iloc[0]
     assert (b["kw_built"] / 1000, b["kwh_built"] / 1000) == pytest.approx((P_HAND, E_HAND), abs=1e-6)
+
+
+def test_the_new_blocks_compose_in_any_order(tmp_path):
+    """Battery, PV and heat pumps on one feeder: every order of the blocks gives the same plan."""
+    import itertools
+
+    sun = [0.0] * 6 + [0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 1.0, 0.9, 0.7, 0.5, 0.3, 0.1] + [0.0] * 6
+    f = _feeder(tmp_path / "all", storage='\n[storage]\nsites = ["b1"]\n[pv]\nfile = "pv.csv"\nhourly = '
+                f'{sun}\n[heat_pumps]\nbus = "b1"\nunits = 20\nheat_kwh_per_day = 48\ncop = 3\n')
+    (f / "pv.csv").write_text("bus,p_mw\nb1,0.2\n")
+    inst = fp.load_instance(f)
+    blocks = ["demand", "reinforcement", "storage", "pv", "heat_pumps"]
+    objs = []
+    for perm in itertools.permutations(blocks[2:]):
+        res = fp.solve(fp.build_model(inst, {"blocks": blocks[:2] + list(perm)}), mip_gap=0.0)
+        assert res.status == "optimal"
+        objs.append(res.objective_eur)
+    assert objs == pytest.approx([objs[0]] * len(objs), rel=1e-7)
+    assert {"storage_builds", "pv", "heat_pumps"} <= set(res.tables)
