@@ -208,3 +208,21 @@ def test_the_new_blocks_compose_in_any_order(tmp_path):
         objs.append(res.objective_eur)
     assert objs == pytest.approx([objs[0]] * len(objs), rel=1e-7)
     assert {"storage_builds", "pv", "heat_pumps"} <= set(res.tables)
+
+
+def test_a_battery_past_its_life_is_rebuilt(tmp_path):
+    """Lifetime 5 years, stages 2025 and 2030: the 2025 battery retires before 2030 and the
+    same battery is built again; each pays its own 5 years of annuities."""
+    inst = fp.load_instance(_feeder(tmp_path / "life", stages="[2025, 2030]"))
+    rec = {"blocks": ["demand", "reinforcement", "storage"],
+           "storage": {"sites": ["b1"], "lifetime_years": 5, "capex_eur_per_kwh": 100.0, "capex_eur_per_kw": 100.0}}
+    res = fp.solve(fp.build_model(inst, rec), mip_gap=0.0)
+    assert res.status == "optimal" and res.builds.empty
+    sb = res.tables["storage_builds"].set_index("node")
+    for n in ("n2025", "n2030"):
+        assert sb.at[n, "kw_built"] / 1000 == pytest.approx(P_HAND, abs=1e-6)
+        assert sb.at[n, "kwh_built"] / 1000 == pytest.approx(E_HAND, abs=1e-6)
+        assert sb.at[n, "kw_installed"] / 1000 == pytest.approx(P_HAND, abs=1e-6)  # the old one is gone
+    capex = 100 * 1000 * (E_HAND + P_HAND)
+    hand = capex * (annuity_pv_factor(2025, 2034, 2025, 0.035, 5) + annuity_pv_factor(2030, 2034, 2025, 0.035, 5))
+    assert res.objective_eur == pytest.approx(hand, rel=1e-7)

@@ -6,8 +6,10 @@ tree node n the block decides the energy and power built there,
 
     E^b[s, n] ≥ 0 (MWh),  P^b[s, n] ≥ 0 (MW)                          (``hub.decide``)
 
-and the installed capacity at n is what was built at n and its ancestors,
-``E[s, n] = Σ_{m ∈ anc(n) ∪ {n}} E^b[s, m] ≤ Ē_s``, ``P[s, n] = Σ … P^b[s, m] ≤ P̄_s``.
+and the installed capacity at n is what was built at n and its ancestors and is still within
+its life for all of n's years (first year of m + lifetime > last year of n; a battery that
+retires within a stage is not counted there, and may be rebuilt),
+``E[s, n] = Σ_{m ∈ anc(n) ∪ {n}, alive at n} E^b[s, m] ≤ Ē_s``, likewise ``P[s, n] ≤ P̄_s``.
 Per op t (of node n, step length Δt h), with η_c = η_d = √η_rt (the round-trip
 efficiency split evenly between charging and discharging):
 
@@ -227,10 +229,10 @@ def add_storage(b, inst, ix, hub, cfg: StorageConfig) -> None:
     b.p_build = pyo.Var(S, N, within=pyo.NonNegativeReals)
     for n in N:
         hub.decide(n, [b.e_build[s, n] for s in S] + [b.p_build[s, n] for s in S])
-    e_cap = {(s, n): lin([1.0] * len(ix.ancestors_incl[n]), [b.e_build[s, m] for m in ix.ancestors_incl[n]])
-             for s in S for n in N}
-    p_cap = {(s, n): lin([1.0] * len(ix.ancestors_incl[n]), [b.p_build[s, m] for m in ix.ancestors_incl[n]])
-             for s in S for n in N}
+    alive = {n: [m for m in ix.ancestors_incl[n]
+                 if ix.nodes[m].first_year + cfg.lifetime_years > max(ix.nodes[n].years)] for n in N}
+    e_cap = {(s, n): lin([1.0] * len(alive[n]), [b.e_build[s, m] for m in alive[n]]) for s in S for n in N}
+    p_cap = {(s, n): lin([1.0] * len(alive[n]), [b.p_build[s, m] for m in alive[n]]) for s in S for n in N}
     b.e_limit = pyo.Constraint(S, N, rule=lambda _, s, n: e_cap[s, n] <= e_max[s])
     b.p_limit = pyo.Constraint(S, N, rule=lambda _, s, n: p_cap[s, n] <= p_max[s])
 
