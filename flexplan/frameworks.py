@@ -29,7 +29,7 @@ COLUMNS = ["framework", "status", "mip_gap", "dso_investment_eur", "dso_flexibil
            "min_voltage_pu",
            "unserved_mwh", "builds", "solve_s"]
 DSO_FLEX = ("ev_flexibility", "contract_availability", "contract_utilisation", "contract_penalty",
-            "connection_discount")
+            "connection_discount", "pv_curtailment", "heat_pump_flexibility")
 
 
 def peak_import_mw(res, net) -> float:
@@ -48,7 +48,8 @@ def peak_import_mw(res, net) -> float:
 def row(name: str, res, net) -> dict:
     cb = res.cost_breakdown_eur
     return dict(framework=name, status=res.status, mip_gap=res.mip_gap,
-                dso_investment_eur=cb.get("investment", 0.0),
+                dso_investment_eur=cb.get("investment", 0.0) + cb.get("storage_investment", 0.0)
+                + cb.get("storage_ageing", 0.0),
                 dso_flexibility_payments_eur=sum(cb.get(k, 0.0) for k in DSO_FLEX),
                 ev_owner_energy_cost_eur=cb.get("ev_energy", 0.0) + cb.get("ev_network_capacity", 0.0),
                 ev_owner_ageing_eur=cb.get("battery_ageing", 0.0),
@@ -89,6 +90,36 @@ def dlmp_adders(inst, progress=None, **solve_kw) -> dict[str, list[float]]:
     return out
 
 
+def with_instance_blocks(recipe, inst):
+    """The recipe with the instance's own devices added where it lacks them: its PV ([pv],
+    curtailable as the ``pv`` block defaults) and its heat pumps ([heat_pumps], following
+    their heat demand: no flexibility), so that every framework plans the same feeder."""
+    import copy
+
+    from .recipe import resolve_recipe
+
+    r = copy.deepcopy(resolve_recipe(recipe))
+    for block, options in (("pv", {}), ("heat_pumps", {"mode": "fixed"})):
+        if inst.sections.get(block) and block not in r.blocks:
+            r.blocks.append(block)
+            r.options[block] = dict(options)
+    return r
+
+
+def extra_frameworks(inst) -> list:
+    """Frameworks the instance's data add: ``dso_storage`` (reinforce-only with the DSO's own
+    batteries at the instance's [storage] sites) when it has them."""
+    from .recipe import resolve_recipe
+
+    out = []
+    if inst.sections.get("storage"):
+        r = resolve_recipe("framework_reinforce_only")
+        r.name, r.blocks = "framework_dso_storage", r.blocks + ["storage"]
+        r.options["storage"] = dict(resolve_recipe("storage_vs_reinforce").options.get("storage", {}))
+        out.append(("dso_storage", r))
+    return out
+
+
 def with_ageing(recipe, options: dict | None = None):
     """The recipe with the ``ageing`` block added after ``ev_fleet`` (if it has none)."""
     import copy
@@ -103,20 +134,22 @@ def with_ageing(recipe, options: dict | None = None):
 
 
 def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAMEWORKS, progress=None,
-                       ageing: bool = False, **solve_kw) -> pd.DataFrame:
+                       ageing: bool = False, extras: bool = True, **solve_kw) -> pd.DataFrame:
     """Solve every framework on ``instance`` (an Instance or a path); with ``out``, write
     ``frameworks.csv``, ``frameworks.png`` and ``<framework>/`` result folders there.
     ``ageing``: add the battery ageing block (default options) to every recipe, so that the
-    owners' battery wear is costed and weighed."""
+    owners' battery wear is costed and weighed.  ``extras``: also the frameworks the instance's
+    data add (:func:`extra_frameworks`: DSO storage where it has [storage] sites); the
+    instance's PV and heat pumps are in every framework (:func:`with_instance_blocks`)."""
     import flexplan as fp
 
     inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
     rows = []
-    for name, recipe in frameworks:
+    for name, recipe in list(frameworks) + (extra_frameworks(inst) if extras else []):
         t0 = time.perf_counter()
         if progress:
             progress(f"framework {name}: building {recipe}")
-        rec = with_ageing(recipe) if ageing else fp.resolve_recipe(recipe)
+        rec = with_instance_blocks(with_ageing(recipe) if ageing else recipe, inst)
         if name == "dlmp_tariff":
             import copy
 

@@ -226,3 +226,23 @@ def test_a_battery_past_its_life_is_rebuilt(tmp_path):
     capex = 100 * 1000 * (E_HAND + P_HAND)
     hand = capex * (annuity_pv_factor(2025, 2034, 2025, 0.035, 5) + annuity_pv_factor(2030, 2034, 2025, 0.035, 5))
     assert res.objective_eur == pytest.approx(hand, rel=1e-7)
+
+
+@pytest.mark.integration
+def test_frameworks_add_dso_storage_where_the_instance_has_sites(tmp_path):
+    """``flexplan frameworks`` on a feeder with [storage] sites and EVs adds a dso_storage row:
+    reinforce-only with the DSO's batteries; a battery (50 kW, 0.163 MWh by hand, at the
+    recipe's 250 EUR/kWh and kW) is cheaper than the cable here, so that row builds no line and
+    costs less, and its DSO investment is the battery's annuities."""
+    from conftest import add_fleet
+    from flexplan.frameworks import FRAMEWORKS, compare_frameworks
+
+    f = _feeder(tmp_path / "fw", storage='\n[storage]\nsites = ["b1"]\n')
+    add_fleet(f, "b1", 1)  # the frameworks differ in how EVs charge: one EV, next to nothing
+    inst = fp.load_instance(f)
+    df = compare_frameworks(inst, frameworks=[FRAMEWORKS[0]], mip_gap=0.0).set_index("framework")
+    assert list(df.index) == ["reinforce_only", "dso_storage"]
+    ref, st = df.loc["reinforce_only"], df.loc["dso_storage"]
+    assert ref.builds and not st.builds
+    assert st.total_system_cost_eur < ref.total_system_cost_eur
+    assert st.dso_investment_eur == pytest.approx(_storage_cost(250.0, 250.0), rel=0.02)  # the EV adds a little
