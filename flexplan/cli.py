@@ -37,8 +37,9 @@ def _log(msg: str) -> None:
 
 
 def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threads, verbose, plots=True,
-         reference=True, screen=False) -> int:
+         reference=True, screen=False, force=False) -> int:
     import flexplan as fp
+    from .outdir import check_output_folder
     from .paths import resolve_instance_path
     from .value import reference_recipe, value_of_flexibility
 
@@ -50,6 +51,8 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
     _log(f"  {inst.network.n_buses} buses, {inst.network.n_branches} branches, {len(inst.candidates)} candidates, "
          f"{len(inst.profiles.days)} days x {inst.profiles.hours} steps, stages {list(inst.economics.stages)} "
          f"({load_s:.1f} s)")
+    out_dir = Path(out) if out else Path("out") / f"{inst.name}-{fp.resolve_recipe(recipe).name}"
+    check_output_folder(out_dir, force=force)  # before the solve, not after it
     if screen:
         from .screening import solve_screened
 
@@ -88,8 +91,7 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
             interrupted = True
             res.extra["value_of_flexibility"] = dict(value_eur=None, note="reference solve interrupted")
             _log("  reference interrupted: no value of flexibility")
-            return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{rec.name}", plots,
-                                   interrupted=True)
+            return _write_and_exit(res, out_dir, plots, interrupted=True, force=force)
         vof = value_of_flexibility(res, ref)
         res.extra["value_of_flexibility"] = vof
         res.timings_s["reference"] = sum(ref.timings_s.get(k, 0.0) for k in ("build", "handoff", "solve", "extract"))
@@ -100,16 +102,16 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
         else:
             _log(f"  reference {ref.status}: no value of flexibility")
         del ref_pm
-    return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{rec.name}", plots)
+    return _write_and_exit(res, out_dir, plots, force=force)
 
 
 class _OutOfMemory(Exception):
     """MemoryError in a named stage of the run (reported in one line by :func:`main`)."""
 
 
-def _write_and_exit(res, out_dir: Path, plots: bool, interrupted: bool = False) -> int:
+def _write_and_exit(res, out_dir: Path, plots: bool, interrupted: bool = False, force: bool = False) -> int:
     """Write the results; the exit code from the status (module docstring)."""
-    folder = res.write(out_dir, plots=plots)
+    folder = res.write(out_dir, plots=plots, force=force)
     if interrupted or res.status == "interrupted":
         gap = f", gap {100 * res.mip_gap:.2f} %" if res.mip_gap is not None else ""
         best = f"best plan {res.objective_eur:,.0f} EUR{gap}" if res.has_solution else "no plan found yet"
@@ -124,8 +126,9 @@ def _write_and_exit(res, out_dir: Path, plots: bool, interrupted: bool = False) 
 
 
 def _run_stochastic(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threads, verbose, metrics,
-                    plots=True) -> int:
+                    plots=True, force=False) -> int:
     import flexplan as fp
+    from .outdir import check_output_folder
     from .paths import resolve_instance_path
     from .stochastic import solve_stochastic
 
@@ -137,6 +140,8 @@ def _run_stochastic(instance: str, recipe: str, out: str | None, time_limit, mip
              "(see flexplan/instance/tree.py)")
         return EXIT_INPUT
     tree = inst.tree
+    out_dir = Path(out) if out else Path("out") / f"{inst.name}-{fp.resolve_recipe(recipe).name}-stochastic"
+    check_output_folder(out_dir, force=force)  # before the solve, not after it
     _log(f"  scenario tree: {len(tree.nodes)} nodes, {len(tree.leaves)} scenarios over stages "
          f"{list(inst.economics.stages)}; metrics: {', '.join(metrics) or 'none'}")
     res = solve_stochastic(inst, recipe, metrics=metrics, time_limit=time_limit, mip_gap=mip_gap, threads=threads,
@@ -149,9 +154,7 @@ def _run_stochastic(instance: str, recipe: str, out: str | None, time_limit, mip
                            ("option_value_of_flexibility_eur", "option value of flexibility")):
             if st.get(key) is not None:
                 _log(f"  {label}: {st[key]:,.0f} EUR")
-    name = res.model.removesuffix(" (stochastic)")
-    return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{name}-stochastic", plots,
-                           interrupted=_interrupted_solves())
+    return _write_and_exit(res, out_dir, plots, interrupted=_interrupted_solves(), force=force)
 
 
 def _interrupted_solves() -> bool:
@@ -321,9 +324,11 @@ def cmd_frameworks(args) -> int:
     import shutil
     import tempfile
 
+    from .outdir import check_output_folder, mark_result
     from .results import replace_folder
 
-    out = (Path(args.out) if args.out else Path("out") / f"{inst.name}-frameworks").resolve()
+    out = check_output_folder(Path(args.out) if args.out else Path("out") / f"{inst.name}-frameworks",
+                              force=args.force)
     out.parent.mkdir(parents=True, exist_ok=True)
     # the whole comparison (table, figure, one result folder per framework) is written to a
     # temporary folder beside the target and moved into place when complete
@@ -331,6 +336,7 @@ def cmd_frameworks(args) -> int:
     try:
         df = compare_frameworks(inst, tmp, progress=_log, ageing=args.ageing, mip_gap=args.mip_gap,
                                 time_limit=args.time_limit)
+        mark_result(tmp)
         replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -397,7 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("instance", help="instance folder (or the name of a shipped instance)")
     p.add_argument("--model", default=DEFAULT_RECIPE, help="recipe: a TOML file or a shipped name "
                    f"(default {DEFAULT_RECIPE})")
-    p.add_argument("--out", help="output folder (default out/INSTANCE-MODEL)")
+    p.add_argument("--out", help="output folder (default out/INSTANCE-MODEL); an existing one is replaced only if "
+                   "it is empty or a flexplan result")
+    p.add_argument("--force", action="store_true", help="replace --out even if it is a folder of other files")
     p.add_argument("--time-limit", type=float, default=None, help="HiGHS time limit in seconds")
     p.add_argument("--mip-gap", type=float, default=0.01, help="relative MIP gap (default 0.01)")
     p.add_argument("--threads", type=int, default=0, help="HiGHS threads (default: HiGHS decides)")
@@ -417,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
                         "and write frameworks.csv and frameworks.png")
     fw.add_argument("instance", help="instance folder (or the name of a shipped instance) with EV fleets")
     fw.add_argument("--out", help="output folder (default out/INSTANCE-frameworks)")
+    fw.add_argument("--force", action="store_true", help="replace --out even if it is a folder of other files")
     fw.add_argument("--time-limit", type=float, default=900.0, help="HiGHS time limit per solve (s, default 900: "
                     "a framework cut at the limit is reported with its status and gap)")
     fw.add_argument("--mip-gap", type=float, default=0.01, help="relative MIP gap (default 0.01)")
@@ -476,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("demo", help=f"solve the default instance ({DEFAULT_INSTANCE}, {DEFAULT_RECIPE}) and write "
                        "the report")
     d.add_argument("--out", default=None, help=f"output folder (default out/{DEFAULT_INSTANCE}-{DEFAULT_RECIPE})")
+    d.add_argument("--force", action="store_true", help="replace --out even if it is a folder of other files")
     d.add_argument("--time-limit", type=float, default=600.0, help="HiGHS time limit in seconds (default 600)")
     args = parser.parse_args(argv)
     from .solve import interrupt_policy
@@ -504,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "diagnose":
             return cmd_diagnose(args)
         if args.command == "demo":
-            return _run(DEFAULT_INSTANCE, DEFAULT_RECIPE, args.out, args.time_limit, 0.01, 0, False)
+            return _run(DEFAULT_INSTANCE, DEFAULT_RECIPE, args.out, args.time_limit, 0.01, 0, False, force=args.force)
         if args.mip_gap < 0 or (args.time_limit is not None and args.time_limit <= 0):
             _log("error: --mip-gap must be >= 0 and --time-limit > 0")
             return EXIT_INPUT
@@ -520,9 +530,10 @@ def main(argv: list[str] | None = None) -> int:
                 _log("error: --screen-days works on a deterministic instance (not with --stochastic)")
                 return EXIT_INPUT
             return _run_stochastic(args.instance, args.model, args.out, args.time_limit, args.mip_gap, args.threads,
-                                   args.verbose, metrics, plots=not args.no_plots)
+                                   args.verbose, metrics, plots=not args.no_plots, force=args.force)
         return _run(args.instance, args.model, args.out, args.time_limit, args.mip_gap, args.threads, args.verbose,
-                    plots=not args.no_plots, reference=not args.no_reference, screen=args.screen_days)
+                    plots=not args.no_plots, reference=not args.no_reference, screen=args.screen_days,
+                    force=args.force)
     except (InstanceError, RecipeError) as e:
         _log(f"error: {e}")
         return EXIT_INPUT

@@ -62,10 +62,13 @@ class Results:
                     timings_s={k: round(v, 4) for k, v in self.timings_s.items()}, size=self.size, limits=self.limits,
                     **extra)
 
-    def write(self, folder: str | Path, plots: bool = True) -> Path:
+    def write(self, folder: str | Path, plots: bool = True, force: bool = False) -> Path:
         """Write summary.json, voltages.csv, line_loading.csv, builds.csv, costs.csv and PNG
-        plots to ``folder`` atomically (an existing folder is replaced)."""
-        folder = Path(folder).resolve()
+        plots to ``folder`` atomically (an existing folder is replaced if it is empty or a
+        flexplan result, anything else only with ``force``: :mod:`flexplan.outdir`)."""
+        from .outdir import check_output_folder, mark_result
+
+        folder = check_output_folder(folder, force=force)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
         try:
@@ -86,6 +89,7 @@ class Results:
             from .report import write_html_report
 
             write_html_report(tmp)
+            mark_result(tmp)
             replace_folder(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

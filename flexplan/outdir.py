@@ -1,0 +1,56 @@
+"""Where results may be written: a result folder is replaced only if it is empty, absent or
+a flexplan result (it holds :data:`MARKER`); anything else needs ``force``.
+
+Every result folder flexplan writes (``Results.write``, ``flexplan frameworks``) gets the
+marker file, so that re-running into the same folder replaces it without asking while a
+folder of other files (``--out .``, ``--out ~/Documents``) is never deleted by mistake.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import OutputError
+
+#: the file that marks a folder as a flexplan result (written into every result folder)
+MARKER = ".flexplan-result"
+
+
+def mark_result(folder: Path) -> None:
+    """Write the marker into a (temporary) result folder."""
+    (Path(folder) / MARKER).write_text("written by flexplan: this folder is replaced when a run writes here again\n")
+
+
+def is_result(folder: Path) -> bool:
+    """Whether ``folder`` is a folder written by flexplan (it holds the marker)."""
+    return (Path(folder) / MARKER).is_file()
+
+
+def check_output_folder(folder: str | Path, force: bool = False) -> Path:
+    """The resolved folder to write a result to, or :class:`OutputError` when writing there
+    would replace something that is not a flexplan result.
+
+    Refused always: a symbolic link (what it points to would be replaced), a file, the
+    current folder or a folder that contains it.  Refused unless ``force``: an existing
+    folder that is neither empty nor a flexplan result."""
+    given = Path(folder)
+    if given.is_symlink():
+        raise OutputError(f"output folder {given} is a symbolic link (to {os.readlink(given)}): flexplan does not "
+                          "replace what a link points to; give the real folder or a new name")
+    target = given.resolve()
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        raise OutputError(f"output folder {given} is the current folder or contains it ({target}): writing a result "
+                          "there would replace it; give a new folder, e.g. out/NAME")
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        raise OutputError(f"output folder {target} exists and is a file, not a folder: remove it or choose another "
+                          "output folder")
+    if is_result(target) or not any(target.iterdir()):
+        return target
+    if force:
+        return target
+    raise OutputError(f"output folder {target} is not empty and not a flexplan result (no {MARKER} file): writing "
+                      "there would delete its contents; choose another output folder, or pass --force "
+                      "(force=True) to replace it")

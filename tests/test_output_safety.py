@@ -1,0 +1,80 @@
+"""Output safety: a run never deletes a folder that is not a flexplan result, and never
+writes outside ``out/`` because of a name in the input."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from flexplan.cli import main
+from flexplan.outdir import MARKER
+
+from test_recipes import TWO_LINES
+
+pytestmark = pytest.mark.integration
+
+LOADS = [("b1", 0.3, 0.1)]
+
+
+def _precious(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "thesis.tex").write_text("years of work\n")
+    return folder
+
+
+def test_refuses_a_folder_of_other_files(feeder, tmp_path, capsys):
+    inst = feeder("f", lines=TWO_LINES, loads=LOADS)
+    mine = _precious(tmp_path / "docs")
+    assert main(["solve", str(inst), "--out", str(mine), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "not empty and not a flexplan result" in err and "--force" in err
+    assert (mine / "thesis.tex").read_text() == "years of work\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_force_replaces_and_a_result_is_replaced_without_force(feeder, tmp_path, capsys):
+    inst = feeder("f", lines=TWO_LINES, loads=LOADS)
+    mine = _precious(tmp_path / "docs")
+    assert main(["solve", str(inst), "--out", str(mine), "--no-plots", "--force"]) == 0
+    assert not (mine / "thesis.tex").exists()
+    assert (mine / MARKER).is_file() and (mine / "summary.json").is_file()
+    (mine / "summary.json").write_text("{}")
+    assert main(["solve", str(inst), "--out", str(mine), "--no-plots"]) == 0  # a result: replaced
+    assert (mine / "summary.json").read_text() != "{}"
+    capsys.readouterr()
+
+
+def test_refuses_the_current_folder_and_its_parents(feeder, tmp_path, monkeypatch, capsys):
+    inst = feeder("f", lines=TWO_LINES, loads=LOADS)
+    work = _precious(tmp_path / "work")
+    (work / MARKER).write_text("")  # even a folder that looks like a result
+    monkeypatch.chdir(work)
+    for out in (".", "..", str(work)):
+        assert main(["solve", str(inst), "--out", out, "--no-plots", "--force"]) == 2
+        assert "is the current folder or contains it" in capsys.readouterr().err
+    assert (work / "thesis.tex").is_file()
+
+
+def test_refuses_a_symlink_and_keeps_its_target(feeder, tmp_path, capsys):
+    inst = feeder("f", lines=TWO_LINES, loads=LOADS)
+    target = _precious(tmp_path / "target")
+    (target / MARKER).write_text("")
+    link = tmp_path / "link"
+    os.symlink(target, link)
+    assert main(["solve", str(inst), "--out", str(link), "--no-plots", "--force"]) == 2
+    assert "is a symbolic link" in capsys.readouterr().err
+    assert (target / "thesis.tex").is_file() and link.is_symlink()
+
+
+def test_library_write_refuses_too(feeder, tmp_path):
+    import flexplan as fp
+    from flexplan.errors import OutputError
+
+    inst = fp.load_instance(feeder("f", lines=TWO_LINES, loads=LOADS))
+    res = fp.solve(fp.build_model(inst, "reinforce_only"))
+    mine = _precious(tmp_path / "docs")
+    with pytest.raises(OutputError, match="not a flexplan result"):
+        res.write(mine, plots=False)
+    assert (mine / "thesis.tex").is_file()
+    assert res.write(tmp_path / "empty", plots=False) == (tmp_path / "empty").resolve()
