@@ -39,7 +39,7 @@ def _log(msg: str) -> None:
 def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threads, verbose, plots=True,
          reference=True, screen=False, force=False) -> int:
     import flexplan as fp
-    from .outdir import check_output_folder
+    from .outdir import check_output_folder, default_output
     from .paths import resolve_instance_path
     from .value import reference_recipe, value_of_flexibility
 
@@ -51,7 +51,7 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
     _log(f"  {inst.network.n_buses} buses, {inst.network.n_branches} branches, {len(inst.candidates)} candidates, "
          f"{len(inst.profiles.days)} days x {inst.profiles.hours} steps, stages {list(inst.economics.stages)} "
          f"({load_s:.1f} s)")
-    out_dir = Path(out) if out else Path("out") / f"{inst.name}-{fp.resolve_recipe(recipe).name}"
+    out_dir = Path(out) if out else default_output(inst.name, fp.resolve_recipe(recipe).name)
     check_output_folder(out_dir, force=force)  # before the solve, not after it
     if screen:
         from .screening import solve_screened
@@ -128,7 +128,7 @@ def _write_and_exit(res, out_dir: Path, plots: bool, interrupted: bool = False, 
 def _run_stochastic(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threads, verbose, metrics,
                     plots=True, force=False) -> int:
     import flexplan as fp
-    from .outdir import check_output_folder
+    from .outdir import check_output_folder, default_output
     from .paths import resolve_instance_path
     from .stochastic import solve_stochastic
 
@@ -140,7 +140,7 @@ def _run_stochastic(instance: str, recipe: str, out: str | None, time_limit, mip
              "(see flexplan/instance/tree.py)")
         return EXIT_INPUT
     tree = inst.tree
-    out_dir = Path(out) if out else Path("out") / f"{inst.name}-{fp.resolve_recipe(recipe).name}-stochastic"
+    out_dir = Path(out) if out else default_output(inst.name, fp.resolve_recipe(recipe).name, suffix="-stochastic")
     check_output_folder(out_dir, force=force)  # before the solve, not after it
     _log(f"  scenario tree: {len(tree.nodes)} nodes, {len(tree.leaves)} scenarios over stages "
          f"{list(inst.economics.stages)}; metrics: {', '.join(metrics) or 'none'}")
@@ -180,6 +180,7 @@ def _value(text: str):
 
 def cmd_sweep(args) -> int:
     import flexplan as fp
+    from .outdir import default_output
     from .paths import resolve_instance_path
     from .recipe import resolve_recipe
     from .sensitivity import sweep
@@ -193,7 +194,7 @@ def cmd_sweep(args) -> int:
         grid[path.strip()] = [_value(v) for v in values.split(",")]
     inst = fp.load_instance(resolve_instance_path(args.instance))
     recipe = resolve_recipe(args.model)
-    out = Path(args.out) if args.out else Path("out") / f"{inst.name}-{recipe.name}-sweep.csv"
+    out = Path(args.out) if args.out else default_output(inst.name, recipe.name, suffix="-sweep.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     _log(f"sweep of {', '.join(grid)} ({args.design}) on {inst.name} under {recipe.name}, "
          + (f"on the Dask cluster at {args.scheduler}" if args.scheduler else f"{args.workers} worker(s)"))
@@ -210,6 +211,7 @@ def cmd_sweep(args) -> int:
 
 def cmd_value_curve(args) -> int:
     import flexplan as fp
+    from .outdir import default_output
     from .paths import resolve_instance_path
     from .recipe import resolve_recipe
     from .sensitivity import value_curve
@@ -221,7 +223,7 @@ def cmd_value_curve(args) -> int:
         return EXIT_INPUT
     inst = fp.load_instance(resolve_instance_path(args.instance))
     recipe = resolve_recipe(args.model)
-    out = Path(args.out) if args.out else Path("out") / f"{inst.name}-{recipe.name}-value-curve.csv"
+    out = Path(args.out) if args.out else default_output(inst.name, recipe.name, suffix="-value-curve.csv")
     _log(f"value of flexibility on {inst.name} under {recipe.name} for EV counts x {scales}")
     df = value_curve(inst, recipe, scales, out=out, progress=_log, mip_gap=args.mip_gap, time_limit=args.time_limit)
     print(out)
@@ -230,6 +232,7 @@ def cmd_value_curve(args) -> int:
 
 def cmd_breakeven(args) -> int:
     import flexplan as fp
+    from .outdir import default_output
     from .paths import resolve_instance_path
     from .sensitivity import breakeven
 
@@ -247,7 +250,8 @@ def cmd_breakeven(args) -> int:
 
     from .results import atomic_path, write_text_atomic
 
-    out = Path(args.out) if args.out else Path("out") / f"{inst.name}-{Path(str(args.model)).stem}-breakeven.csv"
+    out = Path(args.out) if args.out else default_output(inst.name, Path(str(args.model)).stem,
+                                                         suffix="-breakeven.csv")
     # every file goes to a temporary name beside it and is renamed when complete; the
     # result (.json) comes last, after the table, the curve and the report it summarises
     with atomic_path(out) as tmp:
@@ -324,10 +328,10 @@ def cmd_frameworks(args) -> int:
     import shutil
     import tempfile
 
-    from .outdir import check_output_folder, mark_result
+    from .outdir import check_output_folder, default_output, mark_result
     from .results import replace_folder
 
-    out = check_output_folder(Path(args.out) if args.out else Path("out") / f"{inst.name}-frameworks",
+    out = check_output_folder(Path(args.out) if args.out else default_output(inst.name, suffix="-frameworks"),
                               force=args.force)
     out.parent.mkdir(parents=True, exist_ok=True)
     # the whole comparison (table, figure, one result folder per framework) is written to a

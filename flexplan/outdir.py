@@ -54,3 +54,19 @@ def check_output_folder(folder: str | Path, force: bool = False) -> Path:
     raise OutputError(f"output folder {target} is not empty and not a flexplan result (no {MARKER} file): writing "
                       "there would delete its contents; choose another output folder, or pass --force "
                       "(force=True) to replace it")
+
+
+def safe_name(name: str, limit: int = 80) -> str:
+    """``name`` as one harmless file-name part: every character other than letters, digits,
+    ``.``, ``_`` and ``-`` becomes ``_`` (so ``/``, ``..`` and absolute paths cannot leave
+    the output folder), no leading dot, at most ``limit`` characters, never empty."""
+    import re
+
+    text = re.sub(r"[^A-Za-z0-9._-]", "_", str(name)).lstrip(".")
+    text = re.sub(r"\.{2,}", "_", text)[:limit]
+    return text or "unnamed"
+
+
+def default_output(*parts: str, suffix: str = "") -> Path:
+    """``out/PART1-PART2...SUFFIX`` from names taken from the input (sanitised: :func:`safe_name`)."""
+    return Path("out") / ("-".join(safe_name(p) for p in parts) + suffix)

@@ -78,3 +78,42 @@ def test_library_write_refuses_too(feeder, tmp_path):
         res.write(mine, plots=False)
     assert (mine / "thesis.tex").is_file()
     assert res.write(tmp_path / "empty", plots=False) == (tmp_path / "empty").resolve()
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/abs/olute", "a/../../b", ".."])
+def test_names_cannot_leave_out(feeder, tmp_path, monkeypatch, capsys, name):
+    """An instance and a recipe named like paths write under ./out/ all the same."""
+    import json
+
+    inst = feeder("f", lines=TWO_LINES, loads=LOADS)
+    text = (inst / "instance.toml").read_text().replace('name = "f"', f"name = {json.dumps(name)}")
+    (inst / "instance.toml").write_text(text)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'name = {json.dumps(name)}\nblocks = ["demand", "reinforcement"]\n')
+    victim = _precious(tmp_path / "b")  # what 'a/../../b' would name from tmp_path/run/out
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.chdir(run)
+    assert main(["solve", str(inst), "--model", str(recipe), "--no-plots"]) == 0
+    folder = capsys.readouterr().out.strip()
+    from pathlib import Path
+
+    written = Path(folder)
+    assert written.parent == (run / "out").resolve()
+    from flexplan.outdir import safe_name
+
+    assert written.name == f"{safe_name(name)}-{safe_name(name)}"
+    assert ".." not in written.name and "/" not in written.name and not written.name.startswith(".")
+    assert (written / "summary.json").is_file()
+    assert sorted(p.name for p in run.iterdir()) == ["out"]
+    assert sorted(p.name for p in victim.iterdir()) == ["thesis.tex"]
+
+
+def test_safe_name():
+    from flexplan.outdir import safe_name
+
+    assert safe_name("ieee33_ev") == "ieee33_ev"
+    assert safe_name("../../x") == "___x"
+    assert safe_name("/etc/passwd") == "_etc_passwd"
+    assert safe_name("..") == "unnamed" and safe_name("") == "unnamed"
+    assert safe_name("a b/c") == "a_b_c"
