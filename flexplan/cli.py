@@ -491,7 +491,14 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--out", default=None, help=f"output folder (default out/{DEFAULT_INSTANCE}-{DEFAULT_RECIPE})")
     d.add_argument("--force", action="store_true", help="replace --out even if it is a folder of other files")
     d.add_argument("--time-limit", type=float, default=600.0, help="HiGHS time limit in seconds (default 600)")
+    for name, sp in sub.choices.items():
+        if name in ("solve", "frameworks", "sweep", "breakeven", "value-curve", "diagnose"):
+            sp.add_argument("--allow-outside-paths", action="store_true", help="let instance.toml name data files "
+                            "outside the instance folder (refused by default)")
     args = parser.parse_args(argv)
+    from .instance.tables import ALLOW_OUTSIDE_PATHS
+
+    outside_token = ALLOW_OUTSIDE_PATHS.set(bool(getattr(args, "allow_outside_paths", False)))
     from .solve import interrupt_policy
 
     # one solve (and its reference) or one stochastic run: Ctrl-C writes what was found;
@@ -564,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     finally:
         interrupt_policy(previous_policy)
+        ALLOW_OUTSIDE_PATHS.reset(outside_token)
 
 
 if __name__ == "__main__":

@@ -133,3 +133,54 @@ def test_several_problems_of_one_file_in_one_error(tmp_path):
     assert "negative" in found[(4, "x_ohm")]
     assert "'L2' is used twice" in found[(4, "name")]
     assert len(found) == 4 and "(4 problems)" in str(info.value)
+
+
+# --------------------------------------------------------------------------- paths outside the instance folder
+SECRET = "root:x:0:0:SECRET-PASSWORD-HASH:/root:/bin/bash\n"
+
+
+@pytest.mark.parametrize("key,how", [("profiles.file", "absolute"), ("profiles.file", "dotdot"),
+                                     ("network.lines", "dotdot"), ("growth.file", "absolute"),
+                                     ("profiles.file", "symlink")])
+def test_data_files_outside_the_instance_folder_are_refused(tmp_path, key, how):
+    import os
+
+    secret = tmp_path / "secret.csv"
+    secret.write_text(SECRET)
+    folder = make_instance(tmp_path / "inst")
+    name = {"absolute": str(secret), "dotdot": "../secret.csv", "symlink": "link.csv"}[how]
+    if how == "symlink":
+        os.symlink(secret, folder / "link.csv")
+    toml = {key: name} if key != "growth.file" else {"growth": {"file": name}}
+    folder = make_instance(tmp_path / "inst", toml=toml)
+    with pytest.raises(InstanceError) as info:
+        load_instance(folder)
+    (p,) = info.value.problems
+    assert (p.file, p.row, p.field) == (str(folder / "instance.toml"), None, key), str(p)
+    assert "is outside the instance folder" in p.message and "--allow-outside-paths" in p.message
+    assert "SECRET" not in str(info.value)
+
+
+def test_outside_paths_load_when_allowed(tmp_path):
+    (tmp_path / "shared.csv").write_text(PROFILES)
+    folder = make_instance(tmp_path / "inst", toml={"profiles.file": "../shared.csv"})
+    with pytest.raises(InstanceError, match="outside the instance folder"):
+        load_instance(folder)
+    inst = load_instance(folder, allow_outside_paths=True)
+    assert inst.profiles.days == ("winter", "summer") and inst.profiles.hours == 4
+    from flexplan.cli import main
+
+    assert main(["diagnose", str(folder), "--allow-outside-paths", "--time-limit", "60"]) == 0
+    assert main(["diagnose", str(folder), "--time-limit", "60"]) == 2  # the flag does not stick
+
+
+def test_messages_quote_little_of_a_file(tmp_path):
+    """A file that is no CSV of the expected kind: the error quotes at most a few short bits."""
+    long_header = "x" * 5000 + "," + ",".join(f"col{i}" for i in range(200)) + "\n"
+    for files, fragment in (({"buses.csv": long_header + "a,b\n"}, "missing column(s) name, vn_kv"),
+                            ({"lines.csv": LINES.replace("L1,S,A,0.5", "L1,S,A," + "9z" * 3000)}, "is not a number")):
+        folder = make_instance(tmp_path / fragment[:7], files=files)
+        with pytest.raises(InstanceError) as info:
+            load_instance(folder)
+        assert len(str(info.value)) < 1000, str(info.value)[:300]
+        assert fragment in str(info.value)

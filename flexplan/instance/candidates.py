@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..errors import InstanceError, Problem
 from .model import Network
-from .tables import check_section, duplicates, read_csv
+from .tables import check_section, data_path, duplicates, read_csv
 
 LINE_TYPE_KEYS = {"name": "str", "r_ohm_per_km": "float+", "x_ohm_per_km": "float+", "max_i_ka": "float++",
                   "capex_eur_per_km": "float+", "fixed_capex_eur": "float+", "lifetime_years": "int",
@@ -109,7 +109,7 @@ def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.Da
         return t.get("vn_kv_min", 0.0) <= br.vn_kv <= t.get("vn_kv_max", math.inf)
 
     if "candidates" in cfg:
-        path = folder / cfg["candidates"]
+        path = data_path(folder, cfg["candidates"], shown, "reinforcement.candidates")
         df = read_csv(path, str(path), {"asset": "str", "kind": "str", "type": "str"})
         problems += duplicates(list(zip(df["asset"], df["kind"], df["type"])), str(path), "asset",
                                "candidate (asset, kind, type)")

@@ -17,7 +17,7 @@ from . import network_io
 from .candidates import build_candidates
 from .fleets import load_fleets
 from .model import Economics, Instance, Limits, Network, Penalties, Profiles
-from .tables import between, check_section, duplicates, read_csv, read_text
+from .tables import ALLOW_OUTSIDE_PATHS, between, check_section, data_path, duplicates, read_csv, read_text
 from .tree import parse_tree
 
 if sys.version_info >= (3, 11):
@@ -54,9 +54,21 @@ PATCH_BOUNDS = {"max_i_ka": (1e-4, 100.0, "kA (was it given in A?)"), "r_ohm_per
 FACTOR_MAX = 100.0  # highest plausible load or growth multiplier (dimensionless)
 
 
-def load_instance(path: str | Path) -> Instance:
-    """Load and validate an instance folder (or its ``instance.toml``)."""
-    path = Path(path)
+def load_instance(path: str | Path, allow_outside_paths: bool | None = None) -> Instance:
+    """Load and validate an instance folder (or its ``instance.toml``).
+
+    The data files instance.toml names must lie inside its folder unless
+    ``allow_outside_paths`` (default: the command line's ``--allow-outside-paths``, else no)."""
+    if allow_outside_paths is None:
+        return _load_instance(Path(path))
+    token = ALLOW_OUTSIDE_PATHS.set(bool(allow_outside_paths))
+    try:
+        return _load_instance(Path(path))
+    finally:
+        ALLOW_OUTSIDE_PATHS.reset(token)
+
+
+def _load_instance(path: Path) -> Instance:
     toml_path = path / "instance.toml" if path.is_dir() else path
     folder = toml_path.parent
     shown = str(toml_path)
@@ -71,8 +83,8 @@ def load_instance(path: str | Path) -> Instance:
     if problems:
         raise InstanceError(problems)
 
-    def f(name: str) -> tuple[Path, str]:
-        p = folder / name
+    def f(name: str, field: str) -> tuple[Path, str]:
+        p = data_path(folder, name, shown, field)
         return p, str(p)
 
     net_cfg = data["network"]
@@ -102,7 +114,7 @@ def load_instance(path: str | Path) -> Instance:
         raise InstanceError(Problem(shown, f"'{yps}' is not one of: all, last", field="operation.years_per_stage"))
 
     network = _network(net_cfg, folder, shown)
-    profiles = _profiles(*f(data["profiles"]["file"]))
+    profiles = _profiles(*f(data["profiles"]["file"], "profiles.file"))
     classes = set(profiles.factors)
     default_class = net_cfg.get("default_class")
     loads = network.loads
@@ -170,17 +182,17 @@ def _network(cfg: dict, folder: Path, shown: str) -> Network:
         else:
             if "file" not in cfg:
                 raise InstanceError(Problem(shown, "missing key (a pandapower JSON file)", field="network.file"))
-            net = network_io.pandapower_json(folder / cfg["file"], shown)
+            net = network_io.pandapower_json(data_path(folder, cfg["file"], shown, "network.file"), shown)
             label = str(folder / cfg["file"])
         if "line_patch" in cfg:
-            _patch_lines(net, folder / cfg["line_patch"])
+            _patch_lines(net, data_path(folder, cfg["line_patch"], shown, "network.line_patch"))
         network = network_io.from_pandapower(net, label, s_base)
     elif source == "csv":
         network = _csv_network(cfg, folder, shown, s_base)
     else:
         raise InstanceError(Problem(shown, f"'{source}' is not one of: pandapower, json, csv", field="network.source"))
     if "loads" in cfg and source != "csv":  # a CSV network reads its loads before the radiality check
-        network = _replace_loads(network, folder / cfg["loads"])
+        network = _replace_loads(network, data_path(folder, cfg["loads"], shown, "network.loads"))
     bad = network.branches[~(network.branches["rating_mva"] > 0)]
     if len(bad):
         raise InstanceError([Problem(network.source, f"rating {r.rating_mva} MVA must be > 0", field=f"{r.name}")
@@ -210,13 +222,13 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
     for key in ("buses", "lines", "slack_bus"):
         if key not in cfg:
             raise InstanceError(Problem(shown, "missing key (required when network.source = 'csv')", field=f"network.{key}"))
-    bpath = folder / cfg["buses"]
+    bpath = data_path(folder, cfg["buses"], shown, "network.buses")
     buses = read_csv(bpath, str(bpath), {"name": "str", "vn_kv": "float++"}, bounds=BUS_BOUNDS,
                      unique={"name": "bus name"})
     index = {n: i for i, n in enumerate(buses["name"])}
     vn = buses["vn_kv"].to_numpy()
     rows, problems = [], []
-    lpath = folder / cfg["lines"]
+    lpath = data_path(folder, cfg["lines"], shown, "network.lines")
     lines = read_csv(lpath, str(lpath), {"name": "str", "from_bus": "str", "to_bus": "str", "r_ohm": "float+",
                                          "x_ohm": "float+", "rating_mva": "float"},
                      {"length_km": "float+"}, bounds=LINE_BOUNDS, unique={"name": "line name"})
@@ -242,7 +254,7 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
                              rating_mva=ln["rating_mva"], length_km=float(ln.get("length_km", 0.0) or 0.0),
                              vn_kv=vn[a], virtual=False, source=f"{lpath} line {i + 2}"))
     if "transformers" in cfg:
-        tpath = folder / cfg["transformers"]
+        tpath = data_path(folder, cfg["transformers"], shown, "network.transformers")
         tr = read_csv(tpath, str(tpath), {"name": "str", "hv_bus": "str", "lv_bus": "str", "sn_mva": "float++",
                                           "vk_percent": "float++", "vkr_percent": "float+"}, bounds=TRAFO_BOUNDS,
                       unique={"name": "transformer name"})
@@ -266,7 +278,7 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
         raise InstanceError(problems)
     slack = pd.DataFrame([dict(bus=index[cfg["slack_bus"]], vm_pu=float(cfg.get("slack_vm_pu", 1.0)))])
     # loads go into the radiality check, so that a load on a disconnected bus is reported as such
-    loads = (_read_loads(folder / cfg["loads"], index) if "loads" in cfg
+    loads = (_read_loads(data_path(folder, cfg["loads"], shown, "network.loads"), index) if "loads" in cfg
              else pd.DataFrame(columns=["bus", "p_mw", "q_mvar", "load_class", "name"]))
     return network_io.orient_radial(buses.assign(pp_index=-1), pd.DataFrame(rows), loads, slack, str(lpath), s_base)
 
@@ -366,7 +378,7 @@ def _growth(cfg: dict, folder: Path, shown: str, econ: Economics, classes: list[
     if "file" in cfg and "annual_rate" in cfg:
         raise InstanceError(Problem(shown, "give either growth.file or growth.annual_rate, not both", field="growth"))
     if "file" in cfg:
-        path = folder / cfg["file"]
+        path = data_path(folder, cfg["file"], shown, "growth.file")
         df = read_csv(path, str(path), {"year": "int"}, allow_extra=True, bounds={"year": YEARS})
         cols = [c for c in df.columns if c != "year"]
         problems = []

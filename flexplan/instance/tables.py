@@ -1,6 +1,7 @@
 """Reading CSV tables and TOML sections with errors that name file, line and field."""
 from __future__ import annotations
 
+import contextvars
 import csv
 import io
 import math
@@ -10,6 +11,34 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InstanceError, Problem
+
+
+#: Whether the files an instance.toml names may lie outside its folder (set by
+#: ``load_instance(..., allow_outside_paths=True)`` or the command line's ``--allow-outside-paths``).
+ALLOW_OUTSIDE_PATHS: contextvars.ContextVar[bool] = contextvars.ContextVar("allow_outside_paths", default=False)
+
+
+def data_path(folder: Path, name: str, shown: str, field: str) -> Path:
+    """The file ``name`` of an instance (relative to its ``folder``), refused with an
+    :class:`InstanceError` on ``field`` of ``shown`` (instance.toml) when it resolves (through
+    ``..``, an absolute path or a symbolic link) to a place outside the folder, unless
+    :data:`ALLOW_OUTSIDE_PATHS` is set.  Nothing of the file is read here."""
+    path = Path(folder) / name
+    if ALLOW_OUTSIDE_PATHS.get():
+        return path
+    root = Path(folder).resolve()
+    target = path.resolve()
+    if target != root and root not in target.parents:
+        raise InstanceError(Problem(shown, f"'{_cut(name)}' is outside the instance folder {root}: data files must "
+                                    "lie inside it (or pass --allow-outside-paths / "
+                                    "load_instance(..., allow_outside_paths=True) if you mean it)", field=field))
+    return path
+
+
+def _cut(text, limit: int = 40) -> str:
+    """At most ``limit`` characters of a value taken from a file (messages never quote more)."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 #: A plausibility range: (lowest, highest, unit and hint), e.g. ``(0.1, 400.0, "kV (was it given in V?)")``.
@@ -103,13 +132,15 @@ def _check_header(df, shown, required, optional, allow_extra) -> list[Problem]:
     problems = []
     missing = [c for c in required if c not in df.columns]
     if missing:
-        problems.append(Problem(shown, f"missing column(s) {', '.join(missing)}; found: {', '.join(df.columns)}",
+        found = ", ".join(_cut(c) for c in list(df.columns)[:12]) + (", ..." if len(df.columns) > 12 else "")
+        problems.append(Problem(shown, f"missing column(s) {', '.join(missing)}; found: {found}",
                                 row=1, field=missing[0]))
     if not allow_extra:
         extra = [c for c in df.columns if c not in required and c not in optional]
         if extra:
-            problems.append(Problem(shown, f"unknown column(s) {', '.join(extra)}; allowed: "
-                                    + ", ".join(list(required) + list(optional)), row=1, field=extra[0]))
+            shown_extra = ", ".join(_cut(c) for c in extra[:12]) + (", ..." if len(extra) > 12 else "")
+            problems.append(Problem(shown, f"unknown column(s) {shown_extra}; allowed: "
+                                    + ", ".join(list(required) + list(optional)), row=1, field=_cut(extra[0])))
     return problems
 
 
@@ -155,13 +186,13 @@ def _convert(series: pd.Series, kind: str, shown: str, col: str):
             elif low in ("false", "0", "no"):
                 values.append(False)
             else:
-                problems.append(Problem(shown, f"'{s}' is not true/false", row=line, field=col))
+                problems.append(Problem(shown, f"'{_cut(s)}' is not true/false", row=line, field=col))
                 values.append(False)
             continue
         try:
             v = float(s)
         except ValueError:
-            problems.append(Problem(shown, f"'{s}' is not a number", row=line, field=col))
+            problems.append(Problem(shown, f"'{_cut(s)}' is not a number", row=line, field=col))
             values.append(math.nan)
             continue
         if not math.isfinite(v):
