@@ -184,3 +184,65 @@ def test_messages_quote_little_of_a_file(tmp_path):
             load_instance(folder)
         assert len(str(info.value)) < 1000, str(info.value)[:300]
         assert fragment in str(info.value)
+
+
+# --------------------------------------------------------------------------- unbounded reads
+def test_a_fifo_as_profile_file_is_refused_without_blocking(tmp_path):
+    import os
+
+    folder = make_instance(tmp_path, files={"profiles.csv": None})
+    os.mkfifo(folder / "profiles.csv")  # nobody writes: opening it for reading would block
+    with pytest.raises(InstanceError) as info:
+        load_instance(folder)
+    (p,) = info.value.problems
+    assert p.file == str(folder / "profiles.csv")
+    assert "is a FIFO (named pipe), not a CSV file" in p.message
+
+
+def test_a_device_as_profile_file_is_refused(tmp_path):
+    folder = make_instance(tmp_path, toml={"profiles.file": "/dev/zero"})
+    with pytest.raises(InstanceError) as info:
+        load_instance(folder, allow_outside_paths=True)
+    (p,) = info.value.problems
+    assert p.file == "/dev/zero" and "is a device, not a CSV file" in p.message
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path, monkeypatch):
+    folder = make_instance(tmp_path)
+    with open(folder / "profiles.csv", "ab") as fh:
+        fh.truncate(3 * 2**20)  # 3 MB (sparse: the loader must not read it)
+    monkeypatch.setenv("FLEXPLAN_MAX_FILE_MB", "2")
+    with pytest.raises(InstanceError) as info:
+        load_instance(folder)
+    (p,) = info.value.problems
+    assert p.file == str(folder / "profiles.csv")
+    assert "is too big (3.0 MB, more than the limit of 2 MB for a CSV file)" in p.message
+    assert "FLEXPLAN_MAX_FILE_MB" in p.message
+    monkeypatch.delenv("FLEXPLAN_MAX_FILE_MB")
+    with pytest.raises(InstanceError, match="binary data"):  # under the default limit: read (NUL bytes)
+        load_instance(folder)
+
+
+def test_profile_loading_is_linear_in_the_days(tmp_path):
+    """The checks of a profile file do not scan every row once per day: counted, not timed
+    (pandas' element-wise comparison of the day column was called once per day)."""
+    from unittest import mock
+
+    import pandas as pd
+
+    days = 400
+    rows = "".join(f"d{d},{h},{365 / days},0.5\n" for d in range(days) for h in range(2))
+    folder = make_instance(tmp_path, files={"profiles.csv": "day,hour,weight,residential\n" + rows,
+                                            "loads.csv": LOADS.replace("commercial", "residential")})
+    calls = []
+    real = pd.Series.__eq__
+
+    def counting(self, other):
+        calls.append(1)
+        return real(self, other)
+
+    with mock.patch.object(pd.Series, "__eq__", counting):
+        inst = load_instance(folder)
+    assert len(inst.profiles.days) == days and inst.profiles.hours == 2
+    assert inst.profiles.weights.sum() == pytest.approx(365)
+    assert len(calls) < 10, f"{len(calls)} column comparisons for {days} days"

@@ -319,23 +319,29 @@ def _profiles(path: Path, shown: str) -> Profiles:
     problems += duplicates(list(zip(df["day"], df["hour"])), shown, "hour", "(day, hour)")
     if problems:
         raise InstanceError(problems)
-    days = list(dict.fromkeys(df["day"]))
-    counts = df.groupby("day", sort=False).size()
-    hours = int(counts.iloc[0])
-    for d in days:
-        rows = np.where(df["day"].to_numpy() == d)[0]
+    # every check below is linear in the rows: the rows of each day come from one stable
+    # sort of the day codes, not from one scan of the column per day (quadratic)
+    codes, uniques = pd.factorize(df["day"].to_numpy())
+    days = [str(d) for d in uniques]
+    counts = np.bincount(codes, minlength=len(days))
+    hours = int(counts[0])
+    order = np.argsort(codes, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(counts)))
+    hour_col, weight_col = df["hour"].to_numpy(), df["weight"].to_numpy(dtype=float)
+    for k, d in enumerate(days):
+        rows = order[starts[k]:starts[k + 1]]
         if len(rows) != hours:
             problems.append(Problem(shown, f"day '{d}' has {len(rows)} rows but day '{days[0]}' has {hours}: every "
                                     "day needs the same number of hours", row=int(rows[-1]) + 2, field="hour"))
             continue
         if rows[-1] - rows[0] != hours - 1:
             problems.append(Problem(shown, f"the rows of day '{d}' are not contiguous", row=int(rows[0]) + 2, field="day"))
-        h = df["hour"].to_numpy()[rows]
+        h = hour_col[rows]
         if not np.array_equal(h, np.arange(hours)):
             bad = int(np.argmax(h != np.arange(hours)))
             problems.append(Problem(shown, f"hour {h[bad]} out of sequence: hours of a day must run 0..{hours - 1}",
                                     row=int(rows[bad]) + 2, field="hour"))
-        w = df["weight"].to_numpy()[rows]
+        w = weight_col[rows]
         if not np.all(w == w[0]):
             bad = int(np.argmax(w != w[0]))
             problems.append(Problem(shown, f"weight {w[bad]} differs from {w[0]} on the same day", row=int(rows[bad]) + 2,
@@ -344,7 +350,7 @@ def _profiles(path: Path, shown: str) -> Profiles:
         raise InstanceError(problems)
     if 24 % hours != 0:
         raise InstanceError(Problem(shown, f"{hours} steps per day do not divide 24 h", field="hour"))
-    weights = np.array([df["weight"][df["day"] == d].iloc[0] for d in days], dtype=float)
+    weights = weight_col[order[starts[:-1]]]
     total = weights.sum()
     if not 364.0 <= total <= 366.0:
         raise InstanceError(Problem(shown, f"day weights sum to {total:g} days; they must cover a year (365)",

@@ -47,12 +47,17 @@ def pandapower_builtin(name: str, where: str):
 def pandapower_json(path, where: str):
     import pandapower as pp
 
+    from .tables import read_text
+
     if not path.exists():
         raise InstanceError(Problem(where, f"network file not found: {path}", field="network.file"))
+    text = read_text(path, str(path), "JSON")  # a regular UTF-8 file of bounded size
     try:
-        return pp.from_json(str(path))
-    except Exception as e:  # pandapower raises many kinds
-        raise InstanceError(Problem(str(path), f"not a readable pandapower JSON network: {e}")) from e
+        return pp.from_json_string(text)
+    except Exception as e:  # pandapower raises many kinds; its message may quote the file: cut short
+        msg = " ".join(str(e).split())
+        raise InstanceError(Problem(str(path), "not a readable pandapower JSON network: "
+                                    + (msg if len(msg) <= 120 else msg[:119] + "…"))) from e
 
 
 class _UnionFind:

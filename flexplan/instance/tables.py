@@ -81,17 +81,64 @@ def read_csv(path: Path, shown: str, required: dict[str, str], optional: dict[st
     return pd.DataFrame(out)[list(df.columns)]
 
 
-def read_text(path: Path, shown: str, what: str = "CSV") -> str:
-    """The text of a UTF-8 file (a BOM is allowed); an :class:`InstanceError` when the path
-    is missing, is a directory, or holds binary data or another encoding."""
+#: The largest input file read (bytes): a full year of quarter hours for a hundred load
+#: classes is ~40 MB; beyond this a file is a mistake (or /dev/zero) rather than data.
+#: The environment variable ``FLEXPLAN_MAX_FILE_MB`` raises it.
+MAX_FILE_BYTES = 256 * 2**20
+
+
+def max_file_bytes() -> int:
+    """:data:`MAX_FILE_BYTES`, or ``FLEXPLAN_MAX_FILE_MB`` megabytes when that is set."""
+    import os
+
+    text = os.environ.get("FLEXPLAN_MAX_FILE_MB")
+    try:
+        return int(float(text) * 2**20) if text else MAX_FILE_BYTES
+    except ValueError:
+        return MAX_FILE_BYTES
+
+
+def read_bytes_bounded(path: Path, shown: str, what: str = "CSV") -> bytes:
+    """The bytes of a regular file of at most :func:`max_file_bytes`; an :class:`InstanceError`
+    for a missing path, a directory, a FIFO, a device or a socket (opened without blocking,
+    checked on the open file) and for a file that is too big (never read to the end)."""
+    import os
+    import stat
+
     if not path.exists():
         raise InstanceError(Problem(shown, "file not found"))
     if path.is_dir():
         raise InstanceError(Problem(shown, f"is a directory, not a {what} file"))
+    limit = max_file_bytes()
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise InstanceError(Problem(shown, f"cannot be read: {e.strerror or e}")) from e
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or
+                    stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+            raise InstanceError(Problem(shown, f"is {kind}, not a {what} file: give a regular file"))
+        size = os.fstat(fd).st_size
+        too_big = (f"is too big ({{}} MB, more than the limit of {limit / 2**20:g} MB for a {what} file): "
+                   "reduce it (fewer days or steps), or raise the limit with FLEXPLAN_MAX_FILE_MB")
+        if size > limit:
+            raise InstanceError(Problem(shown, too_big.format(f"{size / 2**20:.1f}")))
+        try:
+            data = fh.read(limit + 1)
+        except OSError as e:
+            raise InstanceError(Problem(shown, f"cannot be read: {e.strerror or e}")) from e
+    if len(data) > limit:  # grew while being read
+        raise InstanceError(Problem(shown, too_big.format(f"more than {limit / 2**20:g}")))
+    return data
+
+
+def read_text(path: Path, shown: str, what: str = "CSV") -> str:
+    """The text of a UTF-8 file (a BOM is allowed); an :class:`InstanceError` when the path
+    is missing, is a directory or no regular file, is too big (:func:`read_bytes_bounded`),
+    or holds binary data or another encoding."""
+    data = read_bytes_bounded(path, shown, what)
     if b"\x00" in data:
         line = data[:data.index(b"\x00")].count(b"\n") + 1
         raise InstanceError(Problem(shown, f"binary data (a NUL byte on line {line}), not a {what} text file",
