@@ -246,3 +246,27 @@ def test_profile_loading_is_linear_in_the_days(tmp_path):
     assert len(inst.profiles.days) == days and inst.profiles.hours == 2
     assert inst.profiles.weights.sum() == pytest.approx(365)
     assert len(calls) < 10, f"{len(calls)} column comparisons for {days} days"
+
+
+# --------------------------------------------------------------------------- scenario tree size
+def test_a_huge_tree_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    from flexplan.instance import tree as tree_mod
+
+    built = []
+    real = tree_mod.TreeNode
+    monkeypatch.setattr(tree_mod, "TreeNode", lambda *a, **k: built.append(1) or real(*a, **k))
+    branches = [f"b{i}" for i in range(12)]
+    folder = make_instance(tmp_path, toml={
+        "economics.end_year": 2050, "economics.stages": [2025, 2030, 2035, 2040, 2045, 2050],
+        "tree": {"branches": branches, "probabilities": [1 / 12] * 12}})
+    with pytest.raises(InstanceError) as info:
+        load_instance(folder)
+    (p,) = info.value.problems
+    assert (p.file, p.field) == (str(folder / "instance.toml"), "tree.branches")
+    assert "12 branches over 6 stages make a tree of 271,453 nodes" in p.message and "at most 1,000" in p.message
+    assert built == []
+    with pytest.raises(InstanceError, match="make a tree of 271,453 nodes"):
+        tree_mod.uptake_tree([2025, 2030, 2035, 2040, 2045, 2050], branches, [1 / 12] * 12, [1.0] * 12)
+    assert built == []
+    ok = tree_mod.uptake_tree([2025, 2030, 2035], ("lo", "hi"), (0.5, 0.5), (0.5, 1.5))
+    assert len(ok.nodes) == tree_mod.tree_size(2, 3) == 7 and len(built) == 7
