@@ -270,3 +270,42 @@ def test_a_huge_tree_is_refused_before_it_is_built(tmp_path, monkeypatch):
     assert built == []
     ok = tree_mod.uptake_tree([2025, 2030, 2035], ("lo", "hi"), (0.5, 0.5), (0.5, 1.5))
     assert len(ok.nodes) == tree_mod.tree_size(2, 3) == 7 and len(built) == 7
+
+
+# --------------------------------------------------------------------------- candidates without impedance
+NO_LENGTH = LINES.replace(",length_km", "").replace(",1.0\n", "\n")
+
+
+def test_a_listed_candidate_for_a_line_without_length_is_refused(tmp_path):
+    folder = make_instance(tmp_path, files={"lines.csv": NO_LENGTH,
+                                            "candidates.csv": "asset,kind,type\nL2,replace,cable240\n"},
+                           toml={"reinforcement.candidates": "candidates.csv"})
+    with pytest.raises(InstanceError) as info:
+        load_instance(folder)
+    (p,) = info.value.problems
+    assert (p.file, p.row, p.field) == (str(folder / "candidates.csv"), 2, "asset"), str(p)
+    assert f"line 'L2' has no length (length_km missing or 0 in {folder / 'lines.csv'}, row 3)" in p.message
+    assert "zero impedance" in p.message
+
+
+def test_generated_candidates_for_lines_without_length_are_refused(tmp_path):
+    folder = make_instance(tmp_path, files={"lines.csv": NO_LENGTH})
+    with pytest.raises(InstanceError) as info:
+        load_instance(folder)
+    assert [(p.file, p.row, p.field) for p in info.value.problems] == [
+        (str(folder / "lines.csv"), r, "length_km") for r in (2, 3, 4)]
+    assert "line 'L1' has no length" in info.value.problems[0].message
+    # without line types (or leaving the lines out of the assets) it loads: nothing to generate
+    inst = load_instance(make_instance(tmp_path / "b", files={"lines.csv": NO_LENGTH},
+                                       toml={"reinforcement.line_types": []}))
+    assert len(inst.candidates) == 0
+
+
+def test_a_line_type_without_impedance_is_refused(tmp_path):
+    folder = make_instance(tmp_path, toml={"reinforcement.line_types": [
+        {**LINE_TYPE, "r_ohm_per_km": 0.0, "x_ohm_per_km": 0.0}]})
+    with pytest.raises(InstanceError) as info:
+        load_instance(folder)
+    (p,) = info.value.problems
+    assert (p.file, p.field) == (str(folder / "instance.toml"), "reinforcement.line_types[0].r_ohm_per_km")
+    assert "no impedance" in p.message
