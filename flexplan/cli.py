@@ -19,6 +19,7 @@ Progress and timing lines go to stderr; the result folder's path goes to stdout.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -30,6 +31,56 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_NO_SOLUTION, EXIT_LIMIT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+def _number(text: str, what: str, low: float, strict: bool) -> float:
+    """A finite number > ``low`` (``strict``) or >= ``low`` from the command line; else an
+    argparse error (exit 2) naming what was expected and what was given."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got '{text}'") from None
+    if not math.isfinite(v) or (v <= low if strict else v < low):
+        raise argparse.ArgumentTypeError(f"must be {what}, got '{text}'")
+    return v
+
+
+def _whole(text: str, what: str, low: int) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got '{text}'") from None
+    if v < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got '{text}'")
+    return v
+
+
+def _seconds(text: str) -> float:
+    return _number(text, "a finite number of seconds > 0", 0.0, strict=True)
+
+
+def _gap(text: str) -> float:
+    return _number(text, "a finite relative gap >= 0 (e.g. 0.01)", 0.0, strict=False)
+
+
+def _finite(text: str) -> float:
+    return _number(text, "a finite number", -math.inf, strict=False)
+
+
+def _positive(text: str) -> float:
+    return _number(text, "a finite number > 0", 0.0, strict=True)
+
+
+def _threads(text: str) -> int:
+    return _whole(text, "a whole number >= 0 (0: HiGHS decides)", 0)
+
+
+def _count0(text: str) -> int:
+    return _whole(text, "a whole number >= 0", 0)
+
+
+def _count1(text: str) -> int:
+    return _whole(text, "a whole number >= 1", 1)
 
 
 def _log(msg: str) -> None:
@@ -410,9 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="output folder (default out/INSTANCE-MODEL); an existing one is replaced only if "
                    "it is empty or a flexplan result")
     p.add_argument("--force", action="store_true", help="replace --out even if it is a folder of other files")
-    p.add_argument("--time-limit", type=float, default=None, help="HiGHS time limit in seconds")
-    p.add_argument("--mip-gap", type=float, default=0.01, help="relative MIP gap (default 0.01)")
-    p.add_argument("--threads", type=int, default=0, help="HiGHS threads (default: HiGHS decides)")
+    p.add_argument("--time-limit", type=_seconds, default=None, help="HiGHS time limit in seconds")
+    p.add_argument("--mip-gap", type=_gap, default=0.01, help="relative MIP gap (default 0.01)")
+    p.add_argument("--threads", type=_threads, default=0, help="HiGHS threads (default: HiGHS decides)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-reference", action="store_true", help="with flexible EV fleets: do not also solve the "
                    "reference with uncontrolled EVs (no value of flexibility in the summary)")
@@ -430,16 +481,16 @@ def main(argv: list[str] | None = None) -> int:
     fw.add_argument("instance", help="instance folder (or the name of a shipped instance) with EV fleets")
     fw.add_argument("--out", help="output folder (default out/INSTANCE-frameworks)")
     fw.add_argument("--force", action="store_true", help="replace --out even if it is a folder of other files")
-    fw.add_argument("--time-limit", type=float, default=900.0, help="HiGHS time limit per solve (s, default 900: "
+    fw.add_argument("--time-limit", type=_seconds, default=900.0, help="HiGHS time limit per solve (s, default 900: "
                     "a framework cut at the limit is reported with its status and gap)")
-    fw.add_argument("--mip-gap", type=float, default=0.01, help="relative MIP gap (default 0.01)")
+    fw.add_argument("--mip-gap", type=_gap, default=0.01, help="relative MIP gap (default 0.01)")
     fw.add_argument("--ageing", action="store_true", help="add the battery ageing block to every framework")
     ac = sub.add_parser("check-ac", help="replay a solved plan through pandapower's AC power flow, every hour")
     ac.add_argument("outdir", help="a result folder written by 'flexplan solve'")
     ac.add_argument("--correct", action="store_true", help="if the plan fails in AC: re-plan with the AC losses as "
                     "loads and the voltage limits raised by LinDistFlow's error, until it holds in AC (written to "
                     "OUTDIR-ac) or says it cannot")
-    ac.add_argument("--max-iter", type=int, default=5, help="corrections to try with --correct (default 5)")
+    ac.add_argument("--max-iter", type=_count0, default=5, help="corrections to try with --correct (default 5)")
     sw = sub.add_parser("sweep", help="solve an instance over parameter values; one tidy CSV row per run")
     sw.add_argument("instance")
     sw.add_argument("--model", default=DEFAULT_RECIPE, help=f"recipe (default {DEFAULT_RECIPE})")
@@ -448,40 +499,40 @@ def main(argv: list[str] | None = None) -> int:
                          "(repeat for more parameters)")
     sw.add_argument("--design", choices=["oat", "factorial"], default="oat",
                     help="one at a time (default) or every combination")
-    sw.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
+    sw.add_argument("--workers", type=_count1, default=1, help="local processes (default 1)")
     sw.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the points on a Dask distributed "
                     "cluster (e.g. tcp://10.0.0.5:8786; needs the dask extra) instead of locally")
     sw.add_argument("--warm", action="store_true", help="one cost parameter: re-solve one kept HiGHS model instead "
                     "of building every point")
     sw.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-sweep.csv); an existing one is resumed")
-    sw.add_argument("--time-limit", type=float, default=None)
-    sw.add_argument("--mip-gap", type=float, default=0.01)
+    sw.add_argument("--time-limit", type=_seconds, default=None)
+    sw.add_argument("--mip-gap", type=_gap, default=0.01)
     be = sub.add_parser("breakeven", help="the flexibility price above which reinforcing is cheaper")
     be.add_argument("instance")
     be.add_argument("--model", default="flex_vs_reinforce", help="a recipe with a flexible EV fleet")
     be.add_argument("--param", default="ev_fleet.flex_price_eur_per_mwh")
-    be.add_argument("--lo", type=float, default=0.0)
-    be.add_argument("--hi", type=float, default=5000.0)
-    be.add_argument("--tol", type=float, default=0.01, help="relative tolerance of the bisection (default 0.01)")
+    be.add_argument("--lo", type=_finite, default=0.0)
+    be.add_argument("--hi", type=_finite, default=5000.0)
+    be.add_argument("--tol", type=_positive, default=0.01, help="relative tolerance of the bisection (default 0.01)")
     be.add_argument("--out", help="CSV of the prices tried (default out/INSTANCE-MODEL-breakeven.csv); the result "
                     "(.json), the curve (-breakeven.png) and the report (.html) beside it")
-    be.add_argument("--time-limit", type=float, default=None)
-    be.add_argument("--mip-gap", type=float, default=0.01)
+    be.add_argument("--time-limit", type=_seconds, default=None)
+    be.add_argument("--mip-gap", type=_gap, default=0.01)
     vc = sub.add_parser("value-curve", help="the value of flexibility against EV uptake")
     vc.add_argument("instance")
     vc.add_argument("--model", default="flex_vs_reinforce", help="a recipe with a flexible EV fleet")
     vc.add_argument("--scales", default="0.5,1,1.5,2", help="factors on every fleet's EV counts (default 0.5,1,1.5,2)")
     vc.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-value-curve.csv); a PNG beside it")
-    vc.add_argument("--time-limit", type=float, default=None)
-    vc.add_argument("--mip-gap", type=float, default=0.01)
+    vc.add_argument("--time-limit", type=_seconds, default=None)
+    vc.add_argument("--mip-gap", type=_gap, default=0.01)
     dg = sub.add_parser("diagnose", help="name the constraints (family, bus/line, year, day, hour) that make an "
                         "instance infeasible or unbounded under a recipe")
     dg.add_argument("instance")
     dg.add_argument("--model", default=DEFAULT_RECIPE, help=f"recipe (default {DEFAULT_RECIPE})")
-    dg.add_argument("--time-limit", type=float, default=300.0, help="HiGHS time limit per solve (s, default 300)")
+    dg.add_argument("--time-limit", type=_seconds, default=300.0, help="HiGHS time limit per solve (s, default 300)")
     dg.add_argument("--irreducible", action="store_true", help="reduce HiGHS's infeasible subset to an irreducible "
                     "one (minimal, much slower on large models)")
-    dg.add_argument("--show", type=int, default=40, help="culprits to print (default 40)")
+    dg.add_argument("--show", type=_count0, default=40, help="culprits to print (default 40)")
     dg.add_argument("--out", help="also write the diagnosis as JSON here")
     rp = sub.add_parser("report", help="(re)write report.html of a result folder (e.g. after check-ac)")
     rp.add_argument("outdir")
@@ -490,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
                        "the report")
     d.add_argument("--out", default=None, help=f"output folder (default out/{DEFAULT_INSTANCE}-{DEFAULT_RECIPE})")
     d.add_argument("--force", action="store_true", help="replace --out even if it is a folder of other files")
-    d.add_argument("--time-limit", type=float, default=600.0, help="HiGHS time limit in seconds (default 600)")
+    d.add_argument("--time-limit", type=_seconds, default=600.0, help="HiGHS time limit in seconds (default 600)")
     for name, sp in sub.choices.items():
         if name in ("solve", "frameworks", "sweep", "breakeven", "value-curve", "diagnose"):
             sp.add_argument("--allow-outside-paths", action="store_true", help="let instance.toml name data files "
@@ -526,9 +577,6 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_diagnose(args)
         if args.command == "demo":
             return _run(DEFAULT_INSTANCE, DEFAULT_RECIPE, args.out, args.time_limit, 0.01, 0, False, force=args.force)
-        if args.mip_gap < 0 or (args.time_limit is not None and args.time_limit <= 0):
-            _log("error: --mip-gap must be >= 0 and --time-limit > 0")
-            return EXIT_INPUT
         if args.stochastic:
             from .stochastic import METRICS
 

@@ -116,11 +116,13 @@ def _locate(component_data, pm) -> dict:
 
 
 def _highs(lp, time_limit, relax: bool = False):
+    from .solve import _set_option
+
     h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("random_seed", 0)
+    _set_option(h, "output_flag", False)
+    _set_option(h, "random_seed", 0)
     if time_limit is not None:
-        h.setOptionValue("time_limit", float(time_limit))
+        _set_option(h, "time_limit", float(time_limit))
     if relax:
         lp.integrality_ = []
     h.passModel(lp)

@@ -67,3 +67,7 @@ class SolverError(FlexplanError):
 class OutputError(FlexplanError):
     """An output path flexplan refuses to write: writing would replace or delete something
     that is not a flexplan result (the message says what and how to proceed)."""
+
+
+class OptionError(FlexplanError, ValueError):
+    """A solver option out of its range (``time_limit`` nan, ``threads`` -3, ...)."""

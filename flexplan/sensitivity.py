@@ -407,12 +407,15 @@ class WarmCostSweep:
         self.c_a = np.asarray(a.col_cost_, dtype=float)
         self.c_b = np.asarray(b.col_cost_, dtype=float)
         self.o_a, self.o_b = float(a.offset_), float(b.offset_)
+        from .solve import SolveOptions, _set_option
+
+        SolveOptions(mip_gap=solve_kw.get("mip_gap") or 0.0, time_limit=solve_kw.get("time_limit"))  # checks them
         self.h = highspy.Highs()
-        self.h.setOptionValue("output_flag", False)
+        _set_option(self.h, "output_flag", False)
         if solve_kw.get("mip_gap") is not None:
-            self.h.setOptionValue("mip_rel_gap", float(solve_kw["mip_gap"]))
+            _set_option(self.h, "mip_rel_gap", float(solve_kw["mip_gap"]))
         if solve_kw.get("time_limit") is not None:
-            self.h.setOptionValue("time_limit", float(solve_kw["time_limit"]))
+            _set_option(self.h, "time_limit", float(solve_kw["time_limit"]))
         self.h.passModel(a)
         self.n = len(self.c_a)
 

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
-from .errors import SolverError
+from .errors import OptionError, SolverError
 
 #: HiGHS model status (``Highs.modelStatusToString``) -> flexplan status
 STATUS = {
@@ -86,6 +86,37 @@ class SolveOptions:
     verbose: bool = False
     seed: int = 0
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> "SolveOptions":
+        """Raise :class:`OptionError` naming the option when a value is out of range (nan,
+        infinite, negative, not a whole number); returns the options."""
+        def number(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        def whole(v):
+            return isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer()
+
+        if self.time_limit is not None and not (number(self.time_limit) and self.time_limit > 0):
+            raise OptionError(f"time_limit must be a finite number of seconds > 0 (got {self.time_limit!r})")
+        if not (number(self.mip_gap) and self.mip_gap >= 0):
+            raise OptionError(f"mip_gap must be a finite relative gap >= 0, e.g. 0.01 (got {self.mip_gap!r})")
+        if not (whole(self.threads) and self.threads >= 0):
+            raise OptionError(f"threads must be a whole number >= 0 (0: HiGHS decides; got {self.threads!r})")
+        if not (whole(self.seed) and self.seed >= 0):
+            raise OptionError(f"seed must be a whole number >= 0 (got {self.seed!r})")
+        if not isinstance(self.extra, dict):
+            raise OptionError(f"extra must be a dict of HiGHS options (got {type(self.extra).__name__})")
+        return self
+
+
+def _set_option(h, name: str, value) -> None:
+    """Set a HiGHS option; HiGHS refusing it (unknown name, value out of its range) is a
+    :class:`SolverError` naming both, never ignored."""
+    if h.setOptionValue(name, value) != highspy.HighsStatus.kOk:
+        raise SolverError(f"HiGHS refused option {name}={value!r} (unknown option or value out of its range)")
 
 
 @dataclass
@@ -383,18 +414,17 @@ def solve_model(model, options: SolveOptions | None = None, progress=None) -> So
         raise SolverError("out of memory while compiling the model into matrices for HiGHS: reduce the "
                           "representative days, stages or EV cohorts, or use a machine with more memory") from None
     h = highspy.Highs()
-    h.setOptionValue("output_flag", bool(options.verbose))
+    _set_option(h, "output_flag", bool(options.verbose))
     if options.verbose:
-        h.setOptionValue("log_to_console", True)
-    h.setOptionValue("random_seed", int(options.seed))
+        _set_option(h, "log_to_console", True)
+    _set_option(h, "random_seed", int(options.seed))
     if options.time_limit is not None:
-        h.setOptionValue("time_limit", float(options.time_limit))
-    h.setOptionValue("mip_rel_gap", float(options.mip_gap))
+        _set_option(h, "time_limit", float(options.time_limit))
+    _set_option(h, "mip_rel_gap", float(options.mip_gap))
     if options.threads:
-        h.setOptionValue("threads", int(options.threads))
+        _set_option(h, "threads", int(options.threads))
     for k, v in options.extra.items():
-        if h.setOptionValue(k, v) != highspy.HighsStatus.kOk:
-            raise SolverError(f"HiGHS refused option {k}={v!r}")
+        _set_option(h, k, v)
     size = dict(variables=lp.num_col_, constraints=lp.num_row_, binaries=n_int, nonzeros=nnz)
     try:
         status = h.passModel(lp)
