@@ -83,6 +83,46 @@ def _count1(text: str) -> int:
     return _whole(text, "a whole number >= 1", 1)
 
 
+def _result_folder(path: str) -> Path:
+    """A folder written by ``flexplan solve`` (it holds summary.json), else a
+    :class:`FlexplanError` (exit 2) saying what ``path`` is."""
+    import json
+
+    from .errors import FlexplanError
+
+    folder = Path(path)
+    if not folder.exists():
+        raise FlexplanError(f"{folder}: not found (expected a result folder written by 'flexplan solve')")
+    if not folder.is_dir():
+        raise FlexplanError(f"{folder}: is a file, not a result folder written by 'flexplan solve'")
+    summary = folder / "summary.json"
+    if not summary.is_file():
+        raise FlexplanError(f"{folder}: not a flexplan result folder (no summary.json); give a folder written by "
+                            "'flexplan solve'")
+    try:
+        json.loads(summary.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        raise FlexplanError(f"{summary}: not a readable result summary ({type(e).__name__}); solve again") from None
+    return folder
+
+
+def _out_file(path: str | None, what: str) -> Path | None:
+    """An ``--out`` that names a file: an existing folder there is a :class:`FlexplanError` (exit 2)."""
+    from .errors import OutputError
+
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        suffix = ".json" if what == "JSON" else ".csv"
+        raise OutputError(f"--out {p} is a folder; give the {what} file to write, e.g. {p / ('out' + suffix)}")
+    return p
+
+
+#: errors of the file system that are the user's to fix (permissions, read-only, full disk, ...)
+_DISK_ERRNOS = {"EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "EFBIG", "ENOTDIR", "EISDIR", "ENAMETOOLONG", "ELOOP"}
+
+
 def _log(msg: str) -> None:
     print(f"[flexplan] {msg}", file=sys.stderr, flush=True)
 
@@ -558,6 +598,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return cmd_list(args)
+        if args.command in ("report", "check-ac"):
+            _result_folder(args.outdir)
+        files = {"sweep": "CSV table", "value-curve": "CSV table", "breakeven": "CSV table", "diagnose": "JSON"}
+        if args.command in files:
+            _out_file(args.out, files[args.command])  # before any solve
         if args.command == "report":
             from .report import write_html_report
 
@@ -601,6 +646,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NO_SOLUTION
     except FlexplanError as e:
         _log(f"error: {e}")
+        return EXIT_INPUT
+    except OSError as e:
+        import errno
+
+        if errno.errorcode.get(e.errno) not in _DISK_ERRNOS:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        _log(f"error: cannot write or read{where}: {e.strerror or e} (check the permissions and the free space, or "
+             "choose another --out); nothing half-written was left")
         return EXIT_INPUT
     except (_OutOfMemory, MemoryError) as e:
         stage = str(e) if isinstance(e, _OutOfMemory) else "the run"

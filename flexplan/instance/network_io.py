@@ -32,16 +32,28 @@ PANDAPOWER_BUILTINS = ("case33bw", "create_cigre_network_mv", "create_cigre_netw
 
 def pandapower_builtin(name: str, where: str):
     """Return a pandapower built-in network by name."""
+    import inspect
+
+    import pandapower as pp
     import pandapower.networks as pn
 
-    if name not in PANDAPOWER_BUILTINS and not hasattr(pn, name):
-        raise InstanceError(Problem(where, f"unknown pandapower network '{name}'; shipped ones include "
+    builder = getattr(pn, name, None) if isinstance(name, str) and not name.startswith("_") else None
+    if name not in PANDAPOWER_BUILTINS and not inspect.isfunction(builder):
+        shown = name if len(name) <= 40 else name[:39] + "…"
+        raise InstanceError(Problem(where, f"unknown pandapower network '{shown}'; shipped ones include "
                                     + ", ".join(PANDAPOWER_BUILTINS), field="network.name"))
     try:
-        return getattr(pn, name)()
+        net = builder()
     except TypeError as e:  # networks that need arguments
         raise InstanceError(Problem(where, f"pandapower network '{name}' cannot be built without arguments: {e}",
                                     field="network.name")) from e
+    except Exception as e:  # noqa: BLE001 - a builder that needs data or a download
+        raise InstanceError(Problem(where, f"pandapower could not build network '{name}': {type(e).__name__}: "
+                                    f"{str(e)[:120]}", field="network.name")) from e
+    if not isinstance(net, pp.pandapowerNet):
+        raise InstanceError(Problem(where, f"pandapower.networks.{name} does not return a network",
+                                    field="network.name"))
+    return net
 
 
 def pandapower_json(path, where: str):
