@@ -7,9 +7,10 @@ Exit codes (scripts can rely on them):
 * 3 — the solver found no feasible plan (infeasible, unbounded, error); status written;
 * 4 — stopped at a limit (time, iterations, memory, objective bound) with a feasible plan:
   results are written with that status and the gap;
-* 130 — interrupted (Ctrl-C): a solve stopped by the first Ctrl-C writes its results with
-  status "interrupted" (the incumbent and gap if there is one) before exiting; a second
-  Ctrl-C aborts at once;
+* 130 — interrupted (Ctrl-C or SIGTERM): a solve stopped by the first Ctrl-C or SIGTERM writes
+  its results with status "interrupted" (the incumbent and gap if there is one) before
+  exiting; a second one aborts at once; outside a solve either stops the run at once, and
+  whatever was being written is removed, never left half-written;
 * 1 — an unexpected internal error (a bug: please report it with the traceback).
 
 Out of memory while building or handing over the model is reported in one line (exit 3).
@@ -121,6 +122,25 @@ def _out_file(path: str | None, what: str) -> Path | None:
 
 #: errors of the file system that are the user's to fix (permissions, read-only, full disk, ...)
 _DISK_ERRNOS = {"EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "EFBIG", "ENOTDIR", "EISDIR", "ENAMETOOLONG", "ELOOP"}
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def _sigterm_interrupts():
+    """Make SIGTERM outside a solve stop the run like Ctrl-C (KeyboardInterrupt: temporary
+    files are removed on the way out); returns the previous handler (None: not installed)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN:
+        return None
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    return previous if previous is not None else signal.SIG_DFL
 
 
 def _log(msg: str) -> None:
@@ -595,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     # one solve (and its reference) or one stochastic run: Ctrl-C writes what was found;
     # commands that loop over many solves stop at the first Ctrl-C with what they wrote so far
     previous_policy = interrupt_policy("skip_after" if args.command in ("solve", "demo") else "raise")
+    previous_term = _sigterm_interrupts()
     try:
         if args.command == "list":
             return cmd_list(args)
@@ -664,8 +685,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         from .solve import solver_running
 
-        _log("interrupted (Ctrl-C): stopped; files written before the interrupt are complete" if not solver_running()
-             else "aborted (second Ctrl-C): HiGHS stopped hard; files written before are complete")
+        _log("interrupted (Ctrl-C or SIGTERM): stopped; files written before the interrupt are complete"
+             if not solver_running()
+             else "aborted (second Ctrl-C or SIGTERM): HiGHS stopped hard; files written before are complete")
         if solver_running():  # do not wait for the abandoned HiGHS thread
             sys.stdout.flush()
             sys.stderr.flush()
@@ -673,6 +695,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     finally:
         interrupt_policy(previous_policy)
+        if previous_term is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous_term)
         ALLOW_OUTSIDE_PATHS.reset(outside_token)
 
 

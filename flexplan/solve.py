@@ -12,7 +12,7 @@ with ``has_solution = False`` and the solver's own status text; an error of HiGH
 (load/model/presolve/solve/postsolve error, unknown) without a solution raises
 :class:`SolverError` with HiGHS's status text.
 
-Ctrl-C: HiGHS runs in a worker thread while the main thread waits; the first SIGINT asks
+Ctrl-C (and SIGTERM alike): HiGHS runs in a worker thread while the main thread waits; the first SIGINT asks
 HiGHS to stop at its next interrupt check (simplex, IPM and MIP interrupt callbacks), and
 the solve returns ``status = "interrupted"`` with the incumbent, if any; a second SIGINT
 raises ``KeyboardInterrupt`` at once (the command line then exits hard with code 130).
@@ -283,19 +283,24 @@ def _report_mip_progress(h, progress, every_s: float = 15.0) -> None:
 
 
 class _StopRequest:
-    """What SIGINT does during a solve: the first press sets ``stop`` (HiGHS stops at its
-    next interrupt check), the second raises ``KeyboardInterrupt``."""
+    """What SIGINT (Ctrl-C) and SIGTERM (``kill``, a batch system's stop) do during a
+    solve: the first signal sets ``stop`` (HiGHS stops at its next interrupt check and the
+    incumbent is kept), the second raises ``KeyboardInterrupt``."""
 
     def __init__(self, progress=None):
         self.stop = threading.Event()
         self.progress = progress
         self.presses = 0
+        self.signals: list[str] = []
 
     def __call__(self, signum, frame):
         self.presses += 1
         self.stop.set()
+        name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        self.signals.append(name)
         if self.presses == 1:
-            msg = "interrupt: asking HiGHS to stop and keep its best plan (Ctrl-C again to abort at once)"
+            msg = (f"interrupt ({name}): asking HiGHS to stop and keep its best plan ({name} again to abort at "
+                   "once)")
             if self.progress:
                 self.progress(msg)
             else:
@@ -304,22 +309,28 @@ class _StopRequest:
         raise KeyboardInterrupt
 
 
+#: the signals that ask a running solve to stop with its incumbent
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def _sigint_asks_to_stop(request: _StopRequest):
-    """Route SIGINT to ``request`` while the block runs (main thread only; a SIGINT that is
-    ignored stays ignored); the previous handler is restored afterwards."""
-    installed = False
-    previous = None
+    """Route SIGINT and SIGTERM to ``request`` while the block runs (main thread only; a
+    signal that is ignored stays ignored); the previous handlers are restored afterwards."""
+    installed = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.getsignal(signal.SIGINT)
-        if previous is not signal.SIG_IGN:
-            signal.signal(signal.SIGINT, request)
-            installed = True
+        for sig in STOP_SIGNALS:
+            previous = signal.getsignal(sig)
+            if previous is not signal.SIG_IGN:
+                signal.signal(sig, request)
+                installed[sig] = previous
     try:
         yield
     finally:
-        if installed:
-            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        for sig, previous in installed.items():
+            if previous is None:  # set outside Python: the default
+                previous = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, previous)
 
 
 #: solver threads still running (a second Ctrl-C leaves one behind until HiGHS stops)
