@@ -439,7 +439,7 @@ def cmd_frameworks(args) -> int:
     import shutil
     import tempfile
 
-    from .outdir import check_output_folder, default_output, mark_result
+    from .outdir import check_output_folder, clean_stale, default_output, mark_result, temp_prefix
     from .results import replace_folder
 
     out = check_output_folder(Path(args.out) if args.out else default_output(inst.name, suffix="-frameworks"),
@@ -447,7 +447,8 @@ def cmd_frameworks(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     # the whole comparison (table, figure, one result folder per framework) is written to a
     # temporary folder beside the target and moved into place when complete
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    clean_stale(out)  # what a killed earlier run left
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
     try:
         df = compare_frameworks(inst, tmp, progress=_log, ageing=args.ageing, mip_gap=args.mip_gap,
                                 time_limit=args.time_limit)

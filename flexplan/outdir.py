@@ -70,3 +70,71 @@ def safe_name(name: str, limit: int = 80) -> str:
 def default_output(*parts: str, suffix: str = "") -> Path:
     """``out/PART1-PART2...SUFFIX`` from names taken from the input (sanitised: :func:`safe_name`)."""
     return Path("out") / ("-".join(safe_name(p) for p in parts) + suffix)
+
+
+#: a temporary file or folder of a write whose process is gone is removed when older than
+#: this (s); one whose process is unknown (no pid in its name) only after a day
+STALE_AFTER_S = 600.0
+STALE_UNKNOWN_S = 86400.0
+
+
+def temp_prefix(name: str) -> str:
+    """The prefix of a temporary sibling of ``name`` being written by this process
+    (``.NAME.tmp-PID-``): :func:`clean_stale` can tell whether its writer still runs."""
+    return f".{name}.tmp-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+def clean_stale(target: str | Path, now: float | None = None) -> list[Path]:
+    """Remove the temporary siblings (``.NAME.tmp-*``, ``.NAME.old-*``) that a killed write
+    of ``target`` left behind, when that is safe: their process is not running (the pid in
+    the name) and they are older than :data:`STALE_AFTER_S` (no pid in the name: older than
+    :data:`STALE_UNKNOWN_S`).  Returns what was removed; errors are ignored (best effort)."""
+    import re
+    import shutil
+    import time
+
+    target = Path(target)
+    parent = target.parent
+    if not parent.is_dir():
+        return []
+    now = time.time() if now is None else now
+    pattern = re.compile(r"^\." + re.escape(target.name) + r"\.(tmp|old)-(?:(\d+)(?:-|$))?")
+    removed = []
+    try:
+        siblings = list(parent.iterdir())
+    except OSError:
+        return []
+    for p in siblings:
+        m = pattern.match(p.name)
+        if not m:
+            continue
+        pid = int(m.group(2)) if m.group(2) else None
+        if pid is not None and (pid == os.getpid() or _alive(pid)):
+            continue
+        try:
+            age = now - p.lstat().st_mtime
+        except OSError:
+            continue
+        if age < (STALE_AFTER_S if pid is not None else STALE_UNKNOWN_S):
+            continue
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed

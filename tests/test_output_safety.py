@@ -117,3 +117,47 @@ def test_safe_name():
     assert safe_name("/etc/passwd") == "_etc_passwd"
     assert safe_name("..") == "unnamed" and safe_name("") == "unnamed"
     assert safe_name("a b/c") == "a_b_c"
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_stale_temporary_folders_of_a_killed_write_are_cleaned(feeder, tmp_path):
+    """Left by a SIGKILL during a write: removed on the next write to the same target when
+    their process is gone and they are old; a live writer's, a fresh one and another
+    target's stay."""
+    import time
+
+    import flexplan as fp
+
+    res = fp.solve(fp.build_model(fp.load_instance(feeder("f", lines=TWO_LINES, loads=LOADS)), "reinforce_only"))
+    root = tmp_path / "runs"
+    root.mkdir()
+    dead, hour, days = _dead_pid(), time.time() - 3600, time.time() - 3 * 86400
+
+    def leftover(name, mtime, folder=True):
+        p = root / name
+        if folder:
+            p.mkdir()
+            (p / "voltages.csv").write_text("half")
+        else:
+            p.write_text("half")
+        os.utime(p, (mtime, mtime))
+        return p
+
+    gone = [leftover(f".res.tmp-{dead}-x1y2", hour), leftover(f".res.old-{dead}", hour),
+            leftover(".res.tmp-legacy9", days), leftover(f".res.tmp-{dead}-ab.csv", hour, folder=False)]
+    kept = [leftover(f".res.tmp-{os.getppid()}-live", hour),   # its writer still runs
+            leftover(f".res.tmp-{dead}-fresh", time.time()),   # too new to be sure
+            leftover(".res.tmp-legacy8", hour),                # no pid: only after a day
+            leftover(f".other.tmp-{dead}-zz", days)]           # another target's
+    res.write(root / "res", plots=False)
+    assert [p.exists() for p in gone] == [False] * len(gone)
+    assert [p.exists() for p in kept] == [True] * len(kept)
+    assert (root / "res" / "summary.json").is_file()
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["res"]
