@@ -309,3 +309,37 @@ def test_a_line_type_without_impedance_is_refused(tmp_path):
     (p,) = info.value.problems
     assert (p.file, p.field) == (str(folder / "instance.toml"), "reinforcement.line_types[0].r_ohm_per_km")
     assert "no impedance" in p.message
+
+
+# --------------------------------------------------------------------------- blame the right file and line
+TRAFOS = "name,hv_bus,lv_bus,sn_mva,vk_percent,vkr_percent\nT1,{hv},{lv},1.0,6.0,1.0\n"
+
+
+@pytest.mark.parametrize("hv,lv,field,fragment", [
+    ("S", "A", "transformer", "network is not radial: transformer(s) 'T1' (line 2 of the file) close a loop"),
+    ("A", "A", "lv_bus", "transformer 'T1' connects bus 'A' to itself")])
+def test_transformer_loops_are_blamed_on_the_transformers_file(tmp_path, hv, lv, field, fragment):
+    folder = make_instance(tmp_path, files={"trafos.csv": TRAFOS.format(hv=hv, lv=lv)},
+                           toml={"network.transformers": "trafos.csv"})
+    with pytest.raises(InstanceError) as info:
+        load_instance(folder)
+    (p,) = info.value.problems
+    assert (p.file, p.row, p.field) == (str(folder / "trafos.csv"), 2, field), str(p)
+    assert fragment in p.message
+
+
+@pytest.mark.parametrize("text,rows,fragment", [
+    (LINES.replace("L2,A,B,0.5,0.4,5,1.0", "L2,A,B,0.5,0.4,5,1.0,"), [3], "8 fields but the header has 7 (a trailing "
+                                                                       "comma?)"),
+    (LINES.replace(",1.0\n", ",1.0,\n"), [2, 3, 4], "(a trailing comma?)"),  # pandas: silently shifted columns
+    ("\n" + LINES.replace("L3,A,C,0.5", "L3,A,C,0.5,9"), [5], "8 fields but the header has 7\n"),
+    (LINES.replace("L2,A,B", 'L2,"A,B'), [3], 'a quote (") opened on line 3 is never closed'),
+    (LINES + '\nL4,A,"C', [6], 'a quote (") opened on line 6 is never closed'),
+])
+def test_malformed_records_are_reported_with_the_line_of_the_file(tmp_path, text, rows, fragment):
+    folder = make_instance(tmp_path, files={"lines.csv": text})
+    with pytest.raises(InstanceError) as info:
+        load_instance(folder)
+    problems = info.value.problems
+    assert [(p.file, p.row) for p in problems] == [(str(folder / "lines.csv"), r) for r in rows], str(info.value)
+    assert fragment.rstrip("\n") in problems[0].message

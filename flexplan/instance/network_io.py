@@ -172,6 +172,15 @@ def from_pandapower(net, source: str, s_base_mva: float = 1.0, use_max_loading: 
                          pd.DataFrame(slack, columns=["bus", "vm_pu"]), source, s_base_mva)
 
 
+def _where(edge_source: str, fallback: str, field: str) -> dict:
+    """File, row and field of a branch from its ``source`` (``FILE line N`` for a CSV row):
+    a transformer is blamed on its transformers file, a line on its lines file."""
+    file, sep, row = str(edge_source).rpartition(" line ")
+    if sep and row.isdigit() and file.endswith(".csv"):
+        return dict(file=file, row=int(row), field=field)
+    return dict(file=fallback, row=None, field=field)
+
+
 def orient_radial(buses: pd.DataFrame, edges: pd.DataFrame, loads: pd.DataFrame, slack: pd.DataFrame,
                   source: str, s_base_mva: float) -> Network:
     """Check that ``edges`` (columns ``a``, ``b`` and the branch data) form a forest with one
@@ -185,10 +194,14 @@ def orient_radial(buses: pd.DataFrame, edges: pd.DataFrame, loads: pd.DataFrame,
     if len(slack) == 0:
         raise InstanceError(Problem(source, "no slack bus (ext_grid / network.slack_bus) in service", field="slack"))
     adj: list[list[tuple[int, int]]] = [[] for _ in range(nb)]
+    sources = edges["source"].tolist() if "source" in edges else [source] * len(edges)
+    kinds = edges["kind"].tolist() if "kind" in edges else ["line"] * len(edges)
     for k, (a, b) in enumerate(zip(edges["a"], edges["b"])):
         if a == b:
-            problems.append(Problem(source, f"branch '{edges.at[k, 'name']}' connects bus '{buses.at[a, 'name']}' to itself",
-                                    field="to_bus"))
+            what = "transformer" if kinds[k] == "transformer" else "branch"
+            problems.append(Problem(message=f"{what} '{edges.at[k, 'name']}' connects bus '{buses.at[a, 'name']}' to "
+                                    "itself", **_where(sources[k], source, "lv_bus" if kinds[k] == "transformer"
+                                                       else "to_bus")))
             continue
         adj[a].append((b, k))
         adj[b].append((a, k))
@@ -227,10 +240,20 @@ def orient_radial(buses: pd.DataFrame, edges: pd.DataFrame, loads: pd.DataFrame,
                 frm[k], to[k] = u, v
                 stack.append(v)
     if loop_edges:
-        names = ", ".join(f"'{edges.at[k, 'name']}'" for k in loop_edges[:10])
-        more = f" (and {len(loop_edges) - 10} more)" if len(loop_edges) > 10 else ""
-        problems.append(Problem(source, f"network is not radial: branch(es) {names}{more} close a loop; open a switch "
-                                "or take the branch out of service", field="line"))
+        by_file: dict[tuple, list[int]] = {}
+        for k in loop_edges:  # each branch blamed on its own file: lines or transformers
+            w = _where(sources[k], source, "line")
+            by_file.setdefault((w["file"], kinds[k]), []).append(k)
+        for (file, kind), ks in by_file.items():
+            names = ", ".join(f"'{edges.at[k, 'name']}'" for k in ks[:10])
+            more = f" (and {len(ks) - 10} more)" if len(ks) > 10 else ""
+            what = "transformer(s)" if kind == "transformer" else "branch(es)"
+            rows = [_where(sources[k], source, "")["row"] for k in ks]
+            at = f" (line {', '.join(str(r) for r in rows[:10])} of the file)" if all(rows) else ""
+            problems.append(Problem(file, f"network is not radial: {what} {names}{more}{at} close a loop; open a "
+                                    "switch or take the branch out of service",
+                                    row=rows[0] if len(ks) == 1 and rows[0] else None,
+                                    field="transformer" if kind == "transformer" else "line"))
     unreached = np.where(seen_from < 0)[0]
     load_buses = set(loads["bus"]) if len(loads) else set()
     bad = [b for b in unreached if b in load_buses]

@@ -165,6 +165,7 @@ def _read_table(path: Path, shown: str) -> pd.DataFrame:
     if dup:
         raise InstanceError(Problem(shown, f"column(s) {', '.join(repr(c) for c in dup)} appear more than once",
                                     row=1, field=dup[0]))
+    _check_records(text, shown)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
     except Exception as e:  # pandas raises ParserError, ValueError, csv.Error, ...
@@ -173,6 +174,36 @@ def _read_table(path: Path, shown: str) -> pd.DataFrame:
                                     row=int(m.group(1)) if m else None)) from e
     df.columns = [str(c).strip() for c in df.columns]
     return df.fillna("")
+
+
+def _check_records(text: str, shown: str) -> None:
+    """Problems pandas reports with its own record numbers (or not at all), here with the
+    line of the file: a record with more fields than the header (a trailing comma: pandas
+    would silently take the first column as an index and shift every value) and a quote that
+    is never closed (pandas: "EOF inside string starting at row N")."""
+    reader = csv.reader(io.StringIO(text), strict=True)
+    problems, line, n_header = [], 0, None
+    try:
+        for rec in reader:
+            start, line = line + 1, reader.line_num
+            if not rec:  # a blank line (pandas skips it)
+                continue
+            if n_header is None:
+                n_header = len(rec)
+                continue
+            if len(rec) > n_header:
+                trailing = all(not x.strip() for x in rec[n_header:])
+                problems.append(Problem(shown, f"{len(rec)} fields but the header has {n_header}"
+                                        + (" (a trailing comma?)" if trailing else ""), row=start))
+                if len(problems) >= InstanceError.SHOWN:
+                    break
+    except csv.Error as e:
+        start = line + 1
+        msg = (f'a quote (") opened on line {start} is never closed' if "end of data" in str(e)
+               else f"not a readable CSV line ({e})")
+        raise InstanceError(problems + [Problem(shown, msg, row=start)]) from None
+    if problems:
+        raise InstanceError(problems)
 
 
 def _check_header(df, shown, required, optional, allow_extra) -> list[Problem]:
