@@ -7,9 +7,10 @@ Exit codes (scripts can rely on them):
 * 3 — the solver found no feasible plan (infeasible, unbounded, error); status written;
 * 4 — stopped at a limit (time, iterations, memory, objective bound) with a feasible plan:
   results are written with that status and the gap;
-* 130 — interrupted (Ctrl-C): a solve stopped by the first Ctrl-C writes its results with
-  status "interrupted" (the incumbent and gap if there is one) before exiting; a second
-  Ctrl-C aborts at once;
+* 130 — interrupted (Ctrl-C or SIGTERM): a solve stopped by the first Ctrl-C or SIGTERM writes
+  its results with status "interrupted" (the incumbent and gap if there is one) before
+  exiting; a second one aborts at once; outside a solve either stops the run at once, and
+  whatever was being written is removed, never left half-written;
 * 1 — an unexpected internal error (a bug: please report it with the traceback).
 
 Out of memory while building or handing over the model is reported in one line (exit 3).
@@ -19,6 +20,7 @@ Progress and timing lines go to stderr; the result folder's path goes to stdout.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -32,13 +34,123 @@ else:  # pragma: no cover
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_NO_SOLUTION, EXIT_LIMIT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
+def _number(text: str, what: str, low: float, strict: bool) -> float:
+    """A finite number > ``low`` (``strict``) or >= ``low`` from the command line; else an
+    argparse error (exit 2) naming what was expected and what was given."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got '{text}'") from None
+    if not math.isfinite(v) or (v <= low if strict else v < low):
+        raise argparse.ArgumentTypeError(f"must be {what}, got '{text}'")
+    return v
+
+
+def _whole(text: str, what: str, low: int) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got '{text}'") from None
+    if v < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got '{text}'")
+    return v
+
+
+def _seconds(text: str) -> float:
+    return _number(text, "a finite number of seconds > 0", 0.0, strict=True)
+
+
+def _gap(text: str) -> float:
+    return _number(text, "a finite relative gap >= 0 (e.g. 0.01)", 0.0, strict=False)
+
+
+def _finite(text: str) -> float:
+    return _number(text, "a finite number", -math.inf, strict=False)
+
+
+def _positive(text: str) -> float:
+    return _number(text, "a finite number > 0", 0.0, strict=True)
+
+
+def _threads(text: str) -> int:
+    return _whole(text, "a whole number >= 0 (0: HiGHS decides)", 0)
+
+
+def _count0(text: str) -> int:
+    return _whole(text, "a whole number >= 0", 0)
+
+
+def _count1(text: str) -> int:
+    return _whole(text, "a whole number >= 1", 1)
+
+
+def _result_folder(path: str) -> Path:
+    """A folder written by ``flexplan solve`` (it holds summary.json), else a
+    :class:`FlexplanError` (exit 2) saying what ``path`` is."""
+    import json
+
+    from .errors import FlexplanError
+
+    folder = Path(path)
+    if not folder.exists():
+        raise FlexplanError(f"{folder}: not found (expected a result folder written by 'flexplan solve')")
+    if not folder.is_dir():
+        raise FlexplanError(f"{folder}: is a file, not a result folder written by 'flexplan solve'")
+    summary = folder / "summary.json"
+    if not summary.is_file():
+        raise FlexplanError(f"{folder}: not a flexplan result folder (no summary.json); give a folder written by "
+                            "'flexplan solve'")
+    try:
+        json.loads(summary.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        raise FlexplanError(f"{summary}: not a readable result summary ({type(e).__name__}); solve again") from None
+    return folder
+
+
+def _out_file(path: str | None, what: str) -> Path | None:
+    """An ``--out`` that names a file: an existing folder there is a :class:`FlexplanError` (exit 2)."""
+    from .errors import OutputError
+
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        suffix = ".json" if what == "JSON" else ".csv"
+        raise OutputError(f"--out {p} is a folder; give the {what} file to write, e.g. {p / ('out' + suffix)}")
+    return p
+
+
+#: errors of the file system that are the user's to fix (permissions, read-only, full disk, ...)
+_DISK_ERRNOS = {"EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "EFBIG", "ENOTDIR", "EISDIR", "ENAMETOOLONG", "ELOOP"}
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def _sigterm_interrupts():
+    """Make SIGTERM outside a solve stop the run like Ctrl-C (KeyboardInterrupt: temporary
+    files are removed on the way out); returns the previous handler (None: not installed)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN:
+        return None
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    return previous if previous is not None else signal.SIG_DFL
+
+
 def _log(msg: str) -> None:
     print(f"[flexplan] {msg}", file=sys.stderr, flush=True)
 
 
 def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threads, verbose, plots=True,
-         reference=True, screen=False, prices=True) -> int:
+         reference=True, screen=False, prices=True, force=False) -> int:
     import flexplan as fp
+    from .outdir import check_output_folder, default_output
     from .paths import resolve_instance_path
     from .value import reference_recipe, value_of_flexibility
 
@@ -50,6 +162,8 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
     _log(f"  {inst.network.n_buses} buses, {inst.network.n_branches} branches, {len(inst.candidates)} candidates, "
          f"{len(inst.profiles.days)} days x {inst.profiles.hours} steps, stages {list(inst.economics.stages)} "
          f"({load_s:.1f} s)")
+    out_dir = Path(out) if out else default_output(inst.name, fp.resolve_recipe(recipe).name)
+    check_output_folder(out_dir, force=force)  # before the solve, not after it
     if screen:
         from .screening import solve_screened
 
@@ -89,8 +203,7 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
             interrupted = True
             res.extra["value_of_flexibility"] = dict(value_eur=None, note="reference solve interrupted")
             _log("  reference interrupted: no value of flexibility")
-            return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{rec.name}", plots,
-                                   interrupted=True)
+            return _write_and_exit(res, out_dir, plots, interrupted=True, force=force)
         vof = value_of_flexibility(res, ref)
         res.extra["value_of_flexibility"] = vof
         res.timings_s["reference"] = sum(ref.timings_s.get(k, 0.0) for k in ("build", "handoff", "solve", "extract"))
@@ -101,16 +214,16 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
         else:
             _log(f"  reference {ref.status}: no value of flexibility")
         del ref_pm
-    return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{rec.name}", plots)
+    return _write_and_exit(res, out_dir, plots, force=force)
 
 
 class _OutOfMemory(Exception):
     """MemoryError in a named stage of the run (reported in one line by :func:`main`)."""
 
 
-def _write_and_exit(res, out_dir: Path, plots: bool, interrupted: bool = False) -> int:
+def _write_and_exit(res, out_dir: Path, plots: bool, interrupted: bool = False, force: bool = False) -> int:
     """Write the results; the exit code from the status (module docstring)."""
-    folder = res.write(out_dir, plots=plots)
+    folder = res.write(out_dir, plots=plots, force=force)
     if interrupted or res.status == "interrupted":
         gap = f", gap {100 * res.mip_gap:.2f} %" if res.mip_gap is not None else ""
         best = f"best plan {res.objective_eur:,.0f} EUR{gap}" if res.has_solution else "no plan found yet"
@@ -125,8 +238,9 @@ def _write_and_exit(res, out_dir: Path, plots: bool, interrupted: bool = False) 
 
 
 def _run_stochastic(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threads, verbose, metrics,
-                    plots=True) -> int:
+                    plots=True, force=False) -> int:
     import flexplan as fp
+    from .outdir import check_output_folder, default_output
     from .paths import resolve_instance_path
     from .stochastic import solve_stochastic
 
@@ -138,6 +252,8 @@ def _run_stochastic(instance: str, recipe: str, out: str | None, time_limit, mip
              "(see flexplan/instance/tree.py)")
         return EXIT_INPUT
     tree = inst.tree
+    out_dir = Path(out) if out else default_output(inst.name, fp.resolve_recipe(recipe).name, suffix="-stochastic")
+    check_output_folder(out_dir, force=force)  # before the solve, not after it
     _log(f"  scenario tree: {len(tree.nodes)} nodes, {len(tree.leaves)} scenarios over stages "
          f"{list(inst.economics.stages)}; metrics: {', '.join(metrics) or 'none'}")
     res = solve_stochastic(inst, recipe, metrics=metrics, time_limit=time_limit, mip_gap=mip_gap, threads=threads,
@@ -150,9 +266,7 @@ def _run_stochastic(instance: str, recipe: str, out: str | None, time_limit, mip
                            ("option_value_of_flexibility_eur", "option value of flexibility")):
             if st.get(key) is not None:
                 _log(f"  {label}: {st[key]:,.0f} EUR")
-    name = res.model.removesuffix(" (stochastic)")
-    return _write_and_exit(res, Path(out) if out else Path("out") / f"{inst.name}-{name}-stochastic", plots,
-                           interrupted=_interrupted_solves())
+    return _write_and_exit(res, out_dir, plots, interrupted=_interrupted_solves(), force=force)
 
 
 def _interrupted_solves() -> bool:
@@ -178,6 +292,7 @@ def _value(text: str):
 
 def cmd_sweep(args) -> int:
     import flexplan as fp
+    from .outdir import default_output
     from .paths import resolve_instance_path
     from .recipe import resolve_recipe
     from .sensitivity import sweep
@@ -191,7 +306,7 @@ def cmd_sweep(args) -> int:
         grid[path.strip()] = [_value(v) for v in values.split(",")]
     inst = fp.load_instance(resolve_instance_path(args.instance))
     recipe = resolve_recipe(args.model)
-    out = Path(args.out) if args.out else Path("out") / f"{inst.name}-{recipe.name}-sweep.csv"
+    out = Path(args.out) if args.out else default_output(inst.name, recipe.name, suffix="-sweep.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     _log(f"sweep of {', '.join(grid)} ({args.design}) on {inst.name} under {recipe.name}, "
          + (f"on the Dask cluster at {args.scheduler}" if args.scheduler else f"{args.workers} worker(s)"))
@@ -208,6 +323,7 @@ def cmd_sweep(args) -> int:
 
 def cmd_value_curve(args) -> int:
     import flexplan as fp
+    from .outdir import default_output
     from .paths import resolve_instance_path
     from .recipe import resolve_recipe
     from .sensitivity import value_curve
@@ -219,7 +335,7 @@ def cmd_value_curve(args) -> int:
         return EXIT_INPUT
     inst = fp.load_instance(resolve_instance_path(args.instance))
     recipe = resolve_recipe(args.model)
-    out = Path(args.out) if args.out else Path("out") / f"{inst.name}-{recipe.name}-value-curve.csv"
+    out = Path(args.out) if args.out else default_output(inst.name, recipe.name, suffix="-value-curve.csv")
     _log(f"value of flexibility on {inst.name} under {recipe.name} for EV counts x {scales}")
     df = value_curve(inst, recipe, scales, out=out, progress=_log, mip_gap=args.mip_gap, time_limit=args.time_limit)
     print(out)
@@ -228,6 +344,7 @@ def cmd_value_curve(args) -> int:
 
 def cmd_breakeven(args) -> int:
     import flexplan as fp
+    from .outdir import default_output
     from .paths import resolve_instance_path
     from .sensitivity import breakeven
 
@@ -245,7 +362,8 @@ def cmd_breakeven(args) -> int:
 
     from .results import atomic_path, write_text_atomic
 
-    out = Path(args.out) if args.out else Path("out") / f"{inst.name}-{Path(str(args.model)).stem}-breakeven.csv"
+    out = Path(args.out) if args.out else default_output(inst.name, Path(str(args.model)).stem,
+                                                         suffix="-breakeven.csv")
     # every file goes to a temporary name beside it and is renamed when complete; the
     # result (.json) comes last, after the table, the curve and the report it summarises
     with atomic_path(out) as tmp:
@@ -322,16 +440,20 @@ def cmd_frameworks(args) -> int:
     import shutil
     import tempfile
 
+    from .outdir import check_output_folder, clean_stale, default_output, mark_result, temp_prefix
     from .results import replace_folder
 
-    out = (Path(args.out) if args.out else Path("out") / f"{inst.name}-frameworks").resolve()
+    out = check_output_folder(Path(args.out) if args.out else default_output(inst.name, suffix="-frameworks"),
+                              force=args.force)
     out.parent.mkdir(parents=True, exist_ok=True)
     # the whole comparison (table, figure, one result folder per framework) is written to a
     # temporary folder beside the target and moved into place when complete
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    clean_stale(out)  # what a killed earlier run left
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
     try:
         df = compare_frameworks(inst, tmp, progress=_log, ageing=args.ageing, mip_gap=args.mip_gap,
                                 time_limit=args.time_limit)
+        mark_result(tmp)
         replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -398,10 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("instance", help="instance folder (or the name of a shipped instance)")
     p.add_argument("--model", default=DEFAULT_RECIPE, help="recipe: a TOML file or a shipped name "
                    f"(default {DEFAULT_RECIPE})")
-    p.add_argument("--out", help="output folder (default out/INSTANCE-MODEL)")
-    p.add_argument("--time-limit", type=float, default=None, help="HiGHS time limit in seconds")
-    p.add_argument("--mip-gap", type=float, default=0.01, help="relative MIP gap (default 0.01)")
-    p.add_argument("--threads", type=int, default=0, help="HiGHS threads (default: HiGHS decides)")
+    p.add_argument("--out", help="output folder (default out/INSTANCE-MODEL); an existing one is replaced only if "
+                   "it is empty or a flexplan result")
+    p.add_argument("--force", action="store_true", help="replace --out even if it is a folder of other files")
+    p.add_argument("--time-limit", type=_seconds, default=None, help="HiGHS time limit in seconds")
+    p.add_argument("--mip-gap", type=_gap, default=0.01, help="relative MIP gap (default 0.01)")
+    p.add_argument("--threads", type=_threads, default=0, help="HiGHS threads (default: HiGHS decides)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-prices", action="store_true", help="skip the nodal prices (DLMPs from the duals of the LP "
                    "with the plan's integer decisions fixed: one more LP solve)")
@@ -420,16 +544,17 @@ def main(argv: list[str] | None = None) -> int:
                         "and write frameworks.csv and frameworks.png")
     fw.add_argument("instance", help="instance folder (or the name of a shipped instance) with EV fleets")
     fw.add_argument("--out", help="output folder (default out/INSTANCE-frameworks)")
-    fw.add_argument("--time-limit", type=float, default=900.0, help="HiGHS time limit per solve (s, default 900: "
+    fw.add_argument("--force", action="store_true", help="replace --out even if it is a folder of other files")
+    fw.add_argument("--time-limit", type=_seconds, default=900.0, help="HiGHS time limit per solve (s, default 900: "
                     "a framework cut at the limit is reported with its status and gap)")
-    fw.add_argument("--mip-gap", type=float, default=0.01, help="relative MIP gap (default 0.01)")
+    fw.add_argument("--mip-gap", type=_gap, default=0.01, help="relative MIP gap (default 0.01)")
     fw.add_argument("--ageing", action="store_true", help="add the battery ageing block to every framework")
     ac = sub.add_parser("check-ac", help="replay a solved plan through pandapower's AC power flow, every hour")
     ac.add_argument("outdir", help="a result folder written by 'flexplan solve'")
     ac.add_argument("--correct", action="store_true", help="if the plan fails in AC: re-plan with the AC losses as "
                     "loads and the voltage limits raised by LinDistFlow's error, until it holds in AC (written to "
                     "OUTDIR-ac) or says it cannot")
-    ac.add_argument("--max-iter", type=int, default=5, help="corrections to try with --correct (default 5)")
+    ac.add_argument("--max-iter", type=_count0, default=5, help="corrections to try with --correct (default 5)")
     sw = sub.add_parser("sweep", help="solve an instance over parameter values; one tidy CSV row per run")
     sw.add_argument("instance")
     sw.add_argument("--model", default=DEFAULT_RECIPE, help=f"recipe (default {DEFAULT_RECIPE})")
@@ -438,40 +563,40 @@ def main(argv: list[str] | None = None) -> int:
                          "(repeat for more parameters)")
     sw.add_argument("--design", choices=["oat", "factorial"], default="oat",
                     help="one at a time (default) or every combination")
-    sw.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
+    sw.add_argument("--workers", type=_count1, default=1, help="local processes (default 1)")
     sw.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the points on a Dask distributed "
                     "cluster (e.g. tcp://10.0.0.5:8786; needs the dask extra) instead of locally")
     sw.add_argument("--warm", action="store_true", help="one cost parameter: re-solve one kept HiGHS model instead "
                     "of building every point")
     sw.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-sweep.csv); an existing one is resumed")
-    sw.add_argument("--time-limit", type=float, default=None)
-    sw.add_argument("--mip-gap", type=float, default=0.01)
+    sw.add_argument("--time-limit", type=_seconds, default=None)
+    sw.add_argument("--mip-gap", type=_gap, default=0.01)
     be = sub.add_parser("breakeven", help="the flexibility price above which reinforcing is cheaper")
     be.add_argument("instance")
     be.add_argument("--model", default="flex_vs_reinforce", help="a recipe with a flexible EV fleet")
     be.add_argument("--param", default="ev_fleet.flex_price_eur_per_mwh")
-    be.add_argument("--lo", type=float, default=0.0)
-    be.add_argument("--hi", type=float, default=5000.0)
-    be.add_argument("--tol", type=float, default=0.01, help="relative tolerance of the bisection (default 0.01)")
+    be.add_argument("--lo", type=_finite, default=0.0)
+    be.add_argument("--hi", type=_finite, default=5000.0)
+    be.add_argument("--tol", type=_positive, default=0.01, help="relative tolerance of the bisection (default 0.01)")
     be.add_argument("--out", help="CSV of the prices tried (default out/INSTANCE-MODEL-breakeven.csv); the result "
                     "(.json), the curve (-breakeven.png) and the report (.html) beside it")
-    be.add_argument("--time-limit", type=float, default=None)
-    be.add_argument("--mip-gap", type=float, default=0.01)
+    be.add_argument("--time-limit", type=_seconds, default=None)
+    be.add_argument("--mip-gap", type=_gap, default=0.01)
     vc = sub.add_parser("value-curve", help="the value of flexibility against EV uptake")
     vc.add_argument("instance")
     vc.add_argument("--model", default="flex_vs_reinforce", help="a recipe with a flexible EV fleet")
     vc.add_argument("--scales", default="0.5,1,1.5,2", help="factors on every fleet's EV counts (default 0.5,1,1.5,2)")
     vc.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-value-curve.csv); a PNG beside it")
-    vc.add_argument("--time-limit", type=float, default=None)
-    vc.add_argument("--mip-gap", type=float, default=0.01)
+    vc.add_argument("--time-limit", type=_seconds, default=None)
+    vc.add_argument("--mip-gap", type=_gap, default=0.01)
     dg = sub.add_parser("diagnose", help="name the constraints (family, bus/line, year, day, hour) that make an "
                         "instance infeasible or unbounded under a recipe")
     dg.add_argument("instance")
     dg.add_argument("--model", default=DEFAULT_RECIPE, help=f"recipe (default {DEFAULT_RECIPE})")
-    dg.add_argument("--time-limit", type=float, default=300.0, help="HiGHS time limit per solve (s, default 300)")
+    dg.add_argument("--time-limit", type=_seconds, default=300.0, help="HiGHS time limit per solve (s, default 300)")
     dg.add_argument("--irreducible", action="store_true", help="reduce HiGHS's infeasible subset to an irreducible "
                     "one (minimal, much slower on large models)")
-    dg.add_argument("--show", type=int, default=40, help="culprits to print (default 40)")
+    dg.add_argument("--show", type=_count0, default=40, help="culprits to print (default 40)")
     dg.add_argument("--out", help="also write the diagnosis as JSON here")
     rp = sub.add_parser("report", help="(re)write report.html of a result folder (e.g. after check-ac)")
     rp.add_argument("outdir")
@@ -479,16 +604,30 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("demo", help=f"solve the default instance ({DEFAULT_INSTANCE}, {DEFAULT_RECIPE}) and write "
                        "the report")
     d.add_argument("--out", default=None, help=f"output folder (default out/{DEFAULT_INSTANCE}-{DEFAULT_RECIPE})")
-    d.add_argument("--time-limit", type=float, default=600.0, help="HiGHS time limit in seconds (default 600)")
+    d.add_argument("--force", action="store_true", help="replace --out even if it is a folder of other files")
+    d.add_argument("--time-limit", type=_seconds, default=600.0, help="HiGHS time limit in seconds (default 600)")
+    for name, sp in sub.choices.items():
+        if name in ("solve", "frameworks", "sweep", "breakeven", "value-curve", "diagnose"):
+            sp.add_argument("--allow-outside-paths", action="store_true", help="let instance.toml name data files "
+                            "outside the instance folder (refused by default)")
     args = parser.parse_args(argv)
+    from .instance.tables import ALLOW_OUTSIDE_PATHS
+
+    outside_token = ALLOW_OUTSIDE_PATHS.set(bool(getattr(args, "allow_outside_paths", False)))
     from .solve import interrupt_policy
 
     # one solve (and its reference) or one stochastic run: Ctrl-C writes what was found;
     # commands that loop over many solves stop at the first Ctrl-C with what they wrote so far
     previous_policy = interrupt_policy("skip_after" if args.command in ("solve", "demo") else "raise")
+    previous_term = _sigterm_interrupts()
     try:
         if args.command == "list":
             return cmd_list(args)
+        if args.command in ("report", "check-ac"):
+            _result_folder(args.outdir)
+        files = {"sweep": "CSV table", "value-curve": "CSV table", "breakeven": "CSV table", "diagnose": "JSON"}
+        if args.command in files:
+            _out_file(args.out, files[args.command])  # before any solve
         if args.command == "report":
             from .report import write_html_report
 
@@ -507,10 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "diagnose":
             return cmd_diagnose(args)
         if args.command == "demo":
-            return _run(DEFAULT_INSTANCE, DEFAULT_RECIPE, args.out, args.time_limit, 0.01, 0, False)
-        if args.mip_gap < 0 or (args.time_limit is not None and args.time_limit <= 0):
-            _log("error: --mip-gap must be >= 0 and --time-limit > 0")
-            return EXIT_INPUT
+            return _run(DEFAULT_INSTANCE, DEFAULT_RECIPE, args.out, args.time_limit, 0.01, 0, False, force=args.force)
         if args.stochastic:
             from .stochastic import METRICS
 
@@ -523,10 +659,10 @@ def main(argv: list[str] | None = None) -> int:
                 _log("error: --screen-days works on a deterministic instance (not with --stochastic)")
                 return EXIT_INPUT
             return _run_stochastic(args.instance, args.model, args.out, args.time_limit, args.mip_gap, args.threads,
-                                   args.verbose, metrics, plots=not args.no_plots)
+                                   args.verbose, metrics, plots=not args.no_plots, force=args.force)
         return _run(args.instance, args.model, args.out, args.time_limit, args.mip_gap, args.threads, args.verbose,
                     plots=not args.no_plots, reference=not args.no_reference, screen=args.screen_days,
-                    prices=not args.no_prices)
+                    prices=not args.no_prices, force=args.force)
     except (InstanceError, RecipeError) as e:
         _log(f"error: {e}")
         return EXIT_INPUT
@@ -536,6 +672,15 @@ def main(argv: list[str] | None = None) -> int:
     except FlexplanError as e:
         _log(f"error: {e}")
         return EXIT_INPUT
+    except OSError as e:
+        import errno
+
+        if errno.errorcode.get(e.errno) not in _DISK_ERRNOS:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        _log(f"error: cannot write or read{where}: {e.strerror or e} (check the permissions and the free space, or "
+             "choose another --out); nothing half-written was left")
+        return EXIT_INPUT
     except (_OutOfMemory, MemoryError) as e:
         stage = str(e) if isinstance(e, _OutOfMemory) else "the run"
         _log(f"error: out of memory while {stage}: reduce the representative days, stages or EV cohorts "
@@ -544,8 +689,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         from .solve import solver_running
 
-        _log("interrupted (Ctrl-C): stopped; files written before the interrupt are complete" if not solver_running()
-             else "aborted (second Ctrl-C): HiGHS stopped hard; files written before are complete")
+        _log("interrupted (Ctrl-C or SIGTERM): stopped; files written before the interrupt are complete"
+             if not solver_running()
+             else "aborted (second Ctrl-C or SIGTERM): HiGHS stopped hard; files written before are complete")
         if solver_running():  # do not wait for the abandoned HiGHS thread
             sys.stdout.flush()
             sys.stderr.flush()
@@ -553,6 +699,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     finally:
         interrupt_policy(previous_policy)
+        if previous_term is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous_term)
+        ALLOW_OUTSIDE_PATHS.reset(outside_token)
 
 
 if __name__ == "__main__":

@@ -104,7 +104,53 @@ def _locate(component_data, pm) -> dict:
     if isinstance(last, (int, np.integer)) and len(idx_t) >= 2 and 0 <= last < ix.n_ops:
         ops = ix.op_frame()
         out.update(node=str(ops.at[last, "node"]), year=int(ops.at[last, "year"]), day=str(ops.at[last, "day"]),
-                   hour=int(ops.at[last, "hour"]))
+                   hour=int(ops.at[last, "hour"]), op=int(last))
+    return out
+
+
+def _load_culprits(pm, culprits: list, per_place: int = 3) -> list[dict]:
+    """The fixed loads behind the culprits: for every bus or line named at an operating
+    point, the buses it feeds (the bus itself and everything downstream) with the largest
+    load at that point: an implausible load (-9000 MW) is named with its bus and hour."""
+    if "demand" not in pm.recipe.blocks:
+        return []
+    from .blocks.demand import load_matrices
+
+    inst, ix = pm.instance, pm.index
+    net = inst.network
+    scale = float((pm.recipe.options.get("demand") or {}).get("scale", 1.0))
+    try:
+        P, Q = load_matrices(inst, ix, scale)
+    except Exception:  # noqa: BLE001 - a hint only
+        return []
+    children: dict[int, list[int]] = {}
+    for a, b in zip(net.branches["from_bus"], net.branches["to_bus"]):
+        children.setdefault(int(a), []).append(int(b))
+    names = list(net.buses["name"])
+    index = {str(n): i for i, n in enumerate(names)}
+    line_to = {str(n): int(b) for n, b in zip(net.branches["name"], net.branches["to_bus"])}
+    out, seen = [], set()
+    for c in culprits:
+        op = c.get("op")
+        if op is None or c.get("element_type") not in ("bus", "line"):
+            continue
+        root = index.get(c["element"]) if c["element_type"] == "bus" else line_to.get(c["element"])
+        if root is None:
+            continue
+        fed, stack = [], [root]
+        while stack:
+            u = stack.pop()
+            fed.append(u)
+            stack.extend(children.get(u, []))
+        fed = [b for b in fed if P[b, op] != 0 or Q[b, op] != 0]
+        for b in sorted(fed, key=lambda b: -abs(P[b, op]))[:per_place]:
+            if (b, op) in seen:
+                continue
+            seen.add((b, op))
+            out.append(dict(what="load", family="demand", index="", element_type="bus", element=str(names[b]),
+                            node=c["node"], year=c["year"], day=c["day"], hour=c["hour"], op=op,
+                            detail=f"fixed load {P[b, op]:,.3f} MW, {Q[b, op]:,.3f} Mvar at this hour "
+                                   f"(fed through {c['element']})"))
     return out
 
 
@@ -185,12 +231,17 @@ def _iis(pm, h, repn, status, text, t0, irreducible: bool = False):
         culprits.append(dict(what="bound", detail=detail, **_locate(var, pm)))
     fams = pd.Series([c["family"] for c in culprits]).value_counts()
     elements = pd.Series([c["element"] for c in culprits if c["element"]]).value_counts()
+    loads = _load_culprits(pm, culprits)
     kind = "irreducible infeasible subset" if used in (0, 2 | 4) else "infeasible subset (not reduced; --irreducible for the minimal one)"
     msg = (f"{kind} (HiGHS IIS of the LP relaxation): {len(iis.row_index_)} constraint(s) and "
            f"{len(iis.col_index_)} variable bound(s) that cannot hold together; families: "
            + ", ".join(f"{f} ({n})" for f, n in fams.items())
-           + ("; at: " + ", ".join(f"{e} ({n})" for e, n in elements.head(10).items()) if len(elements) else ""))
-    return Diagnosis(pm.instance.name, pm.recipe.name, status, text, "iis", culprits, msg, time.perf_counter() - t0)
+           + ("; at: " + ", ".join(f"{e} ({n})" for e, n in elements.head(10).items()) if len(elements) else "")
+           + ("; the largest loads they carry: " + ", ".join(
+               f"bus {c['element']} {c['detail'].split(' at ')[0].removeprefix('fixed load ')} in {c['year']} day "
+               f"{c['day']} hour {c['hour']}" for c in loads[:5]) if loads else ""))
+    return Diagnosis(pm.instance.name, pm.recipe.name, status, text, "iis", culprits + loads, msg,
+                     time.perf_counter() - t0)
 
 
 def _ray(pm, h, repn, status, text, t0):

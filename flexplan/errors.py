@@ -62,3 +62,12 @@ class RecipeError(FlexplanError):
 class SolverError(FlexplanError):
     """The solver could not be run or returned no usable answer."""
 
+
+
+class OutputError(FlexplanError):
+    """An output path flexplan refuses to write: writing would replace or delete something
+    that is not a flexplan result (the message says what and how to proceed)."""
+
+
+class OptionError(FlexplanError, ValueError):
+    """A solver option out of its range (``time_limit`` nan, ``threads`` -3, ...)."""

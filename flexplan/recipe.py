@@ -49,8 +49,13 @@ def resolve_recipe(recipe: str | Path | Recipe | dict) -> Recipe:
             names = ", ".join(sorted(q.stem for q in shipped_models().glob("*.toml")))
             raise RecipeError(f"recipe '{recipe}' not found (neither a file nor a shipped recipe: {names})")
         p = cand
+    from .errors import InstanceError
+    from .instance.tables import read_text
+
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(read_text(p, str(p), "TOML"))  # a regular UTF-8 file of bounded size
+    except InstanceError as e:  # a directory, a FIFO, binary, not UTF-8, too big
+        raise RecipeError(f"recipe {e.problems[0]}") from None
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"{p}: not valid TOML: {e}") from e
     return recipe_from_dict(data, str(p))

@@ -65,12 +65,16 @@ class Results:
                     timings_s={k: round(v, 4) for k, v in self.timings_s.items()}, size=self.size, limits=self.limits,
                     **extra)
 
-    def write(self, folder: str | Path, plots: bool = True) -> Path:
+    def write(self, folder: str | Path, plots: bool = True, force: bool = False) -> Path:
         """Write summary.json, voltages.csv, line_loading.csv, builds.csv, costs.csv and PNG
-        plots to ``folder`` atomically (an existing folder is replaced)."""
-        folder = Path(folder).resolve()
+        plots to ``folder`` atomically (an existing folder is replaced if it is empty or a
+        flexplan result, anything else only with ``force``: :mod:`flexplan.outdir`)."""
+        from .outdir import check_output_folder, clean_stale, mark_result, temp_prefix
+
+        folder = check_output_folder(folder, force=force)
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        clean_stale(folder)  # what a killed earlier write left
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), dir=folder.parent))
         try:
             t0 = time.perf_counter()
             self.voltages.to_csv(tmp / "voltages.csv", index=False, float_format="%.6f")
@@ -89,6 +93,7 @@ class Results:
             from .report import write_html_report
 
             write_html_report(tmp)
+            mark_result(tmp)
             replace_folder(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -101,9 +106,12 @@ def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path`` (same suffix, hidden name) to write a file to;
     on success it replaces ``path`` in one ``os.replace``, on any exception it is removed
     and ``path`` is left as it was."""
+    from .outdir import clean_stale, temp_prefix
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
+    clean_stale(path.with_name(path.stem))  # what a killed earlier write left
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(path.stem), suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:

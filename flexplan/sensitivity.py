@@ -90,6 +90,71 @@ def run_one(instance, recipe, params: dict, solve_kw: dict) -> dict:
     return row
 
 
+def _norm(value) -> str:
+    """A parameter value as resume compares it: numbers by value (``1``, ``1.0`` and the
+    ``1.0`` pandas reads back from a float column are one point), booleans and text as such."""
+    import numbers
+
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return str(bool(value)).lower()
+    if isinstance(value, numbers.Number):
+        return f"{float(value):.15g}"
+    text = str(value).strip()
+    if text.lower() in ("true", "false"):
+        return text.lower()
+    try:
+        return f"{float(text):.15g}"
+    except ValueError:
+        return text
+
+
+def run_key(instance, recipe, solve_kw: dict, warm: bool = False) -> str:
+    """What a sweep's rows depend on besides their parameters: the instance (its data, as
+    loaded), the recipe (blocks, formulation, options), the solver options and the warm
+    mode, as a short hash.  Resume reuses only rows with the same key."""
+    import hashlib
+    import json
+
+    from .recipe import resolve_recipe
+
+    rec = resolve_recipe(recipe)
+    h = hashlib.sha256()
+    _fingerprint(instance, h)
+    h.update(json.dumps(dict(name=rec.name, blocks=rec.blocks, formulation=rec.formulation, options=rec.options,
+                             solve={k: solve_kw[k] for k in sorted(solve_kw)}, warm=bool(warm)),
+                        sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def _fingerprint(obj, h) -> None:
+    """Feed the data of ``obj`` into the hash ``h``: dataclasses by their fields (not the
+    ``_private`` caches), tables and arrays by their values, containers element by element."""
+    import numpy as np
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        h.update(type(obj).__name__.encode())
+        for f in dataclasses.fields(obj):
+            if not f.name.startswith("_"):
+                h.update(f.name.encode())
+                _fingerprint(getattr(obj, f.name), h)
+    elif isinstance(obj, (pd.DataFrame, pd.Series)):
+        h.update(repr((list(obj.columns) if isinstance(obj, pd.DataFrame) else [obj.name], obj.shape)).encode())
+        h.update(pd.util.hash_pandas_object(obj, index=True).to_numpy().tobytes())
+    elif isinstance(obj, np.ndarray):
+        h.update(repr((obj.dtype.str, obj.shape)).encode())
+        h.update(np.ascontiguousarray(obj).tobytes() if obj.dtype != object else repr(obj.tolist()).encode())
+    elif isinstance(obj, dict):
+        for k in sorted(obj, key=repr):
+            h.update(repr(k).encode())
+            _fingerprint(obj[k], h)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__}{len(obj)}".encode())
+        for v in obj:
+            _fingerprint(v, h)
+    else:
+        h.update(repr(obj).encode())
+
+
 def _points(grid: dict[str, list], design: str) -> list[dict]:
     if design == "factorial":
         keys = list(grid)
@@ -112,22 +177,37 @@ def sweep(instance, recipe, grid: dict[str, list], design: str = "oat", workers:
     objective and status only (``mode`` = warm)."""
     import flexplan as fp
 
+    from .errors import OutputError
+
     inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
     points = _points(grid, design)
+    this_run = run_key(inst, recipe, solve_kw, warm=warm)
     done = pd.DataFrame()
     if out is not None and Path(out).exists():
         done = pd.read_csv(out)
+    if not done.empty:
+        keys = sorted(set(done["run_key"].astype(str))) if "run_key" in done else []
+        if keys != [this_run]:
+            found = f"run key(s) {', '.join(keys)}" if keys else "no run key (an older table)"
+            raise OutputError(f"{out}: holds runs of another instance, recipe or solver options ({found}; this sweep "
+                              f"is {this_run}): resuming would mix them; choose another --out, or delete the table "
+                              "to start afresh")
     rows = [] if done.empty else done.to_dict("records")
 
     def key(p):
-        return tuple(sorted((k, str(v)) for k, v in p.items()))
+        return tuple(sorted((k, _norm(v)) for k, v in p.items()))
 
-    finished = {key({c[6:]: r[c] for c in r if c.startswith("param:") and pd.notna(r[c])})
-                for r in rows if r.get("status") != "error"}
+    def row_key(r):
+        return key({c[6:]: r[c] for c in r if c.startswith("param:") and pd.notna(r[c])})
+
+    finished = {row_key(r) for r in rows if r.get("status") != "error"}
     todo = [p for p in points if key(p) not in finished]
+    again = {key(p) for p in todo}
+    rows = [r for r in rows if not (r.get("status") == "error" and row_key(r) in again)]  # replaced, not piled up
     t0 = time.perf_counter()
 
     def record(row, n):
+        row["run_key"] = this_run
         rows.append(row)
         if out is not None:
             with atomic_path(out) as tmp:

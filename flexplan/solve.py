@@ -12,7 +12,7 @@ with ``has_solution = False`` and the solver's own status text; an error of HiGH
 (load/model/presolve/solve/postsolve error, unknown) without a solution raises
 :class:`SolverError` with HiGHS's status text.
 
-Ctrl-C: HiGHS runs in a worker thread while the main thread waits; the first SIGINT asks
+Ctrl-C (and SIGTERM alike): HiGHS runs in a worker thread while the main thread waits; the first SIGINT asks
 HiGHS to stop at its next interrupt check (simplex, IPM and MIP interrupt callbacks), and
 the solve returns ``status = "interrupted"`` with the incumbent, if any; a second SIGINT
 raises ``KeyboardInterrupt`` at once (the command line then exits hard with code 130).
@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
-from .errors import SolverError
+from .errors import OptionError, SolverError
 
 #: HiGHS model status (``Highs.modelStatusToString``) -> flexplan status
 STATUS = {
@@ -87,6 +87,37 @@ class SolveOptions:
     verbose: bool = False
     seed: int = 0
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> "SolveOptions":
+        """Raise :class:`OptionError` naming the option when a value is out of range (nan,
+        infinite, negative, not a whole number); returns the options."""
+        def number(v):
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        def whole(v):
+            return isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer()
+
+        if self.time_limit is not None and not (number(self.time_limit) and self.time_limit > 0):
+            raise OptionError(f"time_limit must be a finite number of seconds > 0 (got {self.time_limit!r})")
+        if not (number(self.mip_gap) and self.mip_gap >= 0):
+            raise OptionError(f"mip_gap must be a finite relative gap >= 0, e.g. 0.01 (got {self.mip_gap!r})")
+        if not (whole(self.threads) and self.threads >= 0):
+            raise OptionError(f"threads must be a whole number >= 0 (0: HiGHS decides; got {self.threads!r})")
+        if not (whole(self.seed) and self.seed >= 0):
+            raise OptionError(f"seed must be a whole number >= 0 (got {self.seed!r})")
+        if not isinstance(self.extra, dict):
+            raise OptionError(f"extra must be a dict of HiGHS options (got {type(self.extra).__name__})")
+        return self
+
+
+def _set_option(h, name: str, value) -> None:
+    """Set a HiGHS option; HiGHS refusing it (unknown name, value out of its range) is a
+    :class:`SolverError` naming both, never ignored."""
+    if h.setOptionValue(name, value) != highspy.HighsStatus.kOk:
+        raise SolverError(f"HiGHS refused option {name}={value!r} (unknown option or value out of its range)")
 
 
 @dataclass
@@ -254,19 +285,24 @@ def _report_mip_progress(h, progress, every_s: float = 15.0) -> None:
 
 
 class _StopRequest:
-    """What SIGINT does during a solve: the first press sets ``stop`` (HiGHS stops at its
-    next interrupt check), the second raises ``KeyboardInterrupt``."""
+    """What SIGINT (Ctrl-C) and SIGTERM (``kill``, a batch system's stop) do during a
+    solve: the first signal sets ``stop`` (HiGHS stops at its next interrupt check and the
+    incumbent is kept), the second raises ``KeyboardInterrupt``."""
 
     def __init__(self, progress=None):
         self.stop = threading.Event()
         self.progress = progress
         self.presses = 0
+        self.signals: list[str] = []
 
     def __call__(self, signum, frame):
         self.presses += 1
         self.stop.set()
+        name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        self.signals.append(name)
         if self.presses == 1:
-            msg = "interrupt: asking HiGHS to stop and keep its best plan (Ctrl-C again to abort at once)"
+            msg = (f"interrupt ({name}): asking HiGHS to stop and keep its best plan ({name} again to abort at "
+                   "once)")
             if self.progress:
                 self.progress(msg)
             else:
@@ -275,22 +311,28 @@ class _StopRequest:
         raise KeyboardInterrupt
 
 
+#: the signals that ask a running solve to stop with its incumbent
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def _sigint_asks_to_stop(request: _StopRequest):
-    """Route SIGINT to ``request`` while the block runs (main thread only; a SIGINT that is
-    ignored stays ignored); the previous handler is restored afterwards."""
-    installed = False
-    previous = None
+    """Route SIGINT and SIGTERM to ``request`` while the block runs (main thread only; a
+    signal that is ignored stays ignored); the previous handlers are restored afterwards."""
+    installed = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.getsignal(signal.SIGINT)
-        if previous is not signal.SIG_IGN:
-            signal.signal(signal.SIGINT, request)
-            installed = True
+        for sig in STOP_SIGNALS:
+            previous = signal.getsignal(sig)
+            if previous is not signal.SIG_IGN:
+                signal.signal(sig, request)
+                installed[sig] = previous
     try:
         yield
     finally:
-        if installed:
-            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        for sig, previous in installed.items():
+            if previous is None:  # set outside Python: the default
+                previous = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, previous)
 
 
 #: solver threads still running (a second Ctrl-C leaves one behind until HiGHS stops)
@@ -413,18 +455,17 @@ class HighsSession:
 
     def _apply_options(self) -> None:
         h, o = self.h, self.options
-        h.setOptionValue("output_flag", bool(o.verbose))
+        _set_option(h, "output_flag", bool(o.verbose))
         if o.verbose:
-            h.setOptionValue("log_to_console", True)
-        h.setOptionValue("random_seed", int(o.seed))
+            _set_option(h, "log_to_console", True)
+        _set_option(h, "random_seed", int(o.seed))
         if o.time_limit is not None:
-            h.setOptionValue("time_limit", float(o.time_limit))
-        h.setOptionValue("mip_rel_gap", float(o.mip_gap))
+            _set_option(h, "time_limit", float(o.time_limit))
+        _set_option(h, "mip_rel_gap", float(o.mip_gap))
         if o.threads:
-            h.setOptionValue("threads", int(o.threads))
+            _set_option(h, "threads", int(o.threads))
         for k, v in o.extra.items():
-            if h.setOptionValue(k, v) != highspy.HighsStatus.kOk:
-                raise SolverError(f"HiGHS refused option {k}={v!r}")
+            _set_option(h, k, v)
 
     # -- solving -----------------------------------------------------------------------------
     def run(self, write_back: bool = True, cold: bool = False) -> SolveOutcome:

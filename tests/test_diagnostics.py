@@ -41,6 +41,22 @@ def test_diagnose_names_the_infeasible_constraint_and_place(feeder, tmp_path, ca
     assert set(vdrop[["node", "year", "day"]].itertuples(index=False, name=None)) == {("n2025", 2025, "peak")}
 
 
+def test_diagnose_names_the_bus_and_hour_of_an_impossible_load(feeder, tmp_path, capsys):
+    """-9000 MW at b2 (the profile halves it at hour 0): the subset names the cable it must
+    flow through, and the diagnosis names the load's bus and hour behind it."""
+    folder = feeder("neg", lines=TWO_LINES, loads=[("b1", 0.9, 0.3), ("b2", -9000, 0.5)],
+                    profile=[("peak", 365, [0.5, 1.0])])
+    out = tmp_path / "diag.json"
+    assert main(["diagnose", str(folder), "--out", str(out)]) == 3
+    text = capsys.readouterr().out
+    assert "the largest loads they carry: bus b2 -4,500.000 MW" in text and "hour 0" in text
+    d = json.loads(out.read_text())
+    loads = [c for c in d["culprits"] if c["what"] == "load"]
+    assert loads[0]["element"] == "b2" and loads[0]["element_type"] == "bus"
+    assert (loads[0]["year"], loads[0]["day"], loads[0]["hour"]) == (2025, "peak", 0)
+    assert "fixed load -4,500.000 MW" in loads[0]["detail"]
+
+
 def test_diagnose_without_iis_drops_blocks(feeder, monkeypatch):
     import flexplan.diagnose as dg
 

@@ -313,7 +313,7 @@ def test_loop_names_branch_that_closes_it(tmp_path):
     # S - A - B, A - C, and L4 = B - C closes the loop A-B-C (found last by the search from S)
     folder = make_instance(tmp_path, files={"lines.csv": LINES + "L4,B,C,0.5,0.4,5,1.0\n"})
     p = only(load_error(folder))
-    check(p, folder / "lines.csv", None, "line", "not radial", "'L4'", "loop")
+    check(p, folder / "lines.csv", 5, "line", "not radial", "'L4'", "(line 5 of the file)", "loop")
     assert "'L2'" not in p.message and "'L3'" not in p.message and "'L1'" not in p.message
 
 

@@ -7,9 +7,12 @@ same plan and cost, k = 365 must reproduce the full year exactly, and a reductio
 averages the peak away must miss the reinforcement.
 """
 import dataclasses
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import CABLE, write_feeder
 
@@ -304,3 +307,33 @@ def test_bad_options(two_class):
         representative_days(two_class, 8, columns=["ind"])
     with pytest.raises(ValueError, match="not load classes"):
         representative_days(two_class, 8, peak_weights={"ind": 1.0})
+
+
+@pytest.mark.parametrize("name", ["sb_lv_rural", "sb_lv_semiurb", "sb_lv_urban", "sb_mv_rural"])
+def test_reduce_profiles_tool_on_the_shipped_simbench_folders(tmp_path, capsys, name):
+    """The tool's docstring allows an instance folder; the SimBench folders hold representative
+    days in profiles.csv, so the tool reduces their full year (profiles_year.csv)."""
+    import importlib.util
+
+    from flexplan.paths import shipped_instances
+
+    spec = importlib.util.spec_from_file_location("reduce_profiles", Path(__file__).resolve().parents[1]
+                                                  / "instances" / "tools" / "reduce_profiles.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    folder = shipped_instances() / name
+    out = tmp_path / "profiles.csv"
+    assert tool.main([str(folder), str(out), "-k", "4"]) == 0
+    assert "365 days -> 4" in capsys.readouterr().err
+    reduced = pd.read_csv(out)
+    assert reduced.groupby("day", sort=False)["weight"].first().sum() == pytest.approx(365)
+    assert reduced["day"].nunique() == 4
+    inst = fp.load_instance(folder)
+    assert set(reduced.columns) - {"day", "hour", "weight"} == set(inst.profiles.factors)
+    assert len(reduced) == 4 * inst.profiles.hours
+    # a folder without the full-year file: a clear error (exit 2), nothing written
+    bare = tmp_path / "bare"
+    shutil.copytree(folder, bare, ignore=shutil.ignore_patterns("profiles_year.csv"))
+    assert tool.main([str(bare), str(tmp_path / "x.csv"), "-k", "4"]) == 2
+    assert "no full-year file profiles_year.csv" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()

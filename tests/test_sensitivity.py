@@ -61,6 +61,44 @@ def test_sweep_resumes_from_its_table(one_line, tmp_path):
     assert again["seconds"].iloc[:3].tolist() == first["seconds"].tolist()
 
 
+def test_resume_treats_integer_valued_points_as_one(one_line, tmp_path, monkeypatch):
+    """``1`` (the command line's integer), ``1.0`` and the 1.0 pandas reads back from the
+    table are the same point: a resume runs nothing again and adds no duplicate rows."""
+    import flexplan.sensitivity as sens
+
+    out = tmp_path / "sweep.csv"
+    first = sweep(one_line, RECIPE, {"demand.scale": [1, 1.5]}, out=out)
+    assert len(first) == 3
+    calls = []
+    real = sens.run_one
+    monkeypatch.setattr(sens, "run_one", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    for values in ([1, 1.5], [1.0, 1.5], ["1", "1.50"]):
+        again = sweep(one_line, RECIPE, {"demand.scale": values}, out=out)
+        assert calls == [] and len(again) == 3 and len(pd.read_csv(out)) == 3
+    again = sweep(one_line, RECIPE, {"demand.scale": [1, 2]}, out=out)
+    assert calls == [{"demand.scale": 2}] and len(again) == 4
+
+
+def test_resume_refuses_a_table_of_another_instance_recipe_or_options(one_line, tmp_path):
+    import dataclasses
+
+    from flexplan.errors import OutputError
+
+    out = tmp_path / "sweep.csv"
+    grid = {"ev_fleet.flex_price_eur_per_mwh": [10.0]}
+    sweep(one_line, RECIPE, grid, out=out, mip_gap=0.01)
+    table = out.read_bytes()
+    other_instance = dataclasses.replace(one_line, limits=dataclasses.replace(one_line.limits, v_min_pu=0.93))
+    other_recipe = {**RECIPE, "ev_fleet": {"mode": "smart", "flex_price_eur_per_mwh": 50.0}}
+    for inst, rec, kw in ((other_instance, RECIPE, dict(mip_gap=0.01)), (one_line, other_recipe, dict(mip_gap=0.01)),
+                          (one_line, RECIPE, dict(mip_gap=0.001)), (one_line, RECIPE, dict(mip_gap=0.01,
+                                                                                          time_limit=60))):
+        with pytest.raises(OutputError, match="holds runs of another instance, recipe or solver options"):
+            sweep(inst, rec, grid, out=out, **kw)
+        assert out.read_bytes() == table
+    assert len(sweep(one_line, RECIPE, grid, out=out, mip_gap=0.01)) == 2  # the same: resumed
+
+
 def test_unknown_parameter_is_named(one_line):
     df = sweep(one_line, RECIPE, {"tarifs.energy_eur_per_mwh": [1.0]})
     bad = df[df["param:tarifs.energy_eur_per_mwh"].notna()]

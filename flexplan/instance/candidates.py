@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..errors import InstanceError, Problem
 from .model import Network
-from .tables import check_section, duplicates, read_csv
+from .tables import check_section, data_path, duplicates, read_csv
 
 LINE_TYPE_KEYS = {"name": "str", "r_ohm_per_km": "float+", "x_ohm_per_km": "float+", "max_i_ka": "float++",
                   "capex_eur_per_km": "float+", "fixed_capex_eur": "float+", "lifetime_years": "int",
@@ -57,6 +57,9 @@ def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.Da
                                   required=("name", "r_ohm_per_km", "x_ohm_per_km", "max_i_ka", "capex_eur_per_km",
                                             "lifetime_years"), bounds=LINE_TYPE_BOUNDS)
         _add_type(line_types, t, i, shown, pre, problems)
+        if t.get("r_ohm_per_km", 1) == 0 and t.get("x_ohm_per_km", 1) == 0:
+            problems.append(Problem(shown, "r_ohm_per_km and x_ohm_per_km are both 0: a line of this type would "
+                                    "have no impedance (a free short circuit)", field=pre + "r_ohm_per_km"))
     for i, t in enumerate(cfg.get("transformer_types", [])):
         pre = f"reinforcement.transformer_types[{i}]."
         if not isinstance(t, dict):
@@ -85,6 +88,15 @@ def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.Da
 
     rows = []
 
+    def no_length(br) -> Problem:
+        """A line without a length cannot take a line type: impedance and cost scale with it."""
+        file, sep, row = str(br.source).rpartition(" line ")
+        at = (dict(file=file, row=int(row)) if sep and row.isdigit() and file.endswith(".csv")
+              else dict(file=str(br.source), row=None))
+        return Problem(at["file"], f"line '{br['name']}' has no length (length_km missing or 0): a candidate of a "
+                       "line type would have zero impedance and cost; give its length_km, or leave it out of "
+                       "reinforcement.assets", row=at["row"], field="length_km")
+
     def line_cand(k: int, kind: str, tname: str):
         br, t = branches.iloc[k], line_types[tname]
         zb = br.vn_kv ** 2 / net.s_base_mva
@@ -109,7 +121,7 @@ def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.Da
         return t.get("vn_kv_min", 0.0) <= br.vn_kv <= t.get("vn_kv_max", math.inf)
 
     if "candidates" in cfg:
-        path = folder / cfg["candidates"]
+        path = data_path(folder, cfg["candidates"], shown, "reinforcement.candidates")
         df = read_csv(path, str(path), {"asset": "str", "kind": "str", "type": "str"})
         problems += duplicates(list(zip(df["asset"], df["kind"], df["type"])), str(path), "asset",
                                "candidate (asset, kind, type)")
@@ -127,6 +139,12 @@ def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.Da
             elif c.type not in types:
                 problems.append(Problem(str(path), f"unknown {'line' if is_line else 'transformer'} type '{c.type}'",
                                         row=line, field="type"))
+            elif is_line and not branches.at[k, "length_km"] > 0:
+                p = no_length(branches.iloc[k])
+                problems.append(Problem(str(path), f"line '{c.asset}' has no length (length_km missing or 0 in "
+                                        f"{p.file}{f', row {p.row}' if p.row else ''}): a candidate of a line type "
+                                        "would have zero impedance and cost; give its length_km", row=line,
+                                        field="asset"))
             elif is_line:
                 line_cand(k, c.kind, c.type)
             else:
@@ -138,8 +156,12 @@ def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.Da
             if br["name"] not in allowed:
                 continue
             if br.kind == "line":
+                fitting = [tname for tname, t in line_types.items() if line_fits(br, t)]
+                if fitting and not br.length_km > 0:
+                    problems.append(no_length(br))
+                    continue
                 for tname, t in line_types.items():
-                    if not line_fits(br, t) or br.length_km <= 0:
+                    if not line_fits(br, t):
                         continue
                     rating = math.sqrt(3) * br.vn_kv * t["max_i_ka"]
                     if "replace" in generate and rating > br.rating_mva * (1 + 1e-9):

@@ -35,7 +35,7 @@ from ..ev.envelopes import validate_sessions
 from ..ev.fleet import EVFleet, evs_per_year, is_integer_year
 from ..ev.generator import BEHAVIOURS, GeneratorOptions, generate_sessions
 from ..ev.profiles import sessions_from_profile, simbench_ev_profile
-from .tables import check_section, read_csv
+from .tables import check_section, data_path, read_csv
 
 FLEET_KEYS = {"name": "str", "bus": "str", "buses": "list", "behaviour": "str", "evs": "table", "uptake": "table",
               "v2g_share": "float+", "seed": "int", "sample_evs": "int", "sample_days": "int", "sessions": "str",
@@ -234,7 +234,7 @@ def _fleet(spec, folder, shown, where, index, profiles, years) -> EVFleet:
     eta_c, eta_d = float(spec.get("eta_charge", 0.95)), float(spec.get("eta_discharge", 0.95))
     hours, dt = profiles.hours, profiles.dt_h
     if "sessions" in spec:
-        path = folder / spec["sessions"]
+        path = data_path(folder, spec["sessions"], shown, f"{where}sessions")
         df = read_csv(path, str(path), {c: ("str" if c == "ev" else "float") for c in
                                         ("ev", "arrival_h", "departure_h", "energy_arrival_kwh",
                                          "energy_required_kwh", "battery_kwh", "charger_kw")},
@@ -245,7 +245,8 @@ def _fleet(spec, folder, shown, where, index, profiles, years) -> EVFleet:
         ev_days = float(spec.get("ev_days", df["ev"].nunique()))
         source, behaviour = str(path), spec.get("behaviour", "sessions")
     elif "profile" in spec or "simbench_profile" in spec:
-        sessions, clipped, ev_days, source, behaviour = _profile_sessions(spec, folder, where, hours, dt, eta_c, soc_max)
+        sessions, clipped, ev_days, source, behaviour = _profile_sessions(spec, folder, where, hours, dt, eta_c,
+                                                                          soc_max, toml=shown)
     else:
         opt = GeneratorOptions(
             battery_kwh=tuple(spec.get("battery_kwh", GeneratorOptions.battery_kwh)),
@@ -269,7 +270,7 @@ def _fleet(spec, folder, shown, where, index, profiles, years) -> EVFleet:
                    eta_discharge=eta_d, source=source, clipped=clipped)
 
 
-def _profile_sessions(spec, folder, where, hours, dt, eta_c, soc_max):
+def _profile_sessions(spec, folder, where, hours, dt, eta_c, soc_max, toml: str = "instance.toml"):
     """Sessions of one charger's power profile (a CSV column ``p_kw`` or a SimBench profile)."""
     if "simbench_profile" in spec:
         name = spec["simbench_profile"]
@@ -281,7 +282,7 @@ def _profile_sessions(spec, folder, where, hours, dt, eta_c, soc_max):
         shown = f"simbench:{name}"
         default_dep = "home" if name.startswith("HLS_") else "workplace"
     else:
-        path = folder / spec["profile"]
+        path = data_path(folder, spec["profile"], toml, f"{where}profile")
         shown = str(path)
         df = read_csv(path, shown, {"p_kw": "float"}, allow_extra=True)
         power = df["p_kw"].to_numpy(float)

@@ -17,7 +17,7 @@ from . import network_io
 from .candidates import build_candidates
 from .fleets import load_fleets
 from .model import Economics, Instance, Limits, Network, Penalties, Profiles, SectionContext
-from .tables import between, check_section, duplicates, read_csv, read_text
+from .tables import ALLOW_OUTSIDE_PATHS, between, check_section, data_path, duplicates, read_csv, read_text
 from .tree import parse_tree
 
 if sys.version_info >= (3, 11):
@@ -54,9 +54,21 @@ PATCH_BOUNDS = {"max_i_ka": (1e-4, 100.0, "kA (was it given in A?)"), "r_ohm_per
 FACTOR_MAX = 100.0  # highest plausible load or growth multiplier (dimensionless)
 
 
-def load_instance(path: str | Path) -> Instance:
-    """Load and validate an instance folder (or its ``instance.toml``)."""
-    path = Path(path)
+def load_instance(path: str | Path, allow_outside_paths: bool | None = None) -> Instance:
+    """Load and validate an instance folder (or its ``instance.toml``).
+
+    The data files instance.toml names must lie inside its folder unless
+    ``allow_outside_paths`` (default: the command line's ``--allow-outside-paths``, else no)."""
+    if allow_outside_paths is None:
+        return _load_instance(Path(path))
+    token = ALLOW_OUTSIDE_PATHS.set(bool(allow_outside_paths))
+    try:
+        return _load_instance(Path(path))
+    finally:
+        ALLOW_OUTSIDE_PATHS.reset(token)
+
+
+def _load_instance(path: Path) -> Instance:
     toml_path = path / "instance.toml" if path.is_dir() else path
     folder = toml_path.parent
     shown = str(toml_path)
@@ -73,8 +85,8 @@ def load_instance(path: str | Path) -> Instance:
     if problems:
         raise InstanceError(problems)
 
-    def f(name: str) -> tuple[Path, str]:
-        p = folder / name
+    def f(name: str, field: str) -> tuple[Path, str]:
+        p = data_path(folder, name, shown, field)
         return p, str(p)
 
     net_cfg = data["network"]
@@ -104,7 +116,7 @@ def load_instance(path: str | Path) -> Instance:
         raise InstanceError(Problem(shown, f"'{yps}' is not one of: all, last", field="operation.years_per_stage"))
 
     network = _network(net_cfg, folder, shown)
-    profiles = _profiles(*f(data["profiles"]["file"]))
+    profiles = _profiles(*f(data["profiles"]["file"], "profiles.file"))
     classes = set(profiles.factors)
     default_class = net_cfg.get("default_class")
     loads = network.loads
@@ -182,17 +194,17 @@ def _network(cfg: dict, folder: Path, shown: str) -> Network:
         else:
             if "file" not in cfg:
                 raise InstanceError(Problem(shown, "missing key (a pandapower JSON file)", field="network.file"))
-            net = network_io.pandapower_json(folder / cfg["file"], shown)
+            net = network_io.pandapower_json(data_path(folder, cfg["file"], shown, "network.file"), shown)
             label = str(folder / cfg["file"])
         if "line_patch" in cfg:
-            _patch_lines(net, folder / cfg["line_patch"])
+            _patch_lines(net, data_path(folder, cfg["line_patch"], shown, "network.line_patch"))
         network = network_io.from_pandapower(net, label, s_base)
     elif source == "csv":
         network = _csv_network(cfg, folder, shown, s_base)
     else:
         raise InstanceError(Problem(shown, f"'{source}' is not one of: pandapower, json, csv", field="network.source"))
     if "loads" in cfg and source != "csv":  # a CSV network reads its loads before the radiality check
-        network = _replace_loads(network, folder / cfg["loads"])
+        network = _replace_loads(network, data_path(folder, cfg["loads"], shown, "network.loads"))
     bad = network.branches[~(network.branches["rating_mva"] > 0)]
     if len(bad):
         raise InstanceError([Problem(network.source, f"rating {r.rating_mva} MVA must be > 0", field=f"{r.name}")
@@ -222,13 +234,13 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
     for key in ("buses", "lines", "slack_bus"):
         if key not in cfg:
             raise InstanceError(Problem(shown, "missing key (required when network.source = 'csv')", field=f"network.{key}"))
-    bpath = folder / cfg["buses"]
+    bpath = data_path(folder, cfg["buses"], shown, "network.buses")
     buses = read_csv(bpath, str(bpath), {"name": "str", "vn_kv": "float++"}, bounds=BUS_BOUNDS,
                      unique={"name": "bus name"})
     index = {n: i for i, n in enumerate(buses["name"])}
     vn = buses["vn_kv"].to_numpy()
     rows, problems = [], []
-    lpath = folder / cfg["lines"]
+    lpath = data_path(folder, cfg["lines"], shown, "network.lines")
     lines = read_csv(lpath, str(lpath), {"name": "str", "from_bus": "str", "to_bus": "str", "r_ohm": "float+",
                                          "x_ohm": "float+", "rating_mva": "float"},
                      {"length_km": "float+"}, bounds=LINE_BOUNDS, unique={"name": "line name"})
@@ -254,7 +266,7 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
                              rating_mva=ln["rating_mva"], length_km=float(ln.get("length_km", 0.0) or 0.0),
                              vn_kv=vn[a], virtual=False, source=f"{lpath} line {i + 2}"))
     if "transformers" in cfg:
-        tpath = folder / cfg["transformers"]
+        tpath = data_path(folder, cfg["transformers"], shown, "network.transformers")
         tr = read_csv(tpath, str(tpath), {"name": "str", "hv_bus": "str", "lv_bus": "str", "sn_mva": "float++",
                                           "vk_percent": "float++", "vkr_percent": "float+"}, bounds=TRAFO_BOUNDS,
                       unique={"name": "transformer name"})
@@ -278,7 +290,7 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
         raise InstanceError(problems)
     slack = pd.DataFrame([dict(bus=index[cfg["slack_bus"]], vm_pu=float(cfg.get("slack_vm_pu", 1.0)))])
     # loads go into the radiality check, so that a load on a disconnected bus is reported as such
-    loads = (_read_loads(folder / cfg["loads"], index) if "loads" in cfg
+    loads = (_read_loads(data_path(folder, cfg["loads"], shown, "network.loads"), index) if "loads" in cfg
              else pd.DataFrame(columns=["bus", "p_mw", "q_mvar", "load_class", "name"]))
     return network_io.orient_radial(buses.assign(pp_index=-1), pd.DataFrame(rows), loads, slack, str(lpath), s_base)
 
@@ -319,23 +331,29 @@ def _profiles(path: Path, shown: str) -> Profiles:
     problems += duplicates(list(zip(df["day"], df["hour"])), shown, "hour", "(day, hour)")
     if problems:
         raise InstanceError(problems)
-    days = list(dict.fromkeys(df["day"]))
-    counts = df.groupby("day", sort=False).size()
-    hours = int(counts.iloc[0])
-    for d in days:
-        rows = np.where(df["day"].to_numpy() == d)[0]
+    # every check below is linear in the rows: the rows of each day come from one stable
+    # sort of the day codes, not from one scan of the column per day (quadratic)
+    codes, uniques = pd.factorize(df["day"].to_numpy())
+    days = [str(d) for d in uniques]
+    counts = np.bincount(codes, minlength=len(days))
+    hours = int(counts[0])
+    order = np.argsort(codes, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(counts)))
+    hour_col, weight_col = df["hour"].to_numpy(), df["weight"].to_numpy(dtype=float)
+    for k, d in enumerate(days):
+        rows = order[starts[k]:starts[k + 1]]
         if len(rows) != hours:
             problems.append(Problem(shown, f"day '{d}' has {len(rows)} rows but day '{days[0]}' has {hours}: every "
                                     "day needs the same number of hours", row=int(rows[-1]) + 2, field="hour"))
             continue
         if rows[-1] - rows[0] != hours - 1:
             problems.append(Problem(shown, f"the rows of day '{d}' are not contiguous", row=int(rows[0]) + 2, field="day"))
-        h = df["hour"].to_numpy()[rows]
+        h = hour_col[rows]
         if not np.array_equal(h, np.arange(hours)):
             bad = int(np.argmax(h != np.arange(hours)))
             problems.append(Problem(shown, f"hour {h[bad]} out of sequence: hours of a day must run 0..{hours - 1}",
                                     row=int(rows[bad]) + 2, field="hour"))
-        w = df["weight"].to_numpy()[rows]
+        w = weight_col[rows]
         if not np.all(w == w[0]):
             bad = int(np.argmax(w != w[0]))
             problems.append(Problem(shown, f"weight {w[bad]} differs from {w[0]} on the same day", row=int(rows[bad]) + 2,
@@ -344,7 +362,7 @@ def _profiles(path: Path, shown: str) -> Profiles:
         raise InstanceError(problems)
     if 24 % hours != 0:
         raise InstanceError(Problem(shown, f"{hours} steps per day do not divide 24 h", field="hour"))
-    weights = np.array([df["weight"][df["day"] == d].iloc[0] for d in days], dtype=float)
+    weights = weight_col[order[starts[:-1]]]
     total = weights.sum()
     if not 364.0 <= total <= 366.0:
         raise InstanceError(Problem(shown, f"day weights sum to {total:g} days; they must cover a year (365)",
@@ -378,7 +396,7 @@ def _growth(cfg: dict, folder: Path, shown: str, econ: Economics, classes: list[
     if "file" in cfg and "annual_rate" in cfg:
         raise InstanceError(Problem(shown, "give either growth.file or growth.annual_rate, not both", field="growth"))
     if "file" in cfg:
-        path = folder / cfg["file"]
+        path = data_path(folder, cfg["file"], shown, "growth.file")
         df = read_csv(path, str(path), {"year": "int"}, allow_extra=True, bounds={"year": YEARS})
         cols = [c for c in df.columns if c != "year"]
         problems = []

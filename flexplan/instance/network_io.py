@@ -32,27 +32,44 @@ PANDAPOWER_BUILTINS = ("case33bw", "create_cigre_network_mv", "create_cigre_netw
 
 def pandapower_builtin(name: str, where: str):
     """Return a pandapower built-in network by name."""
+    import inspect
+
+    import pandapower as pp
     import pandapower.networks as pn
 
-    if name not in PANDAPOWER_BUILTINS and not hasattr(pn, name):
-        raise InstanceError(Problem(where, f"unknown pandapower network '{name}'; shipped ones include "
+    builder = getattr(pn, name, None) if isinstance(name, str) and not name.startswith("_") else None
+    if name not in PANDAPOWER_BUILTINS and not inspect.isfunction(builder):
+        shown = name if len(name) <= 40 else name[:39] + "…"
+        raise InstanceError(Problem(where, f"unknown pandapower network '{shown}'; shipped ones include "
                                     + ", ".join(PANDAPOWER_BUILTINS), field="network.name"))
     try:
-        return getattr(pn, name)()
+        net = builder()
     except TypeError as e:  # networks that need arguments
         raise InstanceError(Problem(where, f"pandapower network '{name}' cannot be built without arguments: {e}",
                                     field="network.name")) from e
+    except Exception as e:  # noqa: BLE001 - a builder that needs data or a download
+        raise InstanceError(Problem(where, f"pandapower could not build network '{name}': {type(e).__name__}: "
+                                    f"{str(e)[:120]}", field="network.name")) from e
+    if not isinstance(net, pp.pandapowerNet):
+        raise InstanceError(Problem(where, f"pandapower.networks.{name} does not return a network",
+                                    field="network.name"))
+    return net
 
 
 def pandapower_json(path, where: str):
     import pandapower as pp
 
+    from .tables import read_text
+
     if not path.exists():
         raise InstanceError(Problem(where, f"network file not found: {path}", field="network.file"))
+    text = read_text(path, str(path), "JSON")  # a regular UTF-8 file of bounded size
     try:
-        return pp.from_json(str(path))
-    except Exception as e:  # pandapower raises many kinds
-        raise InstanceError(Problem(str(path), f"not a readable pandapower JSON network: {e}")) from e
+        return pp.from_json_string(text)
+    except Exception as e:  # pandapower raises many kinds; its message may quote the file: cut short
+        msg = " ".join(str(e).split())
+        raise InstanceError(Problem(str(path), "not a readable pandapower JSON network: "
+                                    + (msg if len(msg) <= 120 else msg[:119] + "…"))) from e
 
 
 class _UnionFind:
@@ -155,6 +172,15 @@ def from_pandapower(net, source: str, s_base_mva: float = 1.0, use_max_loading: 
                          pd.DataFrame(slack, columns=["bus", "vm_pu"]), source, s_base_mva)
 
 
+def _where(edge_source: str, fallback: str, field: str) -> dict:
+    """File, row and field of a branch from its ``source`` (``FILE line N`` for a CSV row):
+    a transformer is blamed on its transformers file, a line on its lines file."""
+    file, sep, row = str(edge_source).rpartition(" line ")
+    if sep and row.isdigit() and file.endswith(".csv"):
+        return dict(file=file, row=int(row), field=field)
+    return dict(file=fallback, row=None, field=field)
+
+
 def orient_radial(buses: pd.DataFrame, edges: pd.DataFrame, loads: pd.DataFrame, slack: pd.DataFrame,
                   source: str, s_base_mva: float) -> Network:
     """Check that ``edges`` (columns ``a``, ``b`` and the branch data) form a forest with one
@@ -168,10 +194,14 @@ def orient_radial(buses: pd.DataFrame, edges: pd.DataFrame, loads: pd.DataFrame,
     if len(slack) == 0:
         raise InstanceError(Problem(source, "no slack bus (ext_grid / network.slack_bus) in service", field="slack"))
     adj: list[list[tuple[int, int]]] = [[] for _ in range(nb)]
+    sources = edges["source"].tolist() if "source" in edges else [source] * len(edges)
+    kinds = edges["kind"].tolist() if "kind" in edges else ["line"] * len(edges)
     for k, (a, b) in enumerate(zip(edges["a"], edges["b"])):
         if a == b:
-            problems.append(Problem(source, f"branch '{edges.at[k, 'name']}' connects bus '{buses.at[a, 'name']}' to itself",
-                                    field="to_bus"))
+            what = "transformer" if kinds[k] == "transformer" else "branch"
+            problems.append(Problem(message=f"{what} '{edges.at[k, 'name']}' connects bus '{buses.at[a, 'name']}' to "
+                                    "itself", **_where(sources[k], source, "lv_bus" if kinds[k] == "transformer"
+                                                       else "to_bus")))
             continue
         adj[a].append((b, k))
         adj[b].append((a, k))
@@ -210,10 +240,20 @@ def orient_radial(buses: pd.DataFrame, edges: pd.DataFrame, loads: pd.DataFrame,
                 frm[k], to[k] = u, v
                 stack.append(v)
     if loop_edges:
-        names = ", ".join(f"'{edges.at[k, 'name']}'" for k in loop_edges[:10])
-        more = f" (and {len(loop_edges) - 10} more)" if len(loop_edges) > 10 else ""
-        problems.append(Problem(source, f"network is not radial: branch(es) {names}{more} close a loop; open a switch "
-                                "or take the branch out of service", field="line"))
+        by_file: dict[tuple, list[int]] = {}
+        for k in loop_edges:  # each branch blamed on its own file: lines or transformers
+            w = _where(sources[k], source, "line")
+            by_file.setdefault((w["file"], kinds[k]), []).append(k)
+        for (file, kind), ks in by_file.items():
+            names = ", ".join(f"'{edges.at[k, 'name']}'" for k in ks[:10])
+            more = f" (and {len(ks) - 10} more)" if len(ks) > 10 else ""
+            what = "transformer(s)" if kind == "transformer" else "branch(es)"
+            rows = [_where(sources[k], source, "")["row"] for k in ks]
+            at = f" (line {', '.join(str(r) for r in rows[:10])} of the file)" if all(rows) else ""
+            problems.append(Problem(file, f"network is not radial: {what} {names}{more}{at} close a loop; open a "
+                                    "switch or take the branch out of service",
+                                    row=rows[0] if len(ks) == 1 and rows[0] else None,
+                                    field="transformer" if kind == "transformer" else "line"))
     unreached = np.where(seen_from < 0)[0]
     load_buses = set(loads["bus"]) if len(loads) else set()
     bad = [b for b in unreached if b in load_buses]

@@ -1,6 +1,7 @@
 """Reading CSV tables and TOML sections with errors that name file, line and field."""
 from __future__ import annotations
 
+import contextvars
 import csv
 import io
 import math
@@ -10,6 +11,34 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InstanceError, Problem
+
+
+#: Whether the files an instance.toml names may lie outside its folder (set by
+#: ``load_instance(..., allow_outside_paths=True)`` or the command line's ``--allow-outside-paths``).
+ALLOW_OUTSIDE_PATHS: contextvars.ContextVar[bool] = contextvars.ContextVar("allow_outside_paths", default=False)
+
+
+def data_path(folder: Path, name: str, shown: str, field: str) -> Path:
+    """The file ``name`` of an instance (relative to its ``folder``), refused with an
+    :class:`InstanceError` on ``field`` of ``shown`` (instance.toml) when it resolves (through
+    ``..``, an absolute path or a symbolic link) to a place outside the folder, unless
+    :data:`ALLOW_OUTSIDE_PATHS` is set.  Nothing of the file is read here."""
+    path = Path(folder) / name
+    if ALLOW_OUTSIDE_PATHS.get():
+        return path
+    root = Path(folder).resolve()
+    target = path.resolve()
+    if target != root and root not in target.parents:
+        raise InstanceError(Problem(shown, f"'{_cut(name)}' is outside the instance folder {root}: data files must "
+                                    "lie inside it (or pass --allow-outside-paths / "
+                                    "load_instance(..., allow_outside_paths=True) if you mean it)", field=field))
+    return path
+
+
+def _cut(text, limit: int = 40) -> str:
+    """At most ``limit`` characters of a value taken from a file (messages never quote more)."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 #: A plausibility range: (lowest, highest, unit and hint), e.g. ``(0.1, 400.0, "kV (was it given in V?)")``.
@@ -52,17 +81,64 @@ def read_csv(path: Path, shown: str, required: dict[str, str], optional: dict[st
     return pd.DataFrame(out)[list(df.columns)]
 
 
-def read_text(path: Path, shown: str, what: str = "CSV") -> str:
-    """The text of a UTF-8 file (a BOM is allowed); an :class:`InstanceError` when the path
-    is missing, is a directory, or holds binary data or another encoding."""
+#: The largest input file read (bytes): a full year of quarter hours for a hundred load
+#: classes is ~40 MB; beyond this a file is a mistake (or /dev/zero) rather than data.
+#: The environment variable ``FLEXPLAN_MAX_FILE_MB`` raises it.
+MAX_FILE_BYTES = 256 * 2**20
+
+
+def max_file_bytes() -> int:
+    """:data:`MAX_FILE_BYTES`, or ``FLEXPLAN_MAX_FILE_MB`` megabytes when that is set."""
+    import os
+
+    text = os.environ.get("FLEXPLAN_MAX_FILE_MB")
+    try:
+        return int(float(text) * 2**20) if text else MAX_FILE_BYTES
+    except ValueError:
+        return MAX_FILE_BYTES
+
+
+def read_bytes_bounded(path: Path, shown: str, what: str = "CSV") -> bytes:
+    """The bytes of a regular file of at most :func:`max_file_bytes`; an :class:`InstanceError`
+    for a missing path, a directory, a FIFO, a device or a socket (opened without blocking,
+    checked on the open file) and for a file that is too big (never read to the end)."""
+    import os
+    import stat
+
     if not path.exists():
         raise InstanceError(Problem(shown, "file not found"))
     if path.is_dir():
         raise InstanceError(Problem(shown, f"is a directory, not a {what} file"))
+    limit = max_file_bytes()
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise InstanceError(Problem(shown, f"cannot be read: {e.strerror or e}")) from e
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or
+                    stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+            raise InstanceError(Problem(shown, f"is {kind}, not a {what} file: give a regular file"))
+        size = os.fstat(fd).st_size
+        too_big = (f"is too big ({{}} MB, more than the limit of {limit / 2**20:g} MB for a {what} file): "
+                   "reduce it (fewer days or steps), or raise the limit with FLEXPLAN_MAX_FILE_MB")
+        if size > limit:
+            raise InstanceError(Problem(shown, too_big.format(f"{size / 2**20:.1f}")))
+        try:
+            data = fh.read(limit + 1)
+        except OSError as e:
+            raise InstanceError(Problem(shown, f"cannot be read: {e.strerror or e}")) from e
+    if len(data) > limit:  # grew while being read
+        raise InstanceError(Problem(shown, too_big.format(f"more than {limit / 2**20:g}")))
+    return data
+
+
+def read_text(path: Path, shown: str, what: str = "CSV") -> str:
+    """The text of a UTF-8 file (a BOM is allowed); an :class:`InstanceError` when the path
+    is missing, is a directory or no regular file, is too big (:func:`read_bytes_bounded`),
+    or holds binary data or another encoding."""
+    data = read_bytes_bounded(path, shown, what)
     if b"\x00" in data:
         line = data[:data.index(b"\x00")].count(b"\n") + 1
         raise InstanceError(Problem(shown, f"binary data (a NUL byte on line {line}), not a {what} text file",
@@ -89,6 +165,7 @@ def _read_table(path: Path, shown: str) -> pd.DataFrame:
     if dup:
         raise InstanceError(Problem(shown, f"column(s) {', '.join(repr(c) for c in dup)} appear more than once",
                                     row=1, field=dup[0]))
+    _check_records(text, shown)
     try:
         df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
     except Exception as e:  # pandas raises ParserError, ValueError, csv.Error, ...
@@ -99,17 +176,49 @@ def _read_table(path: Path, shown: str) -> pd.DataFrame:
     return df.fillna("")
 
 
+def _check_records(text: str, shown: str) -> None:
+    """Problems pandas reports with its own record numbers (or not at all), here with the
+    line of the file: a record with more fields than the header (a trailing comma: pandas
+    would silently take the first column as an index and shift every value) and a quote that
+    is never closed (pandas: "EOF inside string starting at row N")."""
+    reader = csv.reader(io.StringIO(text), strict=True)
+    problems, line, n_header = [], 0, None
+    try:
+        for rec in reader:
+            start, line = line + 1, reader.line_num
+            if not rec:  # a blank line (pandas skips it)
+                continue
+            if n_header is None:
+                n_header = len(rec)
+                continue
+            if len(rec) > n_header:
+                trailing = all(not x.strip() for x in rec[n_header:])
+                problems.append(Problem(shown, f"{len(rec)} fields but the header has {n_header}"
+                                        + (" (a trailing comma?)" if trailing else ""), row=start))
+                if len(problems) >= InstanceError.SHOWN:
+                    break
+    except csv.Error as e:
+        start = line + 1
+        msg = (f'a quote (") opened on line {start} is never closed' if "end of data" in str(e)
+               else f"not a readable CSV line ({e})")
+        raise InstanceError(problems + [Problem(shown, msg, row=start)]) from None
+    if problems:
+        raise InstanceError(problems)
+
+
 def _check_header(df, shown, required, optional, allow_extra) -> list[Problem]:
     problems = []
     missing = [c for c in required if c not in df.columns]
     if missing:
-        problems.append(Problem(shown, f"missing column(s) {', '.join(missing)}; found: {', '.join(df.columns)}",
+        found = ", ".join(_cut(c) for c in list(df.columns)[:12]) + (", ..." if len(df.columns) > 12 else "")
+        problems.append(Problem(shown, f"missing column(s) {', '.join(missing)}; found: {found}",
                                 row=1, field=missing[0]))
     if not allow_extra:
         extra = [c for c in df.columns if c not in required and c not in optional]
         if extra:
-            problems.append(Problem(shown, f"unknown column(s) {', '.join(extra)}; allowed: "
-                                    + ", ".join(list(required) + list(optional)), row=1, field=extra[0]))
+            shown_extra = ", ".join(_cut(c) for c in extra[:12]) + (", ..." if len(extra) > 12 else "")
+            problems.append(Problem(shown, f"unknown column(s) {shown_extra}; allowed: "
+                                    + ", ".join(list(required) + list(optional)), row=1, field=_cut(extra[0])))
     return problems
 
 
@@ -155,13 +264,13 @@ def _convert(series: pd.Series, kind: str, shown: str, col: str):
             elif low in ("false", "0", "no"):
                 values.append(False)
             else:
-                problems.append(Problem(shown, f"'{s}' is not true/false", row=line, field=col))
+                problems.append(Problem(shown, f"'{_cut(s)}' is not true/false", row=line, field=col))
                 values.append(False)
             continue
         try:
             v = float(s)
         except ValueError:
-            problems.append(Problem(shown, f"'{s}' is not a number", row=line, field=col))
+            problems.append(Problem(shown, f"'{_cut(s)}' is not a number", row=line, field=col))
             values.append(math.nan)
             continue
         if not math.isfinite(v):

@@ -42,6 +42,14 @@ from dataclasses import dataclass, field
 from ..errors import InstanceError, Problem
 
 PROB_TOL = 1e-9  # absolute tolerance on "conditional probabilities sum to 1"
+#: The largest tree built: every node holds a copy of its stage's operation model, so the
+#: extensive form of a tree this size is already far beyond what HiGHS solves on one machine.
+MAX_TREE_NODES = 1000
+
+
+def tree_size(n_branches: int, n_stages: int) -> int:
+    """Nodes of a tree with ``n_branches`` children per node over ``n_stages`` stages."""
+    return sum(n_branches ** k for k in range(max(n_stages, 0)))
 
 
 @dataclass(frozen=True)
@@ -215,6 +223,11 @@ def _generate(cfg: dict, stages: list, shown: str, fleets) -> ScenarioTree:
     pri = [_scalar(v, f"tree.price_factor[{i}]", shown, problems) for i, v in enumerate(lists.get("price_factor", []))]
     if len(stages) < 2:
         problems.append(Problem(shown, f"a tree needs at least two stages (economics.stages = {stages})", field="tree"))
+    n_nodes = tree_size(nb, len(stages))  # before building anything
+    if n_nodes > MAX_TREE_NODES:
+        problems.append(Problem(shown, f"{nb} branches over {len(stages)} stages make a tree of {n_nodes:,} nodes "
+                                f"(1 + {nb} + ... + {nb}^{len(stages) - 1}); at most {MAX_TREE_NODES:,} are built: use "
+                                "fewer branches or stages", field="tree.branches"))
     if problems:
         raise InstanceError(problems)
     nodes = [TreeNode(f"n{stages[0]}", None, 0, 1.0)]
@@ -234,6 +247,9 @@ def _generate(cfg: dict, stages: list, shown: str, fleets) -> ScenarioTree:
 def _explicit(rows, stages: list, shown: str, fleets) -> ScenarioTree:
     if not isinstance(rows, list) or not rows:
         raise InstanceError(Problem(shown, "must be a non-empty list of tables", field="tree.nodes"))
+    if len(rows) > MAX_TREE_NODES:
+        raise InstanceError(Problem(shown, f"{len(rows):,} nodes; at most {MAX_TREE_NODES:,} are built: use fewer "
+                                    "branches or stages", field="tree.nodes"))
     allowed = {"name", "parent", "probability", "ev_factor", "demand_factor", "price_factor"}
     problems: list[Problem] = []
     raw = []
