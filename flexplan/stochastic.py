@@ -84,6 +84,22 @@ def _decision_values(pm) -> dict[str, list[tuple[object, float]]]:
     return {n: [(v, float(pyo.value(v))) for v in vs] for n, vs in pm.hub.decisions.items()}
 
 
+def _other_decisions(pm, node: str) -> str:
+    """What the other blocks decided at ``node`` (their variables declared with ``hub.decide``,
+    nonzero ones: a battery's kWh, say), as ``name=value``: the table needs no block's names."""
+    own = {"reinforcement", "contracts"}  # builds and contracted MW have their own columns
+    out = []
+    for v in pm.hub.decisions.get(node, ()):
+        blk = v.parent_block()
+        while blk is not None and blk.parent_block() is not None and blk.parent_block() is not pm.model:
+            blk = blk.parent_block()
+        if blk is not None and blk.local_name in own:
+            continue
+        if v.value is not None and abs(v.value) > 1e-9:
+            out.append(f"{v.name}={v.value:.6g}")
+    return "; ".join(out)
+
+
 def decisions_table(res: Results, pm, tree: ScenarioTree) -> pd.DataFrame:
     """Per node: what is decided there (builds, contracted MW) and the node's own cost."""
     per_node = res.costs.groupby("node")["pv_eur"].sum()
@@ -108,6 +124,7 @@ def decisions_table(res: Results, pm, tree: ScenarioTree) -> pd.DataFrame:
                                           for r in b.itertuples()) if len(b) else "",
                          n_builds=int(len(b)), capex_eur=float(b["capex_eur"].sum()) if len(b) else 0.0,
                          contracted_mw=contracted,
+                         other_decisions=_other_decisions(pm, n.name),
                          investment_pv_eur=float(inv) / prob,
                          node_cost_pv_eur=float(per_node.get(n.name, 0.0)) / prob))
     return pd.DataFrame(rows)

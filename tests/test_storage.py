@@ -246,3 +246,19 @@ def test_frameworks_add_dso_storage_where_the_instance_has_sites(tmp_path):
     assert ref.builds and not st.builds
     assert st.total_system_cost_eur < ref.total_system_cost_eur
     assert st.dso_investment_eur == pytest.approx(_storage_cost(250.0, 250.0), rel=0.02)  # the EV adds a little
+
+
+def test_decisions_table_lists_what_the_battery_decides(one_stage):
+    """The stochastic decisions table names what blocks other than reinforcement and contracts
+    decide at a node (here the battery's power and energy at the hand values), without knowing
+    the storage block."""
+    from flexplan.stochastic import _other_decisions
+
+    rec = {"blocks": ["demand", "reinforcement", "storage"], "storage": {"sites": ["b1"]}}
+    pm = fp.build_model(one_stage, rec)
+    res = fp.solve(pm, mip_gap=0.0)
+    assert res.builds.empty
+    text = _other_decisions(pm, pm.index.node_names[0])
+    values = sorted(float(part.split("=")[1]) for part in text.split("; "))
+    assert all(part.startswith("storage.") for part in text.split("; "))
+    assert values == pytest.approx(sorted([P_HAND, E_HAND]), rel=1e-6)
