@@ -38,6 +38,11 @@ class Node:
     ev_factor: tuple = ()  # ((fleet or "*", multiplier), ...): EV counts, dimensionless
     demand_factor: float = 1.0  # multiplier of every fixed load
     price_factor: float = 1.0  # multiplier of flexibility prices and contract fees
+    factors: tuple = ()  # ((uncertain quantity, multiplier), ...): what blocks declare (their ``uncertain`` trait)
+
+    def factor(self, name: str) -> float:
+        """The node's multiplier of the uncertain quantity ``name`` (1 where the tree gives none)."""
+        return float(dict(self.factors).get(name, 1.0))
 
     def ev(self, fleet: str) -> float:
         d = dict(self.ev_factor)
@@ -79,6 +84,10 @@ class ModelIndex:
     def op_demand_factor(self) -> np.ndarray:
         """Per op: multiplier of the fixed loads at the op's node."""
         return np.array([self.nodes[n].demand_factor for n in self.node_names])[self.op_node]
+
+    def op_factor(self, name: str) -> np.ndarray:
+        """Per op, its node's multiplier of the uncertain quantity ``name`` (a block's trait)."""
+        return np.array([self.nodes[n].factor(name) for n in self.node_names])[self.op_node]
 
     def op_price_factor(self) -> np.ndarray:
         """Per op: multiplier of flexibility prices at the op's node."""
@@ -135,7 +144,8 @@ def tree_index(inst: Instance, tree=None, nodes=None, unit_probability: bool = F
         parent = tn.parent if keep is None or tn.parent in keep else None
         out[tn.name] = Node(tn.name, k, parent, 1.0 if unit_probability else tn.cond_prob, prob, econ.stages[k],
                             tuple(years), tuple(modelled), tuple(sorted(tn.ev_factor.items())),
-                            float(tn.demand_factor), float(tn.price_factor))
+                            float(tn.demand_factor), float(tn.price_factor),
+                            tuple(sorted(getattr(tn, "factors", {}).items())))
         for y in years:
             rep = y if y in modelled else modelled[-1]
             year_weight[(tn.name, rep)] = year_weight.get((tn.name, rep), 0.0) + discount_factor(

@@ -161,3 +161,29 @@ def test_day_screening_keeps_each_days_data(tmp_path):
     full = fp.solve(fp.build_model(inst, rec), mip_gap=0.0)
     scr = solve_screened(inst, rec, mip_gap=1e-9)
     assert scr.objective_eur == pytest.approx(full.objective_eur, rel=1e-7, abs=1e-6)
+
+
+def test_a_scenario_tree_scales_the_heat_pumps_per_branch(tmp_path):
+    """The block's ``uncertain`` trait: ``[tree] factors = {heat_pumps = [...]}`` multiplies the
+    heat-pump count per node; each node's daily electricity is its N x heat / COP (by hand), and
+    a factor no block declares is refused naming the key."""
+    from flexplan.index import tree_index
+    from flexplan.errors import InstanceError
+
+    tree = ('[tree]\nbranches = ["few", "many"]\nprobabilities = [0.5, 0.5]\n'
+            'factors = {heat_pumps = [0.5, 2.0]}\n')
+    econ = "base_year = 2025\nend_year = 2030\nstages = [2025, 2030]"
+    inst = fp.load_instance(_feeder(tmp_path / "t", SHIFT + tree, economics=econ))
+    ix = tree_index(inst)
+    pm = fp.build_model(inst, {"blocks": ["demand", "heat_pumps"]}, index=ix)
+    res = fp.solve(pm)
+    assert res.status == "optimal"
+    t = res.tables["heat_pumps"]
+    for node, factor in (("n2025", 1.0), ("n2030_few", 0.5), ("n2030_many", 2.0)):
+        g = t[t.node == node]
+        assert g["n_units"].unique().tolist() == [pytest.approx(30 * factor)]
+        for _, day in g.groupby(["year", "day"]):
+            assert day["power_mw"].sum() == pytest.approx(30 * factor * 72 / 3 / 1000, rel=1e-9)
+    bad = tree.replace("heat_pumps = [0.5, 2.0]", "heatpumps = [0.5, 2.0]")
+    with pytest.raises(InstanceError, match=r"tree\.factors\.heatpumps.*no block declares.*known: heat_pumps"):
+        fp.load_instance(_feeder(tmp_path / "bad", SHIFT + bad, economics=econ))

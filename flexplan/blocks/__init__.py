@@ -9,7 +9,8 @@ cfg)`` that fills one Pyomo sub-block, its typed ``config`` dataclass, and its d
 * ``extract(b, inst, ix) -> dict``: its part of the results (``tables``, ``summary``);
 * traits: ``day_separable`` (each representative day's rows are independent, so day
   screening may drop days), ``reference`` (the options that remove its flexibility, for the
-  value-of-flexibility reference), ``section`` (a parser for its own table of
+  value-of-flexibility reference), ``uncertain`` (quantities a scenario tree may scale per
+  node: ``[tree] factors = {name = [...]}``, read with ``ix.op_factor(name)``), ``section`` (a parser for its own table of
   ``instance.toml``, whose result the block finds in ``inst.sections[name]``), and for a
   network formulation ``prices(b, inst, ix, duals)``: its nodal and line prices from the
   dual values of its rows (:mod:`flexplan.prices`).
@@ -48,6 +49,7 @@ class BlockSpec:
     prices: Callable[..., dict] | None = None  # network formulations: duals -> nodal prices (flexplan.prices)
     violations: Callable[..., Any] | None = None  # network formulations: (b, pm) -> the soft-limit violations table
     locate: Callable[..., tuple] | None = None  # network formulations: (b, family, first index, inst) -> (element type, name)
+    uncertain: tuple[str, ...] = ()  # quantities a scenario tree may scale per node ([tree] factors)
 
     def reads(self) -> tuple[str, ...]:
         return self.requires + self.uses

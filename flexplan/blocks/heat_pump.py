@@ -302,16 +302,17 @@ def add_heat_pump(b, inst, ix, hub, cfg: HeatPumpConfig) -> None:
                               f"{1000 * base[d, h]:.3g} kW per heat pump at step {h} of day '{ix.days[d]}', above "
                               f"p_kw = {1000 * r.p_mw:g}; raise p_kw or lower the heat demand")
     day_starts = np.flatnonzero(ix.op_hour == 0).tolist()
+    tree = ix.op_factor("heat_pumps")  # a scenario tree's multiplier of the heat-pump count per node
     units = []  # (group, bus, first op, N)
     for gi, r in enumerate(res):
         for op0 in day_starts:
-            n = r.group.units_in(int(ix.op_year[op0]))
+            n = r.group.units_in(int(ix.op_year[op0])) * float(tree[op0])
             if n <= 0:
                 continue
             for bus in r.group.buses:
                 units.append((gi, bus, op0, n))
     for gi, r in enumerate(res):
-        n_max = max(r.group.units_in(int(y)) for y in set(ix.op_year.tolist()))
+        n_max = max(r.group.units_in(int(ix.op_year[o])) * float(tree[o]) for o in day_starts) if day_starts else 0.0
         for bus in r.group.buses:
             hub.bound_injection(bus, n_max * r.p_mw)
     U = range(len(units))
@@ -404,4 +405,5 @@ def _reference(options: dict) -> dict | None:
 
 
 register_block(BlockSpec("heat_pumps", add_heat_pump, HeatPumpConfig, extract=extract_heat_pump, doc=__doc__,
-                         day_separable=True, reference=_reference, section=parse_heat_pump_section))
+                         day_separable=True, reference=_reference, section=parse_heat_pump_section,
+                         uncertain=("heat_pumps",)))

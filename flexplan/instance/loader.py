@@ -140,7 +140,8 @@ def _load_instance(path: Path) -> Instance:
     growth = _growth(data.get("growth", {}), folder, shown, economics, sorted(classes))
     candidates = build_candidates(data.get("reinforcement", {}), network, folder, shown)
     fleets = load_fleets(data.get("ev_fleets", []), folder, shown, network, profiles, economics.years)
-    tree = (parse_tree(data["tree"], economics.stages, shown, fleets=[fl.name for fl in fleets])
+    tree = (parse_tree(data["tree"], economics.stages, shown, fleets=[fl.name for fl in fleets],
+                       factors=_uncertain_quantities())
             if "tree" in data else None)
     ctx = SectionContext(folder=folder, shown=shown, network=network, profiles=profiles, economics=economics)
     sections = {n: owners[n](data[n], ctx) for n in owners if n in data}
@@ -148,6 +149,14 @@ def _load_instance(path: Path) -> Instance:
                     growth=growth, economics=economics, limits=limits, penalties=penalties,
                     candidates=candidates, years_per_stage=yps, description=data.get("description", ""),
                     ev_fleets=fleets, tree=tree, sections=sections)
+
+
+def _uncertain_quantities() -> set:
+    """The quantities the registered blocks let a scenario tree scale (their ``uncertain`` trait)."""
+    from ..blocks import BLOCKS, _load_all
+
+    _load_all()
+    return {q for s in BLOCKS.values() for q in s.uncertain}
 
 
 def _section_owners() -> dict:

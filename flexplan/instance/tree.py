@@ -10,7 +10,10 @@ data:
   times the branch's factor;
 * ``demand_factor``: every fixed load (on top of the instance's growth);
 * ``price_factor``: the prices of flexibility (``ev_fleet.flex_price_eur_per_mwh`` and the
-  ``contracts`` fees).
+  ``contracts`` fees);
+* ``factors``: any other uncertain quantity a block declares (its ``uncertain`` trait, e.g.
+  ``heat_pumps``: the number of heat pumps), as ``{heat_pumps = 1.3}`` on a node or
+  ``{heat_pumps = [0.8, 1.0, 1.3]}`` (one per branch) in ``[tree]``.
 
 Two ways to write it in ``instance.toml``:
 
@@ -65,6 +68,7 @@ class TreeNode:
     demand_factor: float = 1.0
     price_factor: float = 1.0
     branch: str = ""
+    factors: dict = field(default_factory=dict)  # uncertain quantity (a block's trait) -> multiplier
 
     def ev(self, fleet: str) -> float:
         return float(self.ev_factor.get(fleet, self.ev_factor.get("*", 1.0)))
@@ -142,9 +146,11 @@ def uptake_tree(stages, branches=("low", "medium", "high"), probabilities=(0.25,
                      list(stages), "uptake_tree()", fleets=None)
 
 
-def parse_tree(cfg: dict, stages, shown: str, fleets=None) -> ScenarioTree:
+def parse_tree(cfg: dict, stages, shown: str, fleets=None, factors=None) -> ScenarioTree:
     """Read ``[tree]`` of ``instance.toml`` (``shown``: the file, for messages); ``fleets``:
-    the names of the instance's fleets (to check ``ev_factor`` tables)."""
+    the names of the instance's fleets (to check ``ev_factor`` tables); ``factors``: the
+    uncertain quantities the registered blocks declare (to check ``factors`` tables; None:
+    any name)."""
     stages = list(stages)
     if not isinstance(cfg, dict):
         raise InstanceError(Problem(shown, "must be a table", field="tree"))
@@ -153,8 +159,8 @@ def parse_tree(cfg: dict, stages, shown: str, fleets=None) -> ScenarioTree:
         if extra:
             raise InstanceError(Problem(shown, f"with [[tree.nodes]] no other key is allowed (found {', '.join(extra)})",
                                         field="tree"))
-        return _explicit(cfg["nodes"], stages, shown, fleets)
-    return _generate(cfg, stages, shown, fleets)
+        return _explicit(cfg["nodes"], stages, shown, fleets, factors)
+    return _generate(cfg, stages, shown, fleets, factors)
 
 
 def _factor(value, where: str, shown: str, fleets, problems: list) -> dict:
@@ -180,6 +186,29 @@ def _factor(value, where: str, shown: str, fleets, problems: list) -> dict:
     return {"*": float(value)}
 
 
+def _factors(value, where: str, shown: str, known, problems: list, n: int | None = None) -> dict | list:
+    """A table quantity -> number (``n`` None) or -> list of ``n`` numbers (one per branch),
+    each finite and >= 0, the quantities among ``known`` (None: any)."""
+    if not isinstance(value, dict):
+        problems.append(Problem(shown, f"{value!r} must be a table quantity -> "
+                                + ("number" if n is None else f"list of {n} numbers"), field=where))
+        return {} if n is None else [{} for _ in range(n or 0)]
+    out = {} if n is None else [{} for _ in range(n)]
+    for k, v in value.items():
+        if known is not None and k not in known:
+            problems.append(Problem(shown, f"no block declares the uncertain quantity '{k}' (known: "
+                                    f"{', '.join(sorted(known)) or 'none'})", field=f"{where}.{k}"))
+            continue
+        if n is None:
+            out[k] = _scalar(v, f"{where}.{k}", shown, problems)
+        elif not isinstance(v, list) or len(v) != n:
+            problems.append(Problem(shown, f"must be a list of {n} values, one per branch", field=f"{where}.{k}"))
+        else:
+            for i, x in enumerate(v):
+                out[i][k] = _scalar(x, f"{where}.{k}[{i}]", shown, problems)
+    return out
+
+
 def _scalar(value, where: str, shown: str, problems: list) -> float:
     if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0):
         problems.append(Problem(shown, f"{value!r} must be a finite number >= 0", field=where))
@@ -187,8 +216,8 @@ def _scalar(value, where: str, shown: str, problems: list) -> float:
     return float(value)
 
 
-def _generate(cfg: dict, stages: list, shown: str, fleets) -> ScenarioTree:
-    allowed = {"branches", "probabilities", "ev_factor", "demand_factor", "price_factor"}
+def _generate(cfg: dict, stages: list, shown: str, fleets, known=None) -> ScenarioTree:
+    allowed = {"branches", "probabilities", "ev_factor", "demand_factor", "price_factor", "factors"}
     problems = [Problem(shown, f"unknown key; allowed: {', '.join(sorted(allowed))} (or [[tree.nodes]])",
                         field=f"tree.{k}") for k in cfg if k not in allowed]
     branches = cfg.get("branches")
@@ -221,6 +250,7 @@ def _generate(cfg: dict, stages: list, shown: str, fleets) -> ScenarioTree:
     ev = [_factor(v, f"tree.ev_factor[{i}]", shown, fleets, problems) for i, v in enumerate(lists.get("ev_factor", []))]
     dem = [_scalar(v, f"tree.demand_factor[{i}]", shown, problems) for i, v in enumerate(lists.get("demand_factor", []))]
     pri = [_scalar(v, f"tree.price_factor[{i}]", shown, problems) for i, v in enumerate(lists.get("price_factor", []))]
+    other = _factors(cfg["factors"], "tree.factors", shown, known, problems, n=nb) if "factors" in cfg else None
     if len(stages) < 2:
         problems.append(Problem(shown, f"a tree needs at least two stages (economics.stages = {stages})", field="tree"))
     n_nodes = tree_size(nb, len(stages))  # before building anything
@@ -238,19 +268,20 @@ def _generate(cfg: dict, stages: list, shown: str, fleets) -> ScenarioTree:
             for i, b in enumerate(branches):
                 name = f"n{stages[k]}_" + "_".join(path + (b,))
                 nxt.append((TreeNode(name, par.name, k, probs[i], ev[i] if ev else {},
-                                     dem[i] if dem else 1.0, pri[i] if pri else 1.0, branch=b), path + (b,)))
+                                     dem[i] if dem else 1.0, pri[i] if pri else 1.0, branch=b,
+                                     factors=other[i] if other else {}), path + (b,)))
         nodes += [n for n, _ in nxt]
         frontier = nxt
     return ScenarioTree(tuple(nodes), branching=tuple(nb for _ in stages[1:]))
 
 
-def _explicit(rows, stages: list, shown: str, fleets) -> ScenarioTree:
+def _explicit(rows, stages: list, shown: str, fleets, known=None) -> ScenarioTree:
     if not isinstance(rows, list) or not rows:
         raise InstanceError(Problem(shown, "must be a non-empty list of tables", field="tree.nodes"))
     if len(rows) > MAX_TREE_NODES:
         raise InstanceError(Problem(shown, f"{len(rows):,} nodes; at most {MAX_TREE_NODES:,} are built: use fewer "
                                     "branches or stages", field="tree.nodes"))
-    allowed = {"name", "parent", "probability", "ev_factor", "demand_factor", "price_factor"}
+    allowed = {"name", "parent", "probability", "ev_factor", "demand_factor", "price_factor", "factors"}
     problems: list[Problem] = []
     raw = []
     for i, r in enumerate(rows):
@@ -280,7 +311,8 @@ def _explicit(rows, stages: list, shown: str, fleets) -> ScenarioTree:
         ev = _factor(r.get("ev_factor", 1.0), f"{where}.ev_factor", shown, fleets, problems)
         dem = _scalar(r.get("demand_factor", 1.0), f"{where}.demand_factor", shown, problems)
         pri = _scalar(r.get("price_factor", 1.0), f"{where}.price_factor", shown, problems)
-        raw.append((i, name, parent, float(p), ev, dem, pri))
+        other = _factors(r["factors"], f"{where}.factors", shown, known, problems) if "factors" in r else {}
+        raw.append((i, name, parent, float(p), ev, dem, pri, other))
     names = [x[1] for x in raw]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -325,8 +357,8 @@ def _explicit(rows, stages: list, shown: str, fleets) -> ScenarioTree:
     if problems:
         raise InstanceError(problems)
     order = sorted(raw, key=lambda x: (depth[x[1]], x[0]))
-    nodes = tuple(TreeNode(name, parent, depth[name], p, ev, dem, pri, branch=name)
-                  for _, name, parent, p, ev, dem, pri in order)
+    nodes = tuple(TreeNode(name, parent, depth[name], p, ev, dem, pri, branch=name, factors=other)
+                  for _, name, parent, p, ev, dem, pri, other in order)
     counts = {}
     for n in nodes:
         if n.parent is not None:
