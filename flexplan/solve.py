@@ -206,9 +206,17 @@ def to_highs(model):
     """Compile ``model`` to a ``highspy.HighsLp``: its Pyomo constraints through Pyomo's
     standard-form compiler, its row families (:mod:`flexplan.blocks.rows`) appended as
     matrices.  Returns (lp, :class:`StandardForm`, number of integer columns, nonzeros)."""
-    from .blocks.rows import row_families
+    from .blocks.rows import guard, row_families
 
-    repn = LinearStandardFormCompiler().write(model, mixed_form=True)
+    g = guard(model)
+    if g is not None and g.active:  # the reminder for other solvers, not a row of the model
+        g.deactivate()
+        try:
+            repn = LinearStandardFormCompiler().write(model, mixed_form=True)
+        finally:
+            g.activate()
+    else:
+        repn = LinearStandardFormCompiler().write(model, mixed_form=True)
     fams = row_families(model)
     columns = list(repn.columns)
     rows = list(repn.rows)

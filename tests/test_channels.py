@@ -278,3 +278,21 @@ def test_to_pyomo_solved_by_pyomos_highs_equals_flexplan(ev_feeder, name):
     assert (whole.num_col_, nnz) == (fast.num_col_, ours.size["nonzeros"])
     for side in ("row_lower_", "row_upper_"):
         np.testing.assert_allclose(np.sort(getattr(whole, side)), np.sort(getattr(fast, side)))
+
+
+@pytest.mark.integration
+def test_solving_pm_model_directly_is_refused_not_zero(ev_feeder):
+    """The 0-EUR trap: handed to a Pyomo solver without ``to_pyomo()``, the model's row families
+    are missing; its guard row makes the solver report it infeasible (the row's name says to
+    call to_pyomo) instead of 'optimal' at a fraction of the cost.  flexplan's solve ignores it."""
+    import pyomo.environ as pyo
+    from flexplan.blocks.rows import GUARD
+
+    rec = {"blocks": ["demand", "ev_fleet", "reinforcement"]}
+    pm = fp.build_model(ev_feeder, rec)
+    out = pyo.SolverFactory("appsi_highs").solve(pm.model, load_solutions=False)
+    assert str(out.solver.termination_condition) == "infeasible"
+    assert pm.model.component(GUARD) is not None
+    ours = fp.solve(pm)
+    assert ours.status == "optimal" and ours.objective_eur > 0
+    assert pm.to_pyomo().component(GUARD) is None

@@ -105,8 +105,28 @@ def add_rows(block, name: str, keys, rule) -> LinearRows | None:
     if registry is None:
         registry = []
         object.__setattr__(model, _ATTR, registry)
+        _add_guard(model)
     registry.append(fam)
     return fam
+
+
+#: the name of the guard row (see :func:`_add_guard`)
+GUARD = "ROWS_OUTSIDE_PYOMO_call_PlanningModel_to_pyomo"
+
+
+def _add_guard(model) -> None:
+    """While row families stand outside Pyomo, the model holds one row that cannot hold
+    (a variable fixed to 0 must be >= 1) under a name that says what to do: a Pyomo solver or
+    writer handed ``pm.model`` directly reports the model infeasible at that row instead of
+    solving it without its families (which gave 0 EUR as "optimal").  flexplan's hand-off
+    leaves the guard out; :func:`materialize_rows` (``pm.to_pyomo()``) removes it."""
+    model.add_component(GUARD + "_var", pyo.Var(bounds=(0.0, 0.0)))
+    model.add_component(GUARD, pyo.Constraint(expr=getattr(model, GUARD + "_var") >= 1.0))
+
+
+def guard(model):
+    """The guard row of ``model``, or None."""
+    return model.component(GUARD)
 
 
 def row_families(model) -> list[LinearRows]:
@@ -132,4 +152,7 @@ def materialize_rows(model) -> int:
         fam.block.add_component(fam.name, pyo.Constraint(fam.keys, rule=rule))
         n += len(fam)
     registry.clear()
+    if model.component(GUARD) is not None:
+        model.del_component(GUARD)
+        model.del_component(GUARD + "_var")
     return n
