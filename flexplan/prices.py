@@ -40,6 +40,7 @@ import pandas as pd
 
 from .blocks.rows import LinearRows
 from .errors import SolverError
+from .results import per_bus_frame
 
 
 def _duals_getter(session):
@@ -96,20 +97,15 @@ def nodal_prices(pm, session, objective: float | None = None, rel_tol: float = 1
     p = net_spec.prices(blk, inst, ix, _duals_getter(session))
     w = op_weights(pm)
     safe = np.where(w > 0, w, np.nan)
-    ops = ix.op_frame()
     names = inst.network.buses["name"].to_numpy()
-    nb = inst.network.n_buses
     zero = np.zeros_like(p["p"])
     cong, volt = p.get("congestion", zero), p.get("voltage_part", zero)
-    nodal = pd.concat([ops.assign(bus=names[j], marginal_p_eur_per_mw=p["p"][j], dlmp_p_eur_per_mwh=p["p"][j] / safe,
-                                  energy_eur_per_mwh=0.0, congestion_eur_per_mwh=cong[j] / safe,
-                                  voltage_eur_per_mwh=volt[j] / safe,
-                                  other_eur_per_mwh=(p["p"][j] - cong[j] - volt[j]) / safe,
-                                  dlmp_q_eur_per_mvarh=p["q"][j] / safe, voltage_dual_eur_per_pu2h=p["voltage"][j] / safe)
-                       for j in range(nb)], ignore_index=True)
+    nodal = per_bus_frame(ix, names, marginal_p_eur_per_mw=p["p"], dlmp_p_eur_per_mwh=p["p"] / safe,
+                          energy_eur_per_mwh=0.0, congestion_eur_per_mwh=cong / safe, voltage_eur_per_mwh=volt / safe,
+                          other_eur_per_mwh=(p["p"] - cong - volt) / safe, dlmp_q_eur_per_mvarh=p["q"] / safe,
+                          voltage_dual_eur_per_pu2h=p["voltage"] / safe)
     lines = inst.network.branches["name"].to_numpy()
-    line = pd.concat([ops.assign(line=lines[k], shadow_eur_per_mwh=-p["line"][k] / safe)
-                      for k in range(len(lines))], ignore_index=True)
+    line = per_bus_frame(ix, lines, shadow_eur_per_mwh=-p["line"] / safe).rename(columns={"bus": "line"})
     flex = p["p"].sum(axis=1)
     top = np.argsort(-flex)[:5]
     peak = nodal.loc[nodal["dlmp_p_eur_per_mwh"].abs().idxmax()] if len(nodal) else None

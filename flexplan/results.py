@@ -260,11 +260,22 @@ def withdrawal_table(pm) -> pd.DataFrame:
             for e in exprs:
                 M[j, t] -= float(pyo.value(e, exception=False) or 0.0) if not isinstance(e, (int, float)) else e
     used = np.flatnonzero(np.any(P != 0, axis=1) | np.any(Q != 0, axis=1))
-    ops = ix.op_frame()
-    names = net.buses["name"].to_numpy()
     if not len(used):
         return pd.DataFrame(columns=["node", "year", "day", "hour", "bus", "p_mw", "q_mvar"])
-    return pd.concat([ops.assign(bus=names[j], p_mw=P[j], q_mvar=Q[j]) for j in used], ignore_index=True)
+    return per_bus_frame(ix, net.buses["name"].to_numpy()[used], p_mw=P[used], q_mvar=Q[used])
+
+
+def per_bus_frame(ix, names, **columns) -> pd.DataFrame:
+    """A tidy table per (bus, op): the op's node, year, day and hour, ``bus`` from ``names``
+    (one per row of each array) and each column from an array of shape (len(names), n_ops);
+    built with numpy (one concat per bus cost 0.3 s on the large benchmark)."""
+    n, T = len(names), ix.n_ops
+    ops = ix.op_frame()
+    data = {c: np.tile(ops[c].to_numpy(), n) for c in ops.columns}
+    data["bus"] = np.repeat(np.asarray(names), T)
+    for k, v in columns.items():
+        data[k] = np.asarray(v, dtype=float).reshape(n * T) if np.ndim(v) else np.full(n * T, float(v))
+    return pd.DataFrame(data)
 
 
 def violation_table(pm) -> pd.DataFrame:
