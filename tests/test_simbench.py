@@ -1,5 +1,5 @@
 """SimBench instances (sb_lv_rural, sb_lv_semiurb, sb_lv_urban, sb_mv_rural) and cigre_lv,
-written by ``python -m flexplan.instance.simbench_convert``, against the original nets.
+written by ``python -m flexplan.convert.simbench``, against the original nets.
 
 At the hour of 2016 with the highest total load of the original SimBench net (hourly mean of
 SimBench's absolute 15-minute values, as ``simbench.get_absolute_values`` gives them; the same
@@ -10,7 +10,7 @@ hour is found independently of the converter from the profiles' time stamps):
 * LinDistFlow on the converted network, with that hour's SimBench loads at their buses, against
   pandapower's AC power flow of the ORIGINAL net with the same loads (PV, storage and generators
   out of service in both, as the converter leaves them out; the fixed transformer taps that
-  SimBench sets applied, see :mod:`flexplan.instance.simbench_convert`).  The error splits in two:
+  SimBench sets applied, see :mod:`flexplan.convert.simbench`).  The error splits in two:
 
   1. LinDistFlow vs AC on the converted network itself (series impedances, the same loads):
      DistFlow is exact for a radial series network, v_j^2 = v_i^2 - 2 (r P_ij + x Q_ij) +
@@ -52,7 +52,7 @@ import pandas as pd
 import pytest
 
 import flexplan as fp
-from flexplan.instance import simbench_convert as sc
+from flexplan.convert import simbench as sc
 from flexplan.paths import shipped_instances
 
 if sys.version_info >= (3, 11):

@@ -1,8 +1,8 @@
 """SimBench grids (and CIGRE LV) -> flexplan instance folders.
 
-    python -m flexplan.instance.simbench_convert                  # (re)write every shipped SimBench instance
-    python -m flexplan.instance.simbench_convert sb_lv_urban cigre_lv
-    python -m flexplan.instance.simbench_convert --code 1-LV-rural2--2-sw --out instances/my_rural2
+    python -m flexplan.convert.simbench                  # (re)write every shipped SimBench instance
+    python -m flexplan.convert.simbench sb_lv_urban cigre_lv
+    python -m flexplan.convert.simbench --code 1-LV-rural2--2-sw --out instances/my_rural2
            [--classes profile|group] [--ev fleets|loads] [--after-2034 trend|hold] [--no-year]
 
 Needs the ``simbench`` package (1.6.3 ships its data; nothing is downloaded).  What is converted,
@@ -590,7 +590,7 @@ def catalogue_toml(line_types: list, trafo_types: list, cable_eur_per_km: float,
     s = ["[reinforcement]",
          'candidates = "candidates.csv"      # asset,kind,type: each line -> the smallest stronger cable (replace),',
          "#   or the strongest in parallel where none is stronger; each transformer -> every larger type",
-         "#   (see simbench_convert.candidate_rows; delete this line to generate replace + parallel for all).",
+         "#   (see flexplan.convert.simbench.candidate_rows; delete this line to generate replace + parallel for all).",
          "# r, x, max_i: SimBench / pandapower standard types. Capex: eDisGo default cost config",
          "# (openego/eDisGo edisgo/config/config_costs_default.cfg, after the dena Verteilnetzstudie 2012):",
          f"#   {cable_note}.", ""]
@@ -708,7 +708,7 @@ def _toml(name, code, g, loads, prof, stats, ratio, fleets, after_2034, classes,
                "charging profiles" if fleets else
                (f"{n_ev} EV chargers as fixed loads with their SimBench profiles" if n_ev else "no separate EV chargers"))
     desc = (f"SimBench {grid} (code {code}: scenario 2 = 2034 with heat pumps and EV chargers, switches as "
-            f"SimBench sets them), converted by flexplan/instance/simbench_convert.py. {kind} feeder: "
+            f"SimBench sets them), converted by flexplan/convert/simbench.py. {kind} feeder: "
             f"{len(g.buses)} buses, {len(g.lines)} lines ({lt}), transformer {tt}; {len(loads)} loads with their "
             f"SimBench profiles as load classes; {ev_text}. PV, storage and other generators are left out. "
             f"Profiles: five representative days of SimBench's 2016 year (profiles.csv; the full year, hourly, "
@@ -824,7 +824,7 @@ def write_cigre_lv(folder: Path, year: bool = True, log=print) -> dict:
     lines = net.line
     rows = [dict(line=i, max_i_ka=CIGRE_LV_RATINGS[t][0]) for i, t in zip(lines.index, lines.std_type)]
     pd.DataFrame(rows).to_csv(folder / "line_ratings.csv", index=False, lineterminator="\n")
-    from .network_io import from_pandapower
+    from ..instance.network_io import from_pandapower
 
     patched = copy.deepcopy(net)
     patched.line["max_i_ka"] = [r["max_i_ka"] for r in rows]
@@ -862,7 +862,7 @@ description = """CIGRE LV benchmark (pandapower create_cigre_network_lv; CIGRE T
 its own 20/0.4 kV transformer from one MV bus. Load profiles: SimBench standard profiles (household,
 continuous business, commercial means), growth 1 %/yr; generated home-charging EV fleets at the
 residential buses with SimBench urban scenario-2 EV density (2034), continued to 2044.
-Written by flexplan/instance/simbench_convert.py (write_cigre_lv)."""
+Written by flexplan/convert/simbench.py (write_cigre_lv)."""
 
 [network]
 source = "pandapower"
@@ -912,7 +912,7 @@ max_loading_pct = 100.0
 
 # --------------------------------------------------------------------------- command line
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m flexplan.instance.simbench_convert",
+    p = argparse.ArgumentParser(prog="python -m flexplan.convert.simbench",
                                 description="Convert SimBench grids (and CIGRE LV) into flexplan instance folders.")
     p.add_argument("names", nargs="*", help=f"shipped instances to (re)write: {', '.join(GRIDS)}, cigre_lv "
                    "(default: all)")
