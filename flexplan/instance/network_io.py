@@ -13,6 +13,10 @@ Conversion rules (pandapower -> flexplan):
 
 The result must be a forest: each connected part holds exactly one slack bus (an
 ``ext_grid``) and no loop.  Isolated buses without load are dropped with a warning.
+
+:func:`pandapower_radial` is the one conversion: the runtime loader (:func:`from_pandapower`,
+``source = "pandapower"`` or ``"json"``) and the offline converters (:mod:`flexplan.convert`)
+both call it; the converters also merge parallel branches and leave unsupported elements out.
 """
 from __future__ import annotations
 
