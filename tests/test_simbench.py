@@ -1,5 +1,5 @@
 """SimBench instances (sb_lv_rural, sb_lv_semiurb, sb_lv_urban, sb_mv_rural) and cigre_lv,
-written by ``python -m flexplan.instance.simbench_convert``, against the original nets.
+written by ``python -m flexplan.convert.simbench``, against the original nets.
 
 At the hour of 2016 with the highest total load of the original SimBench net (hourly mean of
 SimBench's absolute 15-minute values, as ``simbench.get_absolute_values`` gives them; the same
@@ -10,7 +10,7 @@ hour is found independently of the converter from the profiles' time stamps):
 * LinDistFlow on the converted network, with that hour's SimBench loads at their buses, against
   pandapower's AC power flow of the ORIGINAL net with the same loads (PV, storage and generators
   out of service in both, as the converter leaves them out; the fixed transformer taps that
-  SimBench sets applied, see :mod:`flexplan.instance.simbench_convert`).  The error splits in two:
+  SimBench sets applied, see :mod:`flexplan.convert.simbench`).  The error splits in two:
 
   1. LinDistFlow vs AC on the converted network itself (series impedances, the same loads):
      DistFlow is exact for a radial series network, v_j^2 = v_i^2 - 2 (r P_ij + x Q_ij) +
@@ -52,7 +52,7 @@ import pandas as pd
 import pytest
 
 import flexplan as fp
-from flexplan.instance import simbench_convert as sc
+from flexplan.convert import simbench as sc
 from flexplan.paths import shipped_instances
 
 if sys.version_info >= (3, 11):
@@ -406,6 +406,83 @@ def test_convert_grid_merges_switches_parallels_and_folds_taps():
     assert g.tap_ratio == pytest.approx(1 - step / 100) and g.slack_vm_pu == pytest.approx(1.02 / (1 - step / 100))
     assert g.bus_of[lv[1]] == "lv0" and g.loads.iloc[0].bus == "lv3"
     assert g.lines.iloc[0]["r_ohm"] == pytest.approx(float(net.line.at[l1, "r_ohm_per_km"]) * 0.1)
+
+
+@pytest.mark.unit
+def test_convert_grid_rejects_a_loop_like_the_loader():
+    """A closed ring is the runtime loader's error (naming the line that closes it), not an
+    instance the loader would reject later."""
+    from flexplan.errors import InstanceError
+
+    net = pp.create_empty_network()
+    b = [pp.create_bus(net, 0.4, name=f"b{i}") for i in range(3)]
+    pp.create_ext_grid(net, b[0])
+    for i, j in ((0, 1), (1, 2), (2, 0)):
+        pp.create_line(net, b[i], b[j], 0.1, "NAYY 4x150 SE", name=f"L{i}{j}")
+    pp.create_load(net, b[2], p_mw=0.01, profile="H0-A")
+    with pytest.raises(InstanceError, match=r"not radial: branch\(es\) 'L12' close a loop"):  # the last one the search meets
+        sc.convert_grid(net, "ring")
+
+
+def _pandapower_net(name: str):
+    """A SimBench net by shipped instance name, or a pandapower built-in with the line ratings of
+    the shipped instance that uses it (case33bw has a 99999 kA placeholder)."""
+    import pandapower.networks as pn
+
+    if name in sc.GRIDS:
+        return sb.get_simbench_net(sc.GRIDS[name])
+    net = getattr(pn, name)()
+    patch = pd.read_csv(folder({"case33bw": "ieee33", "create_cigre_network_lv": "cigre_lv"}[name]) / "line_ratings.csv")
+    net.line.loc[patch["line"].to_numpy(), "max_i_ka"] = patch["max_i_ka"].to_numpy()
+    return net
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", ["case33bw", "create_cigre_network_lv", "sb_lv_rural", "sb_lv_urban", "sb_mv_rural"])
+def test_runtime_loader_and_converter_give_the_same_branches(name, tmp_path):
+    """One pandapower conversion (network_io.pandapower_radial): the Network the runtime loader makes
+    of a pandapower net (``source = "pandapower"`` / ``"json"``: from_pandapower) and the one the
+    instance loader reads back from the converter's CSV tables of the same net have the same buses,
+    the same branches (names, kinds, ends, orientation away from the slack; r, x, rating to the
+    9 digits the CSVs keep) and the same loads.  sb_mv_rural's two parallel HV/MV transformers are
+    one branch in the converter; the runtime rejects them as a loop, so there the runtime side is
+    pandapower_radial with merge_parallel, as the converter calls it."""
+    from flexplan.errors import InstanceError
+    from flexplan.instance import network_io
+    from flexplan.instance.loader import _csv_network
+
+    net = _pandapower_net(name)
+    g = sc.convert_grid(copy.deepcopy(net), name)
+    if name == "sb_mv_rural":
+        with pytest.raises(InstanceError, match="not radial"):
+            network_io.from_pandapower(copy.deepcopy(net), name)
+        runtime = network_io.pandapower_radial(copy.deepcopy(net), name, merge_parallel=True).network
+    else:
+        runtime = network_io.from_pandapower(copy.deepcopy(net), name)
+    sc._csv(g.buses, tmp_path / "buses.csv")
+    sc._csv(g.lines, tmp_path / "lines.csv", {"r_ohm": "%.9g", "x_ohm": "%.9g", "rating_mva": "%.9g", "length_km": "%.9g"})
+    sc._csv(g.trafos, tmp_path / "trafos.csv", {"vk_percent": "%.9g", "vkr_percent": "%.9g"})
+    loads = g.loads.assign(**{"class": g.loads["class"].replace("", "base")})  # pandapower's own nets have no profiles
+    sc._csv(loads[["bus", "p_mw", "q_mvar", "class", "name"]], tmp_path / "loads.csv", {"p_mw": "%.9g", "q_mvar": "%.9g"})
+    cfg = dict(buses="buses.csv", lines="lines.csv", loads="loads.csv", slack_bus=g.slack_bus,
+               **({"transformers": "trafos.csv"} if len(g.trafos) else {}))
+    converted = _csv_network(cfg, tmp_path, "converted", 1.0)
+
+    assert list(converted.buses["name"]) == list(runtime.buses["name"])
+    np.testing.assert_array_equal(converted.buses["vn_kv"], runtime.buses["vn_kv"])
+    bus = lambda n, col: [n.buses.at[b, "name"] for b in n.branches[col]]  # noqa: E731
+    a, b = (n.branches.assign(from_name=bus(n, "from_bus"), to_name=bus(n, "to_bus")).set_index("name")
+            for n in (runtime, converted))
+    assert sorted(a.index) == sorted(b.index) and len(a) == len(g.lines) + len(g.trafos)
+    b = b.loc[a.index]
+    for col in ("kind", "from_name", "to_name"):
+        assert list(a[col]) == list(b[col]), col
+    for col in ("r_pu", "x_pu", "rating_mva", "vn_kv", "length_km"):
+        np.testing.assert_allclose(b[col].to_numpy(float), a[col].to_numpy(float), rtol=1e-8, atol=1e-12, err_msg=col)
+    assert [converted.buses.at[i, "name"] for i in converted.loads["bus"]] == \
+        [runtime.buses.at[i, "name"] for i in runtime.loads["bus"]]
+    np.testing.assert_allclose(converted.loads[["p_mw", "q_mvar"]].to_numpy(float),
+                               runtime.loads[["p_mw", "q_mvar"]].to_numpy(float), rtol=1e-8, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- planning runs

@@ -13,11 +13,16 @@ Conversion rules (pandapower -> flexplan):
 
 The result must be a forest: each connected part holds exactly one slack bus (an
 ``ext_grid``) and no loop.  Isolated buses without load are dropped with a warning.
+
+:func:`pandapower_radial` is the one conversion: the runtime loader (:func:`from_pandapower`,
+``source = "pandapower"`` or ``"json"``) and the offline converters (:mod:`flexplan.convert`)
+both call it; the converters also merge parallel branches and leave unsupported elements out.
 """
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -88,88 +93,213 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def from_pandapower(net, source: str, s_base_mva: float = 1.0, use_max_loading: bool = False) -> Network:
-    """Convert a pandapower network to a radial :class:`Network` (see module docstring)."""
-    problems: list[Problem] = []
-    if len(net.trafo3w):
-        problems.append(Problem(source, "three-winding transformers are not supported", field="trafo3w"))
-    if "impedance" in net and len(net.impedance):
-        problems.append(Problem(source, "impedance elements are not supported", field="impedance"))
-    if problems:
-        raise InstanceError(problems)
+def _label(x) -> str:
+    """A pandapower name as text ('' when missing: None, NaN or empty)."""
+    if x is None or (not isinstance(x, str) and pd.isna(x)):
+        return ""
+    return str(x)
 
-    bus_ok = net.bus.index[net.bus.in_service.astype(bool)]
-    uf = _UnionFind(list(bus_ok))
-    sw = net.switch
-    open_line_ends = set()
-    open_trafos = set()
-    for _, s in sw.iterrows():
+
+def _element_name(x, fallback: str) -> str:
+    """A line's or transformer's name: its pandapower name if that is a non-empty string."""
+    return str(x) if isinstance(x, str) and x else fallback
+
+
+@dataclass
+class PandapowerRadial:
+    """A pandapower net as a radial flexplan network (see :func:`pandapower_radial`).
+
+    ``network``: the :class:`Network` (branches oriented away from their slack bus, per unit on
+    ``s_base_mva``).  ``branches``: one row per row of ``network.branches`` (same order) with its
+    pandapower data: ``name, kind``, ``a, b`` (positions in ``network.buses`` as pandapower orients
+    the element: a line's from bus and a transformer's hv bus are ``a``), ``elements`` (the
+    pandapower line or trafo indices the branch stands for: more than one where parallels were
+    merged), ``r_ohm, x_ohm, length_km`` (lines), ``sn_mva, vk_percent, vkr_percent``
+    (transformers), ``rating_mva, vn_kv``.  ``taken``: every pandapower line and transformer that
+    was read (in service, not behind an open switch, both buses in service), in pandapower order
+    before parallels are merged: ``kind, pp_index, name, reached`` (``reached``: its buses are fed
+    from a slack bus and kept).  ``bus_of``: pandapower bus index -> position in ``network.buses``
+    (buses merged through a closed bus-bus switch share one; buses left out are absent).
+    ``notes``: what was merged or left out, one sentence each."""
+
+    network: Network
+    branches: pd.DataFrame
+    taken: pd.DataFrame
+    bus_of: dict
+    notes: list = field(default_factory=list)
+
+
+def _merge_parallel(grp: list[dict]) -> dict:
+    """Branches of one kind between the same two buses as one: lines with their impedances in
+    parallel, ratings added and the mean length; transformers with their per-unit impedances (on
+    their own rating) in parallel, expressed in percent of the summed rating."""
+    e0 = dict(grp[0], name=" + ".join(e["name"] for e in grp), elements=sum((e["elements"] for e in grp), ()),
+              source=" + ".join(e["source"] for e in grp))
+    if e0["kind"] == "line":
+        z = 1.0 / sum(1.0 / complex(e["r_ohm"], e["x_ohm"]) for e in grp)
+        e0.update(r_ohm=z.real, x_ohm=z.imag, rating_mva=sum(e["rating_mva"] for e in grp),
+                  length_km=float(np.mean([e["length_km"] for e in grp])))
+    else:
+        zs = [complex(e["vkr_percent"], math.sqrt(max(e["vk_percent"] ** 2 - e["vkr_percent"] ** 2, 0.0)))
+              / 100.0 / e["sn_mva"] for e in grp]
+        z = 1.0 / sum(1.0 / zz for zz in zs)
+        sn = sum(e["sn_mva"] for e in grp)
+        e0.update(sn_mva=sn, rating_mva=sn, vk_percent=abs(z) * sn * 100.0, vkr_percent=z.real * sn * 100.0)
+    return e0
+
+
+def pandapower_radial(net, source: str, s_base_mva: float = 1.0, use_max_loading: bool = False,
+                      merge_parallel: bool = False, unsupported: str = "error",
+                      bus_fallback: str = "{}") -> PandapowerRadial:
+    """Convert a pandapower network to a radial network (the rules: see the module docstring).
+
+    The one pandapower conversion of flexplan: the runtime loader (:func:`from_pandapower`) and
+    the offline converters (:mod:`flexplan.convert`) both call it.
+
+    * ``merge_parallel``: lines (or transformers) between the same two buses become one branch
+      (:func:`_merge_parallel`, noted); otherwise they close a loop and are rejected;
+    * ``unsupported``: ``"error"`` rejects three-winding transformers and impedance elements,
+      ``"leave_out"`` leaves them out with a note;
+    * ``bus_fallback``: the name of a bus without one (formatted with its pandapower index);
+      when two buses share a name, every bus gets its fallback name.
+
+    Raises :class:`InstanceError` for unsupported elements, loops (naming the branches that close
+    them), slack buses connected to each other and loads no slack bus feeds (see
+    :func:`orient_radial`)."""
+    notes: list[str] = []
+    n3w = len(net.trafo3w)
+    n_imp = len(net.impedance) if "impedance" in net else 0
+    if unsupported == "error":
+        problems = []
+        if n3w:
+            problems.append(Problem(source, "three-winding transformers are not supported", field="trafo3w"))
+        if n_imp:
+            problems.append(Problem(source, "impedance elements are not supported", field="impedance"))
+        if problems:
+            raise InstanceError(problems)
+    elif unsupported != "leave_out":
+        raise ValueError(f"unsupported = {unsupported!r}: 'error' or 'leave_out'")
+
+    bus_ok = [int(b) for b in net.bus.index[net.bus.in_service.astype(bool)]]
+    uf = _UnionFind(bus_ok)
+    open_lines, open_trafos = set(), set()
+    for s in net.switch.itertuples():
         if s.et == "b":
             if bool(s.closed) and s.bus in uf.parent and s.element in uf.parent:
                 uf.union(int(s.bus), int(s.element))
         elif s.et == "l" and not bool(s.closed):
-            open_line_ends.add(int(s.element))
+            open_lines.add(int(s.element))
         elif s.et == "t" and not bool(s.closed):
             open_trafos.add(int(s.element))
+    merged = sum(1 for b in bus_ok if uf.find(b) != b)
+    if merged:
+        notes.append(f"{merged} bus(es) merged into their neighbour through closed bus-bus switches")
+    if open_lines:
+        notes.append(f"{len(open_lines)} line(s) behind open switches left out: "
+                     + ", ".join(str(net.line.at[i, "name"]) if i in net.line.index else f"line {i}"
+                                 for i in sorted(open_lines)))
+    if n3w and unsupported == "leave_out":
+        notes.append(f"{n3w} three-winding transformer(s) left out")
+    if n_imp and unsupported == "leave_out":
+        notes.append(f"{n_imp} impedance element(s) left out")
 
     reps = sorted({uf.find(b) for b in bus_ok})
     pos = {r: i for i, r in enumerate(reps)}
-    bus_map = {b: pos[uf.find(b)] for b in bus_ok}
-    names = []
-    for r in reps:
-        nm = net.bus.at[r, "name"]
-        names.append(str(nm) if nm is not None and not (isinstance(nm, float) and math.isnan(nm)) else str(r))
-    if len(set(names)) != len(names):  # fall back to pandapower indices
-        names = [str(r) for r in reps]
-    buses = pd.DataFrame({"name": names, "vn_kv": [float(net.bus.at[r, "vn_kv"]) for r in reps],
-                          "pp_index": reps})
+    bus_pos = {b: pos[uf.find(b)] for b in bus_ok}
+    names = [_label(net.bus.at[r, "name"]) or bus_fallback.format(r) for r in reps]
+    if len(set(names)) != len(names):
+        names = [bus_fallback.format(r) for r in reps]
+    buses = pd.DataFrame({"name": names, "vn_kv": [float(net.bus.at[r, "vn_kv"]) for r in reps], "pp_index": reps})
 
-    rows = []
+    nan = float("nan")
+    elements = []
     for idx, ln in net.line.iterrows():
-        if not bool(ln.in_service) or idx in open_line_ends:
-            continue
-        if ln.from_bus not in bus_map or ln.to_bus not in bus_map:
+        if not bool(ln.in_service) or idx in open_lines or ln.from_bus not in bus_pos or ln.to_bus not in bus_pos:
             continue
         par = float(ln.get("parallel", 1) or 1)
         vn = float(net.bus.at[ln.from_bus, "vn_kv"])
-        zbase = vn ** 2 / s_base_mva
+        length = float(ln.length_km)
         rating = math.sqrt(3) * vn * float(ln.max_i_ka) * par
         if use_max_loading and "max_loading_percent" in ln and not pd.isna(ln.max_loading_percent):
             rating *= float(ln.max_loading_percent) / 100.0
-        lname = ln.get("name")
-        rows.append(dict(name=str(lname) if isinstance(lname, str) and lname else f"line_{idx}", kind="line",
-                         a=bus_map[ln.from_bus], b=bus_map[ln.to_bus],
-                         r_pu=float(ln.r_ohm_per_km) * float(ln.length_km) / par / zbase,
-                         x_pu=float(ln.x_ohm_per_km) * float(ln.length_km) / par / zbase,
-                         rating_mva=rating, length_km=float(ln.length_km), vn_kv=vn, virtual=False,
-                         source=f"{source} line {idx}"))
+        elements.append(dict(name=_element_name(ln.get("name"), f"line_{idx}"), kind="line",
+                             a=bus_pos[ln.from_bus], b=bus_pos[ln.to_bus], elements=(int(idx),),
+                             r_ohm=float(ln.r_ohm_per_km) * length / par, x_ohm=float(ln.x_ohm_per_km) * length / par,
+                             length_km=length, sn_mva=nan, vk_percent=nan, vkr_percent=nan, rating_mva=rating,
+                             vn_kv=vn, source=f"{source} line {idx}"))
     for idx, tr in net.trafo.iterrows():
-        if not bool(tr.in_service) or idx in open_trafos:
-            continue
-        if tr.hv_bus not in bus_map or tr.lv_bus not in bus_map:
+        if not bool(tr.in_service) or idx in open_trafos or tr.hv_bus not in bus_pos or tr.lv_bus not in bus_pos:
             continue
         sn = float(tr.sn_mva) * float(tr.get("parallel", 1) or 1)
-        z = float(tr.vk_percent) / 100.0 * s_base_mva / sn
-        r = float(tr.vkr_percent) / 100.0 * s_base_mva / sn
-        x = math.sqrt(max(z * z - r * r, 0.0))
-        tname = tr.get("name")
-        rows.append(dict(name=str(tname) if isinstance(tname, str) and tname else f"trafo_{idx}", kind="transformer",
-                         a=bus_map[tr.hv_bus], b=bus_map[tr.lv_bus], r_pu=r, x_pu=x, rating_mva=sn,
-                         length_km=0.0, vn_kv=float(net.bus.at[tr.lv_bus, "vn_kv"]), virtual=False,
-                         source=f"{source} trafo {idx}"))
+        elements.append(dict(name=_element_name(tr.get("name"), f"trafo_{idx}"), kind="transformer",
+                             a=bus_pos[tr.hv_bus], b=bus_pos[tr.lv_bus], elements=(int(idx),),
+                             r_ohm=nan, x_ohm=nan, length_km=0.0, sn_mva=sn, vk_percent=float(tr.vk_percent),
+                             vkr_percent=float(tr.vkr_percent), rating_mva=sn,
+                             vn_kv=float(net.bus.at[tr.lv_bus, "vn_kv"]), source=f"{source} trafo {idx}"))
+
+    if merge_parallel:
+        groups: dict[tuple, list] = {}
+        for e in elements:
+            groups.setdefault((e["kind"], min(e["a"], e["b"]), max(e["a"], e["b"])), []).append(e)
+        branch_rows = []
+        for (kind, a, b), grp in groups.items():
+            if len(grp) > 1:
+                na, nb = sorted((names[a], names[b]))
+                notes.append(f"{len(grp)} parallel {kind}s between '{na}' and '{nb}' merged into one: "
+                             + ", ".join(e["name"] for e in grp))
+            branch_rows.append(grp[0] if len(grp) == 1 else _merge_parallel(grp))
+    else:
+        branch_rows = elements
+
+    edges = []
+    for e in branch_rows:
+        if e["kind"] == "line":
+            zbase = e["vn_kv"] ** 2 / s_base_mva
+            r_pu, x_pu = e["r_ohm"] / zbase, e["x_ohm"] / zbase
+        else:
+            z = e["vk_percent"] / 100.0 * s_base_mva / e["sn_mva"]
+            r_pu = e["vkr_percent"] / 100.0 * s_base_mva / e["sn_mva"]
+            x_pu = math.sqrt(max(z * z - r_pu * r_pu, 0.0))
+        edges.append(dict(name=e["name"], kind=e["kind"], a=e["a"], b=e["b"], r_pu=r_pu, x_pu=x_pu,
+                          rating_mva=e["rating_mva"], length_km=e["length_km"], vn_kv=e["vn_kv"], virtual=False,
+                          source=e["source"]))
+    edges = pd.DataFrame(edges, columns=["name", "kind", "a", "b", "r_pu", "x_pu", "rating_mva", "length_km", "vn_kv",
+                                         "virtual", "source"])
 
     loads = []
     for idx, ld in net.load.iterrows():
-        if not bool(ld.in_service) or ld.bus not in bus_map:
+        if not bool(ld.in_service) or ld.bus not in bus_pos:
             continue
         sc = float(ld.get("scaling", 1.0))
-        lname = ld.get("name")
-        loads.append(dict(bus=bus_map[ld.bus], p_mw=float(ld.p_mw) * sc, q_mvar=float(ld.q_mvar) * sc,
-                          load_class="", name=str(lname) if isinstance(lname, str) and lname else f"load_{idx}"))
-    slack = [dict(bus=bus_map[eg.bus], vm_pu=float(eg.vm_pu)) for _, eg in net.ext_grid.iterrows()
-             if bool(eg.in_service) and eg.bus in bus_map]
-    return orient_radial(buses, pd.DataFrame(rows), pd.DataFrame(loads, columns=["bus", "p_mw", "q_mvar", "load_class", "name"]),
-                         pd.DataFrame(slack, columns=["bus", "vm_pu"]), source, s_base_mva)
+        loads.append(dict(bus=bus_pos[ld.bus], p_mw=float(ld.p_mw) * sc, q_mvar=float(ld.q_mvar) * sc,
+                          load_class="", name=_element_name(ld.get("name"), f"load_{idx}")))
+    slack = [dict(bus=bus_pos[eg.bus], vm_pu=float(eg.vm_pu)) for eg in net.ext_grid.itertuples()
+             if bool(eg.in_service) and eg.bus in bus_pos]
+    network = orient_radial(buses, edges, pd.DataFrame(loads, columns=["bus", "p_mw", "q_mvar", "load_class", "name"]),
+                            pd.DataFrame(slack, columns=["bus", "vm_pu"]), source, s_base_mva)
+
+    kept = {int(r): i for i, r in enumerate(network.buses["pp_index"])}
+    new_pos = [kept.get(r, -1) for r in reps]  # position before -> after dropping buses no slack feeds
+    dropped = [names[i] for i, p in enumerate(new_pos) if p < 0]
+    if dropped:
+        notes.append(f"{len(dropped)} bus(es) not reached from the slack left out: {', '.join(dropped[:10])}")
+    by_name = {e["name"]: e for e in branch_rows}
+    cols = ["name", "kind", "a", "b", "elements", "r_ohm", "x_ohm", "length_km", "sn_mva", "vk_percent",
+            "vkr_percent", "rating_mva", "vn_kv"]
+    branches = pd.DataFrame([{c: by_name[n][c] for c in cols} for n in network.branches["name"]], columns=cols)
+    branches["a"] = [new_pos[a] for a in branches["a"]]
+    branches["b"] = [new_pos[b] for b in branches["b"]]
+    taken = pd.DataFrame([dict(kind=e["kind"], pp_index=e["elements"][0], name=e["name"], reached=new_pos[e["a"]] >= 0)
+                          for e in elements], columns=["kind", "pp_index", "name", "reached"])
+    bus_of = {b: new_pos[bus_pos[b]] for b in bus_ok if new_pos[bus_pos[b]] >= 0}
+    return PandapowerRadial(network=network, branches=branches, taken=taken, bus_of=bus_of, notes=notes)
+
+
+def from_pandapower(net, source: str, s_base_mva: float = 1.0, use_max_loading: bool = False) -> Network:
+    """Convert a pandapower network to a radial :class:`Network` (see module docstring and
+    :func:`pandapower_radial`; parallel branches are rejected as loops, three-winding
+    transformers and impedance elements as unsupported)."""
+    return pandapower_radial(net, source, s_base_mva, use_max_loading).network
 
 
 def _where(edge_source: str, fallback: str, field: str) -> dict:

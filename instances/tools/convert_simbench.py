@@ -1,4 +1,4 @@
-"""(Re)write the SimBench instances and cigre_lv: a thin wrapper of flexplan.instance.simbench_convert.
+"""(Re)write the SimBench instances and cigre_lv: a thin wrapper of flexplan.convert.simbench.
 
     python instances/tools/convert_simbench.py                      # sb_lv_rural sb_lv_semiurb sb_lv_urban sb_mv_rural cigre_lv
     python instances/tools/convert_simbench.py sb_lv_urban
@@ -9,7 +9,7 @@ scenario-2 and scenario-1 nets are both read). Options: see --help or the module
 """
 import sys
 
-from flexplan.instance.simbench_convert import main
+from flexplan.convert.simbench import main
 
 if __name__ == "__main__":
     sys.exit(main())

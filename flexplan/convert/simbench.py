@@ -1,8 +1,8 @@
 """SimBench grids (and CIGRE LV) -> flexplan instance folders.
 
-    python -m flexplan.instance.simbench_convert                  # (re)write every shipped SimBench instance
-    python -m flexplan.instance.simbench_convert sb_lv_urban cigre_lv
-    python -m flexplan.instance.simbench_convert --code 1-LV-rural2--2-sw --out instances/my_rural2
+    python -m flexplan.convert.simbench                  # (re)write every shipped SimBench instance
+    python -m flexplan.convert.simbench sb_lv_urban cigre_lv
+    python -m flexplan.convert.simbench --code 1-LV-rural2--2-sw --out instances/my_rural2
            [--classes profile|group] [--ev fleets|loads] [--after-2034 trend|hold] [--no-year]
 
 Needs the ``simbench`` package (1.6.3 ships its data; nothing is downloaded).  What is converted,
@@ -14,11 +14,15 @@ scenario with heat pumps, EV chargers, more PV and storage; scenario 0 is 2016, 
 instance's loads are scenario 2's; scenario 1 only sets the growth path and the EV counts of
 2024 (see *Growth* and *EV fleets*).
 
-**Grid** (written as CSV: ``buses.csv``, ``lines.csv``, ``trafos.csv``, ``loads.csv``), the same
-rules as :func:`flexplan.instance.network_io.from_pandapower`: out-of-service elements and
+**Grid** (written as CSV: ``buses.csv``, ``lines.csv``, ``trafos.csv``, ``loads.csv``), by the
+conversion the runtime loader uses for ``source = "pandapower"``
+(:func:`flexplan.instance.network_io.pandapower_radial`): out-of-service elements and
 lines / transformers behind an open switch are left out, buses joined by a closed bus-bus
-switch are merged (the bus with the lowest pandapower index keeps its name), buses no longer
-reached from the slack are dropped, branches in parallel between the same two buses are merged
+switch are merged (the bus with the lowest pandapower index keeps its name), buses without
+load no longer reached from the slack are dropped, a loop, a load no slack feeds or a second
+external grid is an error (a meshed grid such as 1-MV-urban--2-no_sw is rejected, naming the
+branches that close them), three-winding transformers are left out; unlike the runtime,
+branches in parallel between the same two buses are merged
 into one (transformers: ratings added, impedances in parallel, so two equal 25 MVA units are one
 50 MVA branch with the same vk %; lines likewise), lines are ``(r|x)_ohm_per_km * length_km /
 parallel`` with rating ``sqrt(3) vn max_i_ka parallel`` MVA.  The MV/LV (or HV/MV)
@@ -158,22 +162,6 @@ class Grid:
         return self.loads["profile"].str.startswith(EV_PREFIXES).to_numpy()
 
 
-class _UF:
-    def __init__(self, items):
-        self.p = {i: i for i in items}
-
-    def find(self, i):
-        while self.p[i] != i:
-            self.p[i] = self.p[self.p[i]]
-            i = self.p[i]
-        return i
-
-    def union(self, a, b):
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.p[max(ra, rb)] = min(ra, rb)
-
-
 def _name(x, fallback: str) -> str:
     return str(x) if isinstance(x, str) and x else fallback
 
@@ -190,145 +178,72 @@ def tap_ratio(tr) -> float:
 
 
 def convert_grid(net, code: str = "") -> Grid:
-    """The radial part of a pandapower / SimBench net below its external grid (see module docstring)."""
-    notes: list[str] = []
-    bus_ok = [int(b) for b in net.bus.index[net.bus.in_service.astype(bool)]]
-    uf = _UF(bus_ok)
-    open_lines, open_trafos = set(), set()
-    for s in net.switch.itertuples():
-        if s.et == "b":
-            if bool(s.closed) and s.bus in uf.p and s.element in uf.p:
-                uf.union(int(s.bus), int(s.element))
-        elif s.et == "l" and not bool(s.closed):
-            open_lines.add(int(s.element))
-        elif s.et == "t" and not bool(s.closed):
-            open_trafos.add(int(s.element))
-    merged = sum(1 for b in bus_ok if uf.find(b) != b)
-    if merged:
-        notes.append(f"{merged} bus(es) merged into their neighbour through closed bus-bus switches")
-    if open_lines:
-        notes.append(f"{len(open_lines)} line(s) behind open switches left out: "
-                     + ", ".join(str(net.line.at[i, "name"]) for i in sorted(open_lines)))
+    """The radial part of a pandapower / SimBench net below its external grid (see module docstring).
 
-    rep_name = {}
-    for b in sorted(bus_ok):
-        r = uf.find(b)
-        if r not in rep_name:
-            rep_name[r] = _name(net.bus.at[r, "name"], f"bus_{r}")
-    if len(set(rep_name.values())) != len(rep_name):
-        rep_name = {r: f"bus_{r}" for r in rep_name}
+    The network itself (switches, merged parallels, reachability, loop checks) is
+    :func:`flexplan.instance.network_io.pandapower_radial`, the conversion the runtime loader uses;
+    this adds the SimBench specifics: loads with their profiles, the fixed tap below the slack,
+    line charging and the notes for ``instance.toml``."""
+    from ..instance.network_io import pandapower_radial
 
-    def bname(b):
-        return rep_name[uf.find(int(b))]
-
-    # branches: (a, b, kind, data)
-    edges = []
-    for idx, ln in net.line.iterrows():
-        if not bool(ln.in_service) or idx in open_lines or ln.from_bus not in uf.p or ln.to_bus not in uf.p:
-            continue
-        par = float(ln.get("parallel", 1) or 1)
-        vn = float(net.bus.at[ln.from_bus, "vn_kv"])
-        L = float(ln.length_km)
-        c_nf = float(ln.get("c_nf_per_km", 0.0) or 0.0)
-        edges.append(dict(kind="line", a=bname(ln.from_bus), b=bname(ln.to_bus), name=_name(ln.get("name"), f"line_{idx}"),
-                          r_ohm=float(ln.r_ohm_per_km) * L / par, x_ohm=float(ln.x_ohm_per_km) * L / par,
-                          rating_mva=math.sqrt(3) * vn * float(ln.max_i_ka) * par, length_km=L, vn_kv=vn,
-                          std_type=_name(ln.get("std_type"), ""),
-                          # Q = V^2 w C (Mvar with kV, F), pandapower's pi model: half at each end
-                          q_charging=vn ** 2 * 2 * math.pi * float(net.f_hz) * c_nf * 1e-9 * L * par))
-    taps = {}
-    for idx, tr in net.trafo.iterrows():
-        if not bool(tr.in_service) or idx in open_trafos or tr.hv_bus not in uf.p or tr.lv_bus not in uf.p:
-            continue
-        par = float(tr.get("parallel", 1) or 1)
-        # nominal-ratio mismatch between the transformer and its buses counts as a tap, too
-        ratio = (float(tr.vn_hv_kv) / float(net.bus.at[tr.hv_bus, "vn_kv"])) / \
-                (float(tr.vn_lv_kv) / float(net.bus.at[tr.lv_bus, "vn_kv"]))
-        taps[_name(tr.get("name"), f"trafo_{idx}")] = tap_ratio(tr) * ratio
-        edges.append(dict(kind="transformer", a=bname(tr.hv_bus), b=bname(tr.lv_bus),
-                          name=_name(tr.get("name"), f"trafo_{idx}"), sn_mva=float(tr.sn_mva) * par,
-                          vk_percent=float(tr.vk_percent), vkr_percent=float(tr.vkr_percent),
-                          std_type=_name(tr.get("std_type"), "")))
-    if len(net.trafo3w):
-        notes.append(f"{len(net.trafo3w)} three-winding transformer(s) left out")
-
-    # merge parallel branches between the same two buses
-    groups: dict[tuple, list] = {}
-    for e in edges:
-        groups.setdefault((e["kind"],) + tuple(sorted((e["a"], e["b"]))), []).append(e)
-    merged_edges = []
-    for key, grp in groups.items():
-        if len(grp) == 1:
-            merged_edges.append(grp[0])
-            continue
-        notes.append(f"{len(grp)} parallel {key[0]}s between '{key[1]}' and '{key[2]}' merged into one: "
-                     + ", ".join(e["name"] for e in grp))
-        e0 = dict(grp[0], name=" + ".join(e["name"] for e in grp))
-        if key[0] == "line":
-            y = sum(1.0 / complex(e["r_ohm"], e["x_ohm"]) for e in grp)
-            z = 1.0 / y
-            e0.update(r_ohm=z.real, x_ohm=z.imag, rating_mva=sum(e["rating_mva"] for e in grp),
-                      q_charging=sum(e["q_charging"] for e in grp),
-                      length_km=float(np.mean([e["length_km"] for e in grp])))
-        else:  # impedances in per unit of 1 MVA, in parallel, back to percent of the summed rating
-            zs = [complex(e["vkr_percent"], math.sqrt(max(e["vk_percent"] ** 2 - e["vkr_percent"] ** 2, 0.0)))
-                  / 100.0 / e["sn_mva"] for e in grp]
-            z = 1.0 / sum(1.0 / zz for zz in zs)
-            sn = sum(e["sn_mva"] for e in grp)
-            e0.update(sn_mva=sn, vk_percent=abs(z) * sn * 100.0, vkr_percent=z.real * sn * 100.0)
-        merged_edges.append(e0)
-
-    # slack and reachability
-    eg = [r for r in net.ext_grid.itertuples() if bool(r.in_service) and r.bus in uf.p]
+    eg = [r for r in net.ext_grid.itertuples() if bool(r.in_service) and r.bus in net.bus.index
+          and bool(net.bus.at[r.bus, "in_service"])]
     if len(eg) != 1:
         raise ValueError(f"{code}: expected one external grid in service, found {len(eg)}")
-    slack = bname(eg[0].bus)
-    adj: dict[str, list] = {}
-    for e in merged_edges:
-        adj.setdefault(e["a"], []).append(e["b"])
-        adj.setdefault(e["b"], []).append(e["a"])
-    seen, stack = {slack}, [slack]
-    while stack:
-        u = stack.pop()
-        for v in adj.get(u, []):
-            if v not in seen:
-                seen.add(v)
-                stack.append(v)
-    dropped = [n for n in dict.fromkeys(rep_name.values()) if n not in seen]
-    if dropped:
-        notes.append(f"{len(dropped)} bus(es) not reached from the slack left out: {', '.join(dropped[:10])}")
-    merged_edges = [e for e in merged_edges if e["a"] in seen]
+    rad = pandapower_radial(net, code, merge_parallel=True, unsupported="leave_out", bus_fallback="bus_{}")
+    notes = list(rad.notes)
+    names = rad.network.buses["name"].tolist()
+    slack = names[int(rad.network.slack["bus"].iloc[0])]
+    br = rad.branches.assign(a=[names[a] for a in rad.branches["a"]], b=[names[b] for b in rad.branches["b"]])
+    line_br, trafo_br = br[br["kind"] == "line"], br[br["kind"] == "transformer"]
+
+    # per pandapower element: line charging (Q = V^2 w C, Mvar with kV and F; pandapower's pi model,
+    # half at each end), the fixed tap ratio of the transformers, the standard types
+    q_line, taps, types = {}, {}, {"line": [], "transformer": []}
+    for e in rad.taken.itertuples():
+        if e.kind == "line":
+            ln = net.line.loc[e.pp_index]
+            par = float(ln.get("parallel", 1) or 1)
+            vn = float(net.bus.at[ln.from_bus, "vn_kv"])
+            c_nf = float(ln.get("c_nf_per_km", 0.0) or 0.0)
+            q_line[e.pp_index] = vn ** 2 * 2 * math.pi * float(net.f_hz) * c_nf * 1e-9 * float(ln.length_km) * par
+        else:
+            tr = net.trafo.loc[e.pp_index]
+            # nominal-ratio mismatch between the transformer and its buses counts as a tap, too
+            ratio = (float(tr.vn_hv_kv) / float(net.bus.at[tr.hv_bus, "vn_kv"])) / \
+                    (float(tr.vn_lv_kv) / float(net.bus.at[tr.lv_bus, "vn_kv"]))
+            taps[e.pp_index] = (e.name, tap_ratio(tr) * ratio)
+        if e.reached:  # before merging parallels: the SimBench elements
+            table = net.line if e.kind == "line" else net.trafo
+            types[e.kind].append(_name(table.loc[e.pp_index].get("std_type"), ""))
 
     # a fixed tap of the transformer(s) right below the slack -> slack voltage referred to the LV side
-    under = [e for e in merged_edges if e["kind"] == "transformer" and slack in (e["a"], e["b"])]
-    ts = {round(np.prod([taps[n] for n in e["name"].split(" + ")]) ** (1 / len(e["name"].split(" + "))), 12)
-          for e in under}
+    under = [els for els, a, b in zip(trafo_br["elements"], trafo_br["a"], trafo_br["b"]) if slack in (a, b)]
+    ts = {round(np.prod([taps[i][1] for i in els]) ** (1 / len(els)), 12) for els in under}
     t = ts.pop() if len(ts) == 1 else 1.0
     if ts:
         notes.append("transformers below the slack have different taps: taps ignored")
-    other = [n for n, v in taps.items() if abs(v - 1) > 1e-12 and all(n not in e["name"] for e in under)]
+    below = {i for els in under for i in els}
+    other = [n for i, (n, v) in taps.items() if abs(v - 1) > 1e-12 and i not in below]
     if other:
         notes.append(f"off-nominal taps of {', '.join(other)} ignored (not below the slack)")
     vm_eg = float(eg[0].vm_pu)
 
-    buses = pd.DataFrame([dict(name=rep_name[r], vn_kv=float(net.bus.at[r, "vn_kv"])) for r in sorted(rep_name)
-                          if rep_name[r] in seen])
-    lines = pd.DataFrame([dict(name=e["name"], from_bus=e["a"], to_bus=e["b"], r_ohm=e["r_ohm"], x_ohm=e["x_ohm"],
-                               rating_mva=e["rating_mva"], length_km=e["length_km"])
-                          for e in merged_edges if e["kind"] == "line"],
-                         columns=["name", "from_bus", "to_bus", "r_ohm", "x_ohm", "rating_mva", "length_km"])
-    trafos = pd.DataFrame([dict(name=e["name"], hv_bus=e["a"], lv_bus=e["b"], sn_mva=e["sn_mva"],
-                                vk_percent=e["vk_percent"], vkr_percent=e["vkr_percent"])
-                           for e in merged_edges if e["kind"] == "transformer"],
-                          columns=["name", "hv_bus", "lv_bus", "sn_mva", "vk_percent", "vkr_percent"])
+    buses = rad.network.buses[["name", "vn_kv"]].reset_index(drop=True)
+    lines = pd.DataFrame({"name": line_br["name"], "from_bus": line_br["a"], "to_bus": line_br["b"],
+                          "r_ohm": line_br["r_ohm"], "x_ohm": line_br["x_ohm"], "rating_mva": line_br["rating_mva"],
+                          "length_km": line_br["length_km"]}).reset_index(drop=True)
+    trafos = pd.DataFrame({"name": trafo_br["name"], "hv_bus": trafo_br["a"], "lv_bus": trafo_br["b"],
+                           "sn_mva": trafo_br["sn_mva"], "vk_percent": trafo_br["vk_percent"],
+                           "vkr_percent": trafo_br["vkr_percent"]}).reset_index(drop=True)
     rows = []
     for idx, ld in net.load.iterrows():
-        if not bool(ld.in_service) or ld.bus not in uf.p or bname(ld.bus) not in seen:
+        if not bool(ld.in_service) or ld.bus not in rad.bus_of:
             continue
         sc = float(ld.get("scaling", 1.0))
         prof = _name(ld.get("profile"), "")
-        rows.append(dict(bus=bname(ld.bus), p_mw=float(ld.p_mw) * sc, q_mvar=float(ld.q_mvar) * sc, profile=prof,
-                         name=_name(ld.get("name"), f"load_{idx}"), pp_index=int(idx)))
+        rows.append(dict(bus=names[rad.bus_of[ld.bus]], p_mw=float(ld.p_mw) * sc, q_mvar=float(ld.q_mvar) * sc,
+                         profile=prof, name=_name(ld.get("name"), f"load_{idx}"), pp_index=int(idx)))
     loads = pd.DataFrame(rows)
     loads["class"] = loads["profile"]
     out_of_scope = {k: len(net[k]) for k in ("sgen", "storage", "gen") if len(net[k])}
@@ -336,21 +251,22 @@ def convert_grid(net, code: str = "") -> Grid:
         notes.append("left out (flexplan's network reads loads only): "
                      + ", ".join(f"{n} {k}" for k, n in out_of_scope.items()))
     ch: dict[str, float] = {}
-    for e in merged_edges:
-        if e["kind"] == "line" and e["vn_kv"] >= CHARGING_MIN_KV and e["q_charging"] > 0:
-            for end in (e["a"], e["b"]):
-                ch[end] = ch.get(end, 0.0) - e["q_charging"] / 2
+    for els, a, b, vn in zip(line_br["elements"], line_br["a"], line_br["b"], line_br["vn_kv"]):
+        q = q_line[els[0]] if len(els) == 1 else sum(q_line[i] for i in els)
+        if vn >= CHARGING_MIN_KV and q > 0:
+            for end in (a, b):
+                ch[end] = ch.get(end, 0.0) - q / 2
     charging = pd.DataFrame({"bus": list(ch), "q_mvar": list(ch.values())}, columns=["bus", "q_mvar"])
     if len(charging):
         notes.append(f"line capacitance ({-charging['q_mvar'].sum():.3g} Mvar at nominal voltage, lines of "
                      f"{CHARGING_MIN_KV:g} kV and above) written as constant reactive injections: loads of class "
                      f"'{CHARGING_CLASS}' (p 0, q < 0, profile 1)")
-    kept = [e for e in edges if e["a"] in seen]  # before merging parallels: the SimBench elements
-    lt = pd.Series([e["std_type"] for e in kept if e["kind"] == "line"]).value_counts().to_dict()
-    tt = pd.Series([e["std_type"] for e in kept if e["kind"] == "transformer"]).value_counts().to_dict()
+    lt = pd.Series(types["line"], dtype=object).value_counts().to_dict()
+    tt = pd.Series(types["transformer"], dtype=object).value_counts().to_dict()
     return Grid(code=code, buses=buses, lines=lines, trafos=trafos, loads=loads,
-                bus_of={b: bname(b) for b in bus_ok if bname(b) in seen}, slack_bus=slack,
-                slack_vm_pu=float(vm_eg / t), ext_grid_vm_pu=vm_eg, tap_ratio=float(t), charging=charging, line_types=lt, trafo_types=tt, notes=notes)
+                bus_of={b: names[p] for b, p in rad.bus_of.items()}, slack_bus=slack,
+                slack_vm_pu=float(vm_eg / t), ext_grid_vm_pu=vm_eg, tap_ratio=float(t), charging=charging,
+                line_types=lt, trafo_types=tt, notes=notes)
 
 
 # --------------------------------------------------------------------------- profiles
@@ -590,7 +506,7 @@ def catalogue_toml(line_types: list, trafo_types: list, cable_eur_per_km: float,
     s = ["[reinforcement]",
          'candidates = "candidates.csv"      # asset,kind,type: each line -> the smallest stronger cable (replace),',
          "#   or the strongest in parallel where none is stronger; each transformer -> every larger type",
-         "#   (see simbench_convert.candidate_rows; delete this line to generate replace + parallel for all).",
+         "#   (see flexplan.convert.simbench.candidate_rows; delete this line to generate replace + parallel for all).",
          "# r, x, max_i: SimBench / pandapower standard types. Capex: eDisGo default cost config",
          "# (openego/eDisGo edisgo/config/config_costs_default.cfg, after the dena Verteilnetzstudie 2012):",
          f"#   {cable_note}.", ""]
@@ -708,7 +624,7 @@ def _toml(name, code, g, loads, prof, stats, ratio, fleets, after_2034, classes,
                "charging profiles" if fleets else
                (f"{n_ev} EV chargers as fixed loads with their SimBench profiles" if n_ev else "no separate EV chargers"))
     desc = (f"SimBench {grid} (code {code}: scenario 2 = 2034 with heat pumps and EV chargers, switches as "
-            f"SimBench sets them), converted by flexplan/instance/simbench_convert.py. {kind} feeder: "
+            f"SimBench sets them), converted by flexplan/convert/simbench.py. {kind} feeder: "
             f"{len(g.buses)} buses, {len(g.lines)} lines ({lt}), transformer {tt}; {len(loads)} loads with their "
             f"SimBench profiles as load classes; {ev_text}. PV, storage and other generators are left out. "
             f"Profiles: five representative days of SimBench's 2016 year (profiles.csv; the full year, hourly, "
@@ -824,7 +740,7 @@ def write_cigre_lv(folder: Path, year: bool = True, log=print) -> dict:
     lines = net.line
     rows = [dict(line=i, max_i_ka=CIGRE_LV_RATINGS[t][0]) for i, t in zip(lines.index, lines.std_type)]
     pd.DataFrame(rows).to_csv(folder / "line_ratings.csv", index=False, lineterminator="\n")
-    from .network_io import from_pandapower
+    from ..instance.network_io import from_pandapower
 
     patched = copy.deepcopy(net)
     patched.line["max_i_ka"] = [r["max_i_ka"] for r in rows]
@@ -862,7 +778,7 @@ description = """CIGRE LV benchmark (pandapower create_cigre_network_lv; CIGRE T
 its own 20/0.4 kV transformer from one MV bus. Load profiles: SimBench standard profiles (household,
 continuous business, commercial means), growth 1 %/yr; generated home-charging EV fleets at the
 residential buses with SimBench urban scenario-2 EV density (2034), continued to 2044.
-Written by flexplan/instance/simbench_convert.py (write_cigre_lv)."""
+Written by flexplan/convert/simbench.py (write_cigre_lv)."""
 
 [network]
 source = "pandapower"
@@ -912,7 +828,7 @@ max_loading_pct = 100.0
 
 # --------------------------------------------------------------------------- command line
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m flexplan.instance.simbench_convert",
+    p = argparse.ArgumentParser(prog="python -m flexplan.convert.simbench",
                                 description="Convert SimBench grids (and CIGRE LV) into flexplan instance folders.")
     p.add_argument("names", nargs="*", help=f"shipped instances to (re)write: {', '.join(GRIDS)}, cigre_lv "
                    "(default: all)")
