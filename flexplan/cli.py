@@ -568,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
                     "cluster (e.g. tcp://10.0.0.5:8786; needs the dask extra) instead of locally")
     sw.add_argument("--warm", action="store_true", help="one cost parameter: re-solve one kept HiGHS model instead "
                     "of building every point")
-    sw.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-sweep.csv); an existing one is resumed")
+    sw.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-sweep.csv); an existing one is resumed if "
+                    "it was written for the same instance, recipe and solver options (else refused)")
     sw.add_argument("--time-limit", type=_seconds, default=None)
     sw.add_argument("--mip-gap", type=_gap, default=0.01)
     be = sub.add_parser("breakeven", help="the flexibility price above which reinforcing is cheaper")

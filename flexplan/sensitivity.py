@@ -184,7 +184,7 @@ def sweep(instance, recipe, grid: dict[str, list], design: str = "oat", workers:
     this_run = run_key(inst, recipe, solve_kw, warm=warm)
     done = pd.DataFrame()
     if out is not None and Path(out).exists():
-        done = pd.read_csv(out)
+        done = pd.read_csv(out, dtype={"run_key": str})  # a key of digits stays text
     if not done.empty:
         keys = sorted(set(done["run_key"].astype(str))) if "run_key" in done else []
         if keys != [this_run]:

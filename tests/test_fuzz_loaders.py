@@ -1,9 +1,11 @@
 """Fuzzing the instance loaders: a broken input is an InstanceError, never a crash.
 
 Valid instances (a CSV feeder; the feeder with a generated EV fleet and a scenario tree;
-the feeder with a session-file fleet and a candidates file) are written once; every
-example copies one to a temporary folder, breaks one file (a cell, a column, rows, the
-bytes, a TOML value or key) and loads it.  :func:`flexplan.load_instance` must return an
+the feeder with a session-file fleet and a candidates file; the feeder fed through a
+transformers file, with a growth file and a charging-profile fleet) are written once; every
+example copies one to a temporary folder, breaks one file (a cell, a column, rows, a
+trailing comma, an unclosed quote, a blank line, the bytes, a FIFO, a file over the size
+limit, a link out of the folder, a TOML value or key, a path out of the folder) and loads it.  :func:`flexplan.load_instance` must return an
 instance or raise :class:`flexplan.errors.FlexplanError`; any other exception fails the
 test (and hypothesis shrinks it to the smallest breaking input).
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -27,6 +30,7 @@ from hypothesis import strategies as st
 
 from flexplan.errors import FlexplanError, InstanceError
 from flexplan.instance import load_instance
+from flexplan.instance.tables import MAX_FILE_BYTES
 
 from conftest import CABLE, EVENING, add_fleet, write_feeder
 
@@ -44,8 +48,16 @@ CANDIDATES = "asset,kind,type\nl1,replace,cable\nl2,parallel,cable\n"
 #: Cell values that have broken parsers before: text, special floats, signs, huge and tiny numbers.
 NASTY = ["nan", "NaN", "inf", "-inf", "-1", "", " ", "0", "-0", "1e308", "1e-308", "9" * 40, "abc", '"', "'",
          "1,2", "true", "None", "\\x00", "é", "\t", "24", "25", "-24", "0.5e", "0x10", "1_000"]
-TEMPLATES = ("feeder", "ev_tree", "sessions")
+TRAFOS = "name,hv_bus,lv_bus,sn_mva,vk_percent,vkr_percent\nT1,b0,b1,2.0,6.0,1.0\n"
+GROWTH = "year," + "factor\n" + "".join(f"{y},{1 + 0.02 * (y - 2025):.2f}\n" for y in range(2025, 2031))
+EV_PROFILE = "p_kw\n" + "0\n" * 72 + "7\n" * 12 + "0\n" * 12
+TEMPLATES = ("feeder", "ev_tree", "sessions", "files")
 OUTCOMES: Counter = Counter()
+OPS: Counter = Counter()
+#: breakages that never load: the file is no regular file of the folder, or over the size limit
+REFUSED = {"bytes fifo", "bytes huge", "bytes link_out", "bytes link_dangling", "bytes directory"}
+#: the breakages of the hardening (each must occur in the default run)
+NEW_OPS = REFUSED | {"csv trailing_comma", "csv quote", "csv blank_line"}
 
 
 # --------------------------------------------------------------------------- valid instances
@@ -61,6 +73,17 @@ def _build(kind: str, folder: Path) -> Path:
         add_fleet(f, "b2", 10, extra="sample_evs = 20\nsample_days = 3\nv2g_share = 0.2\n")
         with open(f / "instance.toml", "a") as fh:
             fh.write(TREE)
+    elif kind == "files":  # a transformer instead of l1, a growth file, a charging-profile fleet
+        lines = (f / "lines.csv").read_text().splitlines()
+        (f / "lines.csv").write_text("\n".join(ln for ln in lines if not ln.startswith("l1,")) + "\n")
+        (f / "trafos.csv").write_text(TRAFOS)
+        (f / "growth.csv").write_text(GROWTH)
+        (f / "p.csv").write_text(EV_PROFILE)
+        text = (f / "instance.toml").read_text()
+        text = text.replace('slack_bus = "b0"', 'slack_bus = "b0"\ntransformers = "trafos.csv"')
+        text = text.replace("annual_rate = 0.0", 'file = "growth.csv"')
+        (f / "instance.toml").write_text(text + '\n[[ev_fleets]]\nname = "prof"\nbus = "b2"\nprofile = "p.csv"\n'
+                                         'profile_charger_kw = 11\nevs = {2025 = 3, 2030 = 6}\n')
     elif kind == "sessions":
         (f / "s.csv").write_text(SESSIONS)
         (f / "candidates.csv").write_text(CANDIDATES)
@@ -117,7 +140,19 @@ def _paths(node, prefix=()):
             yield from _paths(v, prefix + (k,))
 
 
+def _get(doc, path):
+    for k in path:
+        doc = doc[k]
+    return doc
+
+
+def _set(doc, path, value):
+    _get(doc, path[:-1])[path[-1]] = value
+
+
 # --------------------------------------------------------------------------- mutations
+#: data-file paths out of the instance folder (refused unread: never echoed)
+OUTSIDE = ["/etc/passwd", "../secret.csv", "../../x.csv", "/dev/zero", "sub/../../y.csv"]
 SCALARS = st.one_of(st.text(max_size=12), st.integers(min_value=-10 ** 20, max_value=10 ** 20),
                     st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.sampled_from(NASTY))
 TOML_VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=3),
@@ -128,7 +163,13 @@ CELLS = st.one_of(st.sampled_from(NASTY), st.text(max_size=10), st.integers().ma
 
 def mutate_toml(path: Path, data) -> str:
     doc = tomllib.loads(path.read_text())
-    op = data.draw(st.sampled_from(["value", "delete", "add"]), label="toml op")
+    op = data.draw(st.sampled_from(["value", "delete", "add", "path"]), label="toml op")
+    if op == "path":  # a data file named out of the instance folder
+        files = sorted((p for p in _paths(doc) if str(_get(doc, p)).endswith(".csv")), key=str)
+        target = data.draw(st.sampled_from(files), label="file key")
+        _set(doc, target, data.draw(st.sampled_from(OUTSIDE), label="outside path"))
+        path.write_text(toml_dumps(doc))
+        return f"toml path {target}"
     target = data.draw(st.sampled_from(sorted(_paths(doc), key=str)), label="toml path")
     parent = doc
     for k in target[:-1]:
@@ -151,7 +192,7 @@ def mutate_toml(path: Path, data) -> str:
 def mutate_csv(path: Path, data) -> str:
     rows = path.read_text().splitlines()
     op = data.draw(st.sampled_from(["cell", "cell", "cell", "drop_col", "drop_row", "dup_row", "shuffle",
-                                    "header_only"]), label="csv op")
+                                    "header_only", "trailing_comma", "quote", "blank_line"]), label="csv op")
     cells = [r.split(",") for r in rows]
     if op == "cell":
         r = data.draw(st.integers(0, len(cells) - 1), label="row")
@@ -167,6 +208,15 @@ def mutate_csv(path: Path, data) -> str:
     elif op == "shuffle":
         body = data.draw(st.permutations(cells[1:]), label="order")
         cells = cells[:1] + list(body)
+    elif op == "trailing_comma":
+        r = data.draw(st.integers(0, len(cells) - 1), label="row")
+        cells[r] = cells[r] + [""]
+    elif op == "quote":  # an opening quote, closed or not
+        r = data.draw(st.integers(0, len(cells) - 1), label="row")
+        c = data.draw(st.integers(0, max(len(cells[r]) - 1, 0)), label="col")
+        cells[r][c] = '"' + cells[r][c] + data.draw(st.sampled_from(["", '"', '"x', "\n"]), label="close")
+    elif op == "blank_line":
+        cells.insert(data.draw(st.integers(0, len(cells)), label="at"), [])
     else:
         cells = cells[:1]
     path.write_text("\n".join(",".join(r) for r in cells) + "\n")
@@ -174,8 +224,22 @@ def mutate_csv(path: Path, data) -> str:
 
 
 def mutate_bytes(path: Path, data) -> str:
-    op = data.draw(st.sampled_from(["truncate", "garbage", "empty", "directory", "splice"]), label="bytes op")
+    op = data.draw(st.sampled_from(["truncate", "garbage", "empty", "directory", "splice", "fifo", "huge",
+                                    "link_out", "link_dangling"]), label="bytes op")
     raw = path.read_bytes()
+    if op in ("fifo", "link_out", "link_dangling"):  # a FIFO must be refused, not block
+        path.unlink()
+        if op == "fifo":
+            os.mkfifo(path)
+        else:
+            outside = path.parent.parent / f"outside-{path.name}"
+            outside.write_bytes(raw)
+            os.symlink(outside if op == "link_out" else path.parent / "nowhere", path)
+        return f"bytes {op}"
+    if op == "huge":  # sparse: over the size limit without using memory or disk
+        with open(path, "ab") as fh:
+            fh.truncate(MAX_FILE_BYTES + 1)
+        return "bytes huge"
     if op == "truncate":
         path.write_bytes(raw[:data.draw(st.integers(0, len(raw)), label="cut")])
     elif op == "garbage":
@@ -202,13 +266,18 @@ def break_and_load(data) -> None:
         how = data.draw(st.sampled_from(["text", "text", "bytes"]), label="how")
         path = folder / name
         if how == "bytes":
-            mutate_bytes(path, data)
+            op = mutate_bytes(path, data)
         elif name.endswith(".toml"):
-            mutate_toml(path, data)
+            op = mutate_toml(path, data)
         else:
-            mutate_csv(path, data)
+            op = mutate_csv(path, data)
+        op = "toml path" if op.startswith("toml path") else op
+        OPS[op] += 1
         try:
             load_instance(folder)
+            # (instance.toml itself may be a link: its folder is where the link is)
+            assert op not in REFUSED and op != "toml path" or (op, name) == ("bytes link_out", "instance.toml"), \
+                f"{op} on {name} loaded"
             OUTCOMES["loaded"] += 1
         except InstanceError as e:
             assert e.problems, "an InstanceError without problems"
@@ -229,15 +298,19 @@ def _fuzzer(n: int):
 
 def _run_and_report(n: int, capsys) -> None:
     OUTCOMES.clear()
+    OPS.clear()
     t0 = time.perf_counter()
     _fuzzer(n)()
     took = time.perf_counter() - t0
     with capsys.disabled():
-        print(f"\nfuzzed loaders: {OUTCOMES['cases']} cases in {took:.1f} s: {dict(OUTCOMES)}")
+        print(f"\nfuzzed loaders: {OUTCOMES['cases']} cases in {took:.1f} s: {dict(OUTCOMES)}; new breakages: "
+              + ", ".join(f"{op} {OPS[op]}" for op in sorted(NEW_OPS | {"toml path"})))
     # hypothesis runs n examples (plus a few replays); every case ends in a load or an error
     assert OUTCOMES["cases"] >= n
     assert OUTCOMES["cases"] == OUTCOMES["loaded"] + OUTCOMES["InstanceError"] + OUTCOMES["other FlexplanError"]
     assert OUTCOMES["loaded"] > 0 and OUTCOMES["InstanceError"] > 0
+    missing = sorted(op for op in NEW_OPS | {"toml path"} if not OPS[op])
+    assert not missing, f"breakages never tried: {missing} (tried: {dict(OPS)})"
 
 
 # --------------------------------------------------------------------------- the tests
@@ -247,6 +320,9 @@ def test_templates_are_valid(kind):
     assert inst.network.n_buses == 4
     assert (len(inst.ev_fleets) == 1) == (kind != "feeder")
     assert (inst.tree is not None) == (kind == "ev_tree")
+    if kind == "files":
+        assert list(inst.network.branches["kind"]).count("transformer") == 1
+        assert inst.growth.loc[2030].iloc[0] == pytest.approx(1.1)
 
 
 def test_toml_writer_round_trips():

@@ -161,3 +161,16 @@ def test_stale_temporary_folders_of_a_killed_write_are_cleaned(feeder, tmp_path)
     assert [p.exists() for p in kept] == [True] * len(kept)
     assert (root / "res" / "summary.json").is_file()
     assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["res"]
+
+
+def test_frameworks_refuses_a_folder_of_other_files_before_solving(tmp_path, capsys):
+    from conftest import EVENING, add_fleet, write_feeder
+
+    f = write_feeder(tmp_path / "ev", lines=[("l1", "b0", "b1", 0.2, 0.1, 0.45, 1.0)], loads=[("b1", 0.3, 0.05)],
+                     profile=[("day", 365, EVENING)], economics="base_year = 2025\nend_year = 2025\nstages = [2025]")
+    add_fleet(f, "b1", 20)
+    mine = _precious(tmp_path / "docs")
+    assert main(["frameworks", str(f), "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert "not empty and not a flexplan result" in err and "framework" not in err.split("error:")[0]
+    assert sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]

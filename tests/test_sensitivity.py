@@ -99,6 +99,17 @@ def test_resume_refuses_a_table_of_another_instance_recipe_or_options(one_line, 
     assert len(sweep(one_line, RECIPE, grid, out=out, mip_gap=0.01)) == 2  # the same: resumed
 
 
+@pytest.mark.parametrize("digits", ["0123456789012345", "1e12345678901234"])
+def test_resume_reads_a_run_key_of_digits_as_text(one_line, tmp_path, monkeypatch, digits):
+    """A hash that looks like a number (leading zero, exponent) is read back as written."""
+    import flexplan.sensitivity as sens
+
+    monkeypatch.setattr(sens, "run_key", lambda *a, **k: digits)
+    out = tmp_path / "sweep.csv"
+    assert len(sweep(one_line, RECIPE, {"demand.scale": [1.5]}, out=out)) == 2
+    assert len(sweep(one_line, RECIPE, {"demand.scale": [1.5]}, out=out)) == 2  # resumed, not refused
+
+
 def test_unknown_parameter_is_named(one_line):
     df = sweep(one_line, RECIPE, {"tarifs.energy_eur_per_mwh": [1.0]})
     bad = df[df["param:tarifs.energy_eur_per_mwh"].notna()]
