@@ -201,7 +201,7 @@ def test_units_and_profiles_from_a_simbench_grid(tmp_path):
     import shutil
 
     sb = pytest.importorskip("simbench")
-    from flexplan.instance import simbench_convert as sc
+    from flexplan.convert import simbench as sc
     from flexplan.paths import shipped_instances
 
     days = {"peak": "2016-01-02", "winter_weekday": "2016-01-08", "winter_weekend": "2016-02-06",

@@ -258,7 +258,7 @@ def _sgen_units(table, ctx, profiles, default) -> list[dict]:
 def _simbench(table, ctx, profiles):
     """(net, label, bus_of) of the SimBench grid ``table["simbench"]``; adds its renewables'
     profiles, per representative day, to ``profiles``."""
-    from ..instance import simbench_convert as sc
+    from ..convert import simbench as sc  # the conversion names the buses as the shipped instances do
 
     shown, code = ctx.shown, table["simbench"]
     try:
