@@ -438,10 +438,9 @@ class HighsSession:
                                   "representative days, stages or EV cohorts, or use a machine with more "
                                   "memory") from None
         self.form = form
-        self.n_int = int(n_int if n_int is not None else (len(lp.integrality_) and
-                                                          sum(1 for v in lp.integrality_ if v != highspy.HighsVarType.kContinuous)))
-        self.nnz = int(nnz if nnz is not None else lp.a_matrix_.numNz() if hasattr(lp.a_matrix_, "numNz")
-                       else len(lp.a_matrix_.value_))
+        integer = np.array([v != highspy.HighsVarType.kContinuous for v in lp.integrality_], dtype=bool)
+        self.n_int = int(integer.sum()) if n_int is None else int(n_int)
+        self.nnz = len(lp.a_matrix_.value_) if nnz is None else int(nnz)
         self.n_col, self.n_row = lp.num_col_, lp.num_row_
         self.size = dict(variables=lp.num_col_, constraints=lp.num_row_, binaries=self.n_int, nonzeros=self.nnz)
         self.h = h = highspy.Highs()
@@ -454,8 +453,7 @@ class HighsSession:
                               "use a machine with more memory") from None
         if status == highspy.HighsStatus.kError:
             raise SolverError("HiGHS refused the model (passModel returned an error)")
-        self.integer_cols = (np.flatnonzero([v != highspy.HighsVarType.kContinuous for v in lp.integrality_])
-                             if self.n_int else np.empty(0, dtype=np.int64))
+        self.integer_cols = np.flatnonzero(integer)
         self.fixed_integers = False
         self.timings["handoff"] = time.perf_counter() - t0
         self._row_of = None
