@@ -506,6 +506,13 @@ def cmd_list(_args) -> int:
         print(f"  {p.stem:<{w}} {_one_line(resolve_recipe(p).description)}")
     print("blocks:       " + ", ".join(sorted(BLOCKS)))
     print("formulations: " + ", ".join(sorted(FORMULATIONS)))
+    from .channels import CHANNELS
+
+    print("channels (block -> block):")
+    for name, ch in sorted(CHANNELS.items()):
+        writers = sorted(b for b, spec in BLOCKS.items() if name in spec.writes())
+        readers = sorted(b for b, spec in {**BLOCKS, **FORMULATIONS}.items() if name in spec.reads())
+        print(f"  {name:<{w}} {', '.join(writers) or '-'} -> {', '.join(readers) or '-'}: {ch.doc}")
     return EXIT_OK
 
 
