@@ -22,7 +22,8 @@ __version__ = "0.1.0"
 
 
 def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1e-4, threads: int = 0,
-          verbose: bool = False, progress=None, prices: bool = False, **highs_options) -> Results:
+          verbose: bool = False, progress=None, prices: bool = False, start: dict | None = None,
+          **highs_options) -> Results:
     """Solve a built model with HiGHS and return its :class:`Results` (whatever the status:
     check ``res.status`` and ``res.has_solution``).
 
@@ -30,10 +31,15 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
     flexibility per bus (:mod:`flexplan.prices`) as ``res.tables["nodal_prices"]``,
     ``res.tables["line_prices"]`` and ``res.extra["prices"]``: one more LP solve (with the
     integer decisions fixed and the network's implied flow bounds freed).  Off by default in
-    the API; ``flexplan solve`` computes them unless ``--no-prices``."""
+    the API; ``flexplan solve`` computes them unless ``--no-prices``.
+
+    ``start``: a MIP start, variable (or variable name) -> value, e.g. another plan's decisions
+    (:func:`decision_values`); HiGHS completes the rest.  A good start lets branch and bound
+    prune from the first node (the framework comparison starts each framework from the
+    reinforce-only plan)."""
     opts = SolveOptions(time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, extra=highs_options)
     with cyclic_gc_paused():
-        outcome = solve_model(pm.model, opts, progress=progress)
+        outcome = solve_model(pm.model, opts, progress=progress, start=start)
         res = collect(pm, outcome)
         session = outcome.session
         if prices and session is not None and outcome.has_solution and (session.n_int or outcome.status == "optimal"):
@@ -59,6 +65,12 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
         return res
 
 
-__all__ = ["load_instance", "build_model", "solve", "Results", "Instance", "PlanningModel", "Recipe",
+def decision_values(pm: PlanningModel) -> dict:
+    """The values of the decisions of a solved model (what ``hub.decide`` declared: builds,
+    contracted MW...), by variable name: a MIP start for another model of the same instance."""
+    return {v.name: v.value for vs in pm.hub.decisions.values() for v in vs if v.value is not None}
+
+
+__all__ = ["decision_values", "load_instance", "build_model", "solve", "Results", "Instance", "PlanningModel", "Recipe",
            "resolve_recipe", "SolveOptions", "solve_model", "collect", "FlexplanError", "InstanceError",
            "RecipeError", "SolverError", "release_memory", "__version__"]

@@ -577,6 +577,27 @@ class HighsSession:
         self.fixed_integers = True  # no integer column left: later runs report as an LP
         return len(idx)
 
+    def set_start(self, values: dict) -> int:
+        """A MIP start: ``values`` maps variables of the model (or their names) to values; HiGHS
+        completes a partial start (the continuous part) itself.  Returns the columns set."""
+        if self._col_of is None:
+            self._col_of = {id(v): i for i, v in enumerate(self.form.columns)}
+        by_name = None
+        idx, val = [], []
+        for key, x in values.items():
+            if isinstance(key, str):
+                if by_name is None:
+                    by_name = {v.name: i for i, v in enumerate(self.form.columns)}
+                col = by_name.get(key)
+            else:
+                col = self._col_of.get(id(key))
+            if col is not None and x is not None:
+                idx.append(col)
+                val.append(float(x))
+        if idx:
+            self.h.setSolution(len(idx), np.asarray(idx, dtype=np.int32), np.asarray(val, dtype=float))
+        return len(idx)
+
     # -- duals ------------------------------------------------------------------------------
     def row_duals(self) -> np.ndarray:
         """HiGHS's dual value of every row: the change of the objective (EUR, as weighted in
@@ -617,7 +638,7 @@ class HighsSession:
         return float(sum(y[i] for i in rows))
 
 
-def solve_model(model, options: SolveOptions | None = None, progress=None) -> SolveOutcome:
+def solve_model(model, options: SolveOptions | None = None, progress=None, start: dict | None = None) -> SolveOutcome:
     """Solve a Pyomo model with HiGHS (one :class:`HighsSession`, kept on the outcome as
     ``outcome.session`` for re-solves and duals); on success the variables hold the solution.
 
@@ -631,4 +652,9 @@ def solve_model(model, options: SolveOptions | None = None, progress=None) -> So
         return SolveOutcome(status="interrupted", highs_status="Not run (an earlier solve was interrupted)",
                             has_solution=False, objective=None, mip_gap=None, dual_bound=None, size={},
                             timings=dict(handoff=0.0, solve=0.0))
-    return HighsSession(model, options, progress).run()
+    session = HighsSession(model, options, progress)
+    if start:
+        n = session.set_start(start)
+        if progress:
+            progress(f"MIP start: {n} of the model's columns given")
+    return session.run()

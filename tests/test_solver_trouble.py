@@ -199,3 +199,37 @@ def test_sigterm_handlers_are_restored_after_a_solve(feeder):
         with pytest.raises(KeyboardInterrupt):
             request(signal.SIGTERM, None)
     assert signal.getsignal(signal.SIGTERM) == before[1]
+
+
+def test_a_mip_start_is_the_first_incumbent(tmp_path):
+    """``fp.solve(start=...)``: decisions handed to HiGHS as a MIP start (by variable name, as
+    ``fp.decision_values`` gives them): HiGHS's first incumbent is the start, here a poor plan
+    on purpose (the cable built in the second stage while the line is overloaded from the
+    first), worth what the model with those builds fixed costs; the search then finds the
+    optimum as without a start."""
+    from conftest import CABLE, EVENING, write_feeder
+
+    f = write_feeder(tmp_path / "f", lines=[("l1", "b0", "b1", 0.2, 0.1, 0.45, 1.0)], loads=[("b1", 0.6, 0.0)],
+                     profile=[("day", 365, EVENING)], reinforcement=CABLE,
+                     economics="base_year = 2025\nend_year = 2034\nstages = [2025, 2030]")
+    inst = fp.load_instance(f)
+    pm = fp.build_model(inst, "reinforce_only")
+    best = fp.solve(pm, mip_gap=0.0)
+    assert best.status == "optimal" and list(best.builds["node"]) == [pm.index.node_names[0]]
+    second = pm.index.node_names[1]
+    poor = {v.name: (1.0 if node == second else 0.0) for node, vs in pm.hub.decisions.items() for v in vs}
+    assert set(poor) == set(fp.decision_values(pm))
+
+    def fix(pm_):
+        for vs in pm_.hub.decisions.values():
+            for v in vs:
+                v.fix(poor[v.name])
+
+    fixed = fp.solve(fp.build_model(inst, "reinforce_only", extra_functionality=fix))
+    assert fixed.objective_eur > 10 * best.objective_eur  # the start is a poor plan
+    said = []
+    started = fp.solve(fp.build_model(inst, "reinforce_only"), start=poor, mip_gap=0.0, progress=said.append)
+    assert any("MIP start: 2 of the model's columns given" in m for m in said)
+    incumbents = [m for m in said if "new incumbent" in m]
+    assert incumbents and f"new incumbent {fixed.objective_eur:,.0f} EUR" in incumbents[0]
+    assert started.status == "optimal" and started.objective_eur == pytest.approx(best.objective_eur, rel=1e-9)
