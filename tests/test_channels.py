@@ -32,14 +32,11 @@ def _providers_first(order):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_permutation_of_a_shipped_recipe_builds_providers_first(name):
     rec = fp.resolve_recipe(name)
-    orders = set()
     for perm in itertools.permutations(rec.blocks):
         rec.blocks = list(perm)
-        order = check_recipe(rec)
+        order = check_recipe(rec)  # every permutation accepted ...
         assert sorted(order) == sorted(perm)
-        _providers_first(order)
-        orders.add(tuple(order))
-    assert orders  # every permutation was accepted
+        _providers_first(order)  # ... and built providers first
 
 
 @pytest.fixture(scope="module")
