@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1e-4, threads: int = 0,
           verbose: bool = False, progress=None, prices: bool = False, start: dict | None = None,
-          **highs_options) -> Results:
+          ac: str | None = None, ac_max_iter: int = 5, **highs_options) -> Results:
     """Solve a built model with HiGHS and return its :class:`Results` (whatever the status:
     check ``res.status`` and ``res.has_solution``).
 
@@ -36,11 +36,35 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
     ``start``: a MIP start, variable (or variable name) -> value, e.g. another plan's decisions
     (:func:`decision_values`); HiGHS completes the rest.  A good start lets branch and bound
     prune from the first node (the framework comparison starts each framework from the
-    reinforce-only plan)."""
+    reinforce-only plan).
+
+    The ``branchflow`` formulation's cones are refined by cuts after the solve
+    (:func:`flexplan.acfeasible.refine_cones`; ``res.extra["cones"]``).  ``ac``: ``"check"``
+    replays the plan in pandapower's AC power flow, ``"ensure"`` also corrects and re-solves
+    (branch-flow models) until the plan holds in AC (:func:`flexplan.acfeasible.make_ac_feasible`);
+    the outcome is in ``res.extra["ac_check"]`` (and ``ac_check.json`` / ``.csv`` when written),
+    with the plan's gap to the lower bound on any AC-feasible plan.  ``flexplan solve`` uses
+    ``"ensure"``."""
+    if ac not in (None, "check", "ensure"):
+        raise ValueError(f"ac must be None, 'check' or 'ensure', got {ac!r}")
     opts = SolveOptions(time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, extra=highs_options)
     with cyclic_gc_paused():
         outcome = solve_model(pm.model, opts, progress=progress, start=start)
+        cones = None
+        if outcome.has_solution and outcome.status != "interrupted":
+            from .acfeasible import make_ac_feasible, refine_cones
+
+            outcome, cones = refine_cones(pm, outcome, progress=progress, mip_gap=mip_gap)
+            if ac is not None and outcome.has_solution:
+                outcome, res, report, table = make_ac_feasible(pm, outcome, ensure=ac == "ensure",
+                                                               max_iter=ac_max_iter, progress=progress,
+                                                               mip_gap=mip_gap)
         res = collect(pm, outcome)
+        if cones is not None:
+            res.extra["cones"] = cones
+        if ac is not None and outcome.has_solution and outcome.status != "interrupted":
+            res.extra["ac_check"] = report
+            res.tables["ac_check"] = table
         session = outcome.session
         if prices and session is not None and outcome.has_solution and (session.n_int or outcome.status == "optimal"):
             import time

@@ -50,17 +50,30 @@ def build_pandapower(network, options: list | None = None):
         else:
             parallels.append(o)
     sb = float(network.s_base_mva)
-    # a virtual branch (the substation import limit) has no impedance: a tiny reactance keeps
-    # the Newton-Raphson Jacobian well conditioned (1e-9 pu made a quarter of the flows fail)
-    tiny = 1e-5
     for k in range(len(br)):
-        pp.create_impedance(net, int(br["from_bus"].iloc[k]), int(br["to_bus"].iloc[k]), rft_pu=max(r_pu[k], 0.0),
-                            xft_pu=max(x_pu[k], tiny), sn_mva=sb, name=str(br["name"].iloc[k]), index=k)
+        r, x = _series(r_pu[k], x_pu[k])
+        pp.create_impedance(net, int(br["from_bus"].iloc[k]), int(br["to_bus"].iloc[k]), rft_pu=r, xft_pu=x,
+                            sn_mva=sb, name=str(br["name"].iloc[k]), index=k)
     for j, o in enumerate(parallels):
+        r, x = _series(o["r_pu"], o["x_pu"])
         pp.create_impedance(net, int(br["from_bus"].iloc[o["branch"]]), int(br["to_bus"].iloc[o["branch"]]),
-                            rft_pu=max(o["r_pu"], 0.0), xft_pu=max(o["x_pu"], tiny), sn_mva=sb,
-                            name=f"{br['name'].iloc[o['branch']]}+parallel", index=len(br) + j)
+                            rft_pu=r, xft_pu=x, sn_mva=sb, name=o.get("name") or
+                            f"{br['name'].iloc[o['branch']]}+parallel", index=len(br) + j)
     return net, rating, parallels
+
+
+#: reactance (pu) given to a branch without impedance (the virtual branch of a substation import
+#: limit): it keeps the Newton-Raphson Jacobian well conditioned (1e-9 pu made a quarter of the
+#: flows fail); a branch with an impedance keeps its own, however small
+ZERO_IMPEDANCE_X_PU = 1e-5
+
+
+def _series(r_pu: float, x_pu: float) -> tuple[float, float]:
+    """The (r, x) pu a branch is replayed with: its own, unless it has no impedance at all."""
+    r, x = max(float(r_pu), 0.0), float(x_pu)
+    if r == 0.0 and abs(x) == 0.0:
+        return 0.0, ZERO_IMPEDANCE_X_PU
+    return r, x
 
 
 def check_ac(folder: str | Path, write: bool = True, progress=None, detail: dict | None = None
@@ -71,8 +84,6 @@ def check_ac(folder: str | Path, write: bool = True, progress=None, detail: dict
     voltages ``v_ac``, ``v_ldf`` (pu) and per (bus, op) the active and reactive losses of the
     branches ending at the bus, ``loss_p``, ``loss_q`` (MW, Mvar) — what
     :func:`ac_corrected_plan` feeds back."""
-    import pandapower as pp
-
     from .index import deterministic_index, tree_index
     from .instance import load_instance
 
@@ -90,19 +101,41 @@ def check_ac(folder: str | Path, write: bool = True, progress=None, detail: dict
     inst = load_instance(path)
     # a stochastic plan is replayed on every node of its tree (loads scaled per node)
     ix = tree_index(inst) if summary.get("stochastic") and inst.tree is not None else deterministic_index(inst)
-    net0 = inst.network
     builds = pd.read_csv(folder / "builds.csv")
-    cands = inst.candidates.set_index("id") if "id" in inst.candidates else inst.candidates
-    volt = pd.read_csv(folder / "voltages.csv", dtype={"bus": str})
-    names = net0.buses["name"].astype(str).tolist()
+    volt = pd.read_csv(folder / "voltages.csv", dtype={"bus": str, "node": str, "day": str})
+    names = inst.network.buses["name"].astype(str).tolist()
     P, Q = _withdrawals(folder, summary, inst, ix, names)
-    volt_ldf = volt.set_index(["node", "year", "day", "hour", "bus"])["v_pu"]
+    df, out = replay(inst, ix, builds, P, Q, volt, progress=progress, detail=detail)
+    if write:
+        for name, text in (("ac_check.csv", df.to_csv(index=False, float_format="%.6f")),
+                           ("ac_check.json", json.dumps(out, indent=2) + "\n")):
+            tmp = folder / f".{name}.tmp-{os.getpid()}"
+            tmp.write_text(text)
+            tmp.replace(folder / name)
+    return df, out
+
+
+def replay(inst, ix, builds: pd.DataFrame, P: np.ndarray, Q: np.ndarray, volt: pd.DataFrame, progress=None,
+           detail: dict | None = None) -> tuple[pd.DataFrame, dict]:
+    """Replay a plan in pandapower's AC power flow, op by op: ``builds`` (candidate, node,
+    year), the net withdrawal ``P``, ``Q`` per (bus, op) (MW, Mvar) and the model's voltages
+    ``volt`` (node, year, day, hour, bus, v_pu).  Returns the per-op table and the summary of
+    :func:`check_ac`; ``detail`` (a dict) is filled with per (bus, op) ``v_ac``, ``v_ldf`` (the
+    model's voltage), ``loss_p``, ``loss_q``, and per element (branch or built parallel
+    candidate, by name) the AC apparent power at its sending end ``s_ac`` (MVA per op)."""
+    import pandapower as pp
+
+    net0 = inst.network
+    cands = inst.candidates.set_index("id") if "id" in inst.candidates else inst.candidates
+    names = net0.buses["name"].astype(str).tolist()
+    volt_ldf = volt.astype({"node": str, "day": str, "bus": str, "year": int, "hour": int}).set_index(
+        ["node", "year", "day", "hour", "bus"])["v_pu"]
     lim_lo, lim_hi = inst.limits.v_min_pu, inst.limits.v_max_pu
     rows, cache = [], {}
     if detail is not None:
         nb = net0.n_buses
         detail.update(v_ac=np.full((nb, ix.n_ops), np.nan), v_ldf=np.full((nb, ix.n_ops), np.nan),
-                      loss_p=np.zeros((nb, ix.n_ops)), loss_q=np.zeros((nb, ix.n_ops)), index=ix)
+                      loss_p=np.zeros((nb, ix.n_ops)), loss_q=np.zeros((nb, ix.n_ops)), index=ix, s_ac={})
         to_bus = net0.branches["to_bus"].to_numpy(int)
     t0 = time.perf_counter()
     for t in range(ix.n_ops):
@@ -111,7 +144,8 @@ def check_ac(folder: str | Path, write: bool = True, progress=None, detail: dict
         key = tuple(sorted(built["candidate"]))
         if key not in cache:
             opts = [dict(kind=cands.at[c, "kind"], branch=int(cands.at[c, "branch"]), r_pu=float(cands.at[c, "r_pu"]),
-                         x_pu=float(cands.at[c, "x_pu"]), rating_mva=float(cands.at[c, "rating_mva"])) for c in key]
+                         x_pu=float(cands.at[c, "x_pu"]), rating_mva=float(cands.at[c, "rating_mva"]), name=str(c))
+                    for c in key]
             cache[key] = build_pandapower(net0, opts)
             pnet = cache[key][0]
             for i in range(net0.n_buses):
@@ -132,7 +166,8 @@ def check_ac(folder: str | Path, write: bool = True, progress=None, detail: dict
         s = np.hypot(pnet.res_impedance["p_from_mw"], pnet.res_impedance["q_from_mvar"]).to_numpy()
         rat = np.concatenate([rating, [o["rating_mva"] for o in parallels]])
         loading = 100 * s / rat
-        ldf = volt_ldf.reindex(pd.MultiIndex.from_tuples([(node, year, day, hour, n) for n in names])).to_numpy()
+        ldf = volt_ldf.reindex(pd.MultiIndex.from_tuples([(str(node), year, str(day), hour, n)
+                                                           for n in names])).to_numpy()
         dv = ldf - vm
         if detail is not None:
             detail["v_ac"][:, t] = vm
@@ -140,6 +175,8 @@ def check_ac(folder: str | Path, write: bool = True, progress=None, detail: dict
             ends = np.concatenate([to_bus, [to_bus[o["branch"]] for o in parallels]]).astype(int)
             np.add.at(detail["loss_p"][:, t], ends, pnet.res_impedance["pl_mw"].to_numpy())
             np.add.at(detail["loss_q"][:, t], ends, pnet.res_impedance["ql_mvar"].to_numpy())
+            for name, sk in zip(pnet.impedance["name"].tolist(), s):
+                detail["s_ac"].setdefault(name, np.full(ix.n_ops, np.nan))[t] = sk
         worst = int(np.argmin(vm))
         rows.append(dict(node=node, year=year, day=day, hour=hour, converged=True, v_min_ac_pu=float(vm.min()),
                          v_min_bus=names[worst], v_max_ac_pu=float(vm.max()), v_min_ldf_pu=float(np.nanmin(ldf)),
@@ -163,12 +200,6 @@ def check_ac(folder: str | Path, write: bool = True, progress=None, detail: dict
                ac_feasible=bool(len(conv) == len(df) and not (conv["undervoltage"].any() or conv["overvoltage"].any()
                                                                or conv["overload"].any())),
                seconds=round(time.perf_counter() - t0, 2))
-    if write:
-        for name, text in (("ac_check.csv", df.to_csv(index=False, float_format="%.6f")),
-                           ("ac_check.json", json.dumps(out, indent=2) + "\n")):
-            tmp = folder / f".{name}.tmp-{os.getpid()}"
-            tmp.write_text(text)
-            tmp.replace(folder / name)
     return df, out
 
 
@@ -178,37 +209,45 @@ def _withdrawals(folder: Path, summary: dict, inst, ix, names) -> tuple[np.ndarr
     folder from before that table: the fixed loads and the EV fleets' schedules, rebuilt."""
     from .blocks.demand import load_matrices
 
-    frame = ix.op_frame()
-    key = pd.MultiIndex.from_frame(frame.assign(year=frame["year"].astype(int)))
-    op_of = pd.Series(np.arange(ix.n_ops), index=key)
-    bus_of = {n: i for i, n in enumerate(names)}
-
-    def ops_of(df, path):
-        idx = op_of.reindex(pd.MultiIndex.from_frame(df[["node", "year", "day", "hour"]].astype(
-            {"node": str, "year": int, "day": str, "hour": int}))).to_numpy()
-        bus = df["bus"].map(bus_of).to_numpy()
-        if np.isnan(idx.astype(float)).any() or np.isnan(bus.astype(float)).any():
-            raise FlexplanError(f"{path}: rows that are not operating points or buses of the instance's model")
-        return bus.astype(int), idx.astype(int)
-
     inj_path = folder / "injections.csv"
     if inj_path.exists():
         inj = pd.read_csv(inj_path, dtype={"bus": str, "node": str, "day": str})
-        P = np.zeros((len(names), ix.n_ops))
-        Q = np.zeros((len(names), ix.n_ops))
-        if len(inj):
-            bus, idx = ops_of(inj, inj_path)
-            np.add.at(P, (bus, idx), inj["p_mw"].to_numpy(float))
-            np.add.at(Q, (bus, idx), inj["q_mvar"].to_numpy(float))
-        return P, Q
+        return injection_matrices(inj, ix, names, inj_path)
     P, Q = load_matrices(inst, ix)
     ev_path = folder / "ev_flexibility.csv"
     ev = pd.read_csv(ev_path, dtype={"bus": str, "node": str, "day": str}) if ev_path.exists() else None
     q_per_p = (summary.get("grid_code") or {}).get("q_per_p", 0.0) or 0.0
     if ev is not None and len(ev):
-        bus, idx = ops_of(ev, ev_path)
+        bus, idx = _bus_op(ev, ix, names, ev_path)
         np.add.at(P, (bus, idx), ev["scheduled_mw"].to_numpy())
         np.add.at(Q, (bus, idx), -q_per_p * ev["charge_mw"].to_numpy())
+    return P, Q
+
+
+def _bus_op(df: pd.DataFrame, ix, names, where) -> tuple[np.ndarray, np.ndarray]:
+    """Bus and op positions of the rows of a table keyed (node, year, day, hour, bus)."""
+    frame = ix.op_frame()
+    key = pd.MultiIndex.from_frame(frame.assign(node=frame["node"].astype(str), year=frame["year"].astype(int),
+                                                day=frame["day"].astype(str), hour=frame["hour"].astype(int)))
+    op_of = pd.Series(np.arange(ix.n_ops), index=key)
+    bus_of = {n: i for i, n in enumerate(names)}
+    idx = op_of.reindex(pd.MultiIndex.from_frame(df[["node", "year", "day", "hour"]].astype(
+        {"node": str, "year": int, "day": str, "hour": int}))).to_numpy()
+    bus = df["bus"].astype(str).map(bus_of).to_numpy()
+    if np.isnan(idx.astype(float)).any() or np.isnan(bus.astype(float)).any():
+        raise FlexplanError(f"{where}: rows that are not operating points or buses of the instance's model")
+    return bus.astype(int), idx.astype(int)
+
+
+def injection_matrices(inj: pd.DataFrame, ix, names, where="injections") -> tuple[np.ndarray, np.ndarray]:
+    """The net withdrawal per (bus, op), MW and Mvar, of an injections table (node, year, day,
+    hour, bus, p_mw, q_mvar: :func:`flexplan.results.withdrawal_table`)."""
+    P = np.zeros((len(names), ix.n_ops))
+    Q = np.zeros((len(names), ix.n_ops))
+    if len(inj):
+        bus, idx = _bus_op(inj, ix, names, where)
+        np.add.at(P, (bus, idx), inj["p_mw"].to_numpy(float))
+        np.add.at(Q, (bus, idx), inj["q_mvar"].to_numpy(float))
     return P, Q
 
 

@@ -83,6 +83,8 @@ class Results:
             self.costs.to_csv(tmp / "costs.csv", index=False)
             for name, table in self.tables.items():
                 table.to_csv(tmp / f"{name}.csv", index=False, float_format="%.6f")
+            if (self.extra.get("ac_check") or {}).get("replay"):  # as `flexplan check-ac` writes it
+                (tmp / "ac_check.json").write_text(json.dumps(_clean(self.extra["ac_check"]["replay"]), indent=2) + "\n")
             if plots and self.has_solution:
                 from .plots import write_plots
 

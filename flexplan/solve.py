@@ -454,6 +454,8 @@ class HighsSession:
         if status == highspy.HighsStatus.kError:
             raise SolverError("HiGHS refused the model (passModel returned an error)")
         self.integer_cols = np.flatnonzero(integer)
+        self._int_bounds = (np.asarray(lp.col_lower_, dtype=float)[self.integer_cols],
+                            np.asarray(lp.col_upper_, dtype=float)[self.integer_cols])
         self.fixed_integers = False
         self.timings["handoff"] = time.perf_counter() - t0
         self._row_of = None
@@ -576,6 +578,27 @@ class HighsSession:
         self.h.changeColsIntegrality(len(idx), idx, np.array([highspy.HighsVarType.kContinuous] * len(idx)))
         self.fixed_integers = True  # no integer column left: later runs report as an LP
         return len(idx)
+
+    def restore_integers(self) -> int:
+        """Undo :meth:`fix_integers` or :meth:`relax_integers`: the integer columns are integer
+        again, within their original bounds (the MIP, with any rows added since).  Returns how
+        many."""
+        if not len(self.integer_cols) or not self.fixed_integers:
+            return 0
+        idx = self.integer_cols.astype(np.int32)
+        self.h.changeColsIntegrality(len(idx), idx, np.array([highspy.HighsVarType.kInteger] * len(idx)))
+        self.h.changeColsBounds(len(idx), idx, self._int_bounds[0], self._int_bounds[1])
+        self.fixed_integers = False
+        return len(idx)
+
+    def integer_values(self) -> np.ndarray:
+        """The current solution's integer columns, rounded (a MIP start for :meth:`start_integers`)."""
+        return np.round(np.asarray(self.h.getSolution().col_value)[self.integer_cols])
+
+    def start_integers(self, values: np.ndarray) -> None:
+        """A MIP start giving only the integer columns; HiGHS completes the rest."""
+        idx = self.integer_cols.astype(np.int32)
+        self.h.setSolution(len(idx), idx, np.asarray(values, dtype=float))
 
     def set_start(self, values: dict) -> int:
         """A MIP start: ``values`` maps variables of the model (or their names) to values; HiGHS

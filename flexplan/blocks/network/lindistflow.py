@@ -41,7 +41,7 @@ import pandas as pd
 import pyomo.environ as pyo
 
 from .. import BlockSpec, register_formulation
-from ..linear import Affine, affine
+from ..linear import Affine, affine, lin
 from ..rows import add_rows
 from .common import UNLIMITED_MVA, flow_ranges, polygon, polygon_edges_needed, slack_violations
 
@@ -62,6 +62,87 @@ class LinDistFlowConfig:
             return f"network.polygon_sides must be a multiple of 4 and >= 4, got {self.polygon_sides}"
         if not 0 < self.v_hard_min_pu < self.v_hard_max_pu:
             return "network.v_hard_min_pu must be positive and below v_hard_max_pu"
+
+
+@dataclass
+class BranchFlowConfig(LinDistFlowConfig):
+    """The branch-flow model with losses (:mod:`.branchflow`), on top of LinDistFlow's options:
+
+    ``loss_price_eur_per_mwh``: what the DSO pays for a MWh lost in its branches (EUR/MWh;
+    default 78.0, the 2024 annual mean of the German-Luxembourg day-ahead price, Fraunhofer ISE
+    Energy-Charts; DSOs buy their losses on that market).  Besides being a real cost, it is
+    what makes the relaxed current-squared variable sit on its cone: it must be > 0;
+    ``cone_tol``: relative accuracy of the polygonal outer approximation of the cone
+    ``P² + Q² <= v·l``, refined by cuts where the solution violates it by more (default 1e-4:
+    losses within 0.01 % of the exact branch-flow value, voltages within ~1e-6 pu);
+    ``max_cut_rounds``: cut rounds at most per solve (default 30)."""
+
+    loss_price_eur_per_mwh: float = 78.0
+    cone_tol: float = 1e-4
+    max_cut_rounds: int = 30
+
+    def validate(self):
+        msg = super().validate()
+        if msg:
+            return msg
+        if not self.loss_price_eur_per_mwh > 0:
+            return ("network.loss_price_eur_per_mwh must be > 0 (it keeps the current on its cone: at 0 the losses "
+                    f"are free to be overstated), got {self.loss_price_eur_per_mwh}")
+        if not 0 < self.cone_tol < 0.1:
+            return f"network.cone_tol must be in (0, 0.1), got {self.cone_tol}"
+        if self.max_cut_rounds < 0:
+            return f"network.max_cut_rounds must be >= 0, got {self.max_cut_rounds}"
+
+
+def current_bounds(net, r_max, x_max, sb, pabs, qabs, v2_min):
+    """Upper bounds of the squared current ``l`` (pu²) of every branch and op, and of the active
+    and reactive losses of each branch's subtree, itself included (MW, Mvar): leaves first, a
+    branch carries at most ``|P| + losses below`` and ``l = (P² + Q²) / (S_base² v)`` at the
+    hard lower voltage bound, solved by fixed-point iteration (which increases to the
+    smallest root; where it has none, no power flow exists at the worst case and the bound
+    is capped at four times the lossless value)."""
+    K, T = pabs.shape
+    lmax = np.zeros((K, T))
+    lp_sub = np.zeros((K, T))
+    lq_sub = np.zeros((K, T))
+    frm = net.branches["from_bus"].to_numpy(int)
+    parent = net.parent_branch()
+    child_branches = defaultdict(list)
+    for k in range(K):
+        child_branches[int(frm[k])].append(k)
+    for j in reversed(net.topological_order()):
+        k = parent[j]
+        if k < 0:
+            continue
+        below_p = sum((lp_sub[m] for m in child_branches[j]), np.zeros(T))
+        below_q = sum((lq_sub[m] for m in child_branches[j]), np.zeros(T))
+        a, b = pabs[k] + below_p, qabs[k] + below_q
+        l0 = (a ** 2 + b ** 2) / (sb ** 2 * v2_min)
+        ell = l0.copy()
+        for _ in range(100):
+            new = ((a + r_max[k] * sb * ell) ** 2 + (b + x_max[k] * sb * ell) ** 2) / (sb ** 2 * v2_min)
+            done = np.abs(new - ell) <= 1e-9 * np.maximum(new, 1e-12)
+            ell = np.minimum(new, 4.0 * l0 + 1e-12)
+            if done.all():
+                break
+        lmax[k] = ell
+        lp_sub[k] = below_p + r_max[k] * sb * ell
+        lq_sub[k] = below_q + x_max[k] * sb * ell
+    return lmax, lp_sub, lq_sub
+
+
+def cone_cut(cone: dict, i: int, a: float, b: float, sb: float):
+    """The tangent plane of cone ``i`` at (P, Q) / (S_base v_from) = (a, b) as a row
+    ``l - 2a P/S_base - 2b Q/S_base + (a² + b²) v_from >= 0`` (coefficients, variables, lo, hi);
+    a slack bus's fixed squared voltage moves into the bound."""
+    coefs = [1.0, -2.0 * a / sb, -2.0 * b / sb]
+    vs = [cone["l"][i], cone["P"][i], cone["Q"][i]]
+    n2 = a * a + b * b
+    if cone["v"][i] is None:
+        return coefs, vs, -n2 * cone["vs"][i], None
+    coefs.append(n2)
+    vs.append(cone["v"][i])
+    return coefs, vs, 0.0, None
 
 
 def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
@@ -91,6 +172,19 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     Qabs = np.maximum(np.abs(Qmin), np.abs(Qmax))
     for k in has_par:
         Pmin[k], Pmax[k], Qmin[k], Qmax[k] = -Pabs[k], Pabs[k], -Qabs[k], Qabs[k]
+    losses = isinstance(cfg, BranchFlowConfig)
+    if losses:
+        # the sending end carries the subtree's losses too (losses only add to P and Q)
+        r_max = [max([r[k]] + [o.r_pu for o in opts]) for k, opts in ((k, options.get(k, [])) for k in K)]
+        x_max = [max([x[k]] + [o.x_pu for o in opts]) for k, opts in ((k, options.get(k, [])) for k in K)]
+        lmax, lp_sub, lq_sub = current_bounds(net, np.array(r_max), np.array(x_max), sb, Pabs, Qabs,
+                                              cfg.v_hard_min_pu ** 2)
+        Pmax, Qmax = Pmax + lp_sub, Qmax + lq_sub
+        for k in has_par:
+            Pmin[k], Qmin[k] = Pmin[k] - lp_sub[k], Qmin[k] - lq_sub[k]
+        Pabs = np.maximum(np.abs(Pmin), np.abs(Pmax))
+        Qabs = np.maximum(np.abs(Qmin), np.abs(Qmax))
+        lmax_l = lmax.tolist()
 
     vh_lo, vh_hi = cfg.v_hard_min_pu ** 2, cfg.v_hard_max_pu ** 2
     vmin2, vmax2 = lim.v_min_pu ** 2, lim.v_max_pu ** 2
@@ -126,6 +220,39 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     for c, o in enumerate(parallels):
         par_on[o.branch].append(c)
 
+    # investment states, taken apart once per (option, node)
+    state_of = {id(o): {n: affine(o.state[n]) for n in ix.node_names} for opts in options.values() for o in opts}
+
+    # alternatives of a replaced branch: (branch, r, x, state by node, M per op).  When
+    # alternative b is in place the residual of alternative a is
+    # 2((r_b - r_a) P + (x_b - x_a) Q) / S_base (- (z_b² - z_a²) l with losses), so M_a = max_b
+    # of its bound.
+    alt = []
+    alts_of = defaultdict(list)
+    for k, opts in replaces.items():
+        if not opts:
+            continue
+        existing = {n: Affine(1.0) for n in ix.node_names}  # 1 - Σ states
+        for o in opts:
+            for n in ix.node_names:
+                existing[n].add(state_of[id(o)][n], -1.0)
+        rx = [(r[k], x[k], existing)] + [(o.r_pu, o.x_pu, state_of[id(o)]) for o in opts]
+        for ra, xa, st in rx:
+            M = np.max([2.0 * (abs(rb - ra) * Pabs[k] + abs(xb - xa) * Qabs[k]) / sb
+                        + (abs(rb * rb + xb * xb - ra * ra - xa * xa) * lmax[k] if losses else 0.0)
+                        for rb, xb, _ in rx], axis=0)
+            alts_of[k].append(len(alt))
+            alt.append((k, ra, xa, st, M.tolist()))
+    A = range(len(alt))
+
+    if losses:
+        # squared current per branch (pu² of the base current), per alternative of a replaced
+        # branch (only the one in place carries it) and per parallel candidate
+        b.l = pyo.Var(K, T, bounds=lambda _, k, t: (0.0, lmax[k, t]))
+        b.l_alt = pyo.Var(A, T, bounds=lambda _, i, t: (0.0, lmax[alt[i][0], t]))
+        b.l_par = pyo.Var(PC, T, bounds=lambda _, c, t: (0.0, lmax[pbr[c], t]))
+        l_, l_alt_, l_par_ = dict(b.l.items()), dict(b.l_alt.items()), dict(b.l_par.items())
+
     # -- balances ------------------------------------------------------------------------
     children = defaultdict(list)
     for k in K:
@@ -154,6 +281,17 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
             for c in par_on[k]:
                 coefs.append(1.0)
                 vs.append(pflow[c, t])
+            if losses:  # the flow arriving at j is the sending-end flow less the branch's losses
+                if alts_of[k]:
+                    for i in alts_of[k]:
+                        coefs.append(-(alt[i][1] if kind == "p" else alt[i][2]) * sb)
+                        vs.append(l_alt_[i, t])
+                else:
+                    coefs.append(-(r[k] if kind == "p" else x[k]) * sb)
+                    vs.append(l_[k, t])
+                for c in par_on[k]:
+                    coefs.append(-(parallels[c].r_pu if kind == "p" else parallels[c].x_pu) * sb)
+                    vs.append(l_par_[c, t])
             if (j, t) in shed_set:
                 coefs.append(1.0 if kind == "p" else q_ratio[j][t])
                 vs.append(shed_[j, t])
@@ -177,9 +315,12 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     add_rows(b, "balance_q", product(buses, T), balance("q"))
 
     # -- voltage drop ---------------------------------------------------------------------
-    def drop(k, t, rr, xx, P, Q, i, sign=1.0) -> Affine:
-        """sign * (v_from - v_to - 2 (rr P_i + xx Q_i) / S_base)"""
+    def drop(k, t, rr, xx, P, Q, i, sign=1.0, L=None) -> Affine:
+        """sign * (v_from - v_to - 2 (rr P_i + xx Q_i) / S_base [+ (rr² + xx²) L_i])"""
         coefs, vs, const = [-sign * 2.0 * rr / sb, -sign * 2.0 * xx / sb], [P[i, t], Q[i, t]], 0.0
+        if L is not None:
+            coefs.append(sign * (rr * rr + xx * xx))
+            vs.append(L[i, t])
         f, g = frm[k], to[k]
         if f in slack_v:
             const += sign * slack_v[f]
@@ -197,27 +338,10 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         return a.coefs, a.vars, -a.const, -a.const
 
     plain = [k for k in K if k not in replaces or not replaces[k]]
-    add_rows(b, "vdrop", product(plain, T), lambda k, t: eq_zero(drop(k, t, r[k], x[k], P_, Q_, k)))
+    L_br = l_ if losses else None  # a replaced branch's drop uses its total current
+    L_par = l_par_ if losses else None
+    add_rows(b, "vdrop", product(plain, T), lambda k, t: eq_zero(drop(k, t, r[k], x[k], P_, Q_, k, L=L_br)))
 
-    # investment states, taken apart once per (option, node)
-    state_of = {id(o): {n: affine(o.state[n]) for n in ix.node_names} for opts in options.values() for o in opts}
-
-    # alternatives of a replaced branch: (branch, r, x, state by node, M per op).  When
-    # alternative b is in place the residual of alternative a is
-    # 2((r_b - r_a) P + (x_b - x_a) Q) / S_base, so M_a = max_b of its bound.
-    alt = []
-    for k, opts in replaces.items():
-        if not opts:
-            continue
-        existing = {n: Affine(1.0) for n in ix.node_names}  # 1 - Σ states
-        for o in opts:
-            for n in ix.node_names:
-                existing[n].add(state_of[id(o)][n], -1.0)
-        rx = [(r[k], x[k], existing)] + [(o.r_pu, o.x_pu, state_of[id(o)]) for o in opts]
-        for ra, xa, st in rx:
-            M = np.max([2.0 * (abs(rb - ra) * Pabs[k] + abs(xb - xa) * Qabs[k]) / sb for rb, xb, _ in rx], axis=0)
-            alt.append((k, ra, xa, st, M.tolist()))
-    A = range(len(alt))
 
     def within_m(a: Affine, M: float, state: Affine):
         """a <= M (1 - state)  as  a + M state <= M"""
@@ -225,9 +349,10 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         return a.coefs, a.vars, None, M - a.const
 
     add_rows(b, "vdrop_alt_up", product(A, T), lambda i, t: within_m(
-        drop(alt[i][0], t, alt[i][1], alt[i][2], P_, Q_, alt[i][0]), alt[i][4][t], alt[i][3][opnode[t]]))
+        drop(alt[i][0], t, alt[i][1], alt[i][2], P_, Q_, alt[i][0], L=L_br), alt[i][4][t], alt[i][3][opnode[t]]))
     add_rows(b, "vdrop_alt_dn", product(A, T), lambda i, t: within_m(
-        drop(alt[i][0], t, alt[i][1], alt[i][2], P_, Q_, alt[i][0], -1.0), alt[i][4][t], alt[i][3][opnode[t]]))
+        drop(alt[i][0], t, alt[i][1], alt[i][2], P_, Q_, alt[i][0], -1.0, L=L_br), alt[i][4][t],
+        alt[i][3][opnode[t]]))
 
     # a parallel that is not built carries nothing, so its residual is the drop along the
     # branch it parallels: at most 2 (max r · |P| + max x · |Q|) / S_base
@@ -236,12 +361,14 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         k = o.branch
         rmax = max([r[k]] + [q.r_pu for q in replaces.get(k, [])])
         xmax = max([x[k]] + [q.x_pu for q in replaces.get(k, [])])
-        Mp.append((2.0 * (rmax * Pabs[k] + xmax * Qabs[k]) / sb).tolist())
+        Mp.append((2.0 * (rmax * Pabs[k] + xmax * Qabs[k]) / sb
+                   + ((rmax * rmax + xmax * xmax) * lmax[k] if losses else 0.0)).tolist())
     par_state = [state_of[id(o)] for o in parallels]
     add_rows(b, "vdrop_par_up", product(PC, T), lambda c, t: within_m(
-        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, Pp_, Qp_, c), Mp[c][t], par_state[c][opnode[t]]))
+        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, Pp_, Qp_, c, L=L_par), Mp[c][t],
+        par_state[c][opnode[t]]))
     add_rows(b, "vdrop_par_dn", product(PC, T), lambda c, t: within_m(
-        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, Pp_, Qp_, c, -1.0), Mp[c][t],
+        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, Pp_, Qp_, c, -1.0, L=L_par), Mp[c][t],
         par_state[c][opnode[t]]))
 
     def switched(var, sign, bound, state: Affine):
@@ -253,6 +380,62 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         for suffix, sign in (("_up", 1.0), ("_dn", -1.0)):
             add_rows(b, name + suffix, product(PC, T), lambda c, t, var=var, bound=bound, sign=sign:
                      switched(var[c, t], sign, bound[pbr[c]][t], par_state[c][opnode[t]]))
+
+    if losses:
+        # only the alternative in place, and a parallel that is built, carries current
+        split = [k for k in K if alts_of[k]]
+        add_rows(b, "l_split", product(split, T), lambda k, t: (
+            [1.0] + [-1.0] * len(alts_of[k]), [l_[k, t]] + [l_alt_[i, t] for i in alts_of[k]], 0.0, 0.0))
+        add_rows(b, "l_alt_on", product(A, T), lambda i, t: switched(l_alt_[i, t], 1.0, lmax_l[alt[i][0]][t],
+                                                                      alt[i][3][opnode[t]]))
+        add_rows(b, "l_par_on", product(PC, T), lambda c, t: switched(l_par_[c, t], 1.0, lmax_l[pbr[c]][t],
+                                                                       par_state[c][opnode[t]]))
+        # the cone (P² + Q²) / S_base² <= v_from · l, outer-approximated by tangent planes: the one
+        # at a point with (P, Q) / (S_base v_from) = (a, b) reads
+        #   l - 2 a P / S_base - 2 b Q / S_base + (a² + b²) v_from >= 0,
+        # first at the flow of the fixed withdrawals (half of it where a parallel may share it);
+        # flexplan.cones adds the planes where a solution lies outside the cone
+        cone = dict(l=[], P=[], Q=[], v=[], vs=[], where=[])
+        a0, b0 = [], []
+        below = net.downstream_buses()
+        for k in K:
+            f = frm[k]
+            share = 0.5 if k in has_par else 1.0
+            p0 = (share * pw[below[k]].sum(axis=0) / sb).tolist()
+            q0 = (share * qw[below[k]].sum(axis=0) / sb).tolist()
+            items = [("branch", k, l_, P_, Q_, k)] + [("parallel", c, l_par_, Pp_, Qp_, c) for c in par_on[k]]
+            for kind, idx, L, PP, QQ, i in items:
+                for t in T:
+                    cone["l"].append(L[i, t])
+                    cone["P"].append(PP[i, t])
+                    cone["Q"].append(QQ[i, t])
+                    cone["v"].append(None if f in slack_v else v_[f, t])
+                    cone["vs"].append(slack_v.get(f, 0.0))
+                    cone["where"].append((kind, idx, t))
+                    a0.append(p0[t])
+                    b0.append(q0[t])
+        first = [i for i in range(len(cone["l"])) if a0[i] or b0[i]]
+        add_rows(b, "cone", first, lambda i: cone_cut(cone, i, a0[i], b0[i], sb))
+        b._cones = cone
+        b._cfg, b._sb = cfg, sb
+        # what the DSO pays for its losses, per (node, year)
+        price = float(cfg.loss_price_eur_per_mwh)
+        loss_by_t = []
+        for t in T:
+            cs, vs = [], []
+            for k in K:
+                if alts_of[k]:
+                    for i in alts_of[k]:
+                        cs.append(alt[i][1] * sb)
+                        vs.append(l_alt_[i, t])
+                else:
+                    cs.append(r[k] * sb)
+                    vs.append(l_[k, t])
+                for c in par_on[k]:
+                    cs.append(parallels[c].r_pu * sb)
+                    vs.append(l_par_[c, t])
+            loss_by_t.append((cs, vs))
+        b._loss_by_t = loss_by_t
 
     # -- voltage band ---------------------------------------------------------------------
     if hub.v_margin is None:
@@ -332,11 +515,17 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
             + sum(hours[t] * s_over_par_[c, t] for t in ts for c in over_par_at[t])), year=y)
         hub.cost("penalty_voltage", n, pen.voltage_eur_per_pu2h * sum(
             hours[t] * (svlo_[j, t] + svhi_[j, t]) for j in buses for t in ts), year=y)
+        if losses:
+            cs, vs = [], []
+            for t in ts:
+                cs.extend(price * hours[t] * c for c in loss_by_t[t][0])
+                vs.extend(loss_by_t[t][1])
+            hub.cost("losses", n, lin(cs, vs), year=y)
 
     b._sides = cfg.polygon_sides
     b._implied_bounds = (b.P, b.Q, b.Pp, b.Qp)  # flow ranges: implied by the loads (freed for prices)
     b._meta = dict(buses=buses, limited=limited, parallels=parallels, rating_expr=rating_expr, slack_v=slack_v,
-                   opnode=opnode)
+                   opnode=opnode, losses=losses, over_keys=over_keys)
 
 
 def _rating_at(expr) -> float:
@@ -386,7 +575,16 @@ def extract_lindistflow(b, inst, ix) -> dict:
     loading = pd.concat(rows, ignore_index=True)
     w = ix.op_expected_hours()
     shed = sum((var.value or 0.0) * w[t] for (j, t), var in b.shed.items())
-    return {"voltages": volt, "line_loading": loading, "unserved_mwh_modelled": float(shed)}
+    out = {"voltages": volt, "line_loading": loading, "unserved_mwh_modelled": float(shed)}
+    if meta.get("losses"):
+        loss_mw = np.array([sum(c * (v.value or 0.0) for c, v in zip(*b._loss_by_t[t])) for t in range(T)])
+        cone = b._cones
+        out["summary"] = {"network_losses": dict(
+            formulation="branchflow", losses_mwh_horizon=float(loss_mw @ w), peak_loss_mw=float(loss_mw.max()) if T else 0.0,
+            cone_planes=int(len(b.cone) + getattr(b, "_cuts_added", 0)), cone_rows=len(cone["l"]),
+            max_cone_gap_rel=getattr(b, "_cone_gap", None))}
+        out["losses"] = ops.assign(loss_mw=loss_mw)
+    return out
 
 
 #: soft-limit slacks: variable -> (kind, constraint, unit, penalty of the instance)
@@ -434,8 +632,8 @@ def violations_lindistflow(b, pm):
 
 
 BUS_FAMILIES = {"v", "s_vlo", "s_vhi", "balance_p", "balance_q", "v_min", "v_max", "shed"}
-BRANCH_FAMILIES = {"P", "Q", "vdrop", "thermal", "s_over", "vdrop_alt_up", "vdrop_alt_dn"}
-PARALLEL_FAMILIES = {"Pp", "Qp", "thermal_par", "s_over_par", "vdrop_par_up", "vdrop_par_dn"}
+BRANCH_FAMILIES = {"P", "Q", "l", "l_split", "vdrop", "thermal", "s_over", "vdrop_alt_up", "vdrop_alt_dn"}
+PARALLEL_FAMILIES = {"Pp", "Qp", "l_par", "l_par_on", "thermal_par", "s_over_par", "vdrop_par_up", "vdrop_par_dn"}
 
 
 def locate_lindistflow(b, local: str, first: int, inst):

@@ -1,0 +1,88 @@
+"""The branch-flow formulation with losses against independent references: pandapower's AC
+power flow on case33bw at nominal load, the exact two-bus power flow in closed form, and the
+AC replay of its plans (issue: plans that hold in AC by construction)."""
+import dataclasses
+import math
+
+import numpy as np
+import pandapower as pp
+import pandapower.networks as pn
+import pytest
+
+import flexplan as fp
+from conftest import case33_snapshot
+from flexplan.acpf import ZERO_IMPEDANCE_X_PU, build_pandapower
+
+pytestmark = pytest.mark.validation
+
+BRANCHFLOW = {"name": "bf", "blocks": ["demand", "reinforcement"], "network": {"formulation": "branchflow"},
+              "reinforcement": {"binary": True}}
+
+
+@pytest.fixture(scope="module")
+def case33(tmp_path_factory):
+    inst = fp.load_instance(case33_snapshot(tmp_path_factory.mktemp("c33bf")))
+    res = fp.solve(fp.build_model(inst, BRANCHFLOW))
+    assert res.status == "optimal"
+    net = pn.case33bw()
+    pp.runpp(net)
+    return inst, res, net
+
+
+def test_voltages_match_pandapower_ac_on_case33bw(case33):
+    """The issue's bound is 0.0005 pu; the refined cones give the AC power flow itself."""
+    inst, res, net = case33
+    v = res.voltages.set_index("bus")["v_pu"].reindex([str(i) for i in net.res_bus.index]).to_numpy()
+    err = np.abs(v - net.res_bus["vm_pu"].to_numpy())
+    assert err.max() < 5e-4
+    assert err.max() < 2e-5
+    assert net.res_bus["vm_pu"].min() == pytest.approx(0.91309, abs=1e-4)
+
+
+def test_losses_match_pandapower_ac_on_case33bw(case33):
+    inst, res, net = case33
+    ac_kw = 1000 * net.res_line["pl_mw"].sum()
+    assert ac_kw == pytest.approx(202.7, abs=0.1)
+    model_kw = 1000 * res.extra["network_losses"]["peak_loss_mw"]
+    assert abs(model_kw - ac_kw) / ac_kw < 0.02
+    assert abs(model_kw - ac_kw) / ac_kw < 1e-3
+    # the losses are a cost of the plan: 202.7 kW all year at the default 78 EUR/MWh
+    assert res.cost_breakdown_eur["losses"] == pytest.approx(model_kw / 1000 * 8760 * 78.0, rel=1e-3)
+
+
+def test_two_bus_exact_power_flow(tmp_path):
+    """One line, one load: v_2 from the exact quadratic |V2|^4 + (2(rP + xQ) - V1^2)|V2|^2 + |z|^2|S|^2 = 0."""
+    folder = tmp_path / "two"
+    folder.mkdir()
+    (folder / "buses.csv").write_text("name,vn_kv\ns,20\nb,20\n")
+    r_ohm, x_ohm = 4.0, 3.0
+    (folder / "lines.csv").write_text(f"name,from_bus,to_bus,r_ohm,x_ohm,rating_mva\nl,s,b,{r_ohm},{x_ohm},100\n")
+    (folder / "loads.csv").write_text("bus,p_mw,q_mvar\nb,4.0,1.5\n")
+    (folder / "profiles.csv").write_text("day,hour,weight,residential\nd,0,365,1.0\n")
+    (folder / "instance.toml").write_text(
+        '[network]\nsource = "csv"\ndefault_class = "residential"\nbuses = "buses.csv"\nlines = "lines.csv"\nloads = "loads.csv"\nslack_bus = "s"\n'
+        's_base_mva = 1.0\n[profiles]\nfile = "profiles.csv"\n[economics]\nbase_year = 2025\nend_year = 2025\n'
+        'stages = [2025]\n[limits]\nv_min_pu = 0.5\nv_max_pu = 1.1\n')
+    inst = fp.load_instance(folder)
+    res = fp.solve(fp.build_model(inst, {"name": "two", "blocks": ["demand"], "network": {"formulation": "branchflow"}}))
+    zb = 20.0 ** 2 / 1.0
+    r, x, P, Q = r_ohm / zb, x_ohm / zb, 4.0, 1.5
+    b = 2 * (r * P + x * Q) - 1.0
+    w = (-b + math.sqrt(b * b - 4 * (r * r + x * x) * (P * P + Q * Q))) / 2  # |V2|^2
+    v = res.voltages.set_index("bus")["v_pu"]
+    assert v["b"] == pytest.approx(math.sqrt(w), abs=2e-6)
+    loss = r * (P * P + Q * Q) / w  # MW: r |I|^2 with |I|^2 = |S2|^2 / |V2|^2
+    assert res.extra["network_losses"]["peak_loss_mw"] == pytest.approx(loss, rel=2e-4)
+
+
+def test_replay_keeps_small_reactances(case33):
+    """The AC replay's reactance floor is for branches without impedance only (it used to lift
+    every x below 1e-5 pu)."""
+    br = case33[0].network.branches.copy()
+    br.loc[3, "x_pu"] = 2e-6
+    br.loc[4, ["r_pu", "x_pu"]] = 0.0
+    network = dataclasses.replace(case33[0].network, branches=br)
+    net, _, _ = build_pandapower(network)
+    assert net.impedance.at[3, "xft_pu"] == 2e-6
+    assert net.impedance.at[4, "xft_pu"] == ZERO_IMPEDANCE_X_PU
+    assert np.allclose(net.impedance.loc[5:, "xft_pu"], br.loc[5:, "x_pu"])
