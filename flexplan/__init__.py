@@ -40,8 +40,10 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
 
     The ``branchflow`` formulation's cones are refined by cuts after the solve
     (:func:`flexplan.acfeasible.refine_cones`; ``res.extra["cones"]``).  ``ac``: ``"check"``
-    replays the plan in pandapower's AC power flow, ``"ensure"`` also corrects and re-solves
-    (branch-flow models) until the plan holds in AC (:func:`flexplan.acfeasible.make_ac_feasible`);
+    replays the plan in pandapower's AC power flow, ``"ensure"`` also corrects and re-solves until
+    the plan holds in AC and its cost has settled (a lossless model gets the AC losses of its
+    plan as loads; both get margins where AC still breaks a limit:
+    :func:`flexplan.acfeasible.make_ac_feasible`);
     the outcome is in ``res.extra["ac_check"]`` (and ``ac_check.json`` / ``.csv`` when written),
     with the plan's gap to the lower bound on any AC-feasible plan.  ``flexplan solve`` uses
     ``"ensure"``."""
@@ -50,19 +52,21 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
     opts = SolveOptions(time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, extra=highs_options)
     with cyclic_gc_paused():
         outcome = solve_model(pm.model, opts, progress=progress, start=start)
-        cones = None
+        cones = res = report = table = None
         if outcome.has_solution and outcome.status != "interrupted":
             from .acfeasible import make_ac_feasible, refine_cones
 
             outcome, cones = refine_cones(pm, outcome, progress=progress, mip_gap=mip_gap)
-            if ac is not None and outcome.has_solution:
+            if ac is not None and outcome.has_solution and outcome.status != "interrupted":
                 outcome, res, report, table = make_ac_feasible(pm, outcome, ensure=ac == "ensure",
                                                                max_iter=ac_max_iter, progress=progress,
                                                                mip_gap=mip_gap)
-        res = collect(pm, outcome)
+        if res is None or not outcome.has_solution:
+            res = collect(pm, outcome)
         if cones is not None:
             res.extra["cones"] = cones
-        if ac is not None and outcome.has_solution and outcome.status != "interrupted":
+        if report is not None:
+            pm = report.pop("model", pm)  # a lossless model is built again at each correction
             res.extra["ac_check"] = report
             res.tables["ac_check"] = table
         session = outcome.session

@@ -28,12 +28,27 @@ import time
 import highspy
 import numpy as np
 
+from .errors import SolverError
+
 #: what a corrected bound keeps beyond the measured error (pu of voltage): above the AC power
 #: flow's tolerance (pandapower's default 1e-8 MVA mismatch) and the cones' (1e-4 of l, about
 #: 1e-6 pu of voltage), small against any planning margin
 AC_MARGIN_PU = 1e-5
 #: a current below this (pu²) is too small for its relative cone gap to matter
 L_FLOOR = 1e-8
+#: the smallest (squared, state-weighted) voltage term at which a cone gets a tangent plane
+V_CUT_MIN = 0.2
+#: a cone gap that moves the squared voltage drop of its branch by less than this (pu²; 5e-9 pu
+#: of voltage) is left alone: below the LP's feasibility tolerance on the scaled rows
+DROP_FLOOR = 1e-8
+
+
+def renew_time_limit(session) -> None:
+    """HiGHS counts its time limit from the first solve of a model: give the next solve the
+    user's whole limit again (each solve of the refinement and correction loops has it)."""
+    limit = session.options.time_limit
+    if limit is not None:
+        session.h.setOptionValue("time_limit", float(session.h.getRunTime() + limit))
 
 
 class ConeColumns:
@@ -52,6 +67,7 @@ class ConeColumns:
         self.l, self.P, self.Q = cols(cone["l"]), cols(cone["P"]), cols(cone["Q"])
         self.v = cols(cone["v"])
         self.vs = np.asarray(cone["vs"], dtype=float)
+        self.scale = np.asarray(cone["scale"], dtype=float)  # the model holds w = scale · l
         self.sb = float(blk._sb)
         self.where = cone["where"]
         self.blk = blk
@@ -64,28 +80,34 @@ class ConeColumns:
             return np.where(c >= 0, x[np.maximum(c, 0)], 0.0)
 
         v = np.where(self.v >= 0, x[np.maximum(self.v, 0)], self.vs)
-        return val(self.P) / self.sb, val(self.Q) / self.sb, np.maximum(v, 1e-6), val(self.l)
+        return val(self.P) / self.sb, val(self.Q) / self.sb, np.maximum(v, 1e-6), val(self.l) / self.scale
 
     def gaps(self, x: np.ndarray):
-        """Relative gap ``(|S|²/v - l) / max(|S|²/v, floor)`` per cone, and the tangent point."""
+        """Relative gap ``(|S|²/v - l) / max(|S|²/v, floor)`` per cone, and the tangent point.
+        A cone whose voltage term is below ``V_CUT_MIN`` (an alternative mostly switched off in
+        a relaxation) gets no plane: its tangent point would be ill-conditioned."""
         p, q, v, ell = self.point(x)
         true = (p * p + q * q) / v
         gap = (true - ell) / np.maximum(true, L_FLOOR)
+        # a gap whose effect on the voltage drop, |z|² (l* - l), is below DROP_FLOOR does not count
+        matters = (v >= V_CUT_MIN) & (self.scale ** 2 * (true - ell) > DROP_FLOOR)
+        gap = np.where(matters, gap, np.minimum(gap, 0.0))
         return gap, p / v, q / v
 
     def add_cuts(self, session, which: np.ndarray, a: np.ndarray, b: np.ndarray) -> int:
         """Tangent planes ``l - 2a P/S_base - 2b Q/S_base + (a² + b²) v >= 0`` of the cones
-        ``which`` at (a, b), added to the HiGHS model as rows."""
+        ``which`` at (a, b), times each cone's scale, added to the HiGHS model as rows."""
         if not len(which):
             return 0
-        a, b = a[which], b[which]
-        n2 = a * a + b * b
+        a, b, sc = a[which], b[which], self.scale[which]
+        n2 = (a * a + b * b) * sc
         starts, index, value, lower = [], [], [], []
         nz = 0
-        for i, ai, bi, ni in zip(which.tolist(), a.tolist(), b.tolist(), n2.tolist()):
+        for i, ai, bi, ni, si in zip(which.tolist(), a.tolist(), b.tolist(), n2.tolist(), sc.tolist()):
             starts.append(nz)
             lo = 0.0
-            for c, coef in ((self.l[i], 1.0), (self.P[i], -2.0 * ai / self.sb), (self.Q[i], -2.0 * bi / self.sb)):
+            for c, coef in ((self.l[i], 1.0), (self.P[i], -2.0 * ai * si / self.sb),
+                            (self.Q[i], -2.0 * bi * si / self.sb)):
                 if c >= 0 and coef != 0.0:
                     index.append(c)
                     value.append(coef)
@@ -121,6 +143,7 @@ def _lp_rounds(session, cc: ConeColumns, tol: float, max_rounds: int, log, label
     gap_max = np.inf
     rounds = 0
     for rounds in range(max_rounds + 1):
+        renew_time_limit(session)
         out = session.run(write_back=False)
         if not out.has_solution or out.status not in ("optimal",):
             return out, rounds, gap_max
@@ -154,6 +177,19 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4, relaxation: 
         report["note"] = f"stopped at '{outcome.status}': the operation of the plan found is refined, not the plan"
     saved_progress = session.progress
     session.progress = None  # the rounds report themselves, in one line each
+    first, x0 = outcome, _x(session)
+
+    def keep_first(why: str):
+        """A re-solve failed (a limit, an interrupt): the first solve's plan stands, unrefined."""
+        for v, val in zip(session.form.columns, x0):
+            v.set_value(float(val), skip_validation=True)
+        report["note"] = f"refinement stopped ({why}): the first solve's plan, with its cones unrefined"
+        report["refined"] = False
+        log(f"  cones: {report['note']}")
+        import dataclasses
+
+        return dataclasses.replace(first, session=None), report  # the session no longer holds this plan
+
     try:
         gap0, _, _ = cc.gaps(_x(session))
         report["gap_first_solve"] = float(gap0.max()) if len(gap0) else 0.0
@@ -178,11 +214,12 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4, relaxation: 
                     log(f"  cones: MIP solve {k + 2 if r1 else k + 1} with {getattr(blk, '_cuts_added', 0)} added "
                         "plane(s)")
                     session.progress = saved_progress
+                    renew_time_limit(session)
                     mip = session.run(write_back=False)
                     session.progress = None
                     report["mip_solves"] += 1
                     if not mip.has_solution:
-                        return mip, report
+                        return keep_first(f"MIP re-solve: {mip.status}")
                     outcome = mip
                 lb = outcome.dual_bound
                 mip_obj = outcome.objective
@@ -190,8 +227,8 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4, relaxation: 
                 # 3. the plan's operation, refined with its decisions fixed
                 session.fix_integers()
                 fixed, r3, g3 = _lp_rounds(session, cc, tol, max_rounds, log, "plan fixed")
-                if not fixed.has_solution:
-                    return fixed, report
+                if not fixed.has_solution or fixed.status != "optimal":
+                    return keep_first(f"LP with the plan fixed: {fixed.status}")
                 moved = (fixed.objective - mip_obj) / max(abs(fixed.objective), 1e-9)
                 report.update(plan_rounds=r3, max_gap=g3)
                 if moved <= max(mip_gap, 1e-6) / 2 or k == 2:
@@ -204,8 +241,8 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4, relaxation: 
                 session.fix_integers()
             fixed, r3, g3 = _lp_rounds(session, cc, tol, max_rounds, log, "plan fixed" if session.n_int else "LP")
             report.update(plan_rounds=r3, max_gap=g3)
-            if not fixed.has_solution:
-                return fixed, report
+            if not fixed.has_solution or fixed.status != "optimal":
+                return keep_first(f"LP: {fixed.status}")
             cost = fixed.objective
             if not session.n_int:
                 lb = cost
@@ -247,62 +284,104 @@ class _Bounds:
 
 
 class Corrections:
-    """Per (bus, op) voltage margins and per (element, op) capacity cuts measured in AC, applied
-    to the rows of the HiGHS model (their original bounds tightened)."""
+    """What the AC replays measured, kept from round to round and written into the rows of a
+    HiGHS model (their original bounds changed, nothing rebuilt): per (bus, op) voltage
+    margins and per (element, op) capacity cuts where AC broke a limit (:meth:`measure`,
+    :meth:`push`); :meth:`rebind` carries them over to a model built again; :meth:`harden`
+    forbids the soft limits' slacks (when the model prefers paying penalties to a plan that
+    holds)."""
+
+    SLACKS = ("s_vlo", "s_vhi", "s_over", "s_over_par", "shed")
 
     def __init__(self, pm, session):
-        self.pm, self.session = pm, session
-        blk = pm.blocks["network"][1]
-        self.blk = blk
-        inst, ix = pm.instance, pm.index
-        nb, T = inst.network.n_buses, ix.n_ops
+        nb, T = pm.instance.network.n_buses, pm.index.n_ops
         self.lo = np.zeros((nb, T))
         self.hi = np.zeros((nb, T))
         self.cut = {}  # (family, element index, op) -> MVA taken off the capacity
+        self.edges = None
+        self.rebind(pm, session)
+
+    def rebind(self, pm, session) -> None:
+        self.pm, self.session = pm, session
+        blk = pm.blocks["network"][1]
+        self.blk = blk
         self.rows = {name: _Bounds(session, blk, name) for name in ("v_min", "v_max", "thermal", "thermal_par")}
+        missing = [n for n in ("v_min", "v_max") if not self.rows[n].ok]
+        if missing:
+            raise SolverError(f"AC corrections change the bounds of the network's row families ({', '.join(missing)}), "
+                              "which are Pyomo constraints here: unset FLEXPLAN_PYOMO_ROWS")
         self.thermal_keys = {}
         for fam in ("thermal", "thermal_par"):
             for key in self.rows[fam].pos:
                 e, m, t = key
                 self.thermal_keys.setdefault((fam, e, t), []).append(m)
-        self.edges = None
 
-    def apply(self, detail: dict, res) -> dict:
-        """Tighten the bounds where the replay broke a limit; returns counts per kind."""
-        from .blocks.network.common import polygon
-
-        inst, ix = self.pm.instance, self.pm.index
-        lim = inst.limits
-        meta = self.blk._meta
+    def measure(self, detail: dict, res) -> dict:
+        """Update the margins and cuts from a replay of the model's plan; counts per kind."""
+        lim = self.pm.instance.limits
         v_ac, v_mod = detail["v_ac"], detail["v_ldf"]
         counts = dict(undervoltage=0, overvoltage=0, overload=0)
-        h = self.session.h
-        idx, lo, hi = [], [], []
-        for name, bad, err, store in (
-                ("v_min", v_ac < lim.v_min_pu - 1e-9, v_mod - v_ac, self.lo),
-                ("v_max", v_ac > lim.v_max_pu + 1e-9, v_ac - v_mod, self.hi)):
-            rows = self.rows[name]
+        for kind, bad, err, store in (
+                ("undervoltage", v_ac < lim.v_min_pu - 1e-9, v_mod - v_ac, self.lo),
+                ("overvoltage", v_ac > lim.v_max_pu + 1e-9, v_ac - v_mod, self.hi)):
             for j, t in zip(*np.nonzero(np.nan_to_num(bad, nan=False))):
-                key = (int(j), int(t))
-                if key not in rows.pos:
-                    continue
                 store[j, t] = max(store[j, t] + AC_MARGIN_PU, max(float(err[j, t]), 0.0) + AC_MARGIN_PU)
-                if name == "v_min":
-                    base = lim.v_min_pu + (self.pm.hub.v_margin[j, t] if self.pm.hub.v_margin is not None else 0.0)
-                    idx.append(rows.pos[key])
-                    lo.append((base + store[j, t]) ** 2)
-                    hi.append(highspy.kHighsInf)
-                    counts["undervoltage"] += 1
-                else:
-                    idx.append(rows.pos[key])
-                    lo.append(-highspy.kHighsInf)
-                    hi.append(max(lim.v_max_pu - store[j, t], 0.0) ** 2)
-                    counts["overvoltage"] += 1
-        # overloads: the element's capacity in that op, less what AC carries beyond the model
+                counts[kind] += 1
+        counts["overload"] = self._measure_overloads(detail, res)
+        return counts
+
+    def push(self) -> None:
+        """Write every margin and cut kept so far into the current model's rows."""
+        lim = self.pm.instance.limits
+        vm = self.pm.hub.v_margin
+        idx, lo, hi = [], [], []
+        rows = self.rows["v_min"]
+        for j, t in zip(*np.nonzero(self.lo)):
+            pos = rows.pos.get((int(j), int(t)))
+            if pos is not None:
+                idx.append(pos)
+                lo.append((lim.v_min_pu + (vm[j, t] if vm is not None else 0.0) + self.lo[j, t]) ** 2)
+                hi.append(highspy.kHighsInf)
+        rows = self.rows["v_max"]
+        for j, t in zip(*np.nonzero(self.hi)):
+            pos = rows.pos.get((int(j), int(t)))
+            if pos is not None:
+                idx.append(pos)
+                lo.append(-highspy.kHighsInf)
+                hi.append(max(lim.v_max_pu - self.hi[j, t], 0.0) ** 2)
         if self.edges is None:
+            from .blocks.network.common import polygon
+
             self.edges = polygon(getattr(self.blk, "_sides", 12))
+        for (fam, e, t), cut in self.cut.items():
+            rows = self.rows[fam]
+            for m in self.thermal_keys.get((fam, e, t), ()):
+                i = rows.index[(e, m, t)]
+                idx.append(rows.pos[(e, m, t)])
+                lo.append(-highspy.kHighsInf)
+                hi.append(rows.hi[i] - self.edges[m][2] * cut)
+        if idx:
+            self.session.h.changeRowsBounds(len(idx), np.asarray(idx, dtype=np.int32), np.asarray(lo, dtype=float),
+                                            np.asarray(hi, dtype=float))
+
+    def harden(self) -> int:
+        """Bound every soft-limit slack of the network at 0; returns how many columns."""
+        session = self.session
+        if session._col_of is None:
+            session._col_of = {id(v): i for i, v in enumerate(session.form.columns)}
+        cols = sorted({session._col_of[id(v)] for name in self.SLACKS for v in
+                       (getattr(self.blk, name).values() if hasattr(self.blk, name) else ())
+                       if id(v) in session._col_of})
+        if cols:
+            z = np.zeros(len(cols))
+            session.h.changeColsBounds(len(cols), np.asarray(cols, dtype=np.int32), z, z)
+        return len(cols)
+
+    def _measure_overloads(self, detail, res) -> int:
+        """Cut an element's capacity in an op by what AC carries beyond the model there."""
+        inst, ix, lim = self.pm.instance, self.pm.index, self.pm.instance.limits
         branches = {n: k for k, n in enumerate(inst.network.branches["name"].astype(str))}
-        parallels = {str(o.candidate): c for c, o in enumerate(meta["parallels"])}
+        parallels = {str(o.candidate): c for c, o in enumerate(self.blk._meta["parallels"])}
         load = res.line_loading
         model_s = {}
         if len(load):
@@ -312,41 +391,57 @@ class Corrections:
             for r in load.itertuples():
                 model_s[(str(r.line), op_of[(str(r.node), int(r.year), str(r.day), int(r.hour))])] = (
                     float(np.hypot(r.p_mw, r.q_mvar)), float(r.rating_mva))
-        limit = lim.max_loading_pct
+        n = 0
         for name, s_ac in detail.get("s_ac", {}).items():
             fam, e = ("thermal", branches[name]) if name in branches else ("thermal_par", parallels.get(name))
             if e is None:
                 continue
             for t in range(ix.n_ops):
                 s_mod, rating = model_s.get((name, t), (np.nan, np.nan))
-                if not (rating > 0) or not np.isfinite(s_ac[t]) or 100 * s_ac[t] / rating <= limit + 1e-6:
+                if not (rating > 0) or not np.isfinite(s_ac[t]) or 100 * s_ac[t] / rating <= lim.max_loading_pct + 1e-6:
                     continue
-                ms = self.thermal_keys.get((fam, e, t))
-                if not ms:
-                    continue
-                delta = max(s_ac[t] - s_mod, 0.0) + AC_MARGIN_PU * rating
                 key = (fam, e, t)
+                delta = max(s_ac[t] - s_mod, 0.0) + AC_MARGIN_PU * rating
                 self.cut[key] = max(self.cut.get(key, 0.0) + AC_MARGIN_PU * rating, delta)
-                rows = self.rows[fam]
-                for m in ms:
-                    i = rows.index[(e, m, t)]
-                    idx.append(rows.pos[(e, m, t)])
-                    lo.append(-highspy.kHighsInf)
-                    hi.append(rows.hi[i] - self.edges[m][2] * self.cut[key])
-                counts["overload"] += 1
-        if idx:
-            h.changeRowsBounds(len(idx), np.asarray(idx, dtype=np.int32), np.asarray(lo, dtype=float),
-                               np.asarray(hi, dtype=float))
-        return counts
+                n += 1
+        return n
 
 
 def _penalties(res) -> dict:
     return {c: v for c, v in res.cost_breakdown_eur.items() if c.startswith("penalty_") and v > 1e-3}
 
 
+def _resolve(session, pm, progress, mip_gap, plan=None):
+    """Solve the (corrected) model again: a MIP from ``plan`` (its integer values) as a start,
+    or with the integers fixed at ``plan`` when ``fix``; the branch-flow cones refined."""
+    if session.n_int:
+        start = session.integer_values() if plan is None else plan
+        session.restore_integers()
+        session.start_integers(start)
+    renew_time_limit(session)
+    out = session.run(write_back=True)
+    if out.has_solution and network_block(pm) is not None:
+        out, _ = refine_cones(pm, out, progress=progress, mip_gap=mip_gap, relaxation=False)
+    elif out.has_solution and session.n_int:
+        session.fix_integers()  # as refine_cones leaves it: the plan's LP, for prices
+        renew_time_limit(session)
+        session.run(write_back=True)
+    return out
+
+
+def _fix_plan(session, plan) -> None:
+    """Fix the integer columns at ``plan`` (a restore of an earlier plan)."""
+    session.restore_integers()
+    idx = session.integer_cols.astype(np.int32)
+    session.h.changeColsIntegrality(len(idx), idx, np.array([highspy.HighsVarType.kContinuous] * len(idx)))
+    session.h.changeColsBounds(len(idx), idx, np.asarray(plan, dtype=float), np.asarray(plan, dtype=float))
+    session.fixed_integers = True
+
+
 def make_ac_feasible(pm, outcome, ensure: bool = True, max_iter: int = 5, progress=None, mip_gap: float = 1e-4):
-    """Replay the solved plan in AC; with ``ensure``, correct and re-solve until it holds
-    (module docstring).  Returns (outcome, results, report, per-op table of the last replay)."""
+    """Replay the solved plan in AC; with ``ensure``, correct and re-solve until it holds and its
+    cost has converged (module docstring).  Returns (outcome, results, report, per-op table of
+    the replay of the plan returned)."""
     from .acpf import injection_matrices, replay
     from .results import collect
 
@@ -356,15 +451,26 @@ def make_ac_feasible(pm, outcome, ensure: bool = True, max_iter: int = 5, progre
     session = outcome.session
     formulation = pm.recipe.formulation
     lossy = network_block(pm) is not None
-    lb = outcome.dual_bound if lossy else None
-    report = dict(checked=True, formulation=formulation, ensured=bool(ensure and lossy), iterations=[],
-                  ac_feasible=False, message="")
-    if not lossy:
-        report["note"] = (f"'{formulation}' leaves the losses out: its voltages are optimistic and its flows low; "
-                          "the plan is only checked here (formulation 'branchflow' plans with the losses)")
-    corr = Corrections(pm, session) if ensure and lossy else None
-    res = df = None
-    first_cost = outcome.objective
+    report = dict(checked=True, formulation=formulation, ensured=bool(ensure), iterations=[], ac_feasible=False,
+                  message="")
+    if lossy:
+        report["lower_bound"] = "the branch-flow MIP's dual bound before any AC correction"
+    else:
+        report["note"] = (f"'{formulation}' is lossless: its first plan is optimistic; " +
+                          ("the AC losses of each plan are put back as loads and the model solved again"
+                           if ensure else "checked only (no corrections)"))
+        report["lower_bound"] = ("the lossless optimum's dual bound at the same limits (a lower bound on an "
+                                 "AC-feasible plan where every flow runs away from the substation)")
+    lb = outcome.dual_bound if session is not None and session.n_int else outcome.objective
+    corr = None
+    if ensure and session is not None and "network" in pm.blocks and pm.recipe.formulation in ("branchflow",
+                                                                                               "lindistflow"):
+        corr = Corrections(pm, session)
+    rebuild = corr is not None and not lossy
+    fixes = None  # the lossless model's AC losses as loads (this plan's)
+    hard = False  # the soft limits' slacks bounded at 0 (the model preferred penalties)
+    best = None  # (cost, results, table, replay, plan, outcome)
+    res = df = prev_plan = None
     t0 = time.perf_counter()
     for k in range(max_iter + 1):
         res = collect(pm, outcome)
@@ -373,53 +479,127 @@ def make_ac_feasible(pm, outcome, ensure: bool = True, max_iter: int = 5, progre
         df, ac = replay(inst, ix, res.builds, P, Q, res.voltages, detail=detail)
         pen = _penalties(res)
         prev = report["iterations"][-1]["objective_eur"] if report["iterations"] else None
-        row = dict(iteration=k, objective_eur=res.objective_eur, builds=len(res.builds),
-                   cost_change_rel=None if prev is None else (res.objective_eur - prev) / max(abs(prev), 1e-9),
+        cost = res.objective_eur
+        row = dict(iteration=k, objective_eur=cost, builds=len(res.builds),
+                   cost_change_rel=None if prev is None else (cost - prev) / max(abs(prev), 1e-9),
+                   losses_in_model=bool(lossy or fixes is not None),
                    v_min_ac_pu=ac["v_min_ac_pu"], v_max_ac_pu=ac["v_max_ac_pu"],
                    max_loading_ac_pct=ac["max_loading_ac_pct"], max_model_minus_ac_pu=ac["max_ldf_minus_ac_pu"],
                    ops_undervoltage=ac["ops_undervoltage"], ops_overvoltage=ac["ops_overvoltage"],
                    ops_overloaded=ac["ops_overloaded"], ac_feasible=ac["ac_feasible"],
                    penalties_eur=round(sum(pen.values()), 2))
         report["iterations"].append(row)
-        log(f"  AC check {k}: {res.objective_eur:,.0f} EUR, {len(res.builds)} build(s); AC voltage "
+        log(f"  AC check {k}: {cost:,.0f} EUR, {len(res.builds)} build(s); AC voltage "
             f"{ac['v_min_ac_pu']:.5f}..{ac['v_max_ac_pu']:.5f} pu, loading up to {ac['max_loading_ac_pct']:.2f} %, "
             f"model - AC up to {ac['max_ldf_minus_ac_pu']:.2g} pu: "
             f"{'holds in AC' if ac['ac_feasible'] else 'NOT AC-feasible'}")
-        report["replay"] = ac
-        if ac["ac_feasible"]:
-            report["ac_feasible"] = True
-            report["message"] = f"holds in AC after {k} correction(s)"
-            break
+        plan = session.integer_values() if session is not None and session.n_int else None
+        if ac["ac_feasible"] and (best is None or cost < best[0] - 1e-9 * abs(cost)):
+            best = (cost, res, df, ac, plan, outcome, pm)
         if corr is None:
-            report["message"] = "not AC-feasible" + ("" if lossy else " (the lossless plan is optimistic)")
+            report["message"] = "holds in AC" if ac["ac_feasible"] else (
+                "NOT AC-feasible" + ("" if lossy else ": the lossless plan is optimistic"))
             break
-        if pen:
-            report["message"] = ("the model itself pays for breaking limits (" + ", ".join(
+        if ac["ac_feasible"]:
+            # settled when the model saw this plan's own losses (branch-flow: always; lossless: the
+            # plan is the one whose losses were put in), or the lossless plan itself holds (no
+            # correction can make a plan cheaper); else put this plan's losses in and solve again
+            same = plan is not None and prev_plan is not None and np.array_equal(plan, prev_plan)
+            if lossy or k == 0 or same or (plan is None and abs(row["cost_change_rel"] or 0.0) <= 1e-6):
+                report["message"] = f"holds in AC after {k} correction(s)"
+                break
+        elif pen and hard:
+            report["message"] = ("the model pays for breaking limits with its slacks at 0 (" + ", ".join(
                 f"{c} {v:,.0f} EUR" for c, v in pen.items()) + "): no plan within the candidates meets them")
             break
+        elif pen:
+            # the penalties are cheaper than a plan that holds: from now on the limits are hard
+            hard = True
+            report["hardened_at"] = k
+            log(f"  the model pays {sum(pen.values()):,.0f} EUR of penalties rather than build: the limits are "
+                "hard from now on")
+        prev_plan = plan
         if k == max_iter:
-            report["message"] = f"still not AC-feasible after {max_iter} corrections"
+            report["message"] = (f"still not AC-feasible after {max_iter} corrections" if best is None else
+                                 f"holds in AC; the cost had not settled after {max_iter} corrections")
             break
-        counts = corr.apply(detail, res)
-        if not sum(counts.values()):
-            report["message"] = "AC breaks a limit the model has no row for: nothing to correct"
-            break
-        log(f"  correcting where AC breaks the limits: {counts['undervoltage']} bus-hour(s) under, "
-            f"{counts['overvoltage']} over voltage, {counts['overload']} branch-hour(s) overloaded")
-        if session.n_int:
-            plan = session.integer_values()
-            session.restore_integers()
-            session.start_integers(plan)
-        out = session.run(write_back=True)
+        # margins where AC breaks a limit, once the model carries losses (before, a lossless
+        # model's error is mostly the losses themselves: counting them twice over-builds)
+        counts = corr.measure(detail, res) if (lossy or fixes is not None) else {}
+        what = [f"{counts[c]} {c} margin(s)" for c in ("undervoltage", "overvoltage", "overload") if counts.get(c)]
+        if rebuild:
+            fixes = dict(p_mw=detail["loss_p"].copy(), q_mvar=detail["loss_q"].copy(), v_margin_pu=None,
+                         n_ops=ix.n_ops)
+            what.insert(0, f"the plan's AC losses as loads at {int(np.count_nonzero(detail['loss_p']))} bus-hours")
+            log(f"  correcting: {', '.join(what)}; building the model again")
+            new_pm, out = _rebuild(pm, fixes, corr, hard, progress)
+            if out.has_solution:
+                pm, session = new_pm, out.session
+        else:
+            if not what and not hard:
+                report["message"] = "AC breaks a limit the model has no row for: nothing to correct"
+                break
+            log(f"  correcting: {', '.join(what) or 'hard limits'}")
+            corr.push()
+            if hard:
+                corr.harden()
+            out = _resolve(session, pm, progress, mip_gap)
         if not out.has_solution:
-            report["message"] = f"the corrected model has no solution ({out.status})"
+            report["message"] = (f"with hard limits the model has no solution ({out.status}): no plan within the "
+                                 "candidates meets the limits; the plan reported pays penalties" if hard else
+                                 f"the corrected model has no solution ({out.status})")
             break
-        outcome, _ = refine_cones(pm, out, progress=progress, mip_gap=mip_gap, relaxation=False)
+        outcome = out
+    if best is not None and best[1] is not res:
+        # an earlier plan held in AC at a lower cost: it is the answer (its LP restored for prices)
+        cost, res, df, ac, plan, outcome, pm = best
+        session = outcome.session
+        if plan is not None and session is not None:
+            _fix_plan(session, plan)
+            renew_time_limit(session)
+            session.run(write_back=True)
+            res = collect(pm, outcome)
+    if best is not None:
+        held = [r["iteration"] for r in report["iterations"] if r["ac_feasible"] and r["objective_eur"] == best[0]]
+        report["stopped"] = report["message"]
+        n_held = sum(r["ac_feasible"] for r in report["iterations"])
+        report["message"] = (f"holds in AC: the plan of iteration {held[0]}, the cheapest of the {n_held} that held "
+                             f"in {len(report['iterations'])} iteration(s)" if held and len(report["iterations"]) > 1
+                             else report["message"])
+        report["plan_iteration"] = held[0] if held else None
+        report["ac_feasible"] = True
+        report["replay"] = best[3]
+    else:
+        report["replay"] = ac
     cost = res.objective_eur if res is not None else None
-    report.update(cost_eur=cost, first_plan_cost_eur=first_cost, lower_bound_eur=lb,
+    report.update(cost_eur=cost, lower_bound_eur=lb,
                   gap_to_lower_bound=(cost - lb) / abs(cost) if lb is not None and cost else None,
                   seconds=round(time.perf_counter() - t0, 2))
     if lb is not None and cost:
-        log(f"  plan {cost:,.0f} EUR; lower bound on any AC-feasible plan {lb:,.0f} EUR "
-            f"(gap {100 * report['gap_to_lower_bound']:.2f} %)")
+        log(f"  plan {cost:,.0f} EUR; lower bound {lb:,.0f} EUR (gap {100 * report['gap_to_lower_bound']:.2f} %)")
+    report["model"] = pm  # the model that holds the plan (a lossless one is built again per correction)
     return outcome, res, report, df
+
+
+def _rebuild(pm, fixes, corr, hard: bool, progress):
+    """The lossless model built again with ``fixes`` (AC losses as loads: flow ranges and big-M
+    follow), the kept margins and cuts written into it, solved from the last plan's decisions."""
+    import flexplan as fp
+    from .assemble import build_model
+    from .solve import HighsSession
+
+    start = fp.decision_values(pm)
+    options = corr.session.options
+    new = build_model(pm.instance, pm.recipe, index=pm.index, corrections=fixes)
+    session = HighsSession(new.model, options, progress)
+    session.set_start(start)
+    corr.rebind(new, session)
+    corr.push()
+    if hard:
+        corr.harden()
+    out = session.run()
+    if out.has_solution and session.n_int:
+        session.fix_integers()  # the plan's LP, as after refine_cones (for prices)
+        renew_time_limit(session)
+        session.run(write_back=True)
+    return new, out

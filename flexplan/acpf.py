@@ -251,72 +251,30 @@ def injection_matrices(inj: pd.DataFrame, ix, names, where="injections") -> tupl
     return P, Q
 
 
-def ac_corrected_plan(instance, recipe, out: str | Path, max_iter: int = 5, margin_pu: float = 1e-4,
-                      progress=None, **solve_kw):
-    """Plan, check in AC, correct, plan again — until the plan holds in AC or ``max_iter``
-    corrections have been tried.
+def ac_corrected_plan(instance, recipe, out: str | Path, max_iter: int = 5, progress=None, **solve_kw):
+    """Re-plan a recipe so that the plan holds in AC, at least cost: the recipe's network
+    formulation becomes ``branchflow`` (losses inside the optimisation, cones refined by cuts;
+    LinDistFlow's options are kept), the plan is replayed in AC and corrected bus by bus and hour
+    by hour where it still fails (:func:`flexplan.acfeasible.make_ac_feasible`), at most
+    ``max_iter`` times.  The plan is written to ``out`` with its AC check (``ac_check.json``,
+    ``ac_check.csv``) and the loop's report in ``summary.json`` (``ac_check``: every iteration,
+    ``ac_feasible``, the lower bound on any AC-feasible plan and the gap to it).  Returns
+    (Results, report); ``report["ac_feasible"]`` False with ``message`` says why not."""
+    import dataclasses
 
-    Each correction comes from the AC replay of the last plan: the AC losses of every branch
-    are added as fixed withdrawals at the branch's end bus (so LinDistFlow's flows carry
-    them), and every bus's lower voltage limit is raised by what LinDistFlow overstated its
-    voltage in that op (LDF − AC, plus ``margin_pu``, default 1e-4 pu: a safety margin for
-    the error changing with the re-planned flows; an assumption: well above the power flow's
-    round-off, a tenth of the 1e-3 pu errors it corrects).  The last plan is written to ``out``
-    (with its AC check and the ``ac_correction`` section in its summary), every iteration to
-    ``out/iterations/iter<k>``.  Returns
-    (Results of the last plan, report dict with one row per iteration and ``ac_feasible``);
-    ``ac_feasible`` False with ``message`` says the plan could not be made AC-feasible and why.
-    """
     import flexplan as fp
+    from .blocks import FORMULATIONS, _load_all
 
-    log = progress or (lambda _m: None)
-    import shutil
-
-    out = Path(out)
-    iter_root = out.parent / f".{out.name}.iterations"
-    shutil.rmtree(iter_root, ignore_errors=True)
+    _load_all()
     inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
-    corrections = None
-    report = dict(iterations=[], ac_feasible=False, message="")
-    res = None
-    for k in range(max_iter + 1):
-        pm = fp.build_model(inst, recipe, corrections=corrections)
-        res = fp.solve(pm, **solve_kw)
-        if not res.has_solution:
-            report["message"] = f"iteration {k}: the corrected model has no solution ({res.status})"
-            break
-        folder = res.write(iter_root / f"iter{k}", plots=False)
-        detail: dict = {}
-        _, ac = check_ac(folder, detail=detail)
-        row = dict(iteration=k, objective_eur=res.objective_eur, builds=len(res.builds),
-                   v_min_ac_pu=ac["v_min_ac_pu"], max_loading_ac_pct=ac["max_loading_ac_pct"],
-                   max_ldf_minus_ac_pu=ac["max_ldf_minus_ac_pu"], ops_undervoltage=ac["ops_undervoltage"],
-                   ops_overloaded=ac["ops_overloaded"], ops_overvoltage=ac["ops_overvoltage"],
-                   ldf_violations=res.violations, ac_feasible=ac["ac_feasible"])
-        report["iterations"].append(row)
-        log(f"  iteration {k}: {res.objective_eur:,.0f} EUR, {len(res.builds)} build(s); AC: v_min "
-            f"{ac['v_min_ac_pu']:.4f} pu, loading {ac['max_loading_ac_pct']:.1f} %, "
-            f"{ac['ops_undervoltage']} under-voltage / {ac['ops_overloaded']} overloaded ops")
-        if ac["ac_feasible"]:
-            report["ac_feasible"] = True
-            report["message"] = f"AC-feasible after {k} correction(s)"
-            break
-        penalties = {c: v for c, v in res.cost_breakdown_eur.items() if c.startswith("penalty_") and v > 1e-3}
-        if penalties and k > 0:
-            report["message"] = (f"iteration {k}: the corrected LinDistFlow plan pays for breaking the limits "
-                                 f"({', '.join(f'{c} {v:,.0f} EUR' for c, v in penalties.items())}): no plan within "
-                                 "the candidates meets them in AC")
-            break
-        if k == max_iter:
-            report["message"] = f"still not AC-feasible after {max_iter} corrections"
-            break
-        ix = detail["index"]
-        margin = np.nan_to_num(np.clip(detail["v_ldf"] - detail["v_ac"], 0.0, None)) + margin_pu
-        corrections = dict(p_mw=detail["loss_p"], q_mvar=detail["loss_q"], v_margin_pu=margin, n_ops=ix.n_ops)
-    if res is not None and res.has_solution:
-        res.extra["ac_correction"] = report
-        final = res.write(out)
-        if report["iterations"]:
-            check_ac(final)
-        shutil.move(str(iter_root), str(final / "iterations"))
+    rec = fp.resolve_recipe(recipe)
+    if rec.formulation != "branchflow":
+        fields = {f.name for f in dataclasses.fields(FORMULATIONS["branchflow"].config)}
+        opts = {k: v for k, v in rec.options.get("network", {}).items() if k in fields}
+        rec = dataclasses.replace(rec, formulation="branchflow", options={**rec.options, "network": opts})
+    res = fp.solve(fp.build_model(inst, rec), progress=progress, ac="ensure", ac_max_iter=max_iter, **solve_kw)
+    report = res.extra.get("ac_check") or dict(ac_feasible=False, iterations=[],
+                                               message=f"no plan to check ({res.status})")
+    if res.has_solution:
+        res.write(out)
     return res, report

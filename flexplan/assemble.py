@@ -148,7 +148,7 @@ def build_model(instance: Instance | str | Path, recipe: str | Path | Recipe | d
                                   f"{ix.n_ops}")
             hub.p_withdraw += corrections["p_mw"]
             hub.q_withdraw += corrections["q_mvar"]
-            hub.v_margin = corrections["v_margin_pu"]
+            hub.v_margin = corrections.get("v_margin_pu")
         cfg = make_config(net_spec, recipe.options.get("network", {}), f"{recipe.source} [network]")
         blk = pyo.Block(concrete=True)
         m.add_component("network", blk)

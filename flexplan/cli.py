@@ -148,7 +148,8 @@ def _log(msg: str) -> None:
 
 
 def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threads, verbose, plots=True,
-         reference=True, screen=False, prices=True, force=False) -> int:
+         reference=True, screen=False, prices=True, force=False, ac: str = "ensure", ac_max_iter: int = 5,
+         network: str | None = None) -> int:
     import flexplan as fp
     from .outdir import check_output_folder, default_output
     from .paths import resolve_instance_path
@@ -162,16 +163,36 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
     _log(f"  {inst.network.n_buses} buses, {inst.network.n_branches} branches, {len(inst.candidates)} candidates, "
          f"{len(inst.profiles.days)} days x {inst.profiles.hours} steps, stages {list(inst.economics.stages)} "
          f"({load_s:.1f} s)")
-    out_dir = Path(out) if out else default_output(inst.name, fp.resolve_recipe(recipe).name)
+    recipe = fp.resolve_recipe(recipe)
+    if network is not None and network != recipe.formulation:
+        import dataclasses
+        from dataclasses import replace
+
+        from .errors import RecipeError
+        from .blocks import FORMULATIONS, _load_all
+
+        _load_all()
+        if network not in FORMULATIONS:
+            raise RecipeError(f"--network: unknown formulation '{network}'; available: {', '.join(sorted(FORMULATIONS))}")
+        fields = {f.name for f in dataclasses.fields(FORMULATIONS[network].config)}
+        opts = {k: v for k, v in recipe.options.get("network", {}).items() if k in fields}
+        recipe = replace(recipe, formulation=network, options={**recipe.options, "network": opts})
+    if recipe.formulation == "lindistflow":
+        _log("  note: LinDistFlow is lossless, so its plans are optimistic (voltages too high, flows too low): "
+             + ("the plan is checked in AC only" if ac == "check" else "the plan is NOT checked in AC"
+                if ac == "off" else "each plan is replayed in AC and solved again with its AC losses as loads "
+                "until one holds"))
+    checkable = recipe.formulation in ("branchflow", "lindistflow") and not screen
+    out_dir = Path(out) if out else default_output(inst.name, recipe.name)
     check_output_folder(out_dir, force=force)  # before the solve, not after it
     if screen:
         from .screening import solve_screened
 
-        _log(f"solving '{recipe}' by day screening (restricted days, then every day with the plan fixed)")
+        _log(f"solving '{recipe.name}' by day screening (restricted days, then every day with the plan fixed)")
         res = solve_screened(inst, recipe, mip_gap=mip_gap, time_limit=time_limit, threads=threads, progress=_log)
         rec = fp.resolve_recipe(recipe)
     else:
-        _log(f"building model '{recipe}'")
+        _log(f"building model '{recipe.name}' ({recipe.formulation})")
         try:
             pm = fp.build_model(inst, recipe)
         except MemoryError:
@@ -179,7 +200,7 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
         pm.timings["load"] = load_s
         _log(f"  built in {pm.timings['build']:.1f} s")
         res = fp.solve(pm, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, progress=_log,
-                       prices=prices)
+                       prices=prices, ac=ac if ac != "off" and checkable else None, ac_max_iter=ac_max_iter)
         rec = pm.recipe
     t = res.timings_s
     _log(f"  status {res.status} (HiGHS: {res.highs_status}); hand-off {t['handoff']:.1f} s, solve {t['solve']:.1f} s")
@@ -191,6 +212,17 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
         v = res.violations
         _log(f"  violations: voltage {v['max_voltage_deviation_pu']:.4f} pu, overload {v['max_overload_pct']:.2f} %, "
              f"unserved {v['unserved_mwh']:.3f} MWh")
+    if "ac_check" not in res.extra:
+        why = ("--ac off" if ac == "off" else "day screening" if screen else
+               f"the '{rec.formulation}' formulation has no AC power flow to compare with"
+               if rec.formulation not in ("branchflow", "lindistflow") else f"no plan to check ({res.status})")
+        res.extra["ac_check"] = dict(checked=False, formulation=rec.formulation, reason=why)
+    else:
+        a = res.extra["ac_check"]
+        _log(f"  AC: {a['message']}" + (f"; lower bound {a['lower_bound_eur']:,.0f} EUR (gap "
+                                         f"{100 * a['gap_to_lower_bound']:.2f} %)"
+                                         if a.get("lower_bound_eur") is not None and a.get("gap_to_lower_bound")
+                                         is not None else ""))
     interrupted = res.status == "interrupted"
     ref_recipe = reference_recipe(rec) if reference and inst.ev_fleets and res.has_solution \
         and not interrupted else None
@@ -198,7 +230,7 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
         _log("solving the reference: the same recipe with uncontrolled EVs (skip with --no-reference)")
         ref_pm = fp.build_model(inst, ref_recipe)
         ref = fp.solve(ref_pm, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose,
-                       progress=_log)
+                       progress=_log, ac=(ac if ac != "off" else None) if checkable else None, ac_max_iter=ac_max_iter)
         if ref.status == "interrupted":
             interrupted = True
             res.extra["value_of_flexibility"] = dict(value_eur=None, note="reference solve interrupted")
@@ -232,6 +264,10 @@ def _write_and_exit(res, out_dir: Path, plots: bool, interrupted: bool = False, 
         return EXIT_INTERRUPTED
     _log(f"results written to {folder}")
     print(folder)
+    ac = res.extra.get("ac_check") or {}
+    if ac.get("checked") and not ac.get("ac_feasible"):
+        _log(f"the plan does not hold in AC ({ac.get('message')}): exit {EXIT_LIMIT}")
+        return EXIT_LIMIT
     if res.status == "optimal":
         return EXIT_OK
     return EXIT_LIMIT if res.has_solution else EXIT_NO_SOLUTION
@@ -419,11 +455,13 @@ def _ac_correct(args) -> int:
         _log(f"error: cannot find the run's recipe ({recipe}) to re-plan: {e}")
         return EXIT_INPUT
     out = Path(args.outdir).with_name(Path(args.outdir).name + "-ac")
-    _log(f"correcting for AC (losses as loads, voltage limits raised by LinDistFlow's error), at most "
-         f"{args.max_iter} times; iterations in {out}/iterations")
+    _log(f"re-planning with the losses (branchflow) and correcting where AC still breaks a limit, at most "
+         f"{args.max_iter} times; the plan goes to {out}")
     res, rep = ac_corrected_plan(summary["instance_path"], recipe, out, max_iter=args.max_iter, progress=_log,
                                  mip_gap=summary.get("mip_gap") or 0.01)
-    _log(f"  {rep['message']}")
+    _log(f"  {rep['message']}" + (f"; {rep['cost_eur']:,.0f} EUR, lower bound {rep['lower_bound_eur']:,.0f} EUR"
+                                  if rep.get("cost_eur") is not None and rep.get("lower_bound_eur") is not None
+                                  else ""))
     print(out)
     return EXIT_OK if rep["ac_feasible"] else EXIT_LIMIT
 
@@ -546,6 +584,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--screen-days", action="store_true", help="day screening: solve on the peak day, check the "
                    "plan on every day, add the days where it pays penalties, until the bound gap is within "
                    "--mip-gap (exact to that gap; much faster on many representative days; see flexplan.screening)")
+    p.add_argument("--ac", choices=["ensure", "check", "off"], default="ensure",
+                   help="ensure (default): replay the plan in pandapower's AC power flow and, with the branchflow "
+                        "formulation, correct the buses and hours where it fails until it holds (exit 4 if it "
+                        "cannot); check: replay and report only; off: neither")
+    p.add_argument("--ac-max-iter", type=_count0, default=5, help="corrections to try with --ac ensure (default 5)")
+    p.add_argument("--network", default=None, help="network formulation instead of the recipe's: branchflow (losses, "
+                   "AC-feasible plans), lindistflow (lossless, optimistic), copperplate")
     p.add_argument("-v", "--verbose", action="store_true", help="show the HiGHS log")
     fw = sub.add_parser("frameworks", help="solve reinforce-only and the four flexibility frameworks on an instance "
                         "and write frameworks.csv and frameworks.png")
@@ -558,9 +603,9 @@ def main(argv: list[str] | None = None) -> int:
     fw.add_argument("--ageing", action="store_true", help="add the battery ageing block to every framework")
     ac = sub.add_parser("check-ac", help="replay a solved plan through pandapower's AC power flow, every hour")
     ac.add_argument("outdir", help="a result folder written by 'flexplan solve'")
-    ac.add_argument("--correct", action="store_true", help="if the plan fails in AC: re-plan with the AC losses as "
-                    "loads and the voltage limits raised by LinDistFlow's error, until it holds in AC (written to "
-                    "OUTDIR-ac) or says it cannot")
+    ac.add_argument("--correct", action="store_true", help="if the plan fails in AC: re-plan with the losses (branchflow, "
+                    "least cost) and correct the buses and hours where AC still fails, until it holds in AC (written "
+                    "to OUTDIR-ac) or says why it cannot")
     ac.add_argument("--max-iter", type=_count0, default=5, help="corrections to try with --correct (default 5)")
     sw = sub.add_parser("sweep", help="solve an instance over parameter values; one tidy CSV row per run")
     sw.add_argument("instance")
@@ -654,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "diagnose":
             return cmd_diagnose(args)
         if args.command == "demo":
-            return _run(DEFAULT_INSTANCE, DEFAULT_RECIPE, args.out, args.time_limit, 0.01, 0, False, force=args.force)
+            return _run(DEFAULT_INSTANCE, DEFAULT_RECIPE, args.out, args.time_limit, 0.01, 0, False, force=args.force,
+                        ac="ensure")
         if args.stochastic:
             from .stochastic import METRICS
 
@@ -670,7 +716,8 @@ def main(argv: list[str] | None = None) -> int:
                                    args.verbose, metrics, plots=not args.no_plots, force=args.force)
         return _run(args.instance, args.model, args.out, args.time_limit, args.mip_gap, args.threads, args.verbose,
                     plots=not args.no_plots, reference=not args.no_reference, screen=args.screen_days,
-                    prices=not args.no_prices, force=args.force)
+                    prices=not args.no_prices, force=args.force, ac=args.ac, ac_max_iter=args.ac_max_iter,
+                    network=args.network)
     except (InstanceError, RecipeError) as e:
         _log(f"error: {e}")
         return EXIT_INPUT

@@ -55,11 +55,13 @@ def test_replay_applies_builds_and_ev_schedules(tmp_path):
     assert summary["ac_feasible"]
 
 
-def test_ac_correction_loop_makes_an_ac_infeasible_plan_feasible(tmp_path):
+def test_ac_correction_replans_with_losses_at_least_cost(tmp_path):
     """case33bw at nominal load with v_min = 0.915 pu: LinDistFlow (0.9167 pu at bus 17) sees
     no problem and builds nothing, pandapower's AC power flow gives 0.91309 pu: the plan fails
-    in AC.  One correction (losses as loads, limits raised by LinDistFlow's error) makes the
-    model build a parallel cable; the new plan holds in AC.  Through the CLI the same."""
+    in AC.  The branch-flow model sees the AC voltages itself: it builds the cheapest parallel
+    cable that lifts bus 17 above 0.915 pu in AC, the plan holds in AC without a correction,
+    and it costs the same as the cheapest AC-feasible plan found by trying every cable alone
+    (its cost is at least the lower bound).  Through the CLI the same."""
     from conftest import case33_snapshot
 
     from flexplan.acpf import ac_corrected_plan
@@ -69,18 +71,30 @@ def test_ac_correction_loop_makes_an_ac_infeasible_plan_feasible(tmp_path):
              'x_ohm_per_km = 0.2\nmax_i_ka = 0.4\ncapex_eur_per_km = 100000\nlifetime_years = 40\n')
     f = case33_snapshot(tmp_path / "c33", candidates=cands)
     (f / "instance.toml").write_text((f / "instance.toml").read_text().replace("v_min_pu = 0.85", "v_min_pu = 0.915"))
-    res, rep = ac_corrected_plan(f, "reinforce_only", tmp_path / "out")
-    it = rep["iterations"]
-    assert it[0]["builds"] == 0 and it[0]["v_min_ac_pu"] == pytest.approx(0.91309, abs=5e-5)
-    assert not it[0]["ac_feasible"] and it[-1]["ac_feasible"] and rep["ac_feasible"]
-    assert len(it) == 2 and it[-1]["builds"] >= 1 and it[-1]["v_min_ac_pu"] >= 0.915
-    assert len(res.builds) >= 1 and (tmp_path / "out" / "ac_check.json").exists()
-    # the CLI: check-ac fails the first plan (exit 4), --correct re-plans it (exit 0)
-    first = fp.solve(fp.build_model(fp.load_instance(f), "reinforce_only")).write(tmp_path / "plan")
+    inst = fp.load_instance(f)
+    BRANCHFLOW = {"name": "bf", "blocks": ["demand", "reinforcement"], "network": {"formulation": "branchflow"}}
+    res, rep = ac_corrected_plan(f, "reinforce_only", tmp_path / "out", mip_gap=0.0)
+    assert rep["ac_feasible"] and rep["iterations"][-1]["v_min_ac_pu"] >= 0.915
+    assert len(res.builds) == 1 and (tmp_path / "out" / "ac_check.json").exists()
+    assert rep["lower_bound_eur"] <= res.objective_eur * (1 + 1e-9)
+    # brute force: every single parallel cable, its operation optimised, checked in AC
+    cands_ids = inst.candidates["id"].tolist()
+    best = None
+    for chosen in cands_ids:
+        def fix(pm, chosen=chosen):
+            for (c, n), var in pm.model.reinforcement.build.items():
+                var.fix(1 if cands_ids[c] == chosen else 0)
+        r = fp.solve(fp.build_model(inst, BRANCHFLOW, extra_functionality=fix), ac="check")
+        if r.extra["ac_check"]["ac_feasible"] and (best is None or r.objective_eur < best[0]):
+            best = (r.objective_eur, chosen)
+    assert best is not None and res.builds["candidate"].iloc[0] == best[1]
+    assert res.objective_eur == pytest.approx(best[0], rel=1e-6)
+    # the CLI: check-ac fails the lossless plan (exit 4), --correct re-plans it (exit 0)
+    first = fp.solve(fp.build_model(inst, "reinforce_only")).write(tmp_path / "plan")
     assert main(["check-ac", str(first)]) == 4
     assert main(["check-ac", str(first), "--correct"]) == 0
-    assert (tmp_path / "plan-ac" / "iterations" / "iter1" / "ac_check.json").exists()
-    assert json.loads((tmp_path / "plan-ac" / "summary.json").read_text())["ac_correction"]["ac_feasible"]
+    summary = json.loads((tmp_path / "plan-ac" / "summary.json").read_text())
+    assert summary["ac_check"]["ac_feasible"] and summary["ac_check"]["formulation"] == "branchflow"
 
 
 def test_replay_takes_every_blocks_injection_from_the_plan(tmp_path):

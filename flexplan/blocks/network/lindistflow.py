@@ -68,16 +68,33 @@ class LinDistFlowConfig:
 class BranchFlowConfig(LinDistFlowConfig):
     """The branch-flow model with losses (:mod:`.branchflow`), on top of LinDistFlow's options:
 
-    ``loss_price_eur_per_mwh``: what the DSO pays for a MWh lost in its branches (EUR/MWh;
-    default 78.0, the 2024 annual mean of the German-Luxembourg day-ahead price, Fraunhofer ISE
-    Energy-Charts; DSOs buy their losses on that market).  Besides being a real cost, it is
-    what makes the relaxed current-squared variable sit on its cone: it must be > 0;
+    ``loss_price_eur_per_mwh``: what a MWh lost in the branches costs in the objective (EUR/MWh;
+    must be > 0: it keeps the squared current on its cone, so that the model's voltages and flows
+    are the AC power flow's).  The default, 0.01, is a token price that does that without
+    weighing in the plan (10 GWh of losses over a horizon cost 100 EUR), so the plan is
+    comparable with LinDistFlow's, which ignores losses.  The DSO's real price (e.g. 78.0, the
+    2024 annual mean of the German-Luxembourg day-ahead price, Fraunhofer ISE Energy-Charts;
+    DSOs buy their losses on that market) makes the plan reduce losses too, at the cost of a
+    harder MIP: its relaxation can buy loss reductions with fractional builds;
+    ``current_bound``: ``"limits"`` (default) bounds the squared current by the flow range at
+    the lower voltage limit ``v_min_pu`` (every AC-feasible plan respects it: the lower bound
+    stays valid for those, and the relaxation is tighter), ``"hard"`` at ``v_hard_min_pu``;
+    ``replacements``: how a replaced branch's alternatives enter: ``"bigm"`` (default: one
+    voltage-drop row per alternative relaxed by a big-M derived from the flow and current ranges,
+    as in LinDistFlow, and the current split between the alternatives, only the one in place
+    carrying it, so that each one's losses use its own resistance) or ``"hull"`` (the flow split
+    too, each part within its range times its state, with the perspective of its cone: the
+    convex hull of the choice, tighter when losses are priced, about twice the columns).  The
+    current must follow the resistance it meets: losses counted at another alternative's
+    resistance than the voltage drop's would let a relaxed current raise voltages;
     ``cone_tol``: relative accuracy of the polygonal outer approximation of the cone
     ``P² + Q² <= v·l``, refined by cuts where the solution violates it by more (default 1e-4:
     losses within 0.01 % of the exact branch-flow value, voltages within ~1e-6 pu);
     ``max_cut_rounds``: cut rounds at most per solve (default 30)."""
 
-    loss_price_eur_per_mwh: float = 78.0
+    loss_price_eur_per_mwh: float = 0.01
+    current_bound: str = "limits"
+    replacements: str = "bigm"
     cone_tol: float = 1e-4
     max_cut_rounds: int = 30
 
@@ -88,6 +105,10 @@ class BranchFlowConfig(LinDistFlowConfig):
         if not self.loss_price_eur_per_mwh > 0:
             return ("network.loss_price_eur_per_mwh must be > 0 (it keeps the current on its cone: at 0 the losses "
                     f"are free to be overstated), got {self.loss_price_eur_per_mwh}")
+        if self.replacements not in ("bigm", "hull"):
+            return f"network.replacements must be 'bigm' or 'hull', got {self.replacements!r}"
+        if self.current_bound not in ("limits", "hard"):
+            return f"network.current_bound must be 'limits' or 'hard', got {self.current_bound!r}"
         if not 0 < self.cone_tol < 0.1:
             return f"network.cone_tol must be in (0, 0.1), got {self.cone_tol}"
         if self.max_cut_rounds < 0:
@@ -131,13 +152,28 @@ def current_bounds(net, r_max, x_max, sb, pabs, qabs, v2_min):
     return lmax, lp_sub, lq_sub
 
 
+def z2_coef(ra: float, xa: float, rb: float, xb: float) -> float:
+    """The coefficient of alternative b's current in alternative a's voltage-drop row: a's own
+    |z_a|² for itself, otherwise at most 2 (r_a r_b + x_a x_b), what b's losses add to a's drop."""
+    own = ra * ra + xa * xa
+    return own if (ra, xa) == (rb, xb) else min(own, 2.0 * (ra * rb + xa * xb))
+
+
+def zscale(r_pu: float, x_pu: float) -> float:
+    """The scale of a branch's current variable, w = |z| l (1 for a branch without impedance)."""
+    z = math.hypot(r_pu, x_pu)
+    return z if z > 0 else 1.0
+
+
 def cone_cut(cone: dict, i: int, a: float, b: float, sb: float):
     """The tangent plane of cone ``i`` at (P, Q) / (S_base v_from) = (a, b) as a row
-    ``l - 2a P/S_base - 2b Q/S_base + (a² + b²) v_from >= 0`` (coefficients, variables, lo, hi);
-    a slack bus's fixed squared voltage moves into the bound."""
-    coefs = [1.0, -2.0 * a / sb, -2.0 * b / sb]
+    ``l - 2a P/S_base - 2b Q/S_base + (a² + b²) v_from >= 0``, times the cone's scale s
+    (its current is held as w = s l): (coefficients, variables, lo, hi); a slack bus's fixed
+    squared voltage moves into the bound."""
+    s = cone["scale"][i]
+    coefs = [1.0, -2.0 * a * s / sb, -2.0 * b * s / sb]
     vs = [cone["l"][i], cone["P"][i], cone["Q"][i]]
-    n2 = a * a + b * b
+    n2 = (a * a + b * b) * s
     if cone["v"][i] is None:
         return coefs, vs, -n2 * cone["vs"][i], None
     coefs.append(n2)
@@ -178,7 +214,7 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         r_max = [max([r[k]] + [o.r_pu for o in opts]) for k, opts in ((k, options.get(k, [])) for k in K)]
         x_max = [max([x[k]] + [o.x_pu for o in opts]) for k, opts in ((k, options.get(k, [])) for k in K)]
         lmax, lp_sub, lq_sub = current_bounds(net, np.array(r_max), np.array(x_max), sb, Pabs, Qabs,
-                                              cfg.v_hard_min_pu ** 2)
+                                              (lim.v_min_pu if cfg.current_bound == "limits" else cfg.v_hard_min_pu) ** 2)
         Pmax, Qmax = Pmax + lp_sub, Qmax + lq_sub
         for k in has_par:
             Pmin[k], Qmin[k] = Pmin[k] - lp_sub[k], Qmin[k] - lq_sub[k]
@@ -239,7 +275,7 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         rx = [(r[k], x[k], existing)] + [(o.r_pu, o.x_pu, state_of[id(o)]) for o in opts]
         for ra, xa, st in rx:
             M = np.max([2.0 * (abs(rb - ra) * Pabs[k] + abs(xb - xa) * Qabs[k]) / sb
-                        + (abs(rb * rb + xb * xb - ra * ra - xa * xa) * lmax[k] if losses else 0.0)
+                        + (abs(rb * rb + xb * xb - z2_coef(ra, xa, rb, xb)) * lmax[k] if losses else 0.0)
                         for rb, xb, _ in rx], axis=0)
             alts_of[k].append(len(alt))
             alt.append((k, ra, xa, st, M.tolist()))
@@ -248,9 +284,15 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     if losses:
         # squared current per branch (pu² of the base current), per alternative of a replaced
         # branch (only the one in place carries it) and per parallel candidate
-        b.l = pyo.Var(K, T, bounds=lambda _, k, t: (0.0, lmax[k, t]))
-        b.l_alt = pyo.Var(A, T, bounds=lambda _, i, t: (0.0, lmax[alt[i][0], t]))
-        b.l_par = pyo.Var(PC, T, bounds=lambda _, c, t: (0.0, lmax[pbr[c], t]))
+        # held as w = |z| l (scaled by the branch's impedance, 1 where it has none), so that its
+        # coefficients (|z| in the drop, r/|z| S_base in the balance) sit in the range of the
+        # flows' (2r / S_base): the LP solves several times faster than with l itself
+        zk = [zscale(r[k], x[k]) for k in K]
+        za = [zscale(alt[i][1], alt[i][2]) for i in A]
+        zp = [zscale(o.r_pu, o.x_pu) for o in parallels]
+        b.l = pyo.Var(K, T, bounds=lambda _, k, t: (0.0, lmax[k, t] * zk[k]))
+        b.l_alt = pyo.Var(A, T, bounds=lambda _, i, t: (0.0, lmax[alt[i][0], t] * za[i]))
+        b.l_par = pyo.Var(PC, T, bounds=lambda _, c, t: (0.0, lmax[pbr[c], t] * zp[c]))
         l_, l_alt_, l_par_ = dict(b.l.items()), dict(b.l_alt.items()), dict(b.l_par.items())
 
     # -- balances ------------------------------------------------------------------------
@@ -284,13 +326,13 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
             if losses:  # the flow arriving at j is the sending-end flow less the branch's losses
                 if alts_of[k]:
                     for i in alts_of[k]:
-                        coefs.append(-(alt[i][1] if kind == "p" else alt[i][2]) * sb)
+                        coefs.append(-(alt[i][1] if kind == "p" else alt[i][2]) * sb / za[i])
                         vs.append(l_alt_[i, t])
                 else:
-                    coefs.append(-(r[k] if kind == "p" else x[k]) * sb)
+                    coefs.append(-(r[k] if kind == "p" else x[k]) * sb / zk[k])
                     vs.append(l_[k, t])
                 for c in par_on[k]:
-                    coefs.append(-(parallels[c].r_pu if kind == "p" else parallels[c].x_pu) * sb)
+                    coefs.append(-(parallels[c].r_pu if kind == "p" else parallels[c].x_pu) * sb / zp[c])
                     vs.append(l_par_[c, t])
             if (j, t) in shed_set:
                 coefs.append(1.0 if kind == "p" else q_ratio[j][t])
@@ -315,12 +357,15 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     add_rows(b, "balance_q", product(buses, T), balance("q"))
 
     # -- voltage drop ---------------------------------------------------------------------
-    def drop(k, t, rr, xx, P, Q, i, sign=1.0, L=None) -> Affine:
-        """sign * (v_from - v_to - 2 (rr P_i + xx Q_i) / S_base [+ (rr² + xx²) L_i])"""
+    def drop(k, t, rr, xx, P, Q, i, sign=1.0, L=None, Ls=None, Lterms=()) -> Affine:
+        """sign * (v_from - v_to - 2 (rr P_i + xx Q_i) / S_base [+ (rr² + xx²) L_i / Ls_i] [+ Σ c w])"""
         coefs, vs, const = [-sign * 2.0 * rr / sb, -sign * 2.0 * xx / sb], [P[i, t], Q[i, t]], 0.0
         if L is not None:
-            coefs.append(sign * (rr * rr + xx * xx))
+            coefs.append(sign * (rr * rr + xx * xx) / Ls[i])
             vs.append(L[i, t])
+        for c, var in Lterms:
+            coefs.append(sign * c)
+            vs.append(var)
         f, g = frm[k], to[k]
         if f in slack_v:
             const += sign * slack_v[f]
@@ -338,9 +383,10 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         return a.coefs, a.vars, -a.const, -a.const
 
     plain = [k for k in K if k not in replaces or not replaces[k]]
-    L_br = l_ if losses else None  # a replaced branch's drop uses its total current
-    L_par = l_par_ if losses else None
-    add_rows(b, "vdrop", product(plain, T), lambda k, t: eq_zero(drop(k, t, r[k], x[k], P_, Q_, k, L=L_br)))
+    L_br, Ls_br = (l_, zk) if losses else (None, None)
+    L_par, Ls_par = (l_par_, zp) if losses else (None, None)
+    add_rows(b, "vdrop", product(plain, T), lambda k, t: eq_zero(drop(k, t, r[k], x[k], P_, Q_, k, L=L_br,
+                                                                     Ls=Ls_br)))
 
 
     def within_m(a: Affine, M: float, state: Affine):
@@ -348,11 +394,81 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         a.add(state, M)
         return a.coefs, a.vars, None, M - a.const
 
-    add_rows(b, "vdrop_alt_up", product(A, T), lambda i, t: within_m(
-        drop(alt[i][0], t, alt[i][1], alt[i][2], P_, Q_, alt[i][0], L=L_br), alt[i][4][t], alt[i][3][opnode[t]]))
-    add_rows(b, "vdrop_alt_dn", product(A, T), lambda i, t: within_m(
-        drop(alt[i][0], t, alt[i][1], alt[i][2], P_, Q_, alt[i][0], -1.0, L=L_br), alt[i][4][t],
-        alt[i][3][opnode[t]]))
+    def switched(var, sign, bound, state: Affine):
+        """sign var <= bound state"""
+        a = Affine(0.0, [sign], [var]).add(state, -bound)
+        return a.coefs, a.vars, None, -a.const
+
+    hull = losses and cfg.replacements == "hull"
+    if not hull:
+        # with losses, alternative a's row carries each alternative i's current with
+        # c(a, i) = min(z_a², 2 (r_a r_i + x_a x_i)): z_a² for its own (exact once built), and for
+        # the others (zero once the choice is integer) at most what their losses add to the
+        # drop, so that a relaxed current never raises a voltage
+        def zterms(i, t):
+            if not losses:
+                return ()
+            ra, xa = alt[i][1], alt[i][2]
+            return [(z2_coef(ra, xa, alt[m][1], alt[m][2]) / za[m], l_alt_[m, t]) for m in alts_of[alt[i][0]]]
+
+        add_rows(b, "vdrop_alt_up", product(A, T), lambda i, t: within_m(
+            drop(alt[i][0], t, alt[i][1], alt[i][2], P_, Q_, alt[i][0], Lterms=zterms(i, t)), alt[i][4][t],
+            alt[i][3][opnode[t]]))
+        add_rows(b, "vdrop_alt_dn", product(A, T), lambda i, t: within_m(
+            drop(alt[i][0], t, alt[i][1], alt[i][2], P_, Q_, alt[i][0], -1.0, Lterms=zterms(i, t)), alt[i][4][t],
+            alt[i][3][opnode[t]]))
+    else:
+        # with losses a replaced branch's flow is split between its alternatives, each within its
+        # range times its state (the convex hull of the disjunction, no big-M): the drop is the
+        # sum of the alternatives' drops, each alternative has its own current and cone
+        b.P_alt = pyo.Var(A, T, bounds=lambda _, i, t: (min(Pmin[alt[i][0], t], 0.0), max(Pmax[alt[i][0], t], 0.0)))
+        b.Q_alt = pyo.Var(A, T, bounds=lambda _, i, t: (min(Qmin[alt[i][0], t], 0.0), max(Qmax[alt[i][0], t], 0.0)))
+        P_alt_, Q_alt_ = dict(b.P_alt.items()), dict(b.Q_alt.items())
+        split = [k for k in K if alts_of[k]]
+        for name, tot, part in (("p_split", P_, P_alt_), ("q_split", Q_, Q_alt_)):
+            add_rows(b, name, product(split, T), lambda k, t, tot=tot, part=part: (
+                [1.0] + [-1.0] * len(alts_of[k]), [tot[k, t]] + [part[i, t] for i in alts_of[k]], 0.0, 0.0))
+        for name, part, lo, hi in (("p_alt_on", P_alt_, Pmin, Pmax), ("q_alt_on", Q_alt_, Qmin, Qmax)):
+            add_rows(b, name + "_up", [(i, t) for i in A for t in T if hi[alt[i][0], t] > 0], lambda i, t, part=part,
+                     hi=hi: switched(part[i, t], 1.0, float(hi[alt[i][0], t]), alt[i][3][opnode[t]]))
+            add_rows(b, name + "_dn", [(i, t) for i in A for t in T if lo[alt[i][0], t] < 0], lambda i, t, part=part,
+                     lo=lo: switched(part[i, t], -1.0, float(-lo[alt[i][0], t]), alt[i][3][opnode[t]]))
+
+        def hull_drop(k, t):
+            a = Affine()
+            f, g = frm[k], to[k]
+            a.term(1.0, slack_v[f] if f in slack_v else v_[f, t])
+            a.term(-1.0, slack_v[g] if g in slack_v else v_[g, t])
+            for i in alts_of[k]:
+                ra, xa = alt[i][1], alt[i][2]
+                a.term(-2.0 * ra / sb, P_alt_[i, t]).term(-2.0 * xa / sb, Q_alt_[i, t])
+                a.term((ra * ra + xa * xa) / za[i], l_alt_[i, t])
+            return eq_zero(a)
+
+        add_rows(b, "vdrop_alt", product(split, T), hull_drop)
+        # each alternative's cone uses the from-bus voltage times its state (the perspective of the
+        # cone, so that a fractional state interpolates the alternatives' losses instead of
+        # sharing the flow like parallel cables): v_alt <= v² s, linearised within the
+        # voltage band (McCormick: v_alt <= v_hi² s, v_alt <= v - v_lo² (1 - s))
+        vb_lo, vb_hi = (vmin2, vmax2) if cfg.current_bound == "limits" else (vh_lo, vh_hi)
+        b.v_alt = pyo.Var(A, T, bounds=(0.0, vb_hi))
+        v_alt_ = dict(b.v_alt.items())
+
+        def persp(i, t, which):
+            k = alt[i][0]
+            f = frm[k]
+            st = alt[i][3][opnode[t]]
+            if f in slack_v:
+                return switched(v_alt_[i, t], 1.0, slack_v[f], st) if which == "hi" else None
+            if which == "hi":
+                return switched(v_alt_[i, t], 1.0, vb_hi, st)
+            # v_alt - v_f - v_lo² s <= -v_lo²
+            a = Affine(0.0, [1.0, -1.0], [v_alt_[i, t], v_[f, t]]).add(st, -vb_lo)
+            return a.coefs, a.vars, None, -vb_lo - a.const
+
+        add_rows(b, "v_alt_on", product(A, T), lambda i, t: persp(i, t, "hi"))
+        add_rows(b, "v_alt_mc", [(i, t) for i in A if frm[alt[i][0]] not in slack_v for t in T],
+                 lambda i, t: persp(i, t, "mc"))
 
     # a parallel that is not built carries nothing, so its residual is the drop along the
     # branch it parallels: at most 2 (max r · |P| + max x · |Q|) / S_base
@@ -365,16 +481,11 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
                    + ((rmax * rmax + xmax * xmax) * lmax[k] if losses else 0.0)).tolist())
     par_state = [state_of[id(o)] for o in parallels]
     add_rows(b, "vdrop_par_up", product(PC, T), lambda c, t: within_m(
-        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, Pp_, Qp_, c, L=L_par), Mp[c][t],
+        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, Pp_, Qp_, c, L=L_par, Ls=Ls_par), Mp[c][t],
         par_state[c][opnode[t]]))
     add_rows(b, "vdrop_par_dn", product(PC, T), lambda c, t: within_m(
-        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, Pp_, Qp_, c, -1.0, L=L_par), Mp[c][t],
+        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, Pp_, Qp_, c, -1.0, L=L_par, Ls=Ls_par), Mp[c][t],
         par_state[c][opnode[t]]))
-
-    def switched(var, sign, bound, state: Affine):
-        """sign var <= bound state"""
-        a = Affine(0.0, [sign], [var]).add(state, -bound)
-        return a.coefs, a.vars, None, -a.const
 
     for name, var, bound in (("par_p_on", Pp_, Pabs_l), ("par_q_on", Qp_, Qabs_l)):
         for suffix, sign in (("_up", 1.0), ("_dn", -1.0)):
@@ -385,17 +496,18 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         # only the alternative in place, and a parallel that is built, carries current
         split = [k for k in K if alts_of[k]]
         add_rows(b, "l_split", product(split, T), lambda k, t: (
-            [1.0] + [-1.0] * len(alts_of[k]), [l_[k, t]] + [l_alt_[i, t] for i in alts_of[k]], 0.0, 0.0))
-        add_rows(b, "l_alt_on", product(A, T), lambda i, t: switched(l_alt_[i, t], 1.0, lmax_l[alt[i][0]][t],
+            [1.0 / zk[k]] + [-1.0 / za[i] for i in alts_of[k]], [l_[k, t]] + [l_alt_[i, t] for i in alts_of[k]],
+            0.0, 0.0))
+        add_rows(b, "l_alt_on", product(A, T), lambda i, t: switched(l_alt_[i, t], 1.0, lmax_l[alt[i][0]][t] * za[i],
                                                                       alt[i][3][opnode[t]]))
-        add_rows(b, "l_par_on", product(PC, T), lambda c, t: switched(l_par_[c, t], 1.0, lmax_l[pbr[c]][t],
+        add_rows(b, "l_par_on", product(PC, T), lambda c, t: switched(l_par_[c, t], 1.0, lmax_l[pbr[c]][t] * zp[c],
                                                                        par_state[c][opnode[t]]))
         # the cone (P² + Q²) / S_base² <= v_from · l, outer-approximated by tangent planes: the one
         # at a point with (P, Q) / (S_base v_from) = (a, b) reads
         #   l - 2 a P / S_base - 2 b Q / S_base + (a² + b²) v_from >= 0,
         # first at the flow of the fixed withdrawals (half of it where a parallel may share it);
         # flexplan.cones adds the planes where a solution lies outside the cone
-        cone = dict(l=[], P=[], Q=[], v=[], vs=[], where=[])
+        cone = dict(l=[], P=[], Q=[], v=[], vs=[], where=[], scale=[])
         a0, b0 = [], []
         below = net.downstream_buses()
         for k in K:
@@ -403,14 +515,25 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
             share = 0.5 if k in has_par else 1.0
             p0 = (share * pw[below[k]].sum(axis=0) / sb).tolist()
             q0 = (share * qw[below[k]].sum(axis=0) / sb).tolist()
-            items = [("branch", k, l_, P_, Q_, k)] + [("parallel", c, l_par_, Pp_, Qp_, c) for c in par_on[k]]
-            for kind, idx, L, PP, QQ, i in items:
+            if hull and alts_of[k]:  # one cone per alternative (they imply the branch's own)
+                items = [("alternative", i, l_alt_, P_alt_, Q_alt_, i, za[i]) for i in alts_of[k]]
+            elif r[k] == 0.0 and x[k] == 0.0 and not alts_of[k]:
+                items = []  # no impedance (a virtual branch): its current changes nothing
+            else:
+                items = [("branch", k, l_, P_, Q_, k, zk[k])]
+            items += [("parallel", c, l_par_, Pp_, Qp_, c, zp[c]) for c in par_on[k]]
+            for kind, idx, L, PP, QQ, i, scale in items:
                 for t in T:
+                    cone["scale"].append(scale)
                     cone["l"].append(L[i, t])
                     cone["P"].append(PP[i, t])
                     cone["Q"].append(QQ[i, t])
-                    cone["v"].append(None if f in slack_v else v_[f, t])
-                    cone["vs"].append(slack_v.get(f, 0.0))
+                    if kind == "alternative":
+                        cone["v"].append(v_alt_[i, t])
+                        cone["vs"].append(0.0)
+                    else:
+                        cone["v"].append(None if f in slack_v else v_[f, t])
+                        cone["vs"].append(slack_v.get(f, 0.0))
                     cone["where"].append((kind, idx, t))
                     a0.append(p0[t])
                     b0.append(q0[t])
@@ -426,13 +549,13 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
             for k in K:
                 if alts_of[k]:
                     for i in alts_of[k]:
-                        cs.append(alt[i][1] * sb)
+                        cs.append(alt[i][1] * sb / za[i])
                         vs.append(l_alt_[i, t])
                 else:
-                    cs.append(r[k] * sb)
+                    cs.append(r[k] * sb / zk[k])
                     vs.append(l_[k, t])
                 for c in par_on[k]:
-                    cs.append(parallels[c].r_pu * sb)
+                    cs.append(parallels[c].r_pu * sb / zp[c])
                     vs.append(l_par_[c, t])
             loss_by_t.append((cs, vs))
         b._loss_by_t = loss_by_t
@@ -632,7 +755,8 @@ def violations_lindistflow(b, pm):
 
 
 BUS_FAMILIES = {"v", "s_vlo", "s_vhi", "balance_p", "balance_q", "v_min", "v_max", "shed"}
-BRANCH_FAMILIES = {"P", "Q", "l", "l_split", "vdrop", "thermal", "s_over", "vdrop_alt_up", "vdrop_alt_dn"}
+BRANCH_FAMILIES = {"P", "Q", "l", "l_split", "p_split", "q_split", "vdrop", "vdrop_alt", "thermal", "s_over",
+                   "vdrop_alt_up", "vdrop_alt_dn"}
 PARALLEL_FAMILIES = {"Pp", "Qp", "l_par", "l_par_on", "thermal_par", "s_over_par", "vdrop_par_up", "vdrop_par_dn"}
 
 
