@@ -51,16 +51,32 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
         raise ValueError(f"ac must be None, 'check' or 'ensure', got {ac!r}")
     opts = SolveOptions(time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, extra=highs_options)
     with cyclic_gc_paused():
-        outcome = solve_model(pm.model, opts, progress=progress, start=start)
+        from .acfeasible import make_ac_feasible, network_block, refine_cones, set_hard_limits, solve_branchflow
+        from .solve import NO_PLAN_STATUSES
+
+        def first_solve():
+            if network_block(pm) is not None:  # branch-flow: the LP relaxation's planes before the MIP
+                return solve_branchflow(pm, opts, progress=progress, start=start)
+            return solve_model(pm.model, opts, progress=progress, start=start)
+
+        # a plan that holds in AC is asked for: no violation bought at a penalty
+        hard = ac == "ensure" and set_hard_limits(pm, True) > 0
+        outcome = first_solve()
+        if hard and outcome.status in NO_PLAN_STATUSES:
+            if progress:
+                progress("  no plan within the candidates meets the limits: solving again with the soft limits "
+                         "(their penalties show where)")
+            set_hard_limits(pm, False)
+            hard = False
+            outcome = first_solve()
         cones = res = report = table = None
         if outcome.has_solution and outcome.status != "interrupted":
-            from .acfeasible import make_ac_feasible, refine_cones
-
-            outcome, cones = refine_cones(pm, outcome, progress=progress, mip_gap=mip_gap)
+            outcome, cones = refine_cones(pm, outcome, progress=progress, mip_gap=mip_gap, relaxation=False)
             if ac is not None and outcome.has_solution and outcome.status != "interrupted":
                 outcome, res, report, table = make_ac_feasible(pm, outcome, ensure=ac == "ensure",
                                                                max_iter=ac_max_iter, progress=progress,
-                                                               mip_gap=mip_gap)
+                                                               mip_gap=mip_gap, hard=hard)
+                report["hard_limits"] = hard
         if res is None or not outcome.has_solution:
             res = collect(pm, outcome)
         if cones is not None:

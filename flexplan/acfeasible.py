@@ -158,6 +158,57 @@ def _lp_rounds(session, cc: ConeColumns, tol: float, max_rounds: int, log, label
     return out, rounds, gap_max
 
 
+def set_hard_limits(pm, hard: bool) -> int:
+    """Bound the network's soft-limit slacks (voltage, overload, load shed) at 0 (``hard``) or
+    give them back their bounds; returns how many variables.  An AC-feasible plan is what
+    ``ac="ensure"`` asks for: a model with soft limits can buy a violation of 1e-4 pu for a few
+    hundred EUR rather than build."""
+    blk = pm.blocks.get("network", (None, None))[1]
+    if blk is None:
+        return 0
+    n = 0
+    saved = blk.__dict__.setdefault("_soft_ub", {})
+    for name in Corrections.SLACKS:
+        var = getattr(blk, name, None)
+        if var is None:
+            continue
+        for v in var.values():
+            if hard:
+                saved.setdefault(id(v), v.ub)
+                v.setub(0.0)
+            else:
+                v.setub(saved.get(id(v), None))
+            n += 1
+    return n
+
+
+def solve_branchflow(pm, options, progress=None, start: dict | None = None):
+    """The first solve of a branch-flow MIP: its LP relaxation refined by cut rounds first
+    (cheap, warm), so that branch and bound starts with the planes it needs, then the MIP.
+    Returns the outcome (its session holds the planes); :func:`refine_cones` follows."""
+    from .solve import HighsSession
+
+    blk = network_block(pm)
+    session = HighsSession(pm.model, options, progress)
+    log = progress or (lambda _m: None)
+    if session.n_int and blk is not None:
+        cc = ConeColumns(blk, session)
+        saved = session.progress
+        session.progress = None
+        session.relax_integers()
+        lp, r1, _ = _lp_rounds(session, cc, float(blk._cfg.cone_tol), int(blk._cfg.max_cut_rounds), log,
+                               "LP relaxation")
+        blk._lp_relaxation = lp.objective if lp is not None and lp.has_solution else None
+        session.restore_integers()
+        session.progress = saved
+        session.h.clearSolver()  # the MIP presolves afresh, with every plane so far
+    if start:
+        n = session.set_start(start)
+        log(f"MIP start: {n} of the model's columns given")
+    renew_time_limit(session)
+    return session.run()
+
+
 def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4, relaxation: bool = True):
     """Refine the outer approximation of the branch-flow cones of a solved model (module
     docstring).  Returns (outcome, report); the outcome's objective is the plan's cost with its
@@ -172,7 +223,8 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4, relaxation: 
     cfg = blk._cfg
     tol, max_rounds = float(cfg.cone_tol), int(cfg.max_cut_rounds)
     cc = ConeColumns(blk, session)
-    report = dict(cone_tol=tol, planes_initial=len(blk.cone) if hasattr(blk, "cone") else None, mip_solves=1)
+    report = dict(cone_tol=tol, planes_initial=len(blk.cone) if hasattr(blk, "cone") else None, mip_solves=1,
+                  lp_relaxation_eur=getattr(blk, "_lp_relaxation", None))
     if outcome.status != "optimal":  # a limit or an interrupt: refine the plan's operation only
         report["note"] = f"stopped at '{outcome.status}': the operation of the plan found is refined, not the plan"
     saved_progress = session.progress
@@ -438,7 +490,8 @@ def _fix_plan(session, plan) -> None:
     session.fixed_integers = True
 
 
-def make_ac_feasible(pm, outcome, ensure: bool = True, max_iter: int = 5, progress=None, mip_gap: float = 1e-4):
+def make_ac_feasible(pm, outcome, ensure: bool = True, max_iter: int = 5, progress=None, mip_gap: float = 1e-4,
+                     hard: bool = False):
     """Replay the solved plan in AC; with ``ensure``, correct and re-solve until it holds and its
     cost has converged (module docstring).  Returns (outcome, results, report, per-op table of
     the replay of the plan returned)."""
@@ -468,7 +521,7 @@ def make_ac_feasible(pm, outcome, ensure: bool = True, max_iter: int = 5, progre
         corr = Corrections(pm, session)
     rebuild = corr is not None and not lossy
     fixes = None  # the lossless model's AC losses as loads (this plan's)
-    hard = False  # the soft limits' slacks bounded at 0 (the model preferred penalties)
+    # hard: the soft limits' slacks bounded at 0 (from the start, or once the model preferred penalties)
     best = None  # (cost, results, table, replay, plan, outcome)
     res = df = prev_plan = None
     t0 = time.perf_counter()

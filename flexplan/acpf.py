@@ -260,18 +260,13 @@ def ac_corrected_plan(instance, recipe, out: str | Path, max_iter: int = 5, prog
     ``ac_check.csv``) and the loop's report in ``summary.json`` (``ac_check``: every iteration,
     ``ac_feasible``, the lower bound on any AC-feasible plan and the gap to it).  Returns
     (Results, report); ``report["ac_feasible"]`` False with ``message`` says why not."""
-    import dataclasses
-
     import flexplan as fp
-    from .blocks import FORMULATIONS, _load_all
+    from .cli import with_formulation
 
-    _load_all()
     inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
     rec = fp.resolve_recipe(recipe)
     if rec.formulation != "branchflow":
-        fields = {f.name for f in dataclasses.fields(FORMULATIONS["branchflow"].config)}
-        opts = {k: v for k, v in rec.options.get("network", {}).items() if k in fields}
-        rec = dataclasses.replace(rec, formulation="branchflow", options={**rec.options, "network": opts})
+        rec = with_formulation(rec, "branchflow")
     res = fp.solve(fp.build_model(inst, rec), progress=progress, ac="ensure", ac_max_iter=max_iter, **solve_kw)
     report = res.extra.get("ac_check") or dict(ac_feasible=False, iterations=[],
                                                message=f"no plan to check ({res.status})")

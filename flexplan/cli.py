@@ -164,19 +164,12 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
          f"{len(inst.profiles.days)} days x {inst.profiles.hours} steps, stages {list(inst.economics.stages)} "
          f"({load_s:.1f} s)")
     recipe = fp.resolve_recipe(recipe)
+    if network is None and recipe.formulation == "lindistflow" and ac != "off" and not screen:
+        network = "branchflow"  # the default plan holds in AC: planned with the losses
+        _log("  planning with the losses (branchflow) instead of the recipe's lossless LinDistFlow; "
+             "'--network lindistflow' for the lossless model")
     if network is not None and network != recipe.formulation:
-        import dataclasses
-        from dataclasses import replace
-
-        from .errors import RecipeError
-        from .blocks import FORMULATIONS, _load_all
-
-        _load_all()
-        if network not in FORMULATIONS:
-            raise RecipeError(f"--network: unknown formulation '{network}'; available: {', '.join(sorted(FORMULATIONS))}")
-        fields = {f.name for f in dataclasses.fields(FORMULATIONS[network].config)}
-        opts = {k: v for k, v in recipe.options.get("network", {}).items() if k in fields}
-        recipe = replace(recipe, formulation=network, options={**recipe.options, "network": opts})
+        recipe = with_formulation(recipe, network)
     if recipe.formulation == "lindistflow":
         _log("  note: LinDistFlow is lossless, so its plans are optimistic (voltages too high, flows too low): "
              + ("the plan is checked in AC only" if ac == "check" else "the plan is NOT checked in AC"
@@ -251,6 +244,23 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
 
 class _OutOfMemory(Exception):
     """MemoryError in a named stage of the run (reported in one line by :func:`main`)."""
+
+
+def with_formulation(recipe, network: str):
+    """The recipe with another network formulation; the network options that formulation has
+    are kept, except LinDistFlow's polygon, which the branch-flow model refines (48 sides)."""
+    import dataclasses
+
+    from .blocks import FORMULATIONS, _load_all
+    from .errors import RecipeError
+
+    _load_all()
+    if network not in FORMULATIONS:
+        raise RecipeError(f"--network: unknown formulation '{network}'; available: {', '.join(sorted(FORMULATIONS))}")
+    fields = {f.name for f in dataclasses.fields(FORMULATIONS[network].config)}
+    opts = {k: v for k, v in recipe.options.get("network", {}).items() if k in fields
+            and not (k == "polygon_sides" and network == "branchflow" and recipe.formulation == "lindistflow")}
+    return dataclasses.replace(recipe, formulation=network, options={**recipe.options, "network": opts})
 
 
 def _write_and_exit(res, out_dir: Path, plots: bool, interrupted: bool = False, force: bool = False) -> int:
@@ -589,8 +599,10 @@ def main(argv: list[str] | None = None) -> int:
                         "formulation, correct the buses and hours where it fails until it holds (exit 4 if it "
                         "cannot); check: replay and report only; off: neither")
     p.add_argument("--ac-max-iter", type=_count0, default=5, help="corrections to try with --ac ensure (default 5)")
-    p.add_argument("--network", default=None, help="network formulation instead of the recipe's: branchflow (losses, "
-                   "AC-feasible plans), lindistflow (lossless, optimistic), copperplate")
+    p.add_argument("--network", default=None, help="network formulation instead of the recipe's: branchflow (losses "
+                   "inside the optimisation; the default where the recipe says lindistflow, unless --ac off or "
+                   "--screen-days), lindistflow (lossless, optimistic: with --ac ensure its plans are corrected with "
+                   "their AC losses), copperplate")
     p.add_argument("-v", "--verbose", action="store_true", help="show the HiGHS log")
     fw = sub.add_parser("frameworks", help="solve reinforce-only and the four flexibility frameworks on an instance "
                         "and write frameworks.csv and frameworks.png")

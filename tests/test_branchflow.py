@@ -16,8 +16,8 @@ from flexplan.blocks.network.lindistflow import BranchFlowConfig
 
 pytestmark = pytest.mark.validation
 
-BRANCHFLOW = {"name": "bf", "blocks": ["demand", "reinforcement"], "network": {"formulation": "branchflow"},
-              "reinforcement": {"binary": True}}
+BRANCHFLOW = {"name": "bf", "blocks": ["demand", "reinforcement"],
+              "network": {"formulation": "branchflow", "loss_ops": "all"}, "reinforcement": {"binary": True}}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,8 @@ def test_two_bus_exact_power_flow(tmp_path):
         's_base_mva = 1.0\n[profiles]\nfile = "profiles.csv"\n[economics]\nbase_year = 2025\nend_year = 2025\n'
         'stages = [2025]\n[limits]\nv_min_pu = 0.5\nv_max_pu = 1.1\n')
     inst = fp.load_instance(folder)
-    res = fp.solve(fp.build_model(inst, {"name": "two", "blocks": ["demand"], "network": {"formulation": "branchflow"}}))
+    res = fp.solve(fp.build_model(inst, {"name": "two", "blocks": ["demand"],
+                                         "network": {"formulation": "branchflow", "loss_ops": "all"}}))
     zb = 20.0 ** 2 / 1.0
     r, x, P, Q = r_ohm / zb, x_ohm / zb, 4.0, 1.5
     b = 2 * (r * P + x * Q) - 1.0
@@ -88,3 +89,25 @@ def test_replay_keeps_small_reactances(case33):
     assert net.impedance.at[3, "xft_pu"] == 2e-6
     assert net.impedance.at[4, "xft_pu"] == ZERO_IMPEDANCE_X_PU
     assert np.allclose(net.impedance.loc[5:, "xft_pu"], br.loc[5:, "x_pu"])
+
+
+def test_losses_only_where_the_feeder_is_stressed(tmp_path):
+    """loss_ops = "stressed": currents and cones only in the ops where the lossless feeder as it
+    stands comes within stress_margin_pu of a limit; at v_min = 0.85 pu case33bw (lossless
+    minimum 0.9159 pu) is not stressed, at 0.89 pu it is, and the voltages are AC's there."""
+    from flexplan.blocks.network.lindistflow import stressed_ops
+
+    folder = case33_snapshot(tmp_path / "c")
+    calm = fp.build_model(fp.load_instance(folder), {"name": "s", "blocks": ["demand"],
+                                                      "network": {"formulation": "branchflow"}})
+    assert calm.model.network._loss_ops == []
+    (folder / "instance.toml").write_text((folder / "instance.toml").read_text().replace("v_min_pu = 0.85",
+                                                                                           "v_min_pu = 0.89"))
+    inst = fp.load_instance(folder)
+    pm = fp.build_model(inst, {"name": "s", "blocks": ["demand"], "network": {"formulation": "branchflow"}})
+    assert pm.model.network._loss_ops == [0] == stressed_ops(inst.network, pm.hub, inst.limits, 0.03)
+    res = fp.solve(pm)
+    net = pn.case33bw()
+    pp.runpp(net)
+    v = res.voltages.set_index("bus")["v_pu"].reindex([str(i) for i in net.res_bus.index]).to_numpy()
+    assert np.abs(v - net.res_bus["vm_pu"].to_numpy()).max() < 1e-6

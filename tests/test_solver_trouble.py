@@ -60,8 +60,8 @@ def test_solve_error_without_solution_raises_solver_error_with_highs_text(feeder
 
 
 def _solve_ieee33(out: Path, *args):
-    cmd = [sys.executable, "-m", "flexplan.cli", "solve", "ieee33", "--mip-gap", "0", "--no-plots", "--out", str(out),
-           *args]
+    cmd = [sys.executable, "-m", "flexplan.cli", "solve", "ieee33", "--network", "lindistflow", "--mip-gap", "0",
+           "--no-plots", "--out", str(out), *args]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
