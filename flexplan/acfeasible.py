@@ -143,8 +143,7 @@ def _lp_rounds(session, cc: ConeColumns, tol: float, max_rounds: int, log, label
     gap_max = np.inf
     rounds = 0
     for rounds in range(max_rounds + 1):
-        renew_time_limit(session)
-        out = session.run(write_back=False)
+        out = run(session, write_back=False)
         if not out.has_solution or out.status not in ("optimal",):
             return out, rounds, gap_max
         gap, a, b = cc.gaps(_x(session))
@@ -156,6 +155,36 @@ def _lp_rounds(session, cc: ConeColumns, tol: float, max_rounds: int, log, label
         log(f"  cones ({label}) round {rounds + 1}: {out.objective:,.0f} EUR, largest gap {100 * gap_max:.3g} %, "
             f"{n} plane(s) added")
     return out, rounds, gap_max
+
+
+def run(session, write_back: bool = True):
+    """``session.run`` with a second, cold try (presolve and scaling afresh) when HiGHS fails
+    numerically from the last basis (seen: "dual simplex ratio test failed due to excessive
+    dual values" after the integers were fixed); a second failure raises."""
+    renew_time_limit(session)
+    try:
+        return session.run(write_back=write_back)
+    except SolverError:
+        # cold, with the objective scaled down by 2^10 as HiGHS advises for its 1e8-size penalty
+        # costs (the solution and its objective are reported unscaled)
+        session.h.clearSolver()
+        session.h.setOptionValue("user_objective_scale", -10)
+        renew_time_limit(session)
+        try:
+            return session.run(write_back=write_back)
+        finally:
+            session.h.setOptionValue("user_objective_scale", 0)
+
+
+def zero_fixed_costs(session) -> int:
+    """Zero the objective coefficients of columns bounded at 0 on both sides (hard limits'
+    slacks): their cost changes nothing and their 1e8-size coefficients trouble the simplex."""
+    lp = session.h.getLp()
+    lo, hi, cost = (np.asarray(a, dtype=float) for a in (lp.col_lower_, lp.col_upper_, lp.col_cost_))
+    idx = np.flatnonzero((lo == 0.0) & (hi == 0.0) & (cost != 0.0)).astype(np.int32)
+    if len(idx):
+        session.h.changeColsCost(len(idx), idx, np.zeros(len(idx)))
+    return len(idx)
 
 
 def set_hard_limits(pm, hard: bool) -> int:
@@ -191,6 +220,7 @@ def solve_branchflow(pm, options, progress=None, start: dict | None = None):
     blk = network_block(pm)
     session = HighsSession(pm.model, options, progress)
     log = progress or (lambda _m: None)
+    zero_fixed_costs(session)
     if session.n_int and blk is not None:
         cc = ConeColumns(blk, session)
         saved = session.progress
@@ -202,11 +232,11 @@ def solve_branchflow(pm, options, progress=None, start: dict | None = None):
         session.restore_integers()
         session.progress = saved
         session.h.clearSolver()  # the MIP presolves afresh, with every plane so far
+    zero_fixed_costs(session)
     if start:
         n = session.set_start(start)
         log(f"MIP start: {n} of the model's columns given")
-    renew_time_limit(session)
-    return session.run()
+    return run(session)
 
 
 def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4, relaxation: bool = True):
@@ -266,8 +296,7 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4, relaxation: 
                     log(f"  cones: MIP solve {k + 2 if r1 else k + 1} with {getattr(blk, '_cuts_added', 0)} added "
                         "plane(s)")
                     session.progress = saved_progress
-                    renew_time_limit(session)
-                    mip = session.run(write_back=False)
+                    mip = run(session, write_back=False)
                     session.progress = None
                     report["mip_solves"] += 1
                     if not mip.has_solution:
@@ -470,14 +499,12 @@ def _resolve(session, pm, progress, mip_gap, plan=None):
         start = session.integer_values() if plan is None else plan
         session.restore_integers()
         session.start_integers(start)
-    renew_time_limit(session)
-    out = session.run(write_back=True)
+    out = run(session)
     if out.has_solution and network_block(pm) is not None:
         out, _ = refine_cones(pm, out, progress=progress, mip_gap=mip_gap, relaxation=False)
     elif out.has_solution and session.n_int:
         session.fix_integers()  # as refine_cones leaves it: the plan's LP, for prices
-        renew_time_limit(session)
-        session.run(write_back=True)
+        run(session)
     return out
 
 
@@ -596,6 +623,7 @@ def make_ac_feasible(pm, outcome, ensure: bool = True, max_iter: int = 5, progre
             corr.push()
             if hard:
                 corr.harden()
+                zero_fixed_costs(session)
             out = _resolve(session, pm, progress, mip_gap)
         if not out.has_solution:
             report["message"] = (f"with hard limits the model has no solution ({out.status}): no plan within the "
@@ -609,8 +637,7 @@ def make_ac_feasible(pm, outcome, ensure: bool = True, max_iter: int = 5, progre
         session = outcome.session
         if plan is not None and session is not None:
             _fix_plan(session, plan)
-            renew_time_limit(session)
-            session.run(write_back=True)
+            run(session)
             res = collect(pm, outcome)
     if best is not None:
         held = [r["iteration"] for r in report["iterations"] if r["ac_feasible"] and r["objective_eur"] == best[0]]
@@ -650,9 +677,9 @@ def _rebuild(pm, fixes, corr, hard: bool, progress):
     corr.push()
     if hard:
         corr.harden()
-    out = session.run()
+        zero_fixed_costs(session)
+    out = run(session)
     if out.has_solution and session.n_int:
         session.fix_integers()  # the plan's LP, as after refine_cones (for prices)
-        renew_time_limit(session)
-        session.run(write_back=True)
+        run(session)
     return new, out
