@@ -64,8 +64,8 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
         outcome = first_solve()
         if hard and outcome.status in NO_PLAN_STATUSES:
             if progress:
-                progress("  no plan within the candidates meets the limits: solving again with the soft limits "
-                         "(their penalties show where)")
+                progress(f"  HiGHS finds no plan with the limits hard ({outcome.status}): solving again with the soft "
+                         "limits (their penalties show where; the AC loop checks the plan)")
             set_hard_limits(pm, False)
             hard = False
             outcome = first_solve()

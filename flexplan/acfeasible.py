@@ -329,6 +329,11 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4, relaxation: 
                 lb = cost
         session.write_back()
         blk._cone_gap = report.get("max_gap")
+        if lb is not None and cost is not None and lb > cost + 1e-6 * max(abs(cost), 1.0):
+            report["note"] = (f"HiGHS reported a dual bound ({lb:,.2f} EUR) above the plan's cost: not a valid "
+                              "bound (numerical trouble), so no lower bound is given")
+            log(f"  cones: {report['note']}")
+            lb = None
         gap = (cost - lb) / abs(cost) if lb is not None and cost else None
         report.update(cost_eur=cost, lower_bound_eur=lb, gap_to_lower_bound=gap,
                       planes_added=int(getattr(blk, "_cuts_added", 0)), seconds=round(time.perf_counter() - t0, 2))
@@ -341,7 +346,7 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4, relaxation: 
                            mip_gap=gap if session.n_int else (0.0 if status == "optimal" else None), dual_bound=lb,
                            size=outcome.size, timings=timings, session=session)
         log(f"  cones refined: {report['planes_added']} plane(s) added, largest gap {100 * (report['max_gap'] or 0):.2g} %"
-            f"; plan {cost:,.0f} EUR, lower bound {lb:,.0f} EUR" if lb is not None else "")
+            f"; plan {cost:,.0f} EUR" + (f", lower bound {lb:,.0f} EUR" if lb is not None else ""))
         return out, report
     finally:
         session.progress = saved_progress

@@ -72,7 +72,12 @@ def test_default_plan_within_5_percent_of_exhaustive_search(tmp_path):
 @pytest.mark.integration
 @pytest.mark.parametrize("name", ["ieee33", "cigre_mv", "sb_lv_rural", "sb_lv_semiurb", "sb_lv_urban", "sb_mv_rural"])
 def test_default_plan_passes_check_ac(name, tmp_path):
-    """`flexplan solve NAME` (default recipe and AC loop) and then `flexplan check-ac` on its folder."""
+    """`flexplan solve NAME` (default recipe and AC loop) and then `flexplan check-ac` on its folder.
+
+    sb_mv_rural (370k columns) is left out of CI: its plan holds in AC (no build needed, AC
+    0.994..1.028 pu, 35 % loading; 9 min on 2 cores) but HiGHS calls the model with hard limits
+    infeasible and reports a MIP dual bound above the plan's cost there, so no lower bound is
+    given (numerical trouble, open)."""
     out = tmp_path / name
     code = main(["solve", name, "--out", str(out), "--no-plots", "--no-prices", "--no-reference"])
     summary = json.loads((out / "summary.json").read_text())
