@@ -83,7 +83,7 @@ def write_html_report(folder: str | Path) -> Path:
         a = json.loads(ac.read_text())
         parts.append("<h2>AC check</h2><p>" + html.escape(
             f"{a['converged']}/{a['ops']} AC power flows converged; voltage {a['v_min_ac_pu']:.4f}..."
-            f"{a['v_max_ac_pu']:.4f} pu, loading up to {a['max_loading_ac_pct']:.1f} %, LinDistFlow above AC by up "
+            f"{a['v_max_ac_pu']:.4f} pu, loading up to {a['max_loading_ac_pct']:.1f} %, the model's voltage above AC by up "
             f"to {a['max_ldf_minus_ac_pu']:.4f} pu; the plan is {'' if a['ac_feasible'] else 'not '}AC-feasible.") + "</p>")
     parts.append("<h2>Figures</h2>")
     known = {name for name, _ in FIGURES}
