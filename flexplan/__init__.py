@@ -59,7 +59,9 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
                 return solve_branchflow(pm, opts, progress=progress, start=start)
             return solve_model(pm.model, opts, progress=progress, start=start)
 
-        # a plan that holds in AC is asked for: no violation bought at a penalty
+        # a plan that holds in AC is asked for: no violation bought at a penalty (the slacks' own
+        # bounds are given back to the caller's model at the end)
+        user_pm = pm
         hard = ac == "ensure" and set_hard_limits(pm, True) > 0
         outcome = first_solve()
         if hard and outcome.status in NO_PLAN_STATUSES:
@@ -81,6 +83,8 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
             res = collect(pm, outcome)
         if cones is not None:
             res.extra["cones"] = cones
+        if hard:
+            set_hard_limits(user_pm, False)
         if report is not None:
             pm = report.pop("model", pm)  # a lossless model is built again at each correction
             res.extra["ac_check"] = report
