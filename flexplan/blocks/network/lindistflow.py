@@ -562,7 +562,7 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         # at a point with (P, Q) / (S_base v_from) = (a, b) reads
         #   l - 2 a P / S_base - 2 b Q / S_base + (a² + b²) v_from >= 0,
         # first at the flow of the fixed withdrawals (half of it where a parallel may share it);
-        # flexplan.cones adds the planes where a solution lies outside the cone
+        # flexplan.acfeasible adds the planes where a solution lies outside the cone
         cone = dict(l=[], P=[], Q=[], v=[], vs=[], where=[], scale=[])
         a0, b0 = [], []
         below = net.downstream_buses()
