@@ -77,7 +77,8 @@ def test_default_plan_passes_check_ac(name, tmp_path):
     sb_mv_rural (370k columns) is left out of CI: its plan holds in AC (no build needed, AC
     0.994..1.028 pu, 35 % loading; 9 min on 2 cores) but HiGHS calls the model with hard limits
     infeasible and reports a MIP dual bound above the plan's cost there, so no lower bound is
-    given (numerical trouble, open)."""
+    given (open: the LP relaxation turns infeasible at presolve when the load-shedding slack
+    alone is bounded at 0, where LinDistFlow's stays optimal at 0)."""
     out = tmp_path / name
     code = main(["solve", name, "--out", str(out), "--no-plots", "--no-prices", "--no-reference"])
     summary = json.loads((out / "summary.json").read_text())
