@@ -73,7 +73,7 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
             outcome = first_solve()
         cones = res = report = table = None
         if outcome.has_solution and outcome.status != "interrupted":
-            outcome, cones = refine_cones(pm, outcome, progress=progress, mip_gap=mip_gap, relaxation=False)
+            outcome, cones = refine_cones(pm, outcome, progress=progress, mip_gap=mip_gap)
             if ac is not None and outcome.has_solution and outcome.status != "interrupted":
                 outcome, res, report, table = make_ac_feasible(pm, outcome, ensure=ac == "ensure",
                                                                max_iter=ac_max_iter, progress=progress,

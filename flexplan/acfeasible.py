@@ -6,9 +6,10 @@ pandapower's AC power flow and corrected where it fails (docs/formulation.md §2
 every cone whose solution lies outside it by more than ``cone_tol`` (relative to ``l``) gets
 the tangent plane at that solution (it cuts the solution off and no point of the cone), in the
 same HiGHS model, which is re-solved warm (Kelley's cutting planes).  For a MIP: rounds on the
-LP relaxation first (cheap, warm), then the MIP with every plane found so far, then rounds with
-the MIP's integer decisions fixed (the plan's exact operation); if those moved the plan's cost
-by more than half the MIP gap, the MIP is solved again from the plan (up to three MIP solves).
+LP relaxation first (cheap, warm: :func:`solve_branchflow`), then the MIP with every plane found
+so far, then rounds with the MIP's integer decisions fixed (the plan's exact operation); if those
+moved the plan's cost by more than half the MIP gap, the MIP is solved again from the plan (up
+to three MIP solves: :func:`refine_cones`).
 Every plane is valid for every AC power flow, so the MIP's dual bound is a **lower bound** on
 the cost of any plan that holds in AC (within the candidates, limits and objective).
 
@@ -29,6 +30,7 @@ import highspy
 import numpy as np
 
 from .errors import SolverError
+from .solve import HighsSession, SolveOutcome
 
 #: what a corrected bound keeps beyond the measured error (pu of voltage): above the AC power
 #: flow's tolerance (pandapower's default 1e-8 MVA mismatch) and the cones' (1e-4 of l, about
@@ -36,7 +38,9 @@ from .errors import SolverError
 AC_MARGIN_PU = 1e-5
 #: a current below this (pu²) is too small for its relative cone gap to matter
 L_FLOOR = 1e-8
-#: the smallest (squared, state-weighted) voltage term at which a cone gets a tangent plane
+#: the smallest voltage term (pu², squared and state-weighted) at which a cone gets a tangent
+#: plane: an alternative mostly switched off in a relaxation has a tiny one, and a plane there
+#: would have coefficients of 1/v (an assumption: 0.2 is well below any operating voltage²)
 V_CUT_MIN = 0.2
 #: a cone gap that moves the squared voltage drop of its branch by less than this (pu²; 5e-9 pu
 #: of voltage) is left alone: below the LP's feasibility tolerance on the scaled rows
@@ -60,19 +64,14 @@ class ConeColumns:
             session._col_of = {id(v): i for i, v in enumerate(session.form.columns)}
         col = session._col_of
 
-        def cols(vs):
-            out = np.array([col.get(id(v), -1) if v is not None else -1 for v in vs], dtype=np.int64)
-            return out
+        def cols(vs):  # -1: a slack bus's voltage, or a variable the compiler left out (value 0)
+            return np.array([col.get(id(v), -1) if v is not None else -1 for v in vs], dtype=np.int64)
 
-        self.l, self.P, self.Q = cols(cone["l"]), cols(cone["P"]), cols(cone["Q"])
-        self.v = cols(cone["v"])
+        self.l, self.P, self.Q, self.v = (cols(cone[k]) for k in ("l", "P", "Q", "v"))
         self.vs = np.asarray(cone["vs"], dtype=float)
         self.scale = np.asarray(cone["scale"], dtype=float)  # the model holds w = scale · l
         self.sb = float(blk._sb)
-        self.where = cone["where"]
         self.blk = blk
-        # a variable the compiler left out (it is in no row) has value 0 here
-        self.n = len(self.l)
 
     def point(self, x: np.ndarray):
         """(P/S_base, Q/S_base, v_from, l) of every cone at the solution ``x``."""
@@ -215,8 +214,6 @@ def solve_branchflow(pm, options, progress=None, start: dict | None = None):
     """The first solve of a branch-flow MIP: its LP relaxation refined by cut rounds first
     (cheap, warm), so that branch and bound starts with the planes it needs, then the MIP.
     Returns the outcome (its session holds the planes); :func:`refine_cones` follows."""
-    from .solve import HighsSession
-
     blk = network_block(pm)
     session = HighsSession(pm.model, options, progress)
     log = progress or (lambda _m: None)
@@ -232,16 +229,16 @@ def solve_branchflow(pm, options, progress=None, start: dict | None = None):
         session.restore_integers()
         session.progress = saved
         session.h.clearSolver()  # the MIP presolves afresh, with every plane so far
-    zero_fixed_costs(session)
     if start:
         n = session.set_start(start)
         log(f"MIP start: {n} of the model's columns given")
     return run(session)
 
 
-def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4, relaxation: bool = True):
+def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4):
     """Refine the outer approximation of the branch-flow cones of a solved model (module
-    docstring).  Returns (outcome, report); the outcome's objective is the plan's cost with its
+    docstring; the LP relaxation's rounds come before the first MIP solve, in
+    :func:`solve_branchflow`).  Returns (outcome, report); the outcome's objective is the plan's cost with its
     operation refined, its ``dual_bound`` the MIP's (or LP's) lower bound, and the session's
     integer columns are left fixed at the plan (as :meth:`HighsSession.fix_integers`)."""
     blk = network_block(pm)
@@ -277,24 +274,12 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4, relaxation: 
         report["gap_first_solve"] = float(gap0.max()) if len(gap0) else 0.0
         lb = outcome.dual_bound if session.n_int else outcome.objective
         if session.n_int and outcome.status == "optimal":
-            r1 = 0
-            if relaxation:
-                # 1. the LP relaxation, refined (its optimum is the cone relaxation's bound)
-                plan0 = session.integer_values()
-                session.relax_integers()
-                lp, r1, g1 = _lp_rounds(session, cc, tol, max_rounds, log, "LP relaxation")
-                report.update(lp_relaxation_eur=lp.objective if lp is not None and lp.has_solution else None,
-                              lp_rounds=r1)
-                session.restore_integers()
-                session.start_integers(plan0)
             plan = None
             for k in range(3):
-                # 2. the MIP with every plane so far (started from the last plan)
-                if k or r1:
-                    if plan is not None:
-                        session.start_integers(plan)
-                    log(f"  cones: MIP solve {k + 2 if r1 else k + 1} with {getattr(blk, '_cuts_added', 0)} added "
-                        "plane(s)")
+                # the MIP again with every plane so far, started from the last plan
+                if k:
+                    session.start_integers(plan)
+                    log(f"  cones: MIP solve {k + 1} with {getattr(blk, '_cuts_added', 0)} added plane(s)")
                     session.progress = saved_progress
                     mip = run(session, write_back=False)
                     session.progress = None
@@ -305,7 +290,7 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4, relaxation: 
                 lb = outcome.dual_bound
                 mip_obj = outcome.objective
                 plan = session.integer_values()
-                # 3. the plan's operation, refined with its decisions fixed
+                # the plan's operation, refined with its decisions fixed
                 session.fix_integers()
                 fixed, r3, g3 = _lp_rounds(session, cc, tol, max_rounds, log, "plan fixed")
                 if not fixed.has_solution or fixed.status != "optimal":
@@ -340,8 +325,6 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4, relaxation: 
         status = outcome.status
         timings = dict(outcome.timings)
         timings["cones"] = report["seconds"]
-        from .solve import SolveOutcome
-
         out = SolveOutcome(status=status, highs_status=outcome.highs_status, has_solution=True, objective=cost,
                            mip_gap=gap if session.n_int else (0.0 if status == "optimal" else None), dual_bound=lb,
                            size=outcome.size, timings=timings, session=session)
@@ -497,29 +480,20 @@ def _penalties(res) -> dict:
     return {c: v for c, v in res.cost_breakdown_eur.items() if c.startswith("penalty_") and v > 1e-3}
 
 
-def _resolve(session, pm, progress, mip_gap, plan=None):
-    """Solve the (corrected) model again: a MIP from ``plan`` (its integer values) as a start,
-    or with the integers fixed at ``plan`` when ``fix``; the branch-flow cones refined."""
+def _resolve(session, pm, progress, mip_gap):
+    """Solve the (corrected) model again, a MIP from the last plan; the branch-flow cones
+    refined (and the integers left fixed at the new plan, as :func:`refine_cones` does)."""
     if session.n_int:
-        start = session.integer_values() if plan is None else plan
+        start = session.integer_values()
         session.restore_integers()
         session.start_integers(start)
     out = run(session)
     if out.has_solution and network_block(pm) is not None:
-        out, _ = refine_cones(pm, out, progress=progress, mip_gap=mip_gap, relaxation=False)
+        out, _ = refine_cones(pm, out, progress=progress, mip_gap=mip_gap)
     elif out.has_solution and session.n_int:
         session.fix_integers()  # as refine_cones leaves it: the plan's LP, for prices
         run(session)
     return out
-
-
-def _fix_plan(session, plan) -> None:
-    """Fix the integer columns at ``plan`` (a restore of an earlier plan)."""
-    session.restore_integers()
-    idx = session.integer_cols.astype(np.int32)
-    session.h.changeColsIntegrality(len(idx), idx, np.array([highspy.HighsVarType.kContinuous] * len(idx)))
-    session.h.changeColsBounds(len(idx), idx, np.asarray(plan, dtype=float), np.asarray(plan, dtype=float))
-    session.fixed_integers = True
 
 
 def make_ac_feasible(pm, outcome, ensure: bool = True, max_iter: int = 5, progress=None, mip_gap: float = 1e-4,
@@ -641,7 +615,7 @@ def make_ac_feasible(pm, outcome, ensure: bool = True, max_iter: int = 5, progre
         cost, res, df, ac, plan, outcome, pm = best
         session = outcome.session
         if plan is not None and session is not None:
-            _fix_plan(session, plan)
+            session.fix_integers(plan)
             run(session)
             res = collect(pm, outcome)
     if best is not None:
@@ -671,7 +645,6 @@ def _rebuild(pm, fixes, corr, hard: bool, progress):
     follow), the kept margins and cuts written into it, solved from the last plan's decisions."""
     import flexplan as fp
     from .assemble import build_model
-    from .solve import HighsSession
 
     start = fp.decision_values(pm)
     options = corr.session.options

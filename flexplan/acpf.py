@@ -83,7 +83,7 @@ def check_ac(folder: str | Path, write: bool = True, progress=None, detail: dict
     into the folder.  ``detail`` (a dict, filled in): per (bus, op) the AC and LinDistFlow
     voltages ``v_ac``, ``v_ldf`` (pu) and per (bus, op) the active and reactive losses of the
     branches ending at the bus, ``loss_p``, ``loss_q`` (MW, Mvar) — what
-    :func:`ac_corrected_plan` feeds back."""
+    :func:`flexplan.acfeasible.make_ac_feasible` corrects with."""
     from .index import deterministic_index, tree_index
     from .instance import load_instance
 
@@ -261,7 +261,7 @@ def ac_corrected_plan(instance, recipe, out: str | Path, max_iter: int = 5, prog
     ``ac_feasible``, the lower bound on any AC-feasible plan and the gap to it).  Returns
     (Results, report); ``report["ac_feasible"]`` False with ``message`` says why not."""
     import flexplan as fp
-    from .cli import with_formulation
+    from .recipe import with_formulation
 
     inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
     rec = fp.resolve_recipe(recipe)

@@ -169,13 +169,16 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
         _log("  planning with the losses (branchflow) instead of the recipe's lossless LinDistFlow; "
              "'--network lindistflow' for the lossless model")
     if network is not None and network != recipe.formulation:
+        from .recipe import with_formulation
+
         recipe = with_formulation(recipe, network)
     if recipe.formulation == "lindistflow":
         _log("  note: LinDistFlow is lossless, so its plans are optimistic (voltages too high, flows too low): "
              + ("the plan is checked in AC only" if ac == "check" else "the plan is NOT checked in AC"
                 if ac == "off" else "each plan is replayed in AC and solved again with its AC losses as loads "
                 "until one holds"))
-    checkable = recipe.formulation in ("branchflow", "lindistflow") and not screen
+    # the mode fp.solve gets: only the network formulations with an AC counterpart are replayed
+    ac_mode = ac if ac != "off" and recipe.formulation in ("branchflow", "lindistflow") and not screen else None
     out_dir = Path(out) if out else default_output(inst.name, recipe.name)
     check_output_folder(out_dir, force=force)  # before the solve, not after it
     if screen:
@@ -193,7 +196,7 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
         pm.timings["load"] = load_s
         _log(f"  built in {pm.timings['build']:.1f} s")
         res = fp.solve(pm, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose, progress=_log,
-                       prices=prices, ac=ac if ac != "off" and checkable else None, ac_max_iter=ac_max_iter)
+                       prices=prices, ac=ac_mode, ac_max_iter=ac_max_iter)
         rec = pm.recipe
     t = res.timings_s
     _log(f"  status {res.status} (HiGHS: {res.highs_status}); hand-off {t['handoff']:.1f} s, solve {t['solve']:.1f} s")
@@ -223,7 +226,7 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
         _log("solving the reference: the same recipe with uncontrolled EVs (skip with --no-reference)")
         ref_pm = fp.build_model(inst, ref_recipe)
         ref = fp.solve(ref_pm, time_limit=time_limit, mip_gap=mip_gap, threads=threads, verbose=verbose,
-                       progress=_log, ac=(ac if ac != "off" else None) if checkable else None, ac_max_iter=ac_max_iter)
+                       progress=_log, ac=ac_mode, ac_max_iter=ac_max_iter)
         if ref.status == "interrupted":
             interrupted = True
             res.extra["value_of_flexibility"] = dict(value_eur=None, note="reference solve interrupted")
@@ -244,23 +247,6 @@ def _run(instance: str, recipe: str, out: str | None, time_limit, mip_gap, threa
 
 class _OutOfMemory(Exception):
     """MemoryError in a named stage of the run (reported in one line by :func:`main`)."""
-
-
-def with_formulation(recipe, network: str):
-    """The recipe with another network formulation; the network options that formulation has
-    are kept, except LinDistFlow's polygon, which the branch-flow model refines (48 sides)."""
-    import dataclasses
-
-    from .blocks import FORMULATIONS, _load_all
-    from .errors import RecipeError
-
-    _load_all()
-    if network not in FORMULATIONS:
-        raise RecipeError(f"--network: unknown formulation '{network}'; available: {', '.join(sorted(FORMULATIONS))}")
-    fields = {f.name for f in dataclasses.fields(FORMULATIONS[network].config)}
-    opts = {k: v for k, v in recipe.options.get("network", {}).items() if k in fields
-            and not (k == "polygon_sides" and network == "branchflow" and recipe.formulation == "lindistflow")}
-    return dataclasses.replace(recipe, formulation=network, options={**recipe.options, "network": opts})
 
 
 def _write_and_exit(res, out_dir: Path, plots: bool, interrupted: bool = False, force: bool = False) -> int:
@@ -595,9 +581,9 @@ def main(argv: list[str] | None = None) -> int:
                    "plan on every day, add the days where it pays penalties, until the bound gap is within "
                    "--mip-gap (exact to that gap; much faster on many representative days; see flexplan.screening)")
     p.add_argument("--ac", choices=["ensure", "check", "off"], default="ensure",
-                   help="ensure (default): replay the plan in pandapower's AC power flow and, with the branchflow "
-                        "formulation, correct the buses and hours where it fails until it holds (exit 4 if it "
-                        "cannot); check: replay and report only; off: neither")
+                   help="ensure (default): replay the plan in pandapower's AC power flow and solve again, corrected "
+                        "where it fails, until a plan holds (exit 4 if none does); check: replay and report only; "
+                        "off: neither (and the recipe's own formulation)")
     p.add_argument("--ac-max-iter", type=_count0, default=5, help="corrections to try with --ac ensure (default 5)")
     p.add_argument("--network", default=None, help="network formulation instead of the recipe's: branchflow (losses "
                    "inside the optimisation; the default where the recipe says lindistflow, unless --ac off or "
@@ -711,8 +697,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "diagnose":
             return cmd_diagnose(args)
         if args.command == "demo":
-            return _run(DEFAULT_INSTANCE, DEFAULT_RECIPE, args.out, args.time_limit, 0.01, 0, False, force=args.force,
-                        ac="ensure")
+            return _run(DEFAULT_INSTANCE, DEFAULT_RECIPE, args.out, args.time_limit, 0.01, 0, False, force=args.force)
         if args.stochastic:
             from .stochastic import METRICS
 

@@ -79,3 +79,19 @@ def recipe_from_dict(data: dict, source: str) -> Recipe:
         options[key] = value
     return Recipe(name=name, blocks=blocks, formulation=formulation, options=options, description=description,
                   source=source)
+
+
+def with_formulation(recipe, network: str):
+    """The recipe with another network formulation; the network options that formulation has
+    are kept, except LinDistFlow's polygon, which the branch-flow model refines (48 sides)."""
+    import dataclasses
+
+    from .blocks import FORMULATIONS, _load_all
+
+    _load_all()
+    if network not in FORMULATIONS:
+        raise RecipeError(f"unknown network formulation '{network}'; available: {', '.join(sorted(FORMULATIONS))}")
+    fields = {f.name for f in dataclasses.fields(FORMULATIONS[network].config)}
+    opts = {k: v for k, v in recipe.options.get("network", {}).items() if k in fields
+            and not (k == "polygon_sides" and network == "branchflow" and recipe.formulation == "lindistflow")}
+    return dataclasses.replace(recipe, formulation=network, options={**recipe.options, "network": opts})

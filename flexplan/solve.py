@@ -544,14 +544,17 @@ class HighsSession:
         self.h.changeColsCost(self.n_col, np.arange(self.n_col, dtype=np.int32), np.asarray(cost, dtype=float))
         self.h.changeObjectiveOffset(float(offset))
 
-    def fix_integers(self) -> int:
-        """Fix every integer column at its (rounded) value in the current solution and make it
-        continuous: what remains is the LP whose duals price the plan's operation.  Returns the
-        number of columns fixed."""
+    def fix_integers(self, values: np.ndarray | None = None) -> int:
+        """Fix every integer column at its (rounded) value in the current solution, or at
+        ``values`` (an earlier plan, :meth:`integer_values`; integer columns relaxed or fixed
+        before are restored first), and make it continuous: what remains is the LP whose duals
+        price the plan's operation.  Returns the number of columns fixed."""
+        if values is not None:
+            self.restore_integers()
         if not len(self.integer_cols) or self.fixed_integers:
             return 0
-        x = np.asarray(self.h.getSolution().col_value)[self.integer_cols]
-        vals = np.round(x)
+        vals = np.round(np.asarray(self.h.getSolution().col_value)[self.integer_cols] if values is None
+                        else np.asarray(values, dtype=float))
         idx = self.integer_cols.astype(np.int32)
         self.h.changeColsIntegrality(len(idx), idx, np.array([highspy.HighsVarType.kContinuous] * len(idx)))
         self.h.changeColsBounds(len(idx), idx, vals, vals)

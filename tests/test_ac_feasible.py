@@ -10,7 +10,8 @@ import pytest
 
 import flexplan as fp
 from flexplan.acpf import check_ac
-from flexplan.cli import main, with_formulation
+from flexplan.cli import main
+from flexplan.recipe import with_formulation
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -203,10 +203,10 @@ def stressed_ops(net, hub, lim, margin: float) -> list[int]:
 
 
 def z2_coef(ra: float, xa: float, rb: float, xb: float) -> float:
-    """The coefficient of alternative b's current in alternative a's voltage-drop row: a's own
-    |z_a|² for itself, otherwise at most 2 (r_a r_b + x_a x_b), what b's losses add to a's drop."""
-    own = ra * ra + xa * xa
-    return own if (ra, xa) == (rb, xb) else min(own, 2.0 * (ra * rb + xa * xb))
+    """The coefficient of alternative b's current in alternative a's voltage-drop row:
+    min(|z_a|², 2 (r_a r_b + x_a x_b)), at most what b's losses add to a's drop; for b = a it is
+    |z_a|² itself (2 |z_a|² is the larger)."""
+    return min(ra * ra + xa * xa, 2.0 * (ra * rb + xa * xb))
 
 
 def zscale(r_pu: float, x_pu: float) -> float:
@@ -267,8 +267,8 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     in_Tl = set(Tl)
     if losses:
         # the sending end carries the subtree's losses too (losses only add to P and Q)
-        r_max = [max([r[k]] + [o.r_pu for o in opts]) for k, opts in ((k, options.get(k, [])) for k in K)]
-        x_max = [max([x[k]] + [o.x_pu for o in opts]) for k, opts in ((k, options.get(k, [])) for k in K)]
+        r_max = [max([r[k]] + [o.r_pu for o in options.get(k, [])]) for k in K]
+        x_max = [max([x[k]] + [o.x_pu for o in options.get(k, [])]) for k in K]
         lmax, lp_sub, lq_sub = current_bounds(net, np.array(r_max), np.array(x_max), sb, Pabs, Qabs,
                                               (lim.v_min_pu if cfg.current_bound == "limits" else cfg.v_hard_min_pu) ** 2)
         Pmax, Qmax = Pmax + lp_sub, Qmax + lq_sub
@@ -338,11 +338,11 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     A = range(len(alt))
 
     if losses:
-        # squared current per branch (pu² of the base current), per alternative of a replaced
-        # branch (only the one in place carries it) and per parallel candidate
-        # held as w = |z| l (scaled by the branch's impedance, 1 where it has none), so that its
-        # coefficients (|z| in the drop, r/|z| S_base in the balance) sit in the range of the
-        # flows' (2r / S_base): the LP solves several times faster than with l itself
+        # squared current l (pu² of the base current) per branch, per alternative of a replaced
+        # branch (only the one in place carries it) and per parallel candidate, held as w = |z| l
+        # (1 where there is no impedance), so that its coefficients (|z| in the drop, r/|z| S_base
+        # in the balance) sit in the range of the flows' (2r / S_base): the LP solved 1.7 times
+        # faster on ieee33 than with l itself
         zk = [zscale(r[k], x[k]) for k in K]
         za = [zscale(alt[i][1], alt[i][2]) for i in A]
         zp = [zscale(o.r_pu, o.x_pu) for o in parallels]
