@@ -44,19 +44,43 @@ R_GAS = 8.314  # J/(mol K)
 SECONDS_PER_DAY = 86_400.0
 
 
-#: Open-circuit voltage (V) of the Sanyo UR18650E cell at SOC 0, 0.3, 0.5, 0.9, 1: the values
-#: of the cell's OCV curve (Schmalstieg et al. 2014) as NREL's BLAST-Lite 1.1.1 implements it
-#: (read off its model at these points; tests/reference/blast_lite_reference.py).
-NMC_OCV_POINTS = ((0.0, 3.331), (0.3, 3.6267), (0.5, 3.6974), (0.9, 4.0730), (1.0, 4.162))
+#: Open-circuit voltage of the Sanyo UR18650E cell: 58 points, SOC (0..1) and volts (V).
+#: The lookup table of NREL's BLAST-Lite 1.1.1 (``Nmc111_Gr_Sanyo2Ah_Battery._soc_index`` /
+#: ``_ocv``; Copyright (c) 2023 Alliance for Energy Innovation, LLC).  Its stated sources:
+#: "data from Ecker et al for 0/10% SOC" (J. Power Sources 248 (2014) 839-851, the same
+#: cell), "other values were extracted from Figure 1 in Schmalsteig et al using
+#: WebPlotDigitizer".  Copied as published, not resampled; tests/test_ageing.py checks it
+#: against BLAST-Lite's own figures (tests/reference/blast_lite_nmc_ocv.csv).
+NMC_OCV_SOC = (
+    0.0, 0.008637153, 0.026779514, 0.044921875, 0.063064236, 0.081206597, 0.099348958,
+    0.117491319, 0.135633681, 0.153776042, 0.171918403, 0.190060764, 0.208203125, 0.226345486,
+    0.244487847, 0.262630208, 0.280772569, 0.298914931, 0.317057292, 0.335199653, 0.353342014,
+    0.371484375, 0.389626736, 0.407769097, 0.425911458, 0.444053819, 0.462196181, 0.480338542,
+    0.498480903, 0.516623264, 0.534765625, 0.552907986, 0.571050347, 0.589192708, 0.607335069,
+    0.625477431, 0.643619792, 0.661762153, 0.679904514, 0.698046875, 0.716189236, 0.734331597,
+    0.752473958, 0.770616319, 0.788758681, 0.806901042, 0.825043403, 0.843185764, 0.861328125,
+    0.879470486, 0.897612847, 0.915755208, 0.933897569, 0.952039931, 0.970182292, 0.988324653,
+    0.998220486, 1.0,
+)
+NMC_OCV_V = (
+    3.331, 3.345014187, 3.37917149, 3.411603677, 3.440585632, 3.466289865, 3.490268982,
+    3.511315401, 3.529946658, 3.547197821, 3.561688798, 3.574972194, 3.586357962, 3.597053683,
+    3.605506753, 3.613442288, 3.620342753, 3.626380661, 3.632073544, 3.63690387, 3.642079219,
+    3.646909545, 3.652084894, 3.657605266, 3.663470662, 3.670198615, 3.677444104, 3.686759732,
+    3.696420384, 3.708323686, 3.720572012, 3.734372943, 3.749553967, 3.765252525, 3.781123596,
+    3.797857224, 3.814590852, 3.832532062, 3.849783226, 3.866861877, 3.884458064, 3.900846669,
+    3.917752809, 3.934831461, 3.953462717, 3.971921462, 3.991415276, 4.011771649, 4.03195551,
+    4.05196686, 4.070770628, 4.087849279, 4.104237884, 4.120108955, 4.135980025, 4.152541142,
+    4.160649189, 4.162,
+)
 
 
 def nmc_ocv(soc):
-    """Open-circuit voltage (V) of the Sanyo UR18650E NMC cell against SOC (0..1): a monotone
-    cubic (PCHIP) through :data:`NMC_OCV_POINTS`.  Used inside the NMC calendar and cycle laws."""
-    from scipy.interpolate import PchipInterpolator
-
-    x, y = zip(*NMC_OCV_POINTS)
-    return PchipInterpolator(x, y)(np.clip(np.asarray(soc, dtype=float), 0.0, 1.0))
+    """Open-circuit voltage (V) of the Sanyo UR18650E NMC cell against SOC (0..1, clipped):
+    linear interpolation in :data:`NMC_OCV_SOC` / :data:`NMC_OCV_V`, as BLAST-Lite does
+    (monotone: both columns increase).  Vectorised; used inside the NMC calendar and cycle
+    laws."""
+    return np.interp(np.clip(np.asarray(soc, dtype=float), 0.0, 1.0), NMC_OCV_SOC, NMC_OCV_V)
 
 
 def _lower_convex_hull(x: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
