@@ -64,10 +64,16 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
         user_pm = pm
         hard = ac == "ensure" and set_hard_limits(pm, True) > 0
         outcome = first_solve()
+        hard_note = None
         if hard and outcome.status in NO_PLAN_STATUSES:
+            relax = getattr(network_block(pm), "_lp_relaxation", None)
+            hard_note = (f"HiGHS finds no plan with the limits hard ({outcome.status})" +
+                         (f", although their LP relaxation solved ({relax:,.2f} EUR): branch and bound may have "
+                          "failed numerically" if relax is not None else "") +
+                         "; solved again with the soft limits (their penalties show where; the AC loop checks "
+                         "the plan)")
             if progress:
-                progress(f"  HiGHS finds no plan with the limits hard ({outcome.status}): solving again with the soft "
-                         "limits (their penalties show where; the AC loop checks the plan)")
+                progress(f"  {hard_note}")
             set_hard_limits(pm, False)
             hard = False
             outcome = first_solve()
@@ -79,6 +85,8 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
                                                                max_iter=ac_max_iter, progress=progress,
                                                                mip_gap=mip_gap, hard=hard)
                 report["hard_limits"] = hard
+                if hard_note:
+                    report["hard_limits_note"] = hard_note
         if res is None or not outcome.has_solution:
             res = collect(pm, outcome)
         if cones is not None:

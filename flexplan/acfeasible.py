@@ -225,7 +225,8 @@ def solve_branchflow(pm, options, progress=None, start: dict | None = None):
         session.relax_integers()
         lp, r1, _ = _lp_rounds(session, cc, float(blk._cfg.cone_tol), int(blk._cfg.max_cut_rounds), log,
                                "LP relaxation")
-        blk._lp_relaxation = lp.objective if lp is not None and lp.has_solution else None
+        # a lower bound only where solved to optimality (a limit's incumbent is none)
+        blk._lp_relaxation = lp.objective if lp is not None and lp.has_solution and lp.status == "optimal" else None
         session.restore_integers()
         session.progress = saved
         session.h.clearSolver()  # the MIP presolves afresh, with every plane so far
@@ -250,6 +251,7 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4):
     cfg = blk._cfg
     tol, max_rounds = float(cfg.cone_tol), int(cfg.max_cut_rounds)
     cc = ConeColumns(blk, session)
+    blk._lb_source = None
     report = dict(cone_tol=tol, planes_initial=len(blk.cone) if hasattr(blk, "cone") else None, mip_solves=1,
                   lp_relaxation_eur=getattr(blk, "_lp_relaxation", None))
     if outcome.status != "optimal":  # a limit or an interrupt: refine the plan's operation only
@@ -258,15 +260,30 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4):
     session.progress = None  # the rounds report themselves, in one line each
     first, x0 = outcome, _x(session)
 
+    def below_relaxation(cost) -> str | None:
+        """A plan cheaper than the LP relaxation of its own model is no plan: HiGHS accepted a
+        point that breaks rows or bounds by more than their (tiny) values (seen on sb_mv_rural with
+        the currents held as l / l_peak: -748 EUR against a relaxation of 15 EUR)."""
+        relax = report["lp_relaxation_eur"]
+        if relax is not None and cost is not None and cost < relax - 1e-6 * max(abs(relax), 1.0):
+            return (f"numerical trouble: HiGHS's plan costs {cost:,.2f} EUR, less than the LP relaxation of the same "
+                    f"model ({relax:,.2f} EUR), so it breaks rows or bounds; do not use it")
+        return None
+
     def keep_first(why: str):
         """A re-solve failed (a limit, an interrupt): the first solve's plan stands, unrefined."""
+        import dataclasses
+
         for v, val in zip(session.form.columns, x0):
             v.set_value(float(val), skip_validation=True)
         report["note"] = f"refinement stopped ({why}): the first solve's plan, with its cones unrefined"
         report["refined"] = False
         log(f"  cones: {report['note']}")
-        import dataclasses
-
+        trouble = below_relaxation(first.objective)
+        if trouble:
+            report["numerical_trouble"] = trouble
+            log(f"  cones: {trouble}")
+            return dataclasses.replace(first, session=None, status="numerical_trouble"), report
         return dataclasses.replace(first, session=None), report  # the session no longer holds this plan
 
     try:
@@ -315,14 +332,31 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4):
         session.write_back()
         blk._cone_gap = report.get("max_gap")
         if lb is not None and cost is not None and lb > cost + 1e-6 * max(abs(cost), 1.0):
-            report["note"] = (f"HiGHS reported a dual bound ({lb:,.2f} EUR) above the plan's cost: not a valid "
-                              "bound (numerical trouble), so no lower bound is given")
+            # not a valid bound (numerical trouble in branch and bound); the LP relaxation solved
+            # before the MIP (every cone outer-approximated, integrality dropped) still is one
+            relax = report["lp_relaxation_eur"]
+            if relax is not None and relax <= cost + 1e-6 * max(abs(cost), 1.0):
+                report["note"] = (f"HiGHS reported a MIP dual bound ({lb:,.2f} EUR) above the plan's cost: not a "
+                                  f"valid bound (numerical trouble); the lower bound is the LP relaxation's "
+                                  f"optimum ({relax:,.2f} EUR)")
+                lb = relax
+            else:
+                report["note"] = (f"HiGHS reported a dual bound ({lb:,.2f} EUR) above the plan's cost: not a valid "
+                                  "bound (numerical trouble), so no lower bound is given")
+                lb = None
+            blk._lb_source = "lp_relaxation" if lb is not None else None
             log(f"  cones: {report['note']}")
-            lb = None
+        if lb is not None and cost is not None and lb > cost:
+            lb = cost  # above the cost within HiGHS's tolerances (1e-6): the cost is its own bound
         gap = (cost - lb) / abs(cost) if lb is not None and cost else None
         report.update(cost_eur=cost, lower_bound_eur=lb, gap_to_lower_bound=gap,
                       planes_added=int(getattr(blk, "_cuts_added", 0)), seconds=round(time.perf_counter() - t0, 2))
         status = outcome.status
+        trouble = below_relaxation(cost)
+        if trouble:
+            report["numerical_trouble"] = trouble
+            log(f"  cones: {trouble}")
+            status = "numerical_trouble"
         timings = dict(outcome.timings)
         timings["cones"] = report["seconds"]
         out = SolveOutcome(status=status, highs_status=outcome.highs_status, has_solution=True, objective=cost,
@@ -513,7 +547,9 @@ def make_ac_feasible(pm, outcome, ensure: bool = True, max_iter: int = 5, progre
     report = dict(checked=True, formulation=formulation, ensured=bool(ensure), iterations=[], ac_feasible=False,
                   message="")
     if lossy:
-        report["lower_bound"] = "the branch-flow MIP's dual bound before any AC correction"
+        report["lower_bound"] = ("the branch-flow LP relaxation's optimum (HiGHS's MIP dual bound was not valid)"
+                                 if getattr(network_block(pm), "_lb_source", None) == "lp_relaxation" else
+                                 "the branch-flow MIP's dual bound before any AC correction")
     else:
         report["note"] = (f"'{formulation}' is lossless: its first plan is optimistic; " +
                           ("the AC losses of each plan are put back as loads and the model solved again"

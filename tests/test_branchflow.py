@@ -111,3 +111,64 @@ def test_losses_only_where_the_feeder_is_stressed(tmp_path):
     pp.runpp(net)
     v = res.voltages.set_index("bus")["v_pu"].reindex([str(i) for i in net.res_bus.index]).to_numpy()
     assert np.abs(v - net.res_bus["vm_pu"].to_numpy()).max() < 1e-6
+
+
+def test_invalid_mip_bound_gives_way_to_the_lp_relaxation(tmp_path, monkeypatch):
+    """A MIP dual bound above the plan's cost (HiGHS's numerical trouble, seen on sb_mv_rural) is
+    refused; the LP relaxation solved before the MIP is the lower bound then, and it is one."""
+    from flexplan.acfeasible import refine_cones, solve_branchflow
+    from flexplan.solve import SolveOptions
+
+    from test_ac_feasible import reduced_ieee33
+
+    from flexplan.recipe import with_formulation
+
+    inst = fp.load_instance(reduced_ieee33(tmp_path / "r33", ["line_0", "line_1", "line_2"]))
+    recipe = with_formulation(fp.resolve_recipe("reinforce_only"), "branchflow")
+    pm = fp.build_model(inst, recipe)
+    out = solve_branchflow(pm, SolveOptions())
+    assert out.status == "optimal" and out.session.n_int > 0
+    relax = pm.model.network._lp_relaxation
+    assert relax is not None and relax <= out.objective * (1 + 1e-9)
+    good, rep = refine_cones(pm, out)
+    assert "note" not in rep and relax <= good.dual_bound * (1 + 1e-9) <= good.objective * (1 + 2e-9)
+    # HiGHS's trouble, simulated: every MIP solve reports a dual bound above its objective
+    import flexplan.acfeasible as acf
+
+    real_run = acf.run
+
+    def bogus_run(session, write_back=True):
+        o = real_run(session, write_back=write_back)
+        if o.dual_bound is not None and o.objective is not None:
+            o = dataclasses.replace(o, dual_bound=1.5 * o.objective + 1.0)
+        return o
+
+    monkeypatch.setattr(acf, "run", bogus_run)
+    pm = fp.build_model(inst, recipe)
+    out = solve_branchflow(pm, SolveOptions())
+    assert out.dual_bound > out.objective
+    refined, rep = refine_cones(pm, out)
+    assert refined.dual_bound == relax
+    assert "LP relaxation" in rep["note"]
+
+
+def test_plan_below_its_lp_relaxation_is_numerical_trouble(tmp_path):
+    """A MIP plan cheaper than the LP relaxation of its own model breaks rows (HiGHS accepted
+    it within a tolerance larger than the rows' values: seen on sb_mv_rural, -748 EUR against a
+    relaxation of 15 EUR): its status says so instead of 'optimal'.  Simulated by a relaxation
+    above the true plan's cost."""
+    from test_ac_feasible import reduced_ieee33
+
+    from flexplan.acfeasible import refine_cones, solve_branchflow
+    from flexplan.recipe import with_formulation
+    from flexplan.solve import SolveOptions
+
+    inst = fp.load_instance(reduced_ieee33(tmp_path / "r33", ["line_0", "line_1"]))
+    pm = fp.build_model(inst, with_formulation(fp.resolve_recipe("reinforce_only"), "branchflow"))
+    out = solve_branchflow(pm, SolveOptions())
+    ok, rep = refine_cones(pm, out)
+    assert ok.status == "optimal" and "numerical_trouble" not in rep
+    pm.model.network._lp_relaxation = 2.0 * ok.objective
+    bad, rep = refine_cones(pm, ok)
+    assert bad.status == "numerical_trouble"
+    assert "less than the LP relaxation" in rep["numerical_trouble"]
