@@ -75,11 +75,12 @@ def test_default_plan_within_5_percent_of_exhaustive_search(tmp_path):
 def test_default_plan_passes_check_ac(name, tmp_path):
     """`flexplan solve NAME` (default recipe and AC loop) and then `flexplan check-ac` on its folder.
 
-    sb_mv_rural (370k columns) is left out of CI: its plan holds in AC (no build needed, AC
-    0.994..1.028 pu, 35 % loading; 9 min on 2 cores) but HiGHS calls the model with hard limits
-    infeasible and reports a MIP dual bound above the plan's cost there, so no lower bound is
-    given (open: the LP relaxation turns infeasible at presolve when the load-shedding slack
-    alone is bounded at 0, where LinDistFlow's stays optimal at 0)."""
+    sb_mv_rural (370k columns, ~7 min on 2 cores): HiGHS's branch and bound misjudges this model
+    (its currents and losses are 1e-8..1e-3 on a 1 MVA base, under and near HiGHS's tolerances):
+    it calls the hard limits infeasible although the plan without builds meets them, and reports
+    a dual bound above the plan's cost; flexplan falls back to the soft limits, refuses that
+    bound and gives the LP relaxation's optimum as the lower bound instead. The plan needs no
+    build and holds in AC (0.994..1.028 pu, 35 % loading)."""
     out = tmp_path / name
     code = main(["solve", name, "--out", str(out), "--no-plots", "--no-prices", "--no-reference"])
     summary = json.loads((out / "summary.json").read_text())
