@@ -133,6 +133,17 @@ def with_ageing(recipe, options: dict | None = None):
     return r
 
 
+#: HiGHS options of the framework solves started from the reinforce-only plan.  HiGHS's root
+#: reduced-cost heuristic (a sub-MIP over the columns of small reduced cost) spent 120 of the
+#: market MIP's 152 s at the root node of ieee33_ev without improving the incumbent, and RINS
+#: and RENS, with a good start already in hand, another 30 s: without the three that MIP reaches
+#: 1 % in 34 s (174.5 s with HiGHS's defaults, 64.9 s without the first alone), 0.19 % above
+#: the optimum (``benchmarks/market_mip.py``).  Cold solves keep them: without RINS and RENS the
+#: cold market MIP took 122 s instead of 99 s.
+FRAMEWORK_HIGHS = {"mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_rins": False,
+                   "mip_heuristic_run_rens": False}
+
+
 def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAMEWORKS, progress=None,
                        ageing: bool = False, extras: bool = True, **solve_kw) -> pd.DataFrame:
     """Solve every framework on ``instance`` (an Instance or a path); with ``out``, write
@@ -158,7 +169,9 @@ def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAME
         pm = fp.build_model(inst, rec)
         # every framework starts from the first one's plan (reinforcement alone): a feasible
         # incumbent from the first node (on ieee33_ev the market MIP had none better for 130 s)
-        res = fp.solve(pm, progress=progress, start=start if rows else None, **solve_kw)
+        started = bool(rows) and start is not None
+        res = fp.solve(pm, progress=progress, start=start if started else None,
+                       **({**FRAMEWORK_HIGHS, **solve_kw} if started else solve_kw))
         if not rows and res.has_solution:
             start = fp.decision_values(pm)
         rows.append(row(name, res, inst.network) if res.has_solution else dict(framework=name, status=res.status))
