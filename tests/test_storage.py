@@ -262,3 +262,30 @@ def test_decisions_table_lists_what_the_battery_decides(one_stage):
     values = sorted(float(part.split("=")[1]) for part in text.split("; "))
     assert all(part.startswith("storage.") for part in text.split("; "))
     assert values == pytest.approx(sorted([P_HAND, E_HAND]), rel=1e-6)
+
+
+@pytest.mark.integration
+def test_frameworks_started_from_the_reinforce_only_plan_skip_highs_sub_mip_heuristics(tmp_path, monkeypatch):
+    """The frameworks after the first start from its plan and run without HiGHS's root
+    reduced-cost heuristic, RINS and RENS (on ieee33_ev's market MIP: 1 % in 35.7 s instead of
+    174.5 s, benchmarks/market_mip.py); the first, cold, keeps HiGHS's defaults; both reach the
+    same plans as before (the dso_storage test above)."""
+    from conftest import add_fleet
+    from flexplan.frameworks import FRAMEWORK_HIGHS, FRAMEWORKS, compare_frameworks
+
+    calls = []
+    real = fp.solve
+
+    def spy(pm, **kw):
+        calls.append(kw)
+        return real(pm, **kw)
+
+    monkeypatch.setattr(fp, "solve", spy)
+    f = _feeder(tmp_path / "fw", storage='\n[storage]\nsites = ["b1"]\n')
+    add_fleet(f, "b1", 1)
+    df = compare_frameworks(fp.load_instance(f), frameworks=[FRAMEWORKS[0]], mip_gap=0.0)
+    assert list(df["framework"]) == ["reinforce_only", "dso_storage"]
+    assert len(calls) == 2
+    assert calls[0].get("start") is None and not set(FRAMEWORK_HIGHS) & set(calls[0])
+    assert calls[1]["start"] and all(calls[1][k] is False for k in FRAMEWORK_HIGHS)
+    assert calls[1]["mip_gap"] == 0.0  # the caller's options are kept
