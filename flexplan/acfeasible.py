@@ -262,8 +262,8 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4):
 
     def below_relaxation(cost) -> str | None:
         """A plan cheaper than the LP relaxation of its own model is no plan: HiGHS accepted a
-        point that breaks rows or bounds by more than their (tiny) values (seen on sb_mv_rural with
-        the currents held as l / l_peak: -748 EUR against a relaxation of 15 EUR)."""
+        point that breaks rows or bounds by more than their (tiny) values (seen on sb_mv_rural in an
+        experiment that held the currents as l / l_peak: -748 EUR against a relaxation of 15 EUR)."""
         relax = report["lp_relaxation_eur"]
         if relax is not None and cost is not None and cost < relax - 1e-6 * max(abs(relax), 1.0):
             return (f"numerical trouble: HiGHS's plan costs {cost:,.2f} EUR, less than the LP relaxation of the same "
