@@ -260,15 +260,24 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4):
     session.progress = None  # the rounds report themselves, in one line each
     first, x0 = outcome, _x(session)
 
-    def below_relaxation(cost) -> str | None:
+    relax = report["lp_relaxation_eur"]
+
+    def above(a: float, b: float) -> bool:
+        """a > b beyond HiGHS's tolerances (1e-6 relative)."""
+        return a > b + 1e-6 * max(abs(b), 1.0)
+
+    def trouble_status(cost, status: str) -> str:
         """A plan cheaper than the LP relaxation of its own model is no plan: HiGHS accepted a
         point that breaks rows or bounds by more than their (tiny) values (seen on sb_mv_rural in an
-        experiment that held the currents as l / l_peak: -748 EUR against a relaxation of 15 EUR)."""
-        relax = report["lp_relaxation_eur"]
-        if relax is not None and cost is not None and cost < relax - 1e-6 * max(abs(relax), 1.0):
-            return (f"numerical trouble: HiGHS's plan costs {cost:,.2f} EUR, less than the LP relaxation of the same "
-                    f"model ({relax:,.2f} EUR), so it breaks rows or bounds; do not use it")
-        return None
+        experiment that held the currents as l / l_peak: -748 EUR against a relaxation of 15 EUR).
+        Returns ``numerical_trouble`` (noted in the report) for such a plan, else ``status``."""
+        if relax is None or cost is None or not above(relax, cost):
+            return status
+        report["numerical_trouble"] = (f"numerical trouble: HiGHS's plan costs {cost:,.2f} EUR, less than the LP "
+                                       f"relaxation of the same model ({relax:,.2f} EUR), so it breaks rows or "
+                                       "bounds; do not use it")
+        log(f"  cones: {report['numerical_trouble']}")
+        return "numerical_trouble"
 
     def keep_first(why: str):
         """A re-solve failed (a limit, an interrupt): the first solve's plan stands, unrefined."""
@@ -279,12 +288,8 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4):
         report["note"] = f"refinement stopped ({why}): the first solve's plan, with its cones unrefined"
         report["refined"] = False
         log(f"  cones: {report['note']}")
-        trouble = below_relaxation(first.objective)
-        if trouble:
-            report["numerical_trouble"] = trouble
-            log(f"  cones: {trouble}")
-            return dataclasses.replace(first, session=None, status="numerical_trouble"), report
-        return dataclasses.replace(first, session=None), report  # the session no longer holds this plan
+        # the session no longer holds this plan
+        return dataclasses.replace(first, session=None, status=trouble_status(first.objective, first.status)), report
 
     try:
         gap0, _, _ = cc.gaps(_x(session))
@@ -331,11 +336,10 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4):
                 lb = cost
         session.write_back()
         blk._cone_gap = report.get("max_gap")
-        if lb is not None and cost is not None and lb > cost + 1e-6 * max(abs(cost), 1.0):
+        if lb is not None and cost is not None and above(lb, cost):
             # not a valid bound (numerical trouble in branch and bound); the LP relaxation solved
             # before the MIP (every cone outer-approximated, integrality dropped) still is one
-            relax = report["lp_relaxation_eur"]
-            if relax is not None and relax <= cost + 1e-6 * max(abs(cost), 1.0):
+            if relax is not None and not above(relax, cost):
                 report["note"] = (f"HiGHS reported a MIP dual bound ({lb:,.2f} EUR) above the plan's cost: not a "
                                   f"valid bound (numerical trouble); the lower bound is the LP relaxation's "
                                   f"optimum ({relax:,.2f} EUR)")
@@ -351,12 +355,7 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4):
         gap = (cost - lb) / abs(cost) if lb is not None and cost else None
         report.update(cost_eur=cost, lower_bound_eur=lb, gap_to_lower_bound=gap,
                       planes_added=int(getattr(blk, "_cuts_added", 0)), seconds=round(time.perf_counter() - t0, 2))
-        status = outcome.status
-        trouble = below_relaxation(cost)
-        if trouble:
-            report["numerical_trouble"] = trouble
-            log(f"  cones: {trouble}")
-            status = "numerical_trouble"
+        status = trouble_status(cost, outcome.status)
         timings = dict(outcome.timings)
         timings["cones"] = report["seconds"]
         out = SolveOutcome(status=status, highs_status=outcome.highs_status, has_solution=True, objective=cost,

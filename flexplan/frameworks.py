@@ -137,9 +137,9 @@ def with_ageing(recipe, options: dict | None = None):
 #: reduced-cost heuristic (a sub-MIP over the columns of small reduced cost) spent 120 of the
 #: market MIP's 152 s at the root node of ieee33_ev without improving the incumbent, and RINS
 #: and RENS, with a good start already in hand, another 30 s: without the three that MIP reaches
-#: 1 % in 34 s (174.5 s with HiGHS's defaults, 64.9 s without the first alone), 0.19 % above
+#: 1 % in 35.7 s (174.5 s with HiGHS's defaults, 64.9 s without the first alone), 0.19 % above
 #: the optimum (``benchmarks/market_mip.py``).  Cold solves keep them: without RINS and RENS the
-#: cold market MIP took 122 s instead of 99 s.
+#: cold market MIP took 114.5 s instead of 99.4 s.
 FRAMEWORK_HIGHS = {"mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_rins": False,
                    "mip_heuristic_run_rens": False}
 

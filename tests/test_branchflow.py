@@ -116,12 +116,12 @@ def test_losses_only_where_the_feeder_is_stressed(tmp_path):
 def test_invalid_mip_bound_gives_way_to_the_lp_relaxation(tmp_path, monkeypatch):
     """A MIP dual bound above the plan's cost (HiGHS's numerical trouble, seen on sb_mv_rural) is
     refused; the LP relaxation solved before the MIP is the lower bound then, and it is one."""
-    from flexplan.acfeasible import refine_cones, solve_branchflow
-    from flexplan.solve import SolveOptions
-
     from test_ac_feasible import reduced_ieee33
 
+    import flexplan.acfeasible as acf
+    from flexplan.acfeasible import refine_cones, solve_branchflow
     from flexplan.recipe import with_formulation
+    from flexplan.solve import SolveOptions
 
     inst = fp.load_instance(reduced_ieee33(tmp_path / "r33", ["line_0", "line_1", "line_2"]))
     recipe = with_formulation(fp.resolve_recipe("reinforce_only"), "branchflow")
@@ -133,8 +133,6 @@ def test_invalid_mip_bound_gives_way_to_the_lp_relaxation(tmp_path, monkeypatch)
     good, rep = refine_cones(pm, out)
     assert "note" not in rep and relax <= good.dual_bound * (1 + 1e-9) <= good.objective * (1 + 2e-9)
     # HiGHS's trouble, simulated: every MIP solve reports a dual bound above its objective
-    import flexplan.acfeasible as acf
-
     real_run = acf.run
 
     def bogus_run(session, write_back=True):

@@ -268,8 +268,8 @@ def test_decisions_table_lists_what_the_battery_decides(one_stage):
 def test_frameworks_started_from_the_reinforce_only_plan_skip_highs_sub_mip_heuristics(tmp_path, monkeypatch):
     """The frameworks after the first start from its plan and run without HiGHS's root
     reduced-cost heuristic, RINS and RENS (on ieee33_ev's market MIP: 1 % in 35.7 s instead of
-    174.5 s, benchmarks/market_mip.py); the first, cold, keeps HiGHS's defaults; both reach the
-    same plans as before (the dso_storage test above)."""
+    174.5 s, benchmarks/market_mip.py); the first, cold, keeps HiGHS's defaults; the caller's
+    options reach both."""
     from conftest import add_fleet
     from flexplan.frameworks import FRAMEWORK_HIGHS, FRAMEWORKS, compare_frameworks
 
@@ -287,5 +287,6 @@ def test_frameworks_started_from_the_reinforce_only_plan_skip_highs_sub_mip_heur
     assert list(df["framework"]) == ["reinforce_only", "dso_storage"]
     assert len(calls) == 2
     assert calls[0].get("start") is None and not set(FRAMEWORK_HIGHS) & set(calls[0])
+    assert calls[0]["mip_gap"] == 0.0
     assert calls[1]["start"] and all(calls[1][k] is False for k in FRAMEWORK_HIGHS)
     assert calls[1]["mip_gap"] == 0.0  # the caller's options are kept
