@@ -1,0 +1,165 @@
+"""Who pays and who gains: the EV owners' accounts per fleet and bus (docs/formulation.md §11).
+
+:func:`owner_accounts` splits a solved plan's money by owner group (the EVs of one fleet at one
+bus), in EUR of expected present value like the cost breakdown:
+
+* ``energy_bill_eur``: Σ_ops price(bus, step) × hours(op) × (charge − discharge) × weight, the
+  tariff's price (its stagger groups' mean, plus a nodal adder at the bus) as ``ev_energy``
+  bills it, recomputed here from the fleets' schedules (``ev_flexibility`` table);
+* ``network_capacity_eur``: the capacity tariff (EUR/kW-year) on the group's peak charging in
+  each modelled year (``ev_network_capacity``);
+* ``flexibility_income_eur``: what the DSO pays the group: ``flex_price`` × its downward
+  flexibility (``ev_flexibility``, at the node's price factor), plus the contracts' payments
+  (availability pro rata to the contracted MW, utilisation to the activated MWh, penalties to
+  the undelivered MWh, per fleet, bus and node) and the connection discount (per EV);
+* ``ageing_eur``: the battery ageing cost (``battery_ageing``), the fleet's share by EVs;
+* ``energy_mwh``: charged per year (the mean over the modelled years);
+* ``net_cost_eur`` = bill + capacity + ageing − income; ``per_ev_year_eur``: that per EV and
+  year (the net cost over Σ weight × EVs, with the same discounting: a levelised bill);
+* comfort: ``soc_deficit_kwh_h_per_ev_day``, the kWh·h per EV and day that the batteries sit
+  below where uncontrolled charging would have them (0 when uncontrolled), and
+  ``shortfall_mwh``, energy charged less than the uncontrolled baseline (per year, ≥ 0).
+
+The weight of an op is the probability of its tree node times the discount weight of its
+(node, year), as in the objective.  The sums over groups equal the model's cost categories;
+``tests/test_stakeholders.py`` checks it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+OWNER_COLUMNS = ["fleet", "bus", "evs", "energy_mwh", "energy_bill_eur", "network_capacity_eur",
+                 "flexibility_income_eur", "ageing_eur", "net_cost_eur", "per_ev_year_eur",
+                 "soc_deficit_kwh_h_per_ev_day", "shortfall_mwh"]
+
+
+def _op_weights(ix) -> pd.DataFrame:
+    """Per op: its (node, year, day, hour), hours, the node's flexibility price factor and the
+    objective's weight (probability × the year's discount weight)."""
+    f = ix.op_frame()
+    prob = np.array([ix.nodes[n].prob for n in ix.node_names])[ix.op_node]
+    yw = np.array([ix.year_weight[(ix.node_names[k], int(y))] for k, y in zip(ix.op_node, ix.op_year)])
+    return f.assign(op=np.arange(ix.n_ops), hours=ix.op_hours(), price_factor=ix.op_price_factor(), w=prob * yw)
+
+
+def _share(keys: pd.DataFrame, by: list[str], amount: pd.Series, weight: str) -> pd.Series:
+    """``amount`` (indexed by ``by``) spread over ``keys``' rows pro rata to ``weight`` within each group."""
+    tot = keys.groupby(by)[weight].transform("sum")
+    base = keys.set_index(by).index.map(lambda k: amount.get(k, 0.0))
+    return pd.Series(np.where(tot > 0, keys[weight] / tot.where(tot > 0, 1.0), 0.0) * np.asarray(base, dtype=float),
+                     index=keys.index)
+
+
+def owner_accounts(pm, res) -> pd.DataFrame:
+    """Per (fleet, bus): the owners' money and comfort under the plan (module docstring)."""
+    if "ev_fleet" not in pm.blocks or "ev_flexibility" not in res.tables or res.tables["ev_flexibility"].empty:
+        return pd.DataFrame(columns=OWNER_COLUMNS)
+    ix, inst = pm.index, pm.instance
+    ev = res.tables["ev_flexibility"]
+    ops = _op_weights(ix)
+    ev = ev.merge(ops, on=["node", "year", "day", "hour"], how="left", validate="many_to_one")
+    if ev["op"].isna().any():
+        raise ValueError("owner_accounts: the ev_flexibility table has rows that are not operating points of the model")
+    names = list(inst.network.buses["name"].astype(str))
+    bus_ix = ev["bus"].astype(str).map({n: i for i, n in enumerate(names)}).to_numpy()
+    step = ev["hour"].to_numpy(dtype=int)
+    net_mw = (ev["charge_mw"] - ev["discharge_mw"]).to_numpy()
+    tariff = pm.blocks["tariffs"][1]._tariff if "tariffs" in pm.blocks else None
+    out = ev.assign(energy_bill_eur=0.0, cap_eur=0.0)
+    if tariff is not None:
+        price = np.array([tariff.at_bus(int(b))[1][s] for b, s in zip(bus_ix, step)])
+        out["energy_bill_eur"] = price * ev["hours"] * net_mw * ev["w"]
+    spec, blk = pm.blocks["ev_fleet"]
+    flex_price = blk._flex["cfg"].flex_price_eur_per_mwh
+    out["flex_income_eur"] = flex_price * ev["flex_down_mw"] * ev["hours"] * ev["price_factor"] * ev["w"]
+    out["mwh"] = ev["charge_mw"] * ev["hours"]  # MWh in the op's year
+    # MWh·h below the uncontrolled state of charge (energy_max is the uncontrolled trajectory)
+    deficit = (ev["energy_max_mwh"] - ev["energy_mwh"]).clip(lower=0.0) * float(ix.dt_h)
+    out["deficit_mwh_h"] = deficit
+    out["ev_days"] = ev["n_evs"] / ix.hours  # each of the day's steps carries the unit's EVs once
+    out["short_mwh"] = (ev["baseline_mw"] - ev["charge_mw"]) * ev["hours"]
+    g = out.groupby(["fleet", "bus"], sort=False)
+    acc = pd.DataFrame({"energy_bill_eur": g["energy_bill_eur"].sum(), "flexibility_income_eur": g["flex_income_eur"].sum()})
+    # EVs: the mean over the modelled (node, year) of the group's count; EV-years weighted as costs
+    units = out.groupby(["fleet", "bus", "node", "year"], sort=False).agg(n=("n_evs", "first"), w=("w", "first"))
+    acc["evs"] = units.groupby(["fleet", "bus"], sort=False)["n"].mean()
+    ev_years = (units["n"] * units["w"]).groupby(["fleet", "bus"], sort=False).sum()
+    # the capacity tariff: EUR/kW-year on the group's peak charging per (node, year)
+    if tariff is not None and tariff.network_eur_per_kw_year > 0:
+        peak = out.groupby(["fleet", "bus", "node", "year"], sort=False).agg(p=("charge_mw", "max"), w=("w", "first"))
+        acc["network_capacity_eur"] = (tariff.network_eur_per_kw_year * 1000.0 * peak["p"] * peak["w"]) \
+            .groupby(["fleet", "bus"], sort=False).sum()
+    else:
+        acc["network_capacity_eur"] = 0.0
+    acc = acc.reset_index()
+    # the contracts' payments, spread over the groups by what each contracted, delivered or missed
+    acc["flexibility_income_eur"] += _contract_income(res, acc)
+    acc["flexibility_income_eur"] += _spread_by_evs(res, acc, units, "connection_discount")
+    acc["ageing_eur"] = _spread_by_evs(res, acc, units, "battery_ageing")
+    per_year = out.groupby(["fleet", "bus", "node", "year"], sort=False)["mwh"].sum()
+    acc["energy_mwh"] = per_year.groupby(["fleet", "bus"], sort=False).mean().to_numpy()  # per modelled year
+    acc["net_cost_eur"] = acc["energy_bill_eur"] + acc["network_capacity_eur"] + acc["ageing_eur"] \
+        - acc["flexibility_income_eur"]
+    evy = ev_years.reindex(pd.MultiIndex.from_frame(acc[["fleet", "bus"]])).to_numpy()
+    acc["per_ev_year_eur"] = np.where(evy > 0, acc["net_cost_eur"] / np.where(evy > 0, evy, 1.0), np.nan)
+    days = (out["ev_days"] * out["hours"] / float(ix.dt_h)).groupby([out["fleet"], out["bus"]], sort=False).sum()
+    dmwh = (out["deficit_mwh_h"] * out["hours"] / float(ix.dt_h)).groupby([out["fleet"], out["bus"]], sort=False).sum()
+    acc["soc_deficit_kwh_h_per_ev_day"] = (1000.0 * dmwh / days.where(days > 0)).to_numpy()
+    short = out.groupby(["fleet", "bus", "node", "year"], sort=False)["short_mwh"].sum().clip(lower=0.0)
+    acc["shortfall_mwh"] = short.groupby(["fleet", "bus"], sort=False).mean().to_numpy()
+    return acc.reindex(columns=OWNER_COLUMNS)
+
+
+def _category_by_node(res, category: str) -> pd.Series:
+    c = res.costs[res.costs["category"] == category]
+    return c.groupby("node")["pv_eur"].sum() if len(c) else pd.Series(dtype=float)
+
+
+def _spread_by_evs(res, acc: pd.DataFrame, units: pd.DataFrame, category: str) -> np.ndarray:
+    """A category's expected PV per tree node spread over the groups by their EVs there."""
+    amount = _category_by_node(res, category)
+    if amount.empty:
+        return np.zeros(len(acc))
+    u = units.reset_index().groupby(["fleet", "bus", "node"], sort=False)["n"].mean().reset_index()
+    u["eur"] = _share(u, ["node"], amount, "n")
+    got = u.groupby(["fleet", "bus"], sort=False)["eur"].sum()
+    return got.reindex(pd.MultiIndex.from_frame(acc[["fleet", "bus"]]), fill_value=0.0).to_numpy()
+
+
+def _contract_income(res, acc: pd.DataFrame) -> np.ndarray:
+    """Contract payments (availability, utilisation, penalty: a negative income) per group."""
+    t = res.tables.get("contracts")
+    if t is None or t.empty:
+        return np.zeros(len(acc))
+    t = t.groupby(["fleet", "bus", "node"], sort=False).agg(contracted_mw=("contracted_mw", "first"),
+                                                             activated_mwh=("activated_mwh", "sum"),
+                                                             undelivered_mwh=("undelivered_mwh", "sum")).reset_index()
+    eur = np.zeros(len(t))
+    for cat, weight, sign in (("contract_availability", "contracted_mw", 1.0), ("contract_utilisation",
+                                                                                 "activated_mwh", 1.0),
+                              ("contract_penalty", "undelivered_mwh", -1.0)):
+        amount = _category_by_node(res, cat)
+        if not amount.empty:
+            eur += sign * _share(t, ["node"], amount, weight).to_numpy()
+    got = pd.Series(eur).groupby([t["fleet"], t["bus"].astype(str)], sort=False).sum()
+    keys = pd.MultiIndex.from_arrays([acc["fleet"], acc["bus"].astype(str)])
+    return got.reindex(keys, fill_value=0.0).to_numpy()
+
+
+def distribution(acc: pd.DataFrame, column: str = "per_ev_year_eur") -> dict:
+    """Weighted by EVs: mean, 10th percentile, median, 90th percentile, min and max of
+    ``column`` over the owner groups."""
+    a = acc.dropna(subset=[column])
+    if a.empty:
+        return {}
+    v, w = a[column].to_numpy(dtype=float), a["evs"].to_numpy(dtype=float)
+    order = np.argsort(v)
+    v, w = v[order], w[order]
+    cum = np.cumsum(w) / w.sum()
+
+    def q(p):
+        return float(v[min(np.searchsorted(cum, p - 1e-12), len(v) - 1)])
+
+    return dict(mean=float((v * w).sum() / w.sum()), p10=q(0.1), median=q(0.5), p90=q(0.9), min=float(v[0]),
+                max=float(v[-1]))

@@ -1,0 +1,73 @@
+"""The EV owners' accounts (flexplan.stakeholders): the bills recomputed from the schedules add
+up to the model's own cost categories, and on one bus with a flat tariff the bill is the price
+times the energy of an independent step-by-step simulation of the sessions."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import flexplan as fp
+from conftest import CABLE, EVENING, add_fleet, simulate_uncontrolled, write_feeder
+from flexplan.stakeholders import distribution, owner_accounts
+
+pytestmark = pytest.mark.component
+
+
+@pytest.fixture(scope="module")
+def two_fleets(tmp_path_factory):
+    """b0 - b1 - b2, two fleets (home EVs at b1 and at b2), two stages over ten years."""
+    f = write_feeder(tmp_path_factory.mktemp("owners") / "f",
+                     lines=[("l1", "b0", "b1", 0.2, 0.1, 0.6, 1.0), ("l2", "b1", "b2", 0.2, 0.1, 0.35, 1.0)],
+                     loads=[("b1", 0.2, 0.0), ("b2", 0.15, 0.0)], profile=[("d1", 200, EVENING),
+                                                                        ("d2", 165, [0.8] * 24)],
+                     economics="base_year = 2025\nend_year = 2034\nstages = [2025, 2030]\ndiscount_rate = 0.05",
+                     reinforcement=CABLE, operation='years_per_stage = "last"')
+    add_fleet(f, "b1", 120, name="a")
+    return fp.load_instance(add_fleet(f, "b2", 150, name="b"))
+
+
+RECIPE = {"name": "owners", "blocks": ["demand", "tariffs", "ev_fleet", "reinforcement"],
+          "tariffs": {"energy_eur_per_mwh": 250.0, "offpeak_eur_per_mwh": 180.0, "offpeak_hours": 8,
+                      "network_eur_per_kw_year": 40.0, "bus_hourly_eur_per_mwh": {"b2": [15.0] * 12 + [30.0] * 12}},
+          "ev_fleet": {"mode": "smart", "flex_price_eur_per_mwh": 60.0}, "reinforcement": {"binary": True}}
+
+
+def test_owner_accounts_add_up_to_the_cost_categories(two_fleets):
+    pm = fp.build_model(two_fleets, RECIPE)
+    res = fp.solve(pm)
+    assert res.status == "optimal"
+    acc = owner_accounts(pm, res)
+    cb = res.cost_breakdown_eur
+    assert sorted(zip(acc["fleet"], acc["bus"])) == [("a", "b1"), ("b", "b2")]
+    assert cb["ev_energy"] > 0 and cb["ev_network_capacity"] > 0 and cb["ev_flexibility"] > 0
+    assert acc["energy_bill_eur"].sum() == pytest.approx(cb["ev_energy"], rel=1e-7)
+    assert acc["network_capacity_eur"].sum() == pytest.approx(cb["ev_network_capacity"], rel=1e-6)
+    assert acc["flexibility_income_eur"].sum() == pytest.approx(cb["ev_flexibility"], rel=1e-6)
+    # the nodal adder makes b2's MWh dearer than b1's
+    per_mwh = acc["energy_bill_eur"] / acc["energy_mwh"]
+    assert per_mwh.iloc[1] > per_mwh.iloc[0]
+    d = distribution(acc)
+    assert d["min"] <= d["p10"] <= d["median"] <= d["p90"] <= d["max"]
+    assert d["min"] == pytest.approx(acc["per_ev_year_eur"].min())
+    assert d["mean"] == pytest.approx(np.average(acc["per_ev_year_eur"], weights=acc["evs"]))
+
+
+def test_flat_bill_is_price_times_simulated_energy(tmp_path):
+    """One bus, 80 uncontrolled EVs, flat 200 EUR/MWh, one year: the bill is 200 × 365 × the
+    energy the sessions draw in a step-by-step simulation, per EV-day of the sample."""
+    f = write_feeder(tmp_path / "flat", lines=[("l1", "b0", "b1", 0.1, 0.05, 5.0, 1.0)], loads=[("b1", 0.1, 0.0)],
+                     economics="base_year = 2025\nend_year = 2025\nstages = [2025]",
+                     profile=[("d", 365, [1.0] * 24)])
+    inst = fp.load_instance(add_fleet(f, "b1", 80))
+    pm = fp.build_model(inst, {"name": "flat", "blocks": ["demand", "tariffs", "ev_fleet"],
+                               "tariffs": {"energy_eur_per_mwh": 200.0}, "ev_fleet": {"mode": "uncontrolled"}})
+    res = fp.solve(pm)
+    acc = owner_accounts(pm, res)
+    fleet = inst.ev_fleets[0]
+    kw = simulate_uncontrolled(fleet.sessions)[0]
+    mwh_per_year = kw.sum() / 1000.0 * 80 / fleet.ev_days * 365
+    assert acc["energy_mwh"].iloc[0] == pytest.approx(mwh_per_year, rel=1e-9)
+    assert acc["energy_bill_eur"].iloc[0] == pytest.approx(200.0 * mwh_per_year, rel=1e-9)
+    assert acc["per_ev_year_eur"].iloc[0] == pytest.approx(200.0 * mwh_per_year / 80, rel=1e-9)
+    assert acc["soc_deficit_kwh_h_per_ev_day"].iloc[0] == pytest.approx(0.0, abs=1e-9)
+    assert acc["shortfall_mwh"].iloc[0] == pytest.approx(0.0, abs=1e-9)
