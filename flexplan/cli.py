@@ -486,7 +486,7 @@ def cmd_frameworks(args) -> int:
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
     try:
         df = compare_frameworks(inst, tmp, progress=_log, ageing=args.ageing, mip_gap=args.mip_gap,
-                                time_limit=args.time_limit)
+                                time_limit=args.time_limit, regulation=args.regulation)
         mark_result(tmp)
         replace_folder(tmp, out)
     except BaseException:
@@ -495,6 +495,12 @@ def cmd_frameworks(args) -> int:
     cols = ["framework", "status", "total_system_cost_eur", "dso_investment_eur", "dso_flexibility_payments_eur",
             "ev_owner_energy_cost_eur", "peak_mw", "min_voltage_pu"]
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:,.3f}"), file=sys.stderr)
+    who = ["framework", "dso_profit_capex_eur", "dso_profit_totex_eur", "owner_net_eur_per_ev_year",
+           "owner_net_p10_eur_per_ev_year", "owner_net_p90_eur_per_ev_year"]
+    if args.regulation:
+        who += ["regulated_builds", "fit_and_forget_eur", "fit_and_forget_mva"]
+    _log("who pays and who gains (DSO: regulated profit, EUR; owners: net cost per EV and year, EUR):")
+    print(df[who].to_string(index=False, float_format=lambda v: f"{v:,.1f}"), file=sys.stderr)
     _log(f"results written to {out}")
     print(out)
     if (df["status"] == "optimal").all():
@@ -591,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                    "their AC losses), copperplate")
     p.add_argument("-v", "--verbose", action="store_true", help="show the HiGHS log")
     fw = sub.add_parser("frameworks", help="solve reinforce-only and the four flexibility frameworks on an instance "
-                        "and write frameworks.csv and frameworks.png")
+                        "and write frameworks.csv, frameworks.png, stakeholders.png and owners.csv")
     fw.add_argument("instance", help="instance folder (or the name of a shipped instance) with EV fleets")
     fw.add_argument("--out", help="output folder (default out/INSTANCE-frameworks)")
     fw.add_argument("--force", action="store_true", help="replace --out even if it is a folder of other files")
@@ -599,6 +605,9 @@ def main(argv: list[str] | None = None) -> int:
                     "a framework cut at the limit is reported with its status and gap)")
     fw.add_argument("--mip-gap", type=_gap, default=0.01, help="relative MIP gap (default 0.01)")
     fw.add_argument("--ageing", action="store_true", help="add the battery ageing block to every framework")
+    fw.add_argument("--regulation", choices=("capex", "totex"), help="also solve every framework for the profit of a "
+                    "DSO remunerated under this regime (a second solve each) and report the plan it would pick and "
+                    "its gap to the social optimum (fit_and_forget_eur, _mva)")
     ac = sub.add_parser("check-ac", help="replay a solved plan through pandapower's AC power flow, every hour")
     ac.add_argument("outdir", help="a result folder written by 'flexplan solve'")
     ac.add_argument("--correct", action="store_true", help="if the plan fails in AC: re-plan with the losses (branchflow, "

@@ -6,8 +6,16 @@ market contracts, and a nodal tariff: the flat price plus the feeder's nodal pri
 bus, :func:`dlmp_adders`) on the same instance and tabulates, per framework: the DSO's investment and
 flexibility payments, the EV owners' energy bill and battery ageing, the total system cost
 (the objective: expected present value), the feeder's peak import, the lowest voltage and the
-unserved energy (``penalties_eur``: what the soft limits cost where the plan violates them).  ``flexplan frameworks INSTANCE`` writes ``frameworks.csv``, ``frameworks.png``
-and each run's own result folder.
+unserved energy (``penalties_eur``: what the soft limits cost where the plan violates them).
+
+Who pays and who gains (:mod:`flexplan.stakeholders`, :mod:`flexplan.regulation`): the DSO's
+regulated profit from each framework's plan under a CAPEX and a TOTEX regime (default
+:class:`~flexplan.regulation.Regulation` parameters), the EV owners' net cost per EV and year
+(EV-weighted mean, 10th and 90th percentiles over the owner groups, fleet × bus), their
+flexibility income and state-of-charge deficit, and, with ``regulation=``, the plan that
+regime's DSO would pick instead and its gap to the social optimum ("fit and forget": EUR and
+MVA).  ``flexplan frameworks INSTANCE`` writes ``frameworks.csv``, ``frameworks.png``,
+``stakeholders.png``, ``owners.csv`` and each run's own result folder.
 """
 from __future__ import annotations
 
@@ -27,7 +35,10 @@ FRAMEWORKS = [
 COLUMNS = ["framework", "status", "mip_gap", "dso_investment_eur", "dso_flexibility_payments_eur",
            "ev_owner_energy_cost_eur", "ev_owner_ageing_eur", "penalties_eur", "total_system_cost_eur", "peak_mw",
            "min_voltage_pu",
-           "unserved_mwh", "builds", "solve_s"]
+           "unserved_mwh", "builds", "dso_profit_capex_eur", "dso_profit_totex_eur", "owner_net_eur_per_ev_year",
+           "owner_net_p10_eur_per_ev_year", "owner_net_p90_eur_per_ev_year", "owner_flexibility_income_eur",
+           "owner_soc_deficit_kwh_h_per_ev_day", "regulated_regime", "regulated_builds", "regulated_total_cost_eur",
+           "fit_and_forget_eur", "fit_and_forget_mva", "solve_s"]
 DSO_FLEX = ("ev_flexibility", "contract_availability", "contract_utilisation", "contract_penalty",
             "connection_discount", "pv_curtailment", "heat_pump_flexibility")
 
@@ -43,6 +54,27 @@ def peak_import_mw(res, net) -> float:
     top = [names[k] for k in range(net.n_branches) if int(net.branches["from_bus"].iloc[k]) in slack]
     flows = ll[ll["line"].isin(top)].groupby(["node", "year", "day", "hour"])["p_mw"].sum()
     return float(flows.max()) if len(flows) else float("nan")
+
+
+def stakeholder_columns(pm, res) -> tuple[dict, "pd.DataFrame"]:
+    """The DSO's regulated profit from the plan (CAPEX and TOTEX regimes, default parameters)
+    and the owners' net cost per EV-year (EV-weighted mean, p10, p90), income and comfort;
+    also the owners' table (per fleet and bus)."""
+    from .regulation import Regulation, regulated_profit
+    from .stakeholders import distribution, owner_accounts
+
+    rate = pm.instance.economics.discount_rate
+    acc = owner_accounts(pm, res)
+    d = distribution(acc)
+    w = acc["evs"].to_numpy(dtype=float) if len(acc) else None
+    deficit = float((acc["soc_deficit_kwh_h_per_ev_day"] * w).sum() / w.sum()) if w is not None and w.sum() else None
+    cols = dict(dso_profit_capex_eur=regulated_profit(res, Regulation(regime="capex"), rate)["profit_eur"],
+                dso_profit_totex_eur=regulated_profit(res, Regulation(regime="totex"), rate)["profit_eur"],
+                owner_net_eur_per_ev_year=d.get("mean"), owner_net_p10_eur_per_ev_year=d.get("p10"),
+                owner_net_p90_eur_per_ev_year=d.get("p90"),
+                owner_flexibility_income_eur=float(acc["flexibility_income_eur"].sum()) if len(acc) else 0.0,
+                owner_soc_deficit_kwh_h_per_ev_day=deficit)
+    return cols, acc
 
 
 def row(name: str, res, net) -> dict:
@@ -145,17 +177,24 @@ FRAMEWORK_HIGHS = {"mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_
 
 
 def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAMEWORKS, progress=None,
-                       ageing: bool = False, extras: bool = True, **solve_kw) -> pd.DataFrame:
+                       ageing: bool = False, extras: bool = True, regulation=None, **solve_kw) -> pd.DataFrame:
     """Solve every framework on ``instance`` (an Instance or a path); with ``out``, write
     ``frameworks.csv``, ``frameworks.png`` and ``<framework>/`` result folders there.
     ``ageing``: add the battery ageing block (default options) to every recipe, so that the
     owners' battery wear is costed and weighed.  ``extras``: also the frameworks the instance's
     data add (:func:`extra_frameworks`: DSO storage where it has [storage] sites); the
-    instance's PV and heat pumps are in every framework (:func:`with_instance_blocks`)."""
+    instance's PV and heat pumps are in every framework (:func:`with_instance_blocks`).
+    ``regulation``: a :class:`~flexplan.regulation.Regulation` (or its regime's name): also solve
+    each framework for that DSO's regulated profit (a second solve per framework) and report its
+    plan and its gap to the social optimum."""
     import flexplan as fp
 
+    from .regulation import Regulation, build_megawatts, set_regulated_objective, social_cost
+
     inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
-    rows, start = [], None
+    if isinstance(regulation, str):
+        regulation = Regulation(regime=regulation)
+    rows, start, owners = [], None, []
     for name, recipe in list(frameworks) + (extra_frameworks(inst) if extras else []):
         t0 = time.perf_counter()
         if progress:
@@ -174,7 +213,26 @@ def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAME
                        **({**FRAMEWORK_HIGHS, **solve_kw} if started else solve_kw))
         if not rows and res.has_solution:
             start = fp.decision_values(pm)
-        rows.append(row(name, res, inst.network) if res.has_solution else dict(framework=name, status=res.status))
+        r = row(name, res, inst.network) if res.has_solution else dict(framework=name, status=res.status)
+        if res.has_solution:
+            cols, acc = stakeholder_columns(pm, res)
+            r.update(cols)
+            owners.append(acc.assign(framework=name))
+        if regulation is not None and res.has_solution:
+            if progress:
+                progress(f"framework {name}: the plan a DSO under the {regulation.regime} regime would choose")
+            del pm
+            fp.release_memory()
+            pm = fp.build_model(inst, rec)
+            set_regulated_objective(pm, regulation)
+            reg = fp.solve(pm, start=start, **({**FRAMEWORK_HIGHS, **solve_kw} if start is not None else solve_kw))
+            r.update(regulated_regime=regulation.regime, regulated_builds=reg.status if not reg.has_solution else
+                     "; ".join(f"{b.year} {b.asset}" for b in reg.builds.itertuples()))
+            if reg.has_solution:
+                r.update(regulated_total_cost_eur=social_cost(reg),
+                         fit_and_forget_eur=social_cost(reg) - social_cost(res),
+                         fit_and_forget_mva=build_megawatts(reg) - build_megawatts(res))
+        rows.append(r)
         if progress:
             cost = f"{res.objective_eur:,.0f} EUR" if res.has_solution else "no solution"
             progress(f"framework {name}: {res.status}, {cost} ({time.perf_counter() - t0:.0f} s)")
@@ -189,7 +247,12 @@ def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAME
         tmp = out / ".frameworks.csv.tmp"
         df.to_csv(tmp, index=False)
         tmp.replace(out / "frameworks.csv")
+        if owners:
+            tmp = out / ".owners.csv.tmp"
+            pd.concat(owners, ignore_index=True).to_csv(tmp, index=False)
+            tmp.replace(out / "owners.csv")
         plot_frameworks(df, out / "frameworks.png", inst.name)
+        plot_stakeholders(df, out / "stakeholders.png", inst.name)
     return df
 
 
@@ -233,6 +296,49 @@ def plot_frameworks(df: pd.DataFrame, path: Path, title: str) -> Path:
         a.set_xticks(x, names, rotation=25, ha="right")
         a.grid(alpha=0.3, axis="y")
     fig.suptitle(f"{title}: four ways of procuring EV flexibility, and reinforcement alone")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def stakeholder_changes(df: pd.DataFrame) -> pd.DataFrame:
+    """Per framework, each party's gain (EUR, expected present value; positive: better off)
+    against the first row (reinforcement alone): society (its total cost), the DSO (its
+    regulated profit, CAPEX and TOTEX regimes) and the EV owners (their net cost: bill,
+    capacity tariff and ageing less flexibility income, over all owners)."""
+    def col(c):
+        return df[c].astype(float) if c in df else pd.Series(float("nan"), index=df.index)
+
+    owners = col("ev_owner_energy_cost_eur") + col("ev_owner_ageing_eur") - col("owner_flexibility_income_eur")
+    parts = {"society": -col("total_system_cost_eur"), "DSO (CAPEX regime)": col("dso_profit_capex_eur"),
+             "DSO (TOTEX regime)": col("dso_profit_totex_eur"), "EV owners": -owners}
+    out = pd.DataFrame({k: v - v.iloc[0] for k, v in parts.items()})
+    out.insert(0, "framework", df["framework"].to_numpy())
+    return out
+
+
+def plot_stakeholders(df: pd.DataFrame, path: Path, title: str) -> Path:
+    """Each party's gain or loss by framework against reinforcement alone (grouped bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ch = stakeholder_changes(df)
+    parties = [c for c in ch.columns if c != "framework"]
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.6 * len(ch)), 4.6))
+    x = np.arange(len(ch))
+    width = 0.8 / len(parties)
+    for i, p in enumerate(parties):
+        ax.bar(x + (i - (len(parties) - 1) / 2) * width, ch[p].fillna(0).to_numpy() / 1e3, width, label=p)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xticks(x, ch["framework"], rotation=25, ha="right")
+    ax.set_ylabel(f"gain vs {ch['framework'].iloc[0]}, kEUR (present value)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{title}: who gains and who pays, by framework")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

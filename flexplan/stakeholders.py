@@ -71,7 +71,8 @@ def owner_accounts(pm, res) -> pd.DataFrame:
         price = np.array([tariff.at_bus(int(b))[1][s] for b, s in zip(bus_ix, step)])
         out["energy_bill_eur"] = price * ev["hours"] * net_mw * ev["w"]
     spec, blk = pm.blocks["ev_fleet"]
-    flex_price = blk._flex["cfg"].flex_price_eur_per_mwh
+    cfg = blk._flex["cfg"]  # a fixed schedule (uncontrolled, tariff-driven) is not paid for
+    flex_price = cfg.flex_price_eur_per_mwh if cfg.mode not in ("uncontrolled", "tariff") else 0.0
     out["flex_income_eur"] = flex_price * ev["flex_down_mw"] * ev["hours"] * ev["price_factor"] * ev["w"]
     out["mwh"] = ev["charge_mw"] * ev["hours"]  # MWh in the op's year
     # MWh·h below the uncontrolled state of charge (energy_max is the uncontrolled trajectory)

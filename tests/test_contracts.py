@@ -101,7 +101,7 @@ def test_frameworks_command_writes_the_comparison(tmp_path):
                      economics="base_year = 2025\nend_year = 2029\nstages = [2025]", reinforcement=CABLE)
     add_fleet(f, "b2", 200)
     out = tmp_path / "out"
-    assert main(["frameworks", str(f), "--out", str(out)]) == 0
+    assert main(["frameworks", str(f), "--out", str(out), "--regulation", "capex"]) == 0
     df = pd.read_csv(out / "frameworks.csv")
     assert df["framework"].tolist() == ["reinforce_only", "rule_based", "network_tariff", "connection_agreement",
                                         "market", "dlmp_tariff"]
@@ -125,6 +125,21 @@ def test_frameworks_command_writes_the_comparison(tmp_path):
     assert ev["dlmp_tariff"].loc[evening].sum() < 0.5 * ev["reinforce_only"].loc[evening].sum()
     assert (out / "frameworks.png").stat().st_size > 20_000
     assert (out / "market" / "summary.json").exists()
+    # who pays and who gains: the owners' table adds up to each framework's owner energy bill;
+    # the DSO's CAPEX-regime profit is minus its flexibility spend (its line earns the cost of
+    # capital: no profit); the regulated plans are never cheaper for society than the social ones
+    owners = pd.read_csv(out / "owners.csv")
+    bills = owners.groupby("framework", sort=False)[["energy_bill_eur", "network_capacity_eur"]].sum().sum(axis=1)
+    assert bills.to_numpy() == pytest.approx(df.set_index("framework").loc[bills.index, "ev_owner_energy_cost_eur"]
+                                             .to_numpy(), rel=1e-6)
+    flex = df["dso_flexibility_payments_eur"] + df["penalties_eur"]
+    assert df["dso_profit_capex_eur"].to_numpy() == pytest.approx(-flex.to_numpy(), rel=1e-6, abs=1e-6)
+    assert (df["fit_and_forget_eur"] >= -1e-6 * df["total_system_cost_eur"] - 0.01 * df["total_system_cost_eur"]).all()
+    # no PV or heat pumps here: everything the DSO pays for flexibility goes to the EV owners
+    assert df["owner_flexibility_income_eur"].to_numpy() == pytest.approx(df["dso_flexibility_payments_eur"]
+                                                                          .to_numpy(), rel=1e-6, abs=1e-6)
+    assert df["owner_net_p10_eur_per_ev_year"].le(df["owner_net_p90_eur_per_ev_year"] + 1e-9).all()
+    assert (out / "stakeholders.png").stat().st_size > 20_000
     # an instance without EVs is refused with a clear message
     no_ev = write_feeder(tmp_path / "noev", lines=[("l1", "b0", "b1", 0.2, 0.1, 20.0, 1.0)], loads=[("b1", 0.3, 0.05)])
     assert main(["frameworks", str(no_ev), "--out", str(tmp_path / "o2")]) == 2

@@ -71,3 +71,32 @@ def test_flat_bill_is_price_times_simulated_energy(tmp_path):
     assert acc["per_ev_year_eur"].iloc[0] == pytest.approx(200.0 * mwh_per_year / 80, rel=1e-9)
     assert acc["soc_deficit_kwh_h_per_ev_day"].iloc[0] == pytest.approx(0.0, abs=1e-9)
     assert acc["shortfall_mwh"].iloc[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_contract_payments_reach_the_owners_who_contracted(tmp_path):
+    """Secure contracts with two fleets at the overloaded bus (the contracts tests' feeder):
+    the owners' income is the contracts' availability and utilisation payments, split by what
+    each fleet contracted and delivered."""
+    f = write_feeder(tmp_path / "c", lines=[("l1", "b0", "b1", 0.2, 0.1, 0.45, 1.0)], loads=[("b1", 0.3, 0.05)],
+                     profile=[("day", 365, EVENING)], economics="base_year = 2025\nend_year = 2027\nstages = [2025]",
+                     reinforcement=CABLE)
+    add_fleet(f, "b1", 120, name="a")
+    inst = fp.load_instance(add_fleet(f, "b1", 80, name="b"))
+    pm = fp.build_model(inst, {"name": "market", "blocks": ["demand", "ev_fleet", "reinforcement", "contracts"],
+                               "ev_fleet": {"mode": "smart", "flex_price_eur_per_mwh": 0.0},
+                               "contracts": {"window_start_h": 16, "window_hours": 6, "product": "secure",
+                                             "availability_eur_per_mw_h": 2.0, "utilisation_eur_per_mwh": 30.0}})
+    res = fp.solve(pm)
+    assert res.status == "optimal"
+    cb = res.cost_breakdown_eur
+    paid = cb.get("contract_availability", 0.0) + cb.get("contract_utilisation", 0.0)
+    assert paid > 0, cb
+    acc = owner_accounts(pm, res)
+    assert acc["flexibility_income_eur"].sum() == pytest.approx(paid, rel=1e-9)
+    # by hand: availability pro rata to the MW each fleet contracted, utilisation to its MWh
+    t = res.tables["contracts"].groupby("fleet").agg(mw=("contracted_mw", "first"), mwh=("activated_mwh", "sum"))
+    hand = cb.get("contract_availability", 0.0) * t["mw"] / t["mw"].sum() \
+        + cb.get("contract_utilisation", 0.0) * t["mwh"] / t["mwh"].sum()
+    assert acc.set_index("fleet")["flexibility_income_eur"].to_numpy() == pytest.approx(hand.loc[["a", "b"]]
+                                                                                          .to_numpy(), rel=1e-9)
+    assert acc["soc_deficit_kwh_h_per_ev_day"].max() > 0  # moved out of the window: later than uncontrolled
