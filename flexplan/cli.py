@@ -486,7 +486,7 @@ def cmd_frameworks(args) -> int:
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
     try:
         df = compare_frameworks(inst, tmp, progress=_log, ageing=args.ageing, mip_gap=args.mip_gap,
-                                time_limit=args.time_limit, regulation=args.regulation)
+                                time_limit=args.time_limit, regulation=args.regulation, stacking=args.stacking)
         mark_result(tmp)
         replace_folder(tmp, out)
     except BaseException:
@@ -501,6 +501,9 @@ def cmd_frameworks(args) -> int:
         who += ["regulated_builds", "fit_and_forget_eur", "fit_and_forget_mva"]
     _log("who pays and who gains (DSO: regulated profit, EUR; owners: net cost per EV and year, EUR):")
     print(df[who].to_string(index=False, float_format=lambda v: f"{v:,.1f}"), file=sys.stderr)
+    if "stacking" in df.attrs:
+        _log("the aggregator (market cost and value, EUR; lost: against its optimum without the DSO's network):")
+        print(df.attrs["stacking"].to_string(index=False, float_format=lambda v: f"{v:,.1f}"), file=sys.stderr)
     _log(f"results written to {out}")
     print(out)
     if (df["status"] == "optimal").all():
@@ -608,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
     fw.add_argument("--regulation", choices=("capex", "totex"), help="also solve every framework for the profit of a "
                     "DSO remunerated under this regime (a second solve each) and report the plan it would pick and "
                     "its gap to the social optimum (fit_and_forget_eur, _mva)")
+    fw.add_argument("--stacking", action="store_true", help="also the aggregator's view: the fleets at day-ahead prices "
+                    "with frequency reserve (recipe aggregator_stacking), with and without the DSO's network and under "
+                    "a connection agreement; writes stacking.csv (four more solves)")
     ac = sub.add_parser("check-ac", help="replay a solved plan through pandapower's AC power flow, every hour")
     ac.add_argument("outdir", help="a result folder written by 'flexplan solve'")
     ac.add_argument("--correct", action="store_true", help="if the plan fails in AC: re-plan with the losses (branchflow, "

@@ -177,7 +177,8 @@ FRAMEWORK_HIGHS = {"mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_
 
 
 def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAMEWORKS, progress=None,
-                       ageing: bool = False, extras: bool = True, regulation=None, **solve_kw) -> pd.DataFrame:
+                       ageing: bool = False, extras: bool = True, regulation=None, stacking: bool = False,
+                       **solve_kw) -> pd.DataFrame:
     """Solve every framework on ``instance`` (an Instance or a path); with ``out``, write
     ``frameworks.csv``, ``frameworks.png`` and ``<framework>/`` result folders there.
     ``ageing``: add the battery ageing block (default options) to every recipe, so that the
@@ -186,7 +187,10 @@ def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAME
     instance's PV and heat pumps are in every framework (:func:`with_instance_blocks`).
     ``regulation``: a :class:`~flexplan.regulation.Regulation` (or its regime's name): also solve
     each framework for that DSO's regulated profit (a second solve per framework) and report its
-    plan and its gap to the social optimum."""
+    plan and its gap to the social optimum.  ``stacking``: also the aggregator's view
+    (:func:`flexplan.stakeholders.market_value`: the fleets at day-ahead prices with reserve, and
+    what the DSO's needs and a connection agreement cost it in market value), written as
+    ``stacking.csv`` and drawn beside the stakeholders' gains; ``df.attrs["stacking"]``."""
     import flexplan as fp
 
     from .regulation import Regulation, build_megawatts, set_regulated_objective, social_cost
@@ -241,6 +245,12 @@ def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAME
         del pm
         fp.release_memory()
     df = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    stack = None
+    if stacking:
+        from .stakeholders import market_value
+
+        stack = market_value(inst, progress=progress, **solve_kw)
+        df.attrs["stacking"] = stack
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +262,11 @@ def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAME
             pd.concat(owners, ignore_index=True).to_csv(tmp, index=False)
             tmp.replace(out / "owners.csv")
         plot_frameworks(df, out / "frameworks.png", inst.name)
-        plot_stakeholders(df, out / "stakeholders.png", inst.name)
+        if stack is not None:
+            tmp = out / ".stacking.csv.tmp"
+            stack.to_csv(tmp, index=False)
+            tmp.replace(out / "stacking.csv")
+        plot_stakeholders(df, out / "stakeholders.png", inst.name, stacking=stack)
     return df
 
 
@@ -318,8 +332,10 @@ def stakeholder_changes(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def plot_stakeholders(df: pd.DataFrame, path: Path, title: str) -> Path:
-    """Each party's gain or loss by framework against reinforcement alone (grouped bars)."""
+def plot_stakeholders(df: pd.DataFrame, path: Path, title: str, stacking: pd.DataFrame | None = None) -> Path:
+    """Each party's gain or loss by framework against reinforcement alone (grouped bars); with
+    ``stacking`` (:func:`flexplan.stakeholders.market_value`), a second panel: the aggregator's
+    market value against uncontrolled charging, per case."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -328,7 +344,18 @@ def plot_stakeholders(df: pd.DataFrame, path: Path, title: str) -> Path:
 
     ch = stakeholder_changes(df)
     parties = [c for c in ch.columns if c != "framework"]
-    fig, ax = plt.subplots(figsize=(max(8.0, 1.6 * len(ch)), 4.6))
+    wide = max(8.0, 1.6 * len(ch))
+    if stacking is not None:
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(wide + 5.0, 4.6), gridspec_kw={"width_ratios": [wide, 5.0]})
+        v = stacking["value_vs_uncontrolled_eur"].astype(float).fillna(0).to_numpy() / 1e3
+        ax2.bar(np.arange(len(stacking)), v, color="C5")
+        ax2.set_xticks(np.arange(len(stacking)), stacking["case"], rotation=25, ha="right")
+        ax2.axhline(0, color="k", lw=0.6)
+        ax2.set_ylabel("kEUR (present value)")
+        ax2.set_title("aggregator: market value vs uncontrolled charging")
+        ax2.grid(alpha=0.3, axis="y")
+    else:
+        fig, ax = plt.subplots(figsize=(wide, 4.6))
     x = np.arange(len(ch))
     width = 0.8 / len(parties)
     for i, p in enumerate(parties):

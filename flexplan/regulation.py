@@ -1,4 +1,4 @@
-"""The regulated DSO's own view of a plan (docs/formulation.md §11).
+"""The regulated DSO's own view of a plan (docs/formulation.md §9).
 
 A DSO does not minimise the social cost; it maximises its regulated profit.  How the
 regulator pays it back for what it spends decides which plan it prefers:

@@ -1,4 +1,4 @@
-"""Who pays and who gains: the EV owners' accounts per fleet and bus (docs/formulation.md §11).
+"""Who pays and who gains: the EV owners' accounts per fleet and bus (docs/formulation.md §9).
 
 :func:`owner_accounts` splits a solved plan's money by owner group (the EVs of one fleet at one
 bus), in EUR of expected present value like the cost breakdown:
@@ -164,3 +164,76 @@ def distribution(acc: pd.DataFrame, column: str = "per_ev_year_eur") -> dict:
 
     return dict(mean=float((v * w).sum() / w.sum()), p10=q(0.1), median=q(0.5), p90=q(0.9), min=float(v[0]),
                 max=float(v[-1]))
+
+
+MARKET = ("market_energy", "market_reserve")
+
+
+def market_cost(res) -> float:
+    """The aggregator's net market cost (EUR, expected present value): day-ahead energy less
+    reserve revenue."""
+    cb = res.cost_breakdown_eur
+    return float(sum(cb.get(c, 0.0) for c in MARKET))
+
+
+def market_value(instance, recipe="aggregator_stacking", progress=None, connection: dict | None = None,
+                 **solve_kw) -> pd.DataFrame:
+    """What the DSO's needs cost the aggregator (docs/formulation.md §9.3).  ``recipe`` must
+    have the ``wholesale`` block.  Four solves of it on ``instance``:
+
+    * ``uncontrolled``: the EVs charge on arrival (no aggregator), priced at the same prices;
+    * ``no_dso_need``: the copper plate (no line or voltage limit; only a substation import
+      limit if the instance has one): the aggregator's standalone optimum, stacked;
+    * ``dso_need``: the feeder as it is; the plan minimises the total cost, so the aggregator's
+      schedule gives way where that is cheaper than reinforcing;
+    * ``connection_agreement``: the same with the connection block's charging caps
+      (``connection`` options, default those of ``framework_connection_agreement``).
+
+    Per case: the aggregator's market cost, its value against ``uncontrolled``, the DSO's
+    investment and the total cost; ``lost_vs_no_dso_need_eur``: the market value the case gives up
+    against the standalone optimum (for ``dso_need``: what DSO flexibility costs in lost market
+    value; for ``connection_agreement``: what the agreement precludes)."""
+    import copy
+
+    import flexplan as fp
+
+    from .recipe import resolve_recipe
+
+    inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
+    base = resolve_recipe(recipe)
+    if "wholesale" not in base.blocks:
+        raise fp.RecipeError(f"market_value: recipe '{base.name}' has no 'wholesale' block (nothing is priced at "
+                             "market prices); use 'aggregator_stacking' or add the block")
+    cases = {}
+    r = copy.deepcopy(base)
+    r.options["ev_fleet"] = {**r.options.get("ev_fleet", {}), "mode": "uncontrolled"}
+    cases["uncontrolled"] = r
+    r = copy.deepcopy(base)
+    r.formulation = "copperplate"
+    cases["no_dso_need"] = r
+    cases["dso_need"] = copy.deepcopy(base)
+    r = copy.deepcopy(base)
+    if "connection" not in r.blocks:
+        r.blocks.insert(r.blocks.index("ev_fleet"), "connection")
+    r.options["connection"] = dict(connection if connection is not None
+                                   else resolve_recipe("framework_connection_agreement").options["connection"])
+    cases["connection_agreement"] = r
+    rows = []
+    for name, rec in cases.items():
+        rec.name = f"{base.name}[{name}]"
+        res = fp.solve(fp.build_model(inst, rec), **solve_kw)
+        if progress:
+            progress(f"market value, {name}: {res.status}" + (f", market cost {market_cost(res):,.0f} EUR"
+                                                               if res.has_solution else ""))
+        cb = res.cost_breakdown_eur if res.has_solution else {}
+        rows.append(dict(case=name, status=res.status, market_cost_eur=market_cost(res) if res.has_solution else None,
+                         dso_investment_eur=cb.get("investment", 0.0) + cb.get("storage_investment", 0.0)
+                         if res.has_solution else None,
+                         penalties_eur=sum(v for k, v in cb.items() if k.startswith("penalty_"))
+                         if res.has_solution else None,
+                         total_cost_eur=res.objective_eur if res.has_solution else None))
+    df = pd.DataFrame(rows)
+    cost = df.set_index("case")["market_cost_eur"].astype(float)
+    df["value_vs_uncontrolled_eur"] = (cost["uncontrolled"] - cost).to_numpy()
+    df["lost_vs_no_dso_need_eur"] = (cost - cost["no_dso_need"]).to_numpy()
+    return df

@@ -101,7 +101,7 @@ def test_frameworks_command_writes_the_comparison(tmp_path):
                      economics="base_year = 2025\nend_year = 2029\nstages = [2025]", reinforcement=CABLE)
     add_fleet(f, "b2", 200)
     out = tmp_path / "out"
-    assert main(["frameworks", str(f), "--out", str(out), "--regulation", "capex"]) == 0
+    assert main(["frameworks", str(f), "--out", str(out), "--regulation", "capex", "--stacking"]) == 0
     df = pd.read_csv(out / "frameworks.csv")
     assert df["framework"].tolist() == ["reinforce_only", "rule_based", "network_tariff", "connection_agreement",
                                         "market", "dlmp_tariff"]
@@ -140,6 +140,9 @@ def test_frameworks_command_writes_the_comparison(tmp_path):
                                                                           .to_numpy(), rel=1e-6, abs=1e-6)
     assert df["owner_net_p10_eur_per_ev_year"].le(df["owner_net_p90_eur_per_ev_year"] + 1e-9).all()
     assert (out / "stakeholders.png").stat().st_size > 20_000
+    stack = pd.read_csv(out / "stacking.csv").set_index("case")
+    assert stack.index.tolist() == ["uncontrolled", "no_dso_need", "dso_need", "connection_agreement"]
+    assert (stack["lost_vs_no_dso_need_eur"] >= -0.01 * stack["market_cost_eur"].abs()).all()  # within the 1 % gap
     # an instance without EVs is refused with a clear message
     no_ev = write_feeder(tmp_path / "noev", lines=[("l1", "b0", "b1", 0.2, 0.1, 20.0, 1.0)], loads=[("b1", 0.3, 0.05)])
     assert main(["frameworks", str(no_ev), "--out", str(tmp_path / "o2")]) == 2

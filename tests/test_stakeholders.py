@@ -100,3 +100,51 @@ def test_contract_payments_reach_the_owners_who_contracted(tmp_path):
     assert acc.set_index("fleet")["flexibility_income_eur"].to_numpy() == pytest.approx(hand.loc[["a", "b"]]
                                                                                           .to_numpy(), rel=1e-9)
     assert acc["soc_deficit_kwh_h_per_ev_day"].max() > 0  # moved out of the window: later than uncontrolled
+
+
+def test_market_value_lost_to_a_connection_agreement_is_the_capped_arbitrage(tmp_path):
+    """On a line that never binds, the aggregator's stacked optimum with and without the DSO's
+    network is each session's cheapest charging (the greedy reference of test_wholesale.py);
+    a connection agreement capping chargers at 3 kW over 11:00-15:00 (the cheapest, negative-
+    price hours) costs exactly what the greedy loses with the charger power capped there."""
+    from test_wholesale import N_EVS, PRICE, SESSIONS, fleet_feeder, greedy_arbitrage
+
+    from flexplan.stakeholders import market_value
+
+    inst = fleet_feeder(tmp_path / "free", SESSIONS, N_EVS)
+    rec = fp.resolve_recipe("aggregator_stacking")
+    rec.options["wholesale"] = {"day_ahead_eur_per_mwh": PRICE, "reserve_eur_per_mw_h": 0.0}
+    df = market_value(inst, rec, connection={"peak_cap_kw": 3.0, "peak_start_h": 11, "peak_hours": 4},
+                      mip_gap=0.0).set_index("case")
+    free = greedy_arbitrage(SESSIONS, PRICE, N_EVS)
+    assert df.loc["no_dso_need", "market_cost_eur"] == pytest.approx(free, rel=1e-6)
+    assert df.loc["dso_need", "lost_vs_no_dso_need_eur"] == pytest.approx(0.0, abs=1e-6 * abs(free))
+    # the capped greedy: each session's charger limited to 3 kW in hours 11..14
+    lost = greedy_capped(SESSIONS, PRICE, N_EVS, cap_kw=3.0, hours=range(11, 15)) - free
+    print(f"connection agreement precludes {lost:,.2f} EUR/yr of market value (greedy), model "
+          f"{df.loc['connection_agreement', 'lost_vs_no_dso_need_eur']:,.2f}")
+    assert lost > 1.0
+    assert df.loc["connection_agreement", "lost_vs_no_dso_need_eur"] == pytest.approx(lost, rel=1e-6)
+    # the uncontrolled EVs pay more than the aggregator at every step
+    assert df.loc["uncontrolled", "market_cost_eur"] > df.loc["connection_agreement", "market_cost_eur"]
+    assert (df["value_vs_uncontrolled_eur"].drop("uncontrolled") > 0).all()
+
+
+def greedy_capped(sessions, price, evs, cap_kw, hours, eta=0.95) -> float:
+    """test_wholesale's greedy with each charger's power capped at ``cap_kw`` in ``hours``."""
+    price = np.asarray(price)
+    capped = set(hours)
+    total = 0.0
+    for r in sessions.itertuples():
+        a, d = r.arrival_h, r.departure_h if r.departure_h > r.arrival_h else r.departure_h + 24
+        window = np.arange(int(np.ceil(a)), int(np.floor(d))) % 24
+        need = r.energy_required_kwh - r.energy_arrival_kwh
+        room = max(r.battery_kwh, r.energy_arrival_kwh) - r.energy_arrival_kwh
+        stored = 0.0
+        for h in window[np.argsort(price[window], kind="stable")]:
+            kw = min(r.charger_kw, cap_kw) if h in capped else r.charger_kw
+            goal = room if price[h] < 0 else need
+            e = min(eta * kw, max(goal - stored, 0.0))
+            total += price[h] * e / eta / 1000.0
+            stored += e
+    return total * 365.0 * evs / sessions["ev"].nunique()
