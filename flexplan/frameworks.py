@@ -37,7 +37,7 @@ COLUMNS = ["framework", "status", "mip_gap", "dso_investment_eur", "dso_flexibil
            "min_voltage_pu",
            "unserved_mwh", "builds", "dso_profit_capex_eur", "dso_profit_totex_eur", "owner_net_eur_per_ev_year",
            "owner_net_p10_eur_per_ev_year", "owner_net_p90_eur_per_ev_year", "owner_flexibility_income_eur",
-           "owner_soc_deficit_kwh_h_per_ev_day", "regulated_regime", "regulated_builds", "regulated_total_cost_eur",
+           "owner_soc_deficit_kwh_h_per_ev_day", "regulated_regime", "regulated_builds", "regulated_total_cost_eur", "regulated_dso_profit_eur",
            "fit_and_forget_eur", "fit_and_forget_mva", "solve_s"]
 DSO_FLEX = ("ev_flexibility", "contract_availability", "contract_utilisation", "contract_penalty",
             "connection_discount", "pv_curtailment", "heat_pump_flexibility")
@@ -193,7 +193,7 @@ def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAME
     ``stacking.csv`` and drawn beside the stakeholders' gains; ``df.attrs["stacking"]``."""
     import flexplan as fp
 
-    from .regulation import Regulation, build_megawatts, set_regulated_objective, social_cost
+    from .regulation import Regulation, build_megawatts, regulated_profit, social_cost, solve_regulated
 
     inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
     if isinstance(regulation, str):
@@ -225,15 +225,17 @@ def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAME
         if regulation is not None and res.has_solution:
             if progress:
                 progress(f"framework {name}: the plan a DSO under the {regulation.regime} regime would choose")
+            mine = fp.decision_values(pm)
             del pm
             fp.release_memory()
-            pm = fp.build_model(inst, rec)
-            set_regulated_objective(pm, regulation)
-            reg = fp.solve(pm, start=start, **({**FRAMEWORK_HIGHS, **solve_kw} if start is not None else solve_kw))
+            reg = solve_regulated(inst, rec, regulation, res, mine, **{**FRAMEWORK_HIGHS, **solve_kw})
+            pm = None
             r.update(regulated_regime=regulation.regime, regulated_builds=reg.status if not reg.has_solution else
                      "; ".join(f"{b.year} {b.asset}" for b in reg.builds.itertuples()))
             if reg.has_solution:
                 r.update(regulated_total_cost_eur=social_cost(reg),
+                         regulated_dso_profit_eur=regulated_profit(reg, regulation, inst.economics.discount_rate)[
+                             "profit_eur"],
                          fit_and_forget_eur=social_cost(reg) - social_cost(res),
                          fit_and_forget_mva=build_megawatts(reg) - build_megawatts(res))
         rows.append(r)

@@ -134,7 +134,9 @@ def test_frameworks_command_writes_the_comparison(tmp_path):
                                              .to_numpy(), rel=1e-6)
     flex = df["dso_flexibility_payments_eur"] + df["penalties_eur"]
     assert df["dso_profit_capex_eur"].to_numpy() == pytest.approx(-flex.to_numpy(), rel=1e-6, abs=1e-6)
-    assert (df["fit_and_forget_eur"] >= -1e-6 * df["total_system_cost_eur"] - 0.01 * df["total_system_cost_eur"]).all()
+    assert (df["fit_and_forget_eur"] >= -0.01 * df["total_system_cost_eur"]).all()  # within the 1 % gap
+    # the DSO's plan is at least as profitable for it as the social plan (it starts from it)
+    assert (df["regulated_dso_profit_eur"] >= df["dso_profit_capex_eur"] - 1e-6 * df["total_system_cost_eur"]).all()
     # no PV or heat pumps here: everything the DSO pays for flexibility goes to the EV owners
     assert df["owner_flexibility_income_eur"].to_numpy() == pytest.approx(df["dso_flexibility_payments_eur"]
                                                                           .to_numpy(), rel=1e-6, abs=1e-6)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import flexplan as fp
-from conftest import write_feeder
+from conftest import CABLE, write_feeder
 from flexplan.errors import RecipeError
 
 pytestmark = pytest.mark.component
@@ -30,15 +30,7 @@ SESSIONS = pd.DataFrame({
 N_EVS = 40  # EVs at the bus; the sample covers 4 EV-days, so each session stands for 10 EVs
 ONE_YEAR = "base_year = 2025\nend_year = 2025\nstages = [2025]"
 #: a cable far dearer than any market value lost, so that a binding line stays as it is
-DEAR_CABLE = """generate = ["replace"]
-[[reinforcement.line_types]]
-name = "cable"
-r_ohm_per_km = 0.2
-x_ohm_per_km = 0.1
-max_i_ka = 0.2
-capex_eur_per_km = 1e9
-lifetime_years = 40
-"""
+DEAR_CABLE = CABLE.replace("capex_eur_per_km = 150000", "capex_eur_per_km = 1e9")
 
 
 def fleet_feeder(folder, sessions, evs, rating_mva=10.0, load_mw=0.05):
