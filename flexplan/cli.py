@@ -496,7 +496,8 @@ def cmd_frameworks(args) -> int:
             "ev_owner_energy_cost_eur", "peak_mw", "min_voltage_pu"]
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:,.3f}"), file=sys.stderr)
     who = ["framework", "dso_profit_capex_eur", "dso_profit_totex_eur", "owner_net_eur_per_ev_year",
-           "owner_net_p10_eur_per_ev_year", "owner_net_p90_eur_per_ev_year"]
+           "owner_net_p10_eur_per_ev_year", "owner_net_p90_eur_per_ev_year", "owner_price_p10_eur_per_mwh",
+           "owner_price_p90_eur_per_mwh"]
     if args.regulation:
         who += ["regulated_builds", "fit_and_forget_eur", "fit_and_forget_mva"]
     _log("who pays and who gains (DSO: regulated profit, EUR; owners: net cost per EV and year, EUR):")

@@ -15,7 +15,8 @@ regulated profit from each framework's plan under a CAPEX and a TOTEX regime (de
 flexibility income and state-of-charge deficit, and, with ``regulation=``, the plan that
 regime's DSO would pick instead and its gap to the social optimum ("fit and forget": EUR and
 MVA).  ``flexplan frameworks INSTANCE`` writes ``frameworks.csv``, ``frameworks.png``,
-``stakeholders.png``, ``owners.csv`` and each run's own result folder.
+``stakeholders.png``, ``owners.csv`` (per fleet and bus), ``cohorts.csv`` (what each cohort of
+sessions pays per MWh and per session) and each run's own result folder.
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ COLUMNS = ["framework", "status", "mip_gap", "dso_investment_eur", "dso_flexibil
            "ev_owner_energy_cost_eur", "ev_owner_ageing_eur", "penalties_eur", "total_system_cost_eur", "peak_mw",
            "min_voltage_pu",
            "unserved_mwh", "builds", "dso_profit_capex_eur", "dso_profit_totex_eur", "owner_net_eur_per_ev_year",
-           "owner_net_p10_eur_per_ev_year", "owner_net_p90_eur_per_ev_year", "owner_flexibility_income_eur",
+           "owner_net_p10_eur_per_ev_year", "owner_net_p90_eur_per_ev_year", "owner_price_p10_eur_per_mwh",
+           "owner_price_p90_eur_per_mwh", "owner_flexibility_income_eur",
            "owner_soc_deficit_kwh_h_per_ev_day", "regulated_regime", "regulated_builds", "regulated_total_cost_eur", "regulated_dso_profit_eur",
            "fit_and_forget_eur", "fit_and_forget_mva", "solve_s"]
 DSO_FLEX = ("ev_flexibility", "contract_availability", "contract_utilisation", "contract_penalty",
@@ -56,12 +58,13 @@ def peak_import_mw(res, net) -> float:
     return float(flows.max()) if len(flows) else float("nan")
 
 
-def stakeholder_columns(pm, res) -> tuple[dict, "pd.DataFrame"]:
+def stakeholder_columns(pm, res) -> tuple[dict, "pd.DataFrame", "pd.DataFrame"]:
     """The DSO's regulated profit from the plan (CAPEX and TOTEX regimes, default parameters)
-    and the owners' net cost per EV-year (EV-weighted mean, p10, p90), income and comfort;
-    also the owners' table (per fleet and bus)."""
+    and the owners' net cost per EV-year (EV-weighted mean, p10, p90), the price they pay per
+    MWh (10th and 90th percentiles over the cohorts, weighted by energy), income and comfort;
+    also the owners' table (per fleet and bus) and the cohorts' (per fleet and cohort)."""
     from .regulation import Regulation, regulated_profit
-    from .stakeholders import distribution, owner_accounts
+    from .stakeholders import cohort_prices, distribution, owner_accounts, weighted_quantiles
 
     rate = pm.instance.economics.discount_rate
     acc = owner_accounts(pm, res)
@@ -74,7 +77,11 @@ def stakeholder_columns(pm, res) -> tuple[dict, "pd.DataFrame"]:
                 owner_net_p90_eur_per_ev_year=d.get("p90"),
                 owner_flexibility_income_eur=float(acc["flexibility_income_eur"].sum()) if len(acc) else 0.0,
                 owner_soc_deficit_kwh_h_per_ev_day=deficit)
-    return cols, acc
+    cp = cohort_prices(pm, res)
+    if len(cp) and cp["bill_eur"].abs().sum() > 0:
+        p10, _, p90 = weighted_quantiles(cp["eur_per_mwh"], cp["charge_mwh_per_year"])
+        cols.update(owner_price_p10_eur_per_mwh=p10, owner_price_p90_eur_per_mwh=p90)
+    return cols, acc, cp
 
 
 def row(name: str, res, net) -> dict:
@@ -198,7 +205,7 @@ def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAME
     inst = instance if isinstance(instance, fp.Instance) else fp.load_instance(instance)
     if isinstance(regulation, str):
         regulation = Regulation(regime=regulation)
-    rows, start, owners = [], None, []
+    rows, start, owners, cohorts = [], None, [], []
     for name, recipe in list(frameworks) + (extra_frameworks(inst) if extras else []):
         t0 = time.perf_counter()
         if progress:
@@ -219,9 +226,10 @@ def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAME
             start = fp.decision_values(pm)
         r = row(name, res, inst.network) if res.has_solution else dict(framework=name, status=res.status)
         if res.has_solution:
-            cols, acc = stakeholder_columns(pm, res)
+            cols, acc, cp = stakeholder_columns(pm, res)
             r.update(cols)
             owners.append(acc.assign(framework=name))
+            cohorts.append(cp.assign(framework=name))
         if regulation is not None and res.has_solution:
             if progress:
                 progress(f"framework {name}: the plan a DSO under the {regulation.regime} regime would choose")
@@ -263,6 +271,9 @@ def compare_frameworks(instance, out: str | Path | None = None, frameworks=FRAME
             tmp = out / ".owners.csv.tmp"
             pd.concat(owners, ignore_index=True).to_csv(tmp, index=False)
             tmp.replace(out / "owners.csv")
+            tmp = out / ".cohorts.csv.tmp"
+            pd.concat(cohorts, ignore_index=True).to_csv(tmp, index=False)
+            tmp.replace(out / "cohorts.csv")
         plot_frameworks(df, out / "frameworks.png", inst.name)
         if stack is not None:
             tmp = out / ".stacking.csv.tmp"

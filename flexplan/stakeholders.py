@@ -155,15 +155,9 @@ def distribution(acc: pd.DataFrame, column: str = "per_ev_year_eur") -> dict:
     if a.empty:
         return {}
     v, w = a[column].to_numpy(dtype=float), a["evs"].to_numpy(dtype=float)
-    order = np.argsort(v)
-    v, w = v[order], w[order]
-    cum = np.cumsum(w) / w.sum()
-
-    def q(p):
-        return float(v[min(np.searchsorted(cum, p - 1e-12), len(v) - 1)])
-
-    return dict(mean=float((v * w).sum() / w.sum()), p10=q(0.1), median=q(0.5), p90=q(0.9), min=float(v[0]),
-                max=float(v[-1]))
+    p10, median, p90 = weighted_quantiles(v, w)
+    return dict(mean=float((v * w).sum() / w.sum()), p10=p10, median=median, p90=p90, min=float(v.min()),
+                max=float(v.max()))
 
 
 MARKET = ("market_energy", "market_reserve")
@@ -237,3 +231,45 @@ def market_value(instance, recipe="aggregator_stacking", progress=None, connecti
     df["value_vs_uncontrolled_eur"] = (cost["uncontrolled"] - cost).to_numpy()
     df["lost_vs_no_dso_need_eur"] = (cost - cost["no_dso_need"]).to_numpy()
     return df
+
+
+def cohort_prices(pm, res) -> pd.DataFrame:
+    """Per fleet and cohort (a group of charging sessions with one arrival and departure
+    window, §4.3): the sessions per year, the energy charged (MWh per year) and what the owners
+    pay for it, per MWh and per session (EUR, the tariff's price at their buses), over the
+    modelled (node, year) with the objective's weights and the day weights.  The spread between
+    cohorts is who pays more under a tariff: sessions that cannot move out of the dear hours."""
+    t = res.tables.get("ev_cohorts")
+    cols = ["fleet", "cohort", "arrival_step", "window_steps", "sessions_per_year", "charge_mwh_per_year", "bill_eur",
+            "eur_per_mwh", "eur_per_session"]
+    if t is None or t.empty:
+        return pd.DataFrame(columns=cols)
+    ix = pm.index
+    dw = dict(zip(ix.days, ix.day_weight))
+    prob = {n: ix.nodes[n].prob for n in ix.node_names}
+    t = t.assign(d=t["day"].map(dw), w=[prob[n] * ix.year_weight[(n, int(y))] for n, y in zip(t["node"], t["year"])])
+    t = t.assign(bill=t["bill_eur"] * t["d"] * t["w"], wmwh=t["charge_mwh"] * t["d"] * t["w"],
+                 wses=t["sessions"] * t["d"] * t["w"], mwh_year=t["charge_mwh"] * t["d"], ses_year=t["sessions"] * t["d"])
+    years = t.groupby(["node", "year"]).ngroups
+    g = t.groupby(["fleet", "cohort"], sort=True)
+    out = pd.DataFrame({"arrival_step": g["arrival_step"].first(), "window_steps": g["window_steps"].first(),
+                        "sessions_per_year": g["ses_year"].sum() / years, "charge_mwh_per_year": g["mwh_year"].sum() / years,
+                        "bill_eur": g["bill"].sum()})
+    wm, ws = g["wmwh"].sum(), g["wses"].sum()
+    out["eur_per_mwh"] = out["bill_eur"] / wm.where(wm > 0)
+    out["eur_per_session"] = out["bill_eur"] / ws.where(ws > 0)
+    return out.reset_index().reindex(columns=cols)
+
+
+def weighted_quantiles(values, weights, qs=(0.1, 0.5, 0.9)) -> list[float]:
+    """Quantiles of ``values`` with ``weights`` (the smallest value whose cumulative weight
+    reaches q)."""
+    v, w = np.asarray(values, dtype=float), np.asarray(weights, dtype=float)
+    keep = np.isfinite(v) & (w > 0)
+    v, w = v[keep], w[keep]
+    if not len(v):
+        return [float("nan")] * len(qs)
+    order = np.argsort(v)
+    v, w = v[order], w[order]
+    cum = np.cumsum(w) / w.sum()
+    return [float(v[min(np.searchsorted(cum, q - 1e-12), len(v) - 1)]) for q in qs]

@@ -142,6 +142,12 @@ def test_frameworks_command_writes_the_comparison(tmp_path):
                                                                           .to_numpy(), rel=1e-6, abs=1e-6)
     assert df["owner_net_p10_eur_per_ev_year"].le(df["owner_net_p90_eur_per_ev_year"] + 1e-9).all()
     assert (out / "stakeholders.png").stat().st_size > 20_000
+    # what the cohorts pay per MWh: the flat 270 EUR/MWh everywhere but under the time of use
+    cohorts = pd.read_csv(out / "cohorts.csv")
+    flat = cohorts[cohorts["framework"] == "market"]["eur_per_mwh"]
+    assert flat.to_numpy() == pytest.approx(270.0, rel=1e-9)
+    tou = df.set_index("framework").loc["network_tariff"]
+    assert 207.0 - 1e-6 <= tou.owner_price_p10_eur_per_mwh <= tou.owner_price_p90_eur_per_mwh <= 270.0 + 1e-6
     stack = pd.read_csv(out / "stacking.csv").set_index("case")
     assert stack.index.tolist() == ["uncontrolled", "no_dso_need", "dso_need", "connection_agreement"]
     assert (stack["lost_vs_no_dso_need_eur"] >= -0.01 * stack["market_cost_eur"].abs()).all()  # within the 1 % gap

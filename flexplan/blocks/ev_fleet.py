@@ -128,7 +128,7 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
     H, dt = ix.hours, float(ix.dt_h)
     envs = [fleet_envelopes(fl, ix, cfg) for fl in fleets]
     units = _units(fleets, ix)
-    b._flex = dict(fleets=fleets, envs=envs, units=units, cfg=cfg)  # for extract
+    b._flex = dict(fleets=fleets, envs=envs, units=units, cfg=cfg, tariff=hub.get("tariff"))  # for extract
     cap = hub.get("charging_cap")  # connection agreement: MW per plugged-in EV and step of the day
     cap_mw = cap.mw_per_ev if cap is not None else None
     q_rule = hub.get("charger_q")  # grid code: Mvar injected per MW charged
@@ -152,7 +152,7 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         b._flex["fixed"] = fixed
         for ui, u in enumerate(units):
             env = envs[u.fleet]
-            charge, energy = fixed[(u.fleet, u.bus)]
+            charge, energy = fixed[(u.fleet, u.bus)][:2]
             base = env.baseline_profile_mw() * u.n_evs
             p = np.zeros(ix.n_ops)
             p[u.first_op:u.first_op + H] = charge * u.n_evs
@@ -324,10 +324,18 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
         hub.put("ev_storage", storage)
 
 
+def _cohort_baselines(env) -> np.ndarray:
+    """Each cohort's uncontrolled charging per clock step, per EV of the fleet (cohorts × steps)."""
+    out = np.zeros((len(env.cohorts), env.hours))
+    for k, c in enumerate(env.cohorts):
+        np.add.at(out[k], c.clock_steps(env.hours), c.baseline_mw)
+    return out
+
+
 def _fixed_profiles(fleets, envs, cap, tariff, cfg) -> dict:
-    """Per (fleet, bus), per EV: charging (MW per clock step) and plugged-in energy (MWh) when
-    the EVs charge on arrival (uncontrolled) or minimise their bill (tariff: at the prices of
-    their bus, which differ with a nodal tariff)."""
+    """Per (fleet, bus), per EV: charging (MW per clock step), plugged-in energy (MWh) and each
+    cohort's charging (cohorts × steps) when the EVs charge on arrival (uncontrolled) or minimise
+    their bill (tariff: at the prices of their bus, which differ with a nodal tariff)."""
     from ..errors import RecipeError
     from ..ev.response import staggered_response, tariff_response
 
@@ -337,15 +345,16 @@ def _fixed_profiles(fleets, envs, cap, tariff, cfg) -> dict:
             if cfg.mode == "uncontrolled":
                 key = (f, None)
                 if key not in shared:
-                    shared[key] = ((env.baseline_profile_mw(), env.per_clock_step(lambda c: c.e_max_mwh)) if cap is None
-                                   else tariff_response(env, None, cap, fleet.name))  # as early as the caps let them
+                    shared[key] = ((env.baseline_profile_mw(), env.per_clock_step(lambda c: c.e_max_mwh),
+                                    _cohort_baselines(env)) if cap is None
+                                   else tariff_response(env, None, cap, fleet.name, per_cohort=True))  # as early as the caps let them
             else:
                 if tariff is None:
                     raise RecipeError("ev_fleet.mode = \"tariff\" needs the 'tariffs' block in the recipe "
                                       "(the owners respond to its prices)")
                 key = (f, bus if bus in tariff.bus_adder else None)
                 if key not in shared:
-                    shared[key] = staggered_response(env, tariff.at_bus(bus)[0], cap, fleet.name)
+                    shared[key] = staggered_response(env, tariff.at_bus(bus)[0], cap, fleet.name, per_cohort=True)
             out[(f, bus)] = shared[key]
     return out
 
@@ -408,11 +417,16 @@ def _publish_units(storage, fleets, envs, units, ix) -> None:
 
 
 def extract_ev_fleet(b, inst, ix) -> dict:
-    """``ev_flexibility`` (tidy, per fleet, bus and op) and the ``ev`` summary section."""
+    """``ev_flexibility`` (tidy, per fleet, bus and op), ``ev_cohorts`` (per fleet, bus, node,
+    year, day and cohort: the cohort's sessions that day, the energy it charged and discharged
+    (MWh, grid side) and, with a tariff, its bill (EUR, the tariff's price at the bus as
+    ``ev_energy`` bills it)) and the ``ev`` summary section."""
     data = b._flex
     fleets, envs, units, cfg = data["fleets"], data["envs"], data["units"], data["cfg"]
     H = ix.hours
-    rows = []
+    dt = float(ix.dt_h)
+    tariff = data.get("tariff")
+    rows, crows = [], []
     if cfg.mode not in ("uncontrolled", "tariff"):
         p_ch = np.array([pyo.value(b.p_ch[j]) for j in range(len(b.p_ch))])
         e = np.array([pyo.value(b.e[j]) for j in range(len(b.e))])
@@ -428,8 +442,9 @@ def extract_ev_fleet(b, inst, ix) -> dict:
         e_lo = env.per_clock_step(lambda c: c.e_min_mwh) * n
         e_hi = env.per_clock_step(lambda c: c.e_max_mwh) * n
         if cfg.mode in ("uncontrolled", "tariff"):
-            charge, energy = (x * n for x in data["fixed"][(u.fleet, u.bus)])
+            charge, energy, by_cohort = (x * n for x in data["fixed"][(u.fleet, u.bus)])
             sched, discharge = charge.copy(), np.zeros(H)
+            dis_cohort = np.zeros_like(by_cohort)
         else:
             w = env.n_variables_per_day
             sl = slice(j, j + w)
@@ -438,7 +453,20 @@ def extract_ev_fleet(b, inst, ix) -> dict:
             discharge = np.bincount(steps, weights=p_dis[sl], minlength=H)
             energy = np.bincount(steps, weights=e[sl], minlength=H)
             sched = charge - discharge
+            by_cohort, dis_cohort = np.zeros((len(env.cohorts), H)), np.zeros((len(env.cohorts), H))
+            k0 = j
+            for k, c in enumerate(env.cohorts):
+                cs = c.clock_steps(H)
+                np.add.at(by_cohort[k], cs, p_ch[k0:k0 + c.width])
+                np.add.at(dis_cohort[k], cs, p_dis[k0:k0 + c.width])
+                k0 += c.width
             j += w
+        price = tariff.at_bus(u.bus)[1] if tariff is not None else None
+        for k, c in enumerate(env.cohorts):
+            crows.append((fleets[u.fleet].name, inst.network.buses["name"].iloc[u.bus], ix.node_names[ix.op_node[u.first_op]],
+                          int(ix.op_year[u.first_op]), ix.days[ix.op_day[u.first_op]], k, int(c.start), int(c.width),
+                          c.sessions / env.ev_days * n, float(by_cohort[k].sum() * dt), float(dis_cohort[k].sum() * dt),
+                          float((price * (by_cohort[k] - dis_cohort[k])).sum() * dt) if price is not None else 0.0))
         f = frame.iloc[ops]
         rows.append(pd.DataFrame({
             "node": f["node"].to_numpy(), "year": f["year"].to_numpy(), "day": f["day"].to_numpy(),
@@ -450,8 +478,10 @@ def extract_ev_fleet(b, inst, ix) -> dict:
     cols = ["node", "year", "day", "hour", "fleet", "bus", "n_evs", "baseline_mw", "scheduled_mw", "charge_mw",
             "discharge_mw", "flex_down_mw", "flex_up_mw", "energy_mwh", "energy_min_mwh", "energy_max_mwh"]
     df = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
+    cohorts = pd.DataFrame(crows, columns=["fleet", "bus", "node", "year", "day", "cohort", "arrival_step",
+                                           "window_steps", "sessions", "charge_mwh", "discharge_mwh", "bill_eur"])
     ev = ev_summary(df, fleets, envs, ix, cfg)
-    return {"ev_flexibility": df, "summary": {"ev": ev}, "report": ev_report(ev)}
+    return {"ev_flexibility": df, "ev_cohorts": cohorts, "summary": {"ev": ev}, "report": ev_report(ev)}
 
 
 def ev_report(ev: dict) -> str:

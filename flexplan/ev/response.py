@@ -31,12 +31,13 @@ def cheapest_window_start(price: np.ndarray) -> int:
 
 
 def tariff_response(env, price: np.ndarray | None, cap_mw: np.ndarray | None = None,
-                    name: str = "fleet") -> tuple[np.ndarray, np.ndarray]:
+                    name: str = "fleet", per_cohort: bool = False) -> tuple[np.ndarray, ...]:
     """Per-EV charging (MW per clock step) and energy of the plugged-in EVs (MWh per clock
     step) of a fleet whose owners minimise their bill at ``price`` (EUR/MWh per step), or,
     with ``price`` None, charge as early as they can (uncontrolled).  ``cap_mw``: a charging
     cap per plugged-in EV and step (a connection agreement); an EV that cannot get its
-    energy under it is an error naming the fleet."""
+    energy under it is an error naming the fleet.  ``per_cohort``: also each cohort's
+    charging per clock step (an array cohorts × steps, per EV of the fleet)."""
     H = env.hours
     if price is None:
         price_arr = np.zeros(H)
@@ -90,15 +91,17 @@ def tariff_response(env, price: np.ndarray | None, cap_mw: np.ndarray | None = N
     x = res.x / s
     charge = np.zeros(H)
     energy = np.zeros(H)
-    for c, (p0, e0, W) in zip(env.cohorts, index):
+    cohorts = np.zeros((len(env.cohorts), H))
+    for k, (c, (p0, e0, W)) in enumerate(zip(env.cohorts, index)):
         steps = c.clock_steps(H)
-        np.add.at(charge, steps, x[p0:p0 + W])
+        np.add.at(cohorts[k], steps, x[p0:p0 + W])
         np.add.at(energy, steps, x[e0:e0 + W])
-    return charge, energy
+    charge = cohorts.sum(axis=0)
+    return (charge, energy, cohorts) if per_cohort else (charge, energy)
 
 
-def staggered_response(env, prices: list[np.ndarray], cap_mw=None, name: str = "fleet"):
+def staggered_response(env, prices: list[np.ndarray], cap_mw=None, name: str = "fleet", per_cohort: bool = False):
     """The fleet split evenly between tariff groups (one price profile each): the average of
-    the groups' responses."""
-    out = [tariff_response(env, p, cap_mw, name) for p in prices]
-    return np.mean([o[0] for o in out], axis=0), np.mean([o[1] for o in out], axis=0)
+    the groups' responses (with ``per_cohort``, also of their cohorts' charging)."""
+    out = [tariff_response(env, p, cap_mw, name, per_cohort=per_cohort) for p in prices]
+    return tuple(np.mean([o[i] for o in out], axis=0) for i in range(len(out[0])))
