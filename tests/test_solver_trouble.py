@@ -62,7 +62,10 @@ def test_solve_error_without_solution_raises_solver_error_with_highs_text(feeder
 def _solve_ieee33(out: Path, *args):
     cmd = [sys.executable, "-m", "flexplan.cli", "solve", "ieee33", "--network", "lindistflow", "--mip-gap", "0",
            "--no-plots", "--out", str(out), *args]
-    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell without job control starts background jobs with SIGINT ignored, and a child
+    # inherits that: give the solve Ctrl-C's default action, however pytest itself was started
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(proc, needle: str, timeout: float = 120.0) -> list[str]:
