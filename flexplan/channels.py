@@ -74,12 +74,15 @@ class TariffSignal:
     """What EV owners pay: ``groups`` (EUR/MWh per step of the day, one array per stagger group),
     ``price`` (their mean, EUR/MWh per step), ``network_eur_per_kw_year`` (capacity tariff on
     each fleet's peak charging per bus and year), ``bus_adder`` (a nodal network tariff: per
-    bus, EUR/MWh per step of the day added to every group's price there)."""
+    bus, EUR/MWh per step of the day added to every group's price there),
+    ``network_eur_per_mwh`` (the volumetric network tariff inside ``price``, for reports that
+    split the bill between energy and network)."""
 
     groups: list
     price: np.ndarray
     network_eur_per_kw_year: float = 0.0
     bus_adder: dict = field(default_factory=dict)  # bus index -> EUR/MWh per step of the day on top (a nodal tariff)
+    network_eur_per_mwh: float = 0.0  # of which volumetric network tariff (EUR/MWh), everywhere
 
     def at_bus(self, bus: int) -> tuple[list, np.ndarray]:
         """(groups, mean price) that the owners at ``bus`` pay, EUR/MWh per step of the day."""

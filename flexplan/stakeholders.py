@@ -6,6 +6,8 @@ bus), in EUR of expected present value like the cost breakdown:
 * ``energy_bill_eur``: Σ_ops price(bus, step) × hours(op) × (charge − discharge) × weight, the
   tariff's price (its stagger groups' mean, plus a nodal adder at the bus) as ``ev_energy``
   bills it, recomputed here from the fleets' schedules (``ev_flexibility`` table);
+  ``network_volume_eur``: the part of it that is network tariff (the volumetric network tariff
+  and the nodal adder);
 * ``network_capacity_eur``: the capacity tariff (EUR/kW-year) on the group's peak charging in
   each modelled year (``ev_network_capacity``);
 * ``flexibility_income_eur``: what the DSO pays the group: ``flex_price`` × its downward
@@ -29,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-OWNER_COLUMNS = ["fleet", "bus", "evs", "energy_mwh", "energy_bill_eur", "network_capacity_eur",
+OWNER_COLUMNS = ["fleet", "bus", "evs", "energy_mwh", "energy_bill_eur", "network_volume_eur", "network_capacity_eur",
                  "flexibility_income_eur", "ageing_eur", "net_cost_eur", "per_ev_year_eur",
                  "soc_deficit_kwh_h_per_ev_day", "shortfall_mwh"]
 
@@ -66,10 +68,13 @@ def owner_accounts(pm, res) -> pd.DataFrame:
     step = ev["hour"].to_numpy(dtype=int)
     net_mw = (ev["charge_mw"] - ev["discharge_mw"]).to_numpy()
     tariff = pm.blocks["tariffs"][1]._tariff if "tariffs" in pm.blocks else None
-    out = ev.assign(energy_bill_eur=0.0, cap_eur=0.0)
+    out = ev.assign(energy_bill_eur=0.0, network_volume_eur=0.0)
     if tariff is not None:
         price = np.array([tariff.at_bus(int(b))[1][s] for b, s in zip(bus_ix, step)])
         out["energy_bill_eur"] = price * ev["hours"] * net_mw * ev["w"]
+        adder = np.array([tariff.bus_adder[int(b)][s] if int(b) in tariff.bus_adder else 0.0
+                          for b, s in zip(bus_ix, step)])
+        out["network_volume_eur"] = (tariff.network_eur_per_mwh + adder) * ev["hours"] * net_mw * ev["w"]
     spec, blk = pm.blocks["ev_fleet"]
     cfg = blk._flex["cfg"]  # a fixed schedule (uncontrolled, tariff-driven) is not paid for
     flex_price = cfg.flex_price_eur_per_mwh if cfg.mode not in ("uncontrolled", "tariff") else 0.0
@@ -81,7 +86,8 @@ def owner_accounts(pm, res) -> pd.DataFrame:
     out["ev_days"] = ev["n_evs"] / ix.hours  # each of the day's steps carries the unit's EVs once
     out["short_mwh"] = (ev["baseline_mw"] - ev["charge_mw"]) * ev["hours"]
     g = out.groupby(["fleet", "bus"], sort=False)
-    acc = pd.DataFrame({"energy_bill_eur": g["energy_bill_eur"].sum(), "flexibility_income_eur": g["flex_income_eur"].sum()})
+    acc = pd.DataFrame({"energy_bill_eur": g["energy_bill_eur"].sum(), "network_volume_eur": g["network_volume_eur"].sum(),
+                        "flexibility_income_eur": g["flex_income_eur"].sum()})
     # EVs: the mean over the modelled (node, year) of the group's count; EV-years weighted as costs
     units = out.groupby(["fleet", "bus", "node", "year"], sort=False).agg(n=("n_evs", "first"), w=("w", "first"))
     acc["evs"] = units.groupby(["fleet", "bus"], sort=False)["n"].mean()

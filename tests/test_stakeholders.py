@@ -28,7 +28,8 @@ def two_fleets(tmp_path_factory):
 
 RECIPE = {"name": "owners", "blocks": ["demand", "tariffs", "ev_fleet", "reinforcement"],
           "tariffs": {"energy_eur_per_mwh": 250.0, "offpeak_eur_per_mwh": 180.0, "offpeak_hours": 8,
-                      "network_eur_per_kw_year": 40.0, "bus_hourly_eur_per_mwh": {"b2": [15.0] * 12 + [30.0] * 12}},
+                      "network_eur_per_mwh": 40.0, "network_eur_per_kw_year": 40.0,
+                      "bus_hourly_eur_per_mwh": {"b2": [15.0] * 12 + [30.0] * 12}},
           "ev_fleet": {"mode": "smart", "flex_price_eur_per_mwh": 60.0}, "reinforcement": {"binary": True}}
 
 
@@ -43,6 +44,14 @@ def test_owner_accounts_add_up_to_the_cost_categories(two_fleets):
     assert acc["energy_bill_eur"].sum() == pytest.approx(cb["ev_energy"], rel=1e-7)
     assert acc["network_capacity_eur"].sum() == pytest.approx(cb["ev_network_capacity"], rel=1e-6)
     assert acc["flexibility_income_eur"].sum() == pytest.approx(cb["ev_flexibility"], rel=1e-6)
+    # the network part of the bill: 40 EUR/MWh everywhere, and the nodal adder at b2 (15 or 30 EUR/MWh)
+    a, b = acc.iloc[0], acc.iloc[1]
+    ev = res.tables["ev_flexibility"]
+    ev_a = ev[ev["bus"] == "b1"]
+    hours = ev_a["day"].map({"d1": 200.0, "d2": 165.0})
+    w = [pm.index.year_weight[(n, int(y))] for n, y in zip(ev_a["node"], ev_a["year"])]  # one scenario: p = 1
+    assert a.network_volume_eur == pytest.approx(float((40.0 * ev_a["scheduled_mw"] * hours * w).sum()), rel=1e-9)
+    assert b.network_volume_eur > 40.0 / 250.0 * b.energy_bill_eur  # the adder on top
     # the nodal adder makes b2's MWh dearer than b1's
     per_mwh = acc["energy_bill_eur"] / acc["energy_mwh"]
     assert per_mwh.iloc[1] > per_mwh.iloc[0]

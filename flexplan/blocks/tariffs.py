@@ -101,7 +101,8 @@ def add_tariffs(b, inst, ix, hub, cfg: TariffConfig) -> None:
                               f"has {ix.hours} steps")
         adder[names[bus]] = np.asarray(prices, dtype=float)
     b._tariff = TariffSignal(groups=groups, price=np.mean(groups, axis=0),
-                             network_eur_per_kw_year=float(cfg.network_eur_per_kw_year), bus_adder=adder)
+                             network_eur_per_kw_year=float(cfg.network_eur_per_kw_year), bus_adder=adder,
+                             network_eur_per_mwh=float(cfg.network_eur_per_mwh))
     hub.put("tariff", b._tariff)
 
 
