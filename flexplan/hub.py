@@ -14,6 +14,10 @@ Blocks never see each other.  They put into the Hub
 * typed values for other blocks, through declared channels (``put`` / ``get``,
   :mod:`flexplan.channels`): a tariff signal, charging caps, EV battery states...
 
+Power may carry a phase (``phase=``: 0, 1, 2 for a, b, c, or three shares summing to 1): the
+three-phase formulation (``lindist3flow``) splits what has none evenly over the phases; the
+balanced formulations see the totals only.
+
 The network formulation turns injections into bus balances; the assembler turns costs
 into the objective (probability- and discount-weighted).  Reports break costs down by
 the same category names.
@@ -87,6 +91,12 @@ class Hub:
         self.q_firm = np.zeros((n_buses, n_ops))  # Mvar of q_withdraw that goes with it
         self.p_terms: dict[tuple[int, int], list] = defaultdict(list)  # (bus, op) -> expressions, MW injected
         self.q_terms: dict[tuple[int, int], list] = defaultdict(list)
+        # the part of the above that has a phase: fixed (MW, Mvar per bus, phase, op) and variable
+        # ((bus, op, phase) -> expressions); the rest is balanced
+        self.p_phase = np.zeros((n_buses, 3, n_ops))
+        self.q_phase = np.zeros((n_buses, 3, n_ops))
+        self.p_phase_terms: dict[tuple[int, int, int], list] = defaultdict(list)
+        self.q_phase_terms: dict[tuple[int, int, int], list] = defaultdict(list)
         self.max_injection = np.zeros(n_buses)  # MVA, bound on |variable injections| per bus
         self.costs: list[CostTerm] = []
         self.decisions: dict[str, list] = defaultdict(list)  # node -> Pyomo variables decided there
@@ -97,12 +107,16 @@ class Hub:
         self.block: BlockSpec | None = None  # the block being built (the assembler sets it)
 
     # -- power ---------------------------------------------------------------------------
-    def withdraw(self, bus: int, p_mw: np.ndarray, q_mvar: np.ndarray, sheddable: bool = True) -> None:
+    def withdraw(self, bus: int, p_mw: np.ndarray, q_mvar: np.ndarray, sheddable: bool = True, phase=None) -> None:
         """A fixed load (MW, Mvar per op) at ``bus``.  The network may shed a sheddable load
         at VOLL; a firm one (the charging of uncontrolled EVs, which must leave with their
-        energy, as under smart charging) is always served."""
+        energy, as under smart charging) is always served.  ``phase``: see :meth:`shares`."""
         self.p_withdraw[bus] += p_mw
         self.q_withdraw[bus] += q_mvar
+        w = self.shares(phase)
+        if w is not None:
+            self.p_phase[bus] += np.outer(w, p_mw)
+            self.q_phase[bus] += np.outer(w, q_mvar)
         if not sheddable:
             self.p_firm[bus] += p_mw
             self.q_firm[bus] += q_mvar
@@ -111,12 +125,38 @@ class Hub:
         """(MW, Mvar) per (bus, op) that the network may shed: the withdrawals less the firm part."""
         return np.maximum(self.p_withdraw - self.p_firm, 0.0), self.q_withdraw - self.q_firm
 
-    def inject(self, bus: int, op: int, p=None, q=None) -> None:
-        """A variable injection (expression, MW / Mvar; generation positive) at (bus, op)."""
+    @staticmethod
+    def shares(phase) -> np.ndarray | None:
+        """The phase split of a power: None (balanced: none recorded), a phase 0, 1, 2 (a, b,
+        c) or three non-negative shares summing to 1."""
+        if phase is None:
+            return None
+        if isinstance(phase, (int, np.integer)):
+            if not 0 <= int(phase) <= 2:
+                raise RecipeError(f"phase must be 0, 1 or 2 (a, b, c), got {phase}")
+            w = np.zeros(3)
+            w[int(phase)] = 1.0
+            return w
+        w = np.asarray(phase, dtype=float)
+        if w.shape != (3,) or (w < 0).any() or abs(w.sum() - 1.0) > 1e-9:
+            raise RecipeError(f"phase shares must be three numbers >= 0 summing to 1, got {list(phase)}")
+        return w
+
+    def inject(self, bus: int, op: int, p=None, q=None, phase=None) -> None:
+        """A variable injection (expression, MW / Mvar; generation positive) at (bus, op);
+        ``phase``: see :meth:`shares`."""
+        w = self.shares(phase)
         if p is not None:
             self.p_terms[(bus, op)].append(p)
         if q is not None:
             self.q_terms[(bus, op)].append(q)
+        if w is not None:
+            for k in range(3):
+                if w[k]:
+                    if p is not None:
+                        self.p_phase_terms[(bus, op, k)].append(float(w[k]) * p)
+                    if q is not None:
+                        self.q_phase_terms[(bus, op, k)].append(float(w[k]) * q)
 
     def bound_injection(self, bus: int, max_mva: float) -> None:
         """Declare that the variable injections at ``bus`` never exceed ``max_mva``."""

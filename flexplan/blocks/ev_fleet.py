@@ -156,7 +156,8 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
             base = env.baseline_profile_mw() * u.n_evs
             p = np.zeros(ix.n_ops)
             p[u.first_op:u.first_op + H] = charge * u.n_evs
-            hub.withdraw(u.bus, p, -(q_per_p or 0.0) * p, sheddable=False)  # grid code: Q while charging
+            hub.withdraw(u.bus, p, -(q_per_p or 0.0) * p, sheddable=False,  # grid code: Q while charging
+                         phase=fleets[u.fleet].phase)
             if cfg.mode == "uncontrolled":  # cohort traces are known only for the baseline
                 for c in env.cohorts:
                     storage.cohorts.append(dict(
@@ -292,7 +293,7 @@ def add_ev_fleet(b, inst, ix, hub, cfg: EVFleetConfig) -> None:
             q = float(q_per_p) * charge[k]
         else:
             q = b.q[k] if cfg.reactive else None
-        hub.inject(units[ui].bus, o, p=net[k], q=q)
+        hub.inject(units[ui].bus, o, p=net[k], q=q, phase=fleets[units[ui].fleet].phase)
     if not (hub.wants("ev_storage") or tariff is not None):
         return  # no block prices the batteries' use: skip building their expressions
     # battery states for blocks that price their use (ageing): per cohort window ...

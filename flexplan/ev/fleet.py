@@ -23,7 +23,8 @@ class EVFleet:
     ``soc_min`` / ``soc_max`` (fraction of battery), ``eta_charge`` / ``eta_discharge``
     (dimensionless) as in :func:`flexplan.ev.build_envelopes`; ``source``: where the
     sessions came from (a file, or the generator and its seed); ``clipped``: sessions whose
-    requirement was lowered to what the charger can deliver."""
+    requirement was lowered to what the charger can deliver; ``phase``: the chargers' phase
+    shares (a, b, c), None when balanced (the three-phase formulation splits it evenly)."""
 
     name: str
     buses: tuple[int, ...]
@@ -38,6 +39,7 @@ class EVFleet:
     eta_discharge: float = 0.95
     source: str = ""
     clipped: int = 0
+    phase: tuple[float, float, float] | None = None
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def envelopes(self, hours: int, dt_h: float, v2g: bool, max_cohorts: int | None = None,

@@ -43,7 +43,7 @@ FLEET_KEYS = {"name": "str", "bus": "str", "buses": "list", "behaviour": "str", 
               "eta_charge": "float++", "eta_discharge": "float++", "battery_kwh": "list", "battery_probs": "list",
               "charger_kw": "list", "charger_probs": "list", "mean_daily_km": "float++", "alpha": "float+",
               "target_soc": "float++", "profile": "str", "simbench_profile": "str", "profile_step_h": "float++",
-              "profile_charger_kw": "float++", "profile_battery_kwh": "float++", "departure": "str"}
+              "profile_charger_kw": "float++", "profile_battery_kwh": "float++", "departure": "str", "phase": "list|str"}
 PROFILE_KEYS = ("profile", "simbench_profile", "profile_step_h", "profile_charger_kw", "profile_battery_kwh",
                 "departure")
 GENERATOR_KEYS = ("v2g_share", "sample_evs", "sample_days", "battery_kwh", "battery_probs", "charger_kw",
@@ -149,6 +149,9 @@ def _check_fleet(spec, shown, where, index, years) -> list[Problem]:
             probs.append(Problem(shown, "only with 'sessions' (the generator knows its sample)", field=f"{where}ev_days"))
     if "v2g_share" in spec and spec["v2g_share"] > 1:
         probs.append(Problem(shown, f"{spec['v2g_share']} is a share, 0..1", field=f"{where}v2g_share"))
+    if "phase" in spec and phase_shares(spec["phase"]) is None:
+        probs.append(Problem(shown, f"phase must be \"a\", \"b\", \"c\", \"abc\" (balanced) or three shares >= 0 "
+                             f"summing to 1, got {spec['phase']!r}", field=f"{where}phase"))
     smin, smax = spec.get("soc_min", 0.2), spec.get("soc_max", 1.0)
     if not 0 <= smin < smax <= 1:
         probs.append(Problem(shown, f"need 0 <= soc_min ({smin}) < soc_max ({smax}) <= 1", field=f"{where}soc_min"))
@@ -227,6 +230,18 @@ def _check_daily_energy(spec, shown, where, batteries, chargers) -> list[Problem
     return probs
 
 
+def phase_shares(value) -> tuple[float, float, float] | None:
+    """A fleet's ``phase``: "a", "b", "c" (its chargers on that phase), "abc" (balanced) or three
+    shares; None if it is none of those."""
+    if isinstance(value, str):
+        return {"a": (1.0, 0.0, 0.0), "b": (0.0, 1.0, 0.0), "c": (0.0, 0.0, 1.0),
+                "abc": (1 / 3, 1 / 3, 1 / 3)}.get(value)
+    if isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                           and v >= 0 for v in value) and abs(sum(value) - 1) < 1e-6:
+        return tuple(float(v) / sum(value) for v in value)
+    return None
+
+
 def _fleet(spec, folder, shown, where, index, profiles, years) -> EVFleet:
     bus_names = tuple(str(b) for b in ([spec["bus"]] if "bus" in spec else spec["buses"]))
     counts = evs_per_year(spec["evs"] if "evs" in spec else spec["uptake"], years)
@@ -267,7 +282,8 @@ def _fleet(spec, folder, shown, where, index, profiles, years) -> EVFleet:
     return EVFleet(name=spec["name"], buses=tuple(index[b] for b in bus_names), bus_names=bus_names,
                    behaviour=behaviour, evs=pd.Series(counts, index=pd.Index(years, name="year")),
                    sessions=sessions, ev_days=ev_days, soc_min=soc_min, soc_max=soc_max, eta_charge=eta_c,
-                   eta_discharge=eta_d, source=source, clipped=clipped)
+                   eta_discharge=eta_d, source=source, clipped=clipped,
+                   phase=phase_shares(spec["phase"]) if "phase" in spec else None)
 
 
 def _profile_sessions(spec, folder, where, hours, dt, eta_c, soc_max, toml: str = "instance.toml"):

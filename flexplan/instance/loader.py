@@ -252,7 +252,8 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
     lpath = data_path(folder, cfg["lines"], shown, "network.lines")
     lines = read_csv(lpath, str(lpath), {"name": "str", "from_bus": "str", "to_bus": "str", "r_ohm": "float+",
                                          "x_ohm": "float+", "rating_mva": "float"},
-                     {"length_km": "float+"}, bounds=LINE_BOUNDS, unique={"name": "line name"})
+                     {"length_km": "float+", "r0_ohm": "float+", "x0_ohm": "float+"}, bounds=LINE_BOUNDS,
+                     unique={"name": "line name"})
     for i, ln in lines.iterrows():
         for fld in ("from_bus", "to_bus"):
             if ln[fld] not in index:
@@ -273,7 +274,8 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
             zb = vn[a] ** 2 / s_base
             rows.append(dict(name=ln["name"], kind="line", a=a, b=b, r_pu=ln["r_ohm"] / zb, x_pu=ln["x_ohm"] / zb,
                              rating_mva=ln["rating_mva"], length_km=float(ln.get("length_km", 0.0) or 0.0),
-                             vn_kv=vn[a], virtual=False, source=f"{lpath} line {i + 2}"))
+                             vn_kv=vn[a], virtual=False, source=f"{lpath} line {i + 2}",
+                             r0_pu=float(ln.get("r0_ohm", math.nan)) / zb, x0_pu=float(ln.get("x0_ohm", math.nan)) / zb))
     if "transformers" in cfg:
         tpath = data_path(folder, cfg["transformers"], shown, "network.transformers")
         tr = read_csv(tpath, str(tpath), {"name": "str", "hv_bus": "str", "lv_bus": "str", "sn_mva": "float++",
@@ -305,17 +307,22 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
 
 
 def _read_loads(path: Path, index: dict[str, int]) -> pd.DataFrame:
-    """Loads CSV ``bus, p_mw, q_mvar[, class, name]``; row i is line i + 2 of the file."""
+    """Loads CSV ``bus, p_mw, q_mvar[, class, name, phase]``; row i is line i + 2 of the file.
+    ``phase``: ``a``, ``b``, ``c`` (a single-phase load) or ``abc`` (balanced, the default)."""
     shown = str(path)
-    df = read_csv(path, shown, {"bus": "str", "p_mw": "float", "q_mvar": "float"}, {"class": "str", "name": "str"},
-                  bounds=LOAD_BOUNDS, unique={"name": "load name"})
+    df = read_csv(path, shown, {"bus": "str", "p_mw": "float", "q_mvar": "float"},
+                  {"class": "str", "name": "str", "phase": "str"}, bounds=LOAD_BOUNDS, unique={"name": "load name"})
     problems = [Problem(shown, f"unknown bus '{b}' (not in the network's buses)", row=i + 2, field="bus")
                 for i, b in enumerate(df["bus"]) if b not in index]
+    if "phase" in df:
+        problems += [Problem(shown, f"phase '{ph}' is not one of a, b, c, abc", row=i + 2, field="phase")
+                     for i, ph in enumerate(df["phase"]) if str(ph) not in ("a", "b", "c", "abc")]
     if problems:
         raise InstanceError(problems)
     return pd.DataFrame({"bus": [index[b] for b in df["bus"]], "p_mw": df["p_mw"], "q_mvar": df["q_mvar"],
                          "load_class": df["class"] if "class" in df else "",
-                         "name": df["name"] if "name" in df else [f"load_{i}" for i in range(len(df))]})
+                         "name": df["name"] if "name" in df else [f"load_{i}" for i in range(len(df))],
+                         "phase": df["phase"] if "phase" in df else "abc"})
 
 
 def _replace_loads(network: Network, path: Path) -> Network:

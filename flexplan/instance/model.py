@@ -24,7 +24,9 @@ class Network:
     ``r_pu``, ``x_pu``, ``rating_mva``, ``length_km``, ``vn_kv`` (of the child side),
     ``virtual`` (True for an import limit that is no pandapower element), ``source``
     (the pandapower element or CSV row it came from).
-    ``loads``: columns ``bus`` (index), ``p_mw``, ``q_mvar``, ``load_class``, ``name``.
+    ``loads``: columns ``bus`` (index), ``p_mw``, ``q_mvar``, ``load_class``, ``name`` and, where
+    known, ``phase`` (``a``, ``b``, ``c`` or ``abc``: balanced, the default).
+    ``branches`` may also have ``r0_pu``, ``x0_pu`` (zero sequence, for the three-phase model).
     ``slack``: columns ``bus`` (index), ``vm_pu``.
     """
 

@@ -9,7 +9,11 @@ Conversion rules (pandapower -> flexplan):
   instance limits say so); a two-winding transformer's series impedance comes from
   ``vk_percent`` / ``vkr_percent`` on ``sn_mva`` (tap changers and phase shift are not
   modelled: LinDistFlow is a balanced, lossless single-phase equivalent);
-* loads are ``p_mw * scaling``, ``q_mvar * scaling``; static generators are not read yet.
+* loads are ``p_mw * scaling``, ``q_mvar * scaling`` (phase ``abc``: balanced); a wye
+  ``asymmetric_load`` becomes one load per phase that draws power (phase ``a``, ``b`` or ``c``),
+  a delta one is an error; static generators are not read yet;
+* zero-sequence data, where pandapower has it (``r0/x0_ohm_per_km``, ``vk0/vkr0_percent``),
+  become the branches' ``r0_pu`` / ``x0_pu`` (for the three-phase formulation, §2.12).
 
 The result must be a forest: each connected part holds exactly one slack bus (an
 ``ext_grid``) and no loop.  Isolated buses without load are dropped with a warning.
@@ -225,6 +229,8 @@ def pandapower_radial(net, source: str, s_base_mva: float = 1.0, use_max_loading
         elements.append(dict(name=_element_name(ln.get("name"), f"line_{idx}"), kind="line",
                              a=bus_pos[ln.from_bus], b=bus_pos[ln.to_bus], elements=(int(idx),),
                              r_ohm=float(ln.r_ohm_per_km) * length / par, x_ohm=float(ln.x_ohm_per_km) * length / par,
+                             r0_ohm=float(ln.get("r0_ohm_per_km", nan)) * length / par,
+                             x0_ohm=float(ln.get("x0_ohm_per_km", nan)) * length / par,
                              length_km=length, sn_mva=nan, vk_percent=nan, vkr_percent=nan, rating_mva=rating,
                              vn_kv=vn, source=f"{source} line {idx}"))
     for idx, tr in net.trafo.iterrows():
@@ -235,6 +241,7 @@ def pandapower_radial(net, source: str, s_base_mva: float = 1.0, use_max_loading
                              a=bus_pos[tr.hv_bus], b=bus_pos[tr.lv_bus], elements=(int(idx),),
                              r_ohm=nan, x_ohm=nan, length_km=0.0, sn_mva=sn, vk_percent=float(tr.vk_percent),
                              vkr_percent=float(tr.vkr_percent), rating_mva=sn,
+                             vk0_percent=float(tr.get("vk0_percent", nan)), vkr0_percent=float(tr.get("vkr0_percent", nan)),
                              vn_kv=float(net.bus.at[tr.lv_bus, "vn_kv"]), source=f"{source} trafo {idx}"))
 
     if merge_parallel:
@@ -251,20 +258,26 @@ def pandapower_radial(net, source: str, s_base_mva: float = 1.0, use_max_loading
     else:
         branch_rows = elements
 
+    def trafo_z(vk, vkr, sn):
+        z = vk / 100.0 * s_base_mva / sn
+        r = vkr / 100.0 * s_base_mva / sn
+        return r, math.sqrt(max(z * z - r * r, 0.0))
+
     edges = []
     for e in branch_rows:
         if e["kind"] == "line":
             zbase = e["vn_kv"] ** 2 / s_base_mva
             r_pu, x_pu = e["r_ohm"] / zbase, e["x_ohm"] / zbase
+            r0_pu, x0_pu = e.get("r0_ohm", nan) / zbase, e.get("x0_ohm", nan) / zbase
         else:
-            z = e["vk_percent"] / 100.0 * s_base_mva / e["sn_mva"]
-            r_pu = e["vkr_percent"] / 100.0 * s_base_mva / e["sn_mva"]
-            x_pu = math.sqrt(max(z * z - r_pu * r_pu, 0.0))
+            r_pu, x_pu = trafo_z(e["vk_percent"], e["vkr_percent"], e["sn_mva"])
+            r0_pu, x0_pu = trafo_z(e.get("vk0_percent", nan), e.get("vkr0_percent", nan), e["sn_mva"]) \
+                if not pd.isna(e.get("vk0_percent", nan)) else (nan, nan)
         edges.append(dict(name=e["name"], kind=e["kind"], a=e["a"], b=e["b"], r_pu=r_pu, x_pu=x_pu,
                           rating_mva=e["rating_mva"], length_km=e["length_km"], vn_kv=e["vn_kv"], virtual=False,
-                          source=e["source"]))
+                          source=e["source"], r0_pu=r0_pu, x0_pu=x0_pu))
     edges = pd.DataFrame(edges, columns=["name", "kind", "a", "b", "r_pu", "x_pu", "rating_mva", "length_km", "vn_kv",
-                                         "virtual", "source"])
+                                         "virtual", "source", "r0_pu", "x0_pu"])
 
     loads = []
     for idx, ld in net.load.iterrows():
@@ -272,10 +285,25 @@ def pandapower_radial(net, source: str, s_base_mva: float = 1.0, use_max_loading
             continue
         sc = float(ld.get("scaling", 1.0))
         loads.append(dict(bus=bus_pos[ld.bus], p_mw=float(ld.p_mw) * sc, q_mvar=float(ld.q_mvar) * sc,
-                          load_class="", name=_element_name(ld.get("name"), f"load_{idx}")))
+                          load_class="", name=_element_name(ld.get("name"), f"load_{idx}"), phase="abc"))
+    # unbalanced loads (wye): one load per phase that draws power, with that phase
+    asym = net["asymmetric_load"] if "asymmetric_load" in net else None
+    for idx, ld in (asym.iterrows() if asym is not None else ()):
+        if not bool(ld.in_service) or ld.bus not in bus_pos:
+            continue
+        if str(ld.get("type", "wye")) == "delta":
+            raise InstanceError(Problem(source, f"asymmetric load {idx} is delta-connected; only wye (phase to "
+                                        "neutral) loads are read", field="asymmetric_load.type"))
+        sc = float(ld.get("scaling", 1.0))
+        for ph in "abc":
+            p, q = float(ld[f"p_{ph}_mw"]) * sc, float(ld[f"q_{ph}_mvar"]) * sc
+            if p or q:
+                loads.append(dict(bus=bus_pos[ld.bus], p_mw=p, q_mvar=q, load_class="", phase=ph,
+                                  name=f"{_element_name(ld.get('name'), f'asymmetric_load_{idx}')}:{ph}"))
     slack = [dict(bus=bus_pos[eg.bus], vm_pu=float(eg.vm_pu)) for eg in net.ext_grid.itertuples()
              if bool(eg.in_service) and eg.bus in bus_pos]
-    network = orient_radial(buses, edges, pd.DataFrame(loads, columns=["bus", "p_mw", "q_mvar", "load_class", "name"]),
+    network = orient_radial(buses, edges, pd.DataFrame(loads, columns=["bus", "p_mw", "q_mvar", "load_class", "name",
+                                                                       "phase"]),
                             pd.DataFrame(slack, columns=["bus", "vm_pu"]), source, s_base_mva)
 
     kept = {int(r): i for i, r in enumerate(network.buses["pp_index"])}
@@ -406,8 +434,9 @@ def orient_radial(buses: pd.DataFrame, edges: pd.DataFrame, loads: pd.DataFrame,
         slack = slack.assign(bus=remap[slack["bus"].to_numpy(dtype=int)])
 
     branches = edges.drop(columns=["a", "b"]).assign(from_bus=frm, to_bus=to)
-    branches = branches[["name", "kind", "from_bus", "to_bus", "r_pu", "x_pu", "rating_mva", "length_km", "vn_kv",
-                         "virtual", "source"]].reset_index(drop=True)
+    cols = ["name", "kind", "from_bus", "to_bus", "r_pu", "x_pu", "rating_mva", "length_km", "vn_kv", "virtual",
+            "source"]
+    branches = branches[cols + [c for c in ("r0_pu", "x0_pu") if c in branches]].reset_index(drop=True)
     if branches["name"].duplicated().any():
         dup = branches["name"][branches["name"].duplicated()].iloc[0]
         raise InstanceError(Problem(source, f"branch name '{dup}' is used twice; names must be unique", field="name"))
