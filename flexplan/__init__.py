@@ -62,7 +62,7 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
         # a plan that holds in AC is asked for: no violation bought at a penalty (the slacks' own
         # bounds are given back to the caller's model at the end)
         user_pm = pm
-        hard = ac == "ensure" and set_hard_limits(pm, True) > 0
+        hard = ac == "ensure" and pm.recipe.formulation != "lindist3flow" and set_hard_limits(pm, True) > 0
         outcome = first_solve()
         hard_note = None
         if hard and outcome.status in NO_PLAN_STATUSES:
@@ -78,7 +78,16 @@ def solve(pm: PlanningModel, time_limit: float | None = None, mip_gap: float = 1
             hard = False
             outcome = first_solve()
         cones = res = report = table = None
-        if outcome.has_solution and outcome.status != "interrupted":
+        if pm.recipe.formulation == "lindist3flow":  # the AC check in three phases (no correction loop yet)
+            res = collect(pm, outcome)
+            if ac is not None and outcome.has_solution:
+                from .threephase import check_ac_3ph
+
+                table, report = check_ac_3ph(pm, res, progress=progress)
+                if ac == "ensure":
+                    report["note"] = ("three-phase plans are checked in runpp_3ph, not corrected: the correction "
+                                      "loop is balanced only")
+        elif outcome.has_solution and outcome.status != "interrupted":
             outcome, cones = refine_cones(pm, outcome, progress=progress, mip_gap=mip_gap)
             if ac is not None and outcome.has_solution and outcome.status != "interrupted":
                 outcome, res, report, table = make_ac_feasible(pm, outcome, ensure=ac == "ensure",

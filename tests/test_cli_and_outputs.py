@@ -58,7 +58,8 @@ def test_list(capsys):
     assert "ieee33" in out and "cigre_mv" in out and "reinforce_only" in out and "copperplate" in out
     # the channels, with who writes and who reads each
     assert "  charging_cap" in out and "connection -> ev_fleet" in out
-    assert "ev_fleet -> ageing, contracts" in out and "demand -> branchflow, copperplate, lindistflow" in out
+    assert "ev_fleet -> ageing, contracts, wholesale" in out
+    assert "demand -> branchflow, copperplate, lindist3flow, lindistflow" in out
 
 
 def test_html_report_is_self_contained_and_has_every_figure(tmp_path):

@@ -224,6 +224,7 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
             hours[t] * (b.s_vlo[j, k, t] + b.s_vhi[j, k, t]) for j in buses for k in PH for t in ts)
             + (sum(hours[t] * b.s_unb[j, t] for j in buses for t in ts) if cfg.vuf_max_pct > 0 else 0.0)), year=y)
     b._meta = dict(slack_v=slack_v, rating=rating, feed=feed, vuf=cfg.vuf_max_pct > 0)
+    b._vuf_limit = cfg.vuf_max_pct if cfg.vuf_max_pct > 0 else None
 
 
 def extract_lindist3flow(b, inst, ix) -> dict:
