@@ -42,7 +42,7 @@ REGIMES = ("capex", "totex")
 #: Cost categories by who pays them under regulation (the Hub's category names).
 CAPEX = ("investment", "storage_investment")
 OPEX = ("ev_flexibility", "contract_availability", "contract_utilisation", "contract_penalty", "connection_discount",
-        "pv_curtailment", "heat_pump_flexibility", "storage_ageing")
+        "pv_curtailment", "heat_pump_flexibility", "storage_ageing", "phase_balancing")
 QUALITY_PREFIX = "penalty_"
 
 

@@ -250,3 +250,37 @@ def test_the_ac_check_replays_the_plan_in_runpp_3ph(tmp_path):
     assert ac["unbalance_max_pct"] == pytest.approx(0.7312, abs=0.01)
     assert ac["v_min_pu"] == pytest.approx(0.9962, abs=0.001)
     assert len(res.tables["ac_check"]) == 1
+
+
+def test_phase_balancing_moves_the_charger_when_that_is_cheaper_than_the_violation(tmp_path):
+    """The two-branch feeder above with the charger movable (phase_balancing): one move (250 EUR)
+    takes away phase a's violation (1e6 EUR/(pu² h) x 8760 h x 0.0084 pu²: one step of 24 h on a
+    day of weight 365), so the plan moves it, to phase b or c, and costs exactly the move; at a
+    move dearer than the violation it stays."""
+    limit = 0.97
+    feeder3(tmp_path, "pb", [("b2", 0.020, 0.0, "a"), ("b2", 0.007, 0.0, "a")], v_min=limit)
+    loads = (tmp_path / "pb" / "loads.csv").read_text().splitlines()
+    (tmp_path / "pb" / "loads.csv").write_text("\n".join([loads[0] + ",name", loads[1] + ",house", loads[2] + ",charger"])
+                                               + "\n")
+    inst = fp.load_instance(tmp_path / "pb")
+    base = {"name": "3ph", "blocks": ["demand", "phase_balancing"], "network": {"formulation": "lindist3flow"},
+            "phase_balancing": {"loads": ["charger"], "cost_eur_per_move": 250.0}}
+    res = fp.solve(fp.build_model(inst, base))
+    moves = res.tables["phase_moves"].set_index("load")
+    assert moves.loc["charger", "moved"] and moves.loc["charger", "phase_after"] in ("b", "c")
+    assert res.objective_eur == pytest.approx(250.0, rel=1e-9)
+    v = res.tables["voltages_3ph"].set_index("bus").loc["b2"]
+    assert min(v["v_a_pu"], v["v_b_pu"], v["v_c_pu"]) >= limit - 1e-9
+    # the balanced model sees the same totals: phase balancing changes nothing there
+    bal = fp.solve(fp.build_model(inst, {**base, "network": {"formulation": "lindistflow"}}))
+    assert bal.cost_breakdown_eur.get("penalty_voltage", 0.0) == pytest.approx(0.0, abs=1e-6)
+    # dearer than the violation: it stays, and the plan pays the violation computed by hand
+    z, z0 = complex(0.02, 0.01), complex(0.06, 0.02)
+    zs = (z0 + 2 * z) / 3
+    short = limit ** 2 - (1.0 - 2 * 2 * 3 / 0.16 * zs.real * 0.027)
+    stay = fp.solve(fp.build_model(inst, {**base, "phase_balancing": {"loads": ["charger"],
+                                                                      "cost_eur_per_move": 1e12}}))
+    assert not stay.tables["phase_moves"]["moved"].any()
+    assert stay.objective_eur == pytest.approx(1e6 * 8760 * short, rel=1e-6)
+    with pytest.raises(fp.RecipeError, match="not a single-phase load"):
+        fp.build_model(inst, {**base, "phase_balancing": {"loads": ["garage"]}})
