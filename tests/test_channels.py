@@ -17,7 +17,9 @@ from flexplan.paths import shipped_models
 
 pytestmark = pytest.mark.unit
 
-SHIPPED = sorted(p.stem for p in shipped_models().glob("*.toml"))
+#: the recipes solved on the one-line EV feeder below; lv_three_phase needs phase data and no
+#: reinforcement candidates (tests/test_threephase.py solves it in both block orders)
+SHIPPED = sorted(p.stem for p in shipped_models().glob("*.toml") if p.stem != "lv_three_phase")
 
 
 def _providers_first(order):

@@ -284,3 +284,52 @@ def test_phase_balancing_moves_the_charger_when_that_is_cheaper_than_the_violati
     assert stay.objective_eur == pytest.approx(1e6 * 8760 * short, rel=1e-6)
     with pytest.raises(fp.RecipeError, match="not a single-phase load"):
         fp.build_model(inst, {**base, "phase_balancing": {"loads": ["garage"]}})
+
+
+def test_series_merge_of_the_shipped_feeder_is_exact(tmp_path):
+    """flexplan.convert.european_lv merges series chains (906 -> 205 LV buses): at every kept bus
+    the three-phase voltages and unbalance are those of the full feeder (on-peak snapshot), and the
+    shipped instance loads with its three phase-assigned fleets."""
+    import dataclasses
+
+    from flexplan.convert.european_lv import merge_series
+
+    inst = european_lv_instance(tmp_path / "eu")
+    merged, removed = merge_series(inst.network)
+    assert merged.n_buses == inst.network.n_buses - len(removed) and merged.n_buses < 250
+    rec = {"name": "3ph", "blocks": ["demand"], "network": {"formulation": "lindist3flow"}}
+    full = fp.solve(fp.build_model(inst, rec)).tables["voltages_3ph"].set_index("bus")
+    small = fp.solve(fp.build_model(dataclasses.replace(inst, network=merged), rec)).tables["voltages_3ph"]
+    small = small.set_index("bus")
+    cols = ["v_a_pu", "v_b_pu", "v_c_pu"]
+    assert small[cols].to_numpy() == pytest.approx(full.loc[small.index, cols].to_numpy(), abs=1e-6)  # LP tolerance
+    assert small["unbalance_pct"].to_numpy() == pytest.approx(full.loc[small.index, "unbalance_pct"].to_numpy(),
+                                                              abs=1e-5)  # percentage points, solver tolerance
+    from flexplan.paths import resolve_instance_path
+
+    shipped = fp.load_instance(resolve_instance_path("european_lv"))
+    assert shipped.network.n_buses == merged.n_buses
+    assert [f.phase for f in shipped.ev_fleets] == [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]
+    assert shipped.network.branches["r0_pu"].notna().all()
+
+
+def test_the_shipped_three_phase_recipe_solves_in_every_block_order(tmp_path):
+    """models/lv_three_phase.toml on the two-branch feeder with a movable house and a phase-a
+    fleet: the same objective whatever the order of its blocks."""
+    import itertools
+
+    from conftest import add_fleet
+
+    feeder3(tmp_path, "rec", [("b2", 0.020, 0.0, "a")], v_min=0.9)
+    add_fleet(tmp_path / "rec", "b2", 4, extra='phase = "a"\n')
+    (tmp_path / "rec" / "profiles.csv").write_text("day,hour,weight,res\n" + "".join(f"d,{h},365,1.0\n"
+                                                                                     for h in range(24)))
+    inst = fp.load_instance(tmp_path / "rec")
+    rec = fp.resolve_recipe("lv_three_phase")
+    objs = []
+    for blocks in itertools.permutations(rec.blocks):
+        rec.blocks = list(blocks)
+        res = fp.solve(fp.build_model(inst, rec), mip_gap=0.0)
+        assert res.status == "optimal"
+        objs.append(res.objective_eur)
+    assert objs == pytest.approx([objs[0]] * len(objs), rel=1e-6)

@@ -279,7 +279,8 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
     if "transformers" in cfg:
         tpath = data_path(folder, cfg["transformers"], shown, "network.transformers")
         tr = read_csv(tpath, str(tpath), {"name": "str", "hv_bus": "str", "lv_bus": "str", "sn_mva": "float++",
-                                          "vk_percent": "float++", "vkr_percent": "float+"}, bounds=TRAFO_BOUNDS,
+                                          "vk_percent": "float++", "vkr_percent": "float+"},
+                      {"vk0_percent": "float++", "vkr0_percent": "float+"}, bounds=TRAFO_BOUNDS,
                       unique={"name": "transformer name"})
         problems += [Problem(str(tpath), f"'{n}' is also the name of a line in {cfg['lines']}", row=i + 2,
                              field="name") for i, n in enumerate(tr["name"]) if n in set(lines["name"])]
@@ -292,9 +293,12 @@ def _csv_network(cfg: dict, folder: Path, shown: str, s_base: float) -> Network:
             if t["hv_bus"] in index and t["lv_bus"] in index:
                 z = t["vk_percent"] / 100 * s_base / t["sn_mva"]
                 r = t["vkr_percent"] / 100 * s_base / t["sn_mva"]
+                z0 = float(t.get("vk0_percent", math.nan)) / 100 * s_base / t["sn_mva"]
+                r0 = float(t.get("vkr0_percent", math.nan)) / 100 * s_base / t["sn_mva"]
                 rows.append(dict(name=t["name"], kind="transformer", a=index[t["hv_bus"]], b=index[t["lv_bus"]],
                                  r_pu=r, x_pu=math.sqrt(max(z * z - r * r, 0)), rating_mva=t["sn_mva"], length_km=0.0,
-                                 vn_kv=vn[index[t["lv_bus"]]], virtual=False, source=f"{tpath} line {i + 2}"))
+                                 vn_kv=vn[index[t["lv_bus"]]], virtual=False, source=f"{tpath} line {i + 2}",
+                                 r0_pu=r0, x0_pu=math.sqrt(max(z0 * z0 - r0 * r0, 0)) if z0 == z0 else math.nan))
     if cfg["slack_bus"] not in index:
         problems.append(Problem(shown, f"unknown bus '{cfg['slack_bus']}'", field="network.slack_bus"))
     if problems:

@@ -14,14 +14,17 @@ bus j and squared phase-to-neutral voltages Y_jφ (pu²):
 * voltage band per phase (soft): Y_jφ + s⁻ ≥ v_min², Y_jφ − s⁺ ≤ v_max²;
 * angles: θ_j = θ_i + N_P(k) P_k + N_Q(k) Q_k, each phase's angle against its balanced position
   (rad; the imaginary part of the same linearised drop), slack buses at 0;
-* unbalance (soft): the negative-sequence voltage, to first order, V₂ ≈ (e_a + α e_b + α² e_c)/3
+* unbalance (soft, at the supply points: buses with something connected, where EN 50160
+  applies): the negative-sequence voltage, to first order, V₂ ≈ (e_a + α e_b + α² e_c)/3
   with e_φ = (Y_φ − 1)/2 + j θ_φ and α = exp(j 2π/3), kept inside a polygon of ``polygon_sides``
   edges inscribed in the circle of radius u = ``vuf_max_pct`` / 100 (+ s^u): EN 50160's voltage
   unbalance factor |V₂|/|V₁| (|V₁| ≈ 1).  The angles matter: from the magnitudes alone the IEEE
   European LV feeder's on-peak unbalance would read 2.0 %; with them 0.61 %, against 0.73 % in
   ``runpp_3ph`` (:func:`flexplan.threephase.unbalance_factor`);
 * thermal per phase (soft): the polygon of ``polygon_sides`` edges on (P_kφ, Q_kφ) within a third of
-  the branch rating × loading (the same current on each phase at nominal voltage) + s^ov;
+  the branch rating × loading (the same current on each phase at nominal voltage) + s^ov, only
+  the edges the flow bounds let bind (each phase's flow is bounded by everything below the
+  branch put on one phase);
 * penalties as LinDistFlow's (``penalty_unserved``, ``penalty_overload``, ``penalty_voltage``;
   the unbalance slack at the voltage price).
 
@@ -137,8 +140,19 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
         children[frm[k]].append(k)
     feed = {to[k]: k for k in K}
 
-    b.P = pyo.Var(K, PH, T)
-    b.Q = pyo.Var(K, PH, T)
+    # a bound on every phase's flow: what can be withdrawn or injected below the branch, all on
+    # one phase (fixed withdrawals in magnitude, plus the declared bound on variable injections)
+    below = net.downstream_buses()
+    pa, qa = np.abs(hub.p_withdraw), np.abs(hub.q_withdraw)
+    fmax = np.zeros((len(br), ix.n_ops))
+    qmax = np.zeros((len(br), ix.n_ops))
+    for k, bs in enumerate(below):
+        inj = hub.max_injection[bs].sum()
+        fmax[k] = pa[bs].sum(axis=0) + inj
+        qmax[k] = qa[bs].sum(axis=0) + inj
+    fl, ql = fmax.tolist(), qmax.tolist()
+    b.P = pyo.Var(K, PH, T, bounds=lambda _, k, ph, t: (-fl[k][t], fl[k][t]))
+    b.Q = pyo.Var(K, PH, T, bounds=lambda _, k, ph, t: (-ql[k][t], ql[k][t]))
     b.y = pyo.Var(buses, PH, T, bounds=(cfg.v_hard_min_pu ** 2, cfg.v_hard_max_pu ** 2), initialize=1.0)
     b.s_vlo = pyo.Var(buses, PH, T, within=pyo.NonNegativeReals)
     b.s_vhi = pyo.Var(buses, PH, T, within=pyo.NonNegativeReals)
@@ -188,41 +202,52 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
     b.v_min = pyo.Constraint(buses, PH, T, rule=lambda m, j, k, t: b.y[j, k, t] + b.s_vlo[j, k, t] >= vmin2)
     b.v_max = pyo.Constraint(buses, PH, T, rule=lambda m, j, k, t: b.y[j, k, t] - b.s_vhi[j, k, t] <= vmax2)
     u = cfg.vuf_max_pct / 100.0
-    if cfg.vuf_max_pct > 0:
-        b.s_unb = pyo.Var(buses, T, within=pyo.NonNegativeReals)
+    # EN 50160 applies at the supply terminals: the buses where something is connected
+    supply = [j for j in buses if hub.p_withdraw[j].any() or hub.q_withdraw[j].any() or hub.max_injection[j] > 0
+              or any(k[0] == j for k in split)]
+    if cfg.vuf_max_pct > 0 and supply:
+        b.s_unb = pyo.Var(supply, T, within=pyo.NonNegativeReals)
         # V₂ = Σ_φ c_φ e_φ / 3, c = (1, α, α²), e_φ = Y_φ/2 + j θ_φ (+ constants that cancel):
         # Re V₂ = Σ (Re c Y/2 − Im c θ)/3, Im V₂ = Σ (Im c Y/2 + Re c θ)/3
         c = np.exp(2j * np.pi / 3 * np.arange(3))
         sides = polygon(cfg.polygon_sides)
         cy = [[(sd[0] * c[s].real + sd[1] * c[s].imag) / 6.0 for s in PH] for sd in sides]
         ct = [[(-sd[0] * c[s].imag + sd[1] * c[s].real) / 3.0 for s in PH] for sd in sides]
-        b.unbalance = pyo.Constraint(buses, range(len(sides)), T, rule=lambda m, j, e, t: sum(
+        b.unbalance = pyo.Constraint(supply, range(len(sides)), T, rule=lambda m, j, e, t: sum(
             cy[e][s] * b.y[j, s, t] + ct[e][s] * b.th[j, s, t] for s in PH) <= sides[e][2] * (u + b.s_unb[j, t]))
 
-    # thermal limits per phase: a third of the rating (the same current in each phase)
+    # thermal limits per phase: a third of the rating (the same current in each phase); only the
+    # polygon edges that the flow bounds let bind (a branch-op whose flow box lies inside the
+    # polygon gets no row and no slack: exact)
     load_frac = lim.max_loading_pct / 100.0
-    limited = [k for k in K if rating[k] < UNLIMITED_MVA]
     edges = polygon(cfg.polygon_sides)
-    b.s_over = pyo.Var(limited, PH, T, within=pyo.NonNegativeReals)
-    b.thermal = pyo.Constraint(
-        [(k, ph, m, t) for k in limited for ph in PH for m in range(len(edges)) for t in T],
-        rule=lambda _, k, ph, m, t: edges[m][0] * b.P[k, ph, t] + edges[m][1] * b.Q[k, ph, t]
-        <= edges[m][2] * (load_frac * rating[k] / 3.0 + b.s_over[k, ph, t]))
+    therm = [(k, ph, m, t) for k in K if rating[k] < UNLIMITED_MVA for t in T
+             if np.hypot(fl[k][t], ql[k][t]) > edges[0][2] * load_frac * rating[k] / 3.0
+             for ph in PH for m in range(len(edges))
+             if abs(edges[m][0]) * fl[k][t] + abs(edges[m][1]) * ql[k][t] > edges[m][2] * load_frac * rating[k] / 3.0]
+    over_keys = sorted({(k, ph, t) for k, ph, _, t in therm})
+    limited = sorted({k for k, _, _ in over_keys})
+    b.s_over = pyo.Var(over_keys, within=pyo.NonNegativeReals)
+    b.thermal = pyo.Constraint(therm, rule=lambda _, k, ph, m, t: edges[m][0] * b.P[k, ph, t]
+                               + edges[m][1] * b.Q[k, ph, t]
+                               <= edges[m][2] * (load_frac * rating[k] / 3.0 + b.s_over[k, ph, t]))
 
     by_ny = defaultdict(list)
     for t in T:
         by_ny[(opnode[t], int(ix.op_year[t]))].append(t)
-    shed_at = defaultdict(list)
+    shed_at, over_at = defaultdict(list), defaultdict(list)
     for j, k, t in shed_keys:
         shed_at[t].append((j, k))
+    for k, ph, t in over_keys:
+        over_at[t].append((k, ph))
     for (n, y), ts in by_ny.items():
         hub.cost("penalty_unserved", n, pen.voll_eur_per_mwh * sum(hours[t] * b.shed[j, k, t] for t in ts
                                                                      for j, k in shed_at[t]), year=y)
         hub.cost("penalty_overload", n, pen.overload_eur_per_mvah * sum(
-            hours[t] * b.s_over[k, ph, t] for t in ts for k in limited for ph in PH), year=y)
+            hours[t] * b.s_over[k, ph, t] for t in ts for k, ph in over_at[t]), year=y)
         hub.cost("penalty_voltage", n, pen.voltage_eur_per_pu2h * (sum(
             hours[t] * (b.s_vlo[j, k, t] + b.s_vhi[j, k, t]) for j in buses for k in PH for t in ts)
-            + (sum(hours[t] * b.s_unb[j, t] for j in buses for t in ts) if cfg.vuf_max_pct > 0 else 0.0)), year=y)
+            + (sum(hours[t] * b.s_unb[j, t] for j in supply for t in ts) if hasattr(b, "s_unb") else 0.0)), year=y)
     b._meta = dict(slack_v=slack_v, rating=rating, feed=feed, vuf=cfg.vuf_max_pct > 0)
     b._vuf_limit = cfg.vuf_max_pct if cfg.vuf_max_pct > 0 else None
 
