@@ -14,6 +14,8 @@ from flexplan.paths import shipped_instances
 pytestmark = pytest.mark.component
 
 INSTANCES = sorted(p.parent.name for p in shipped_instances().glob("*/instance.toml"))
+#: european_lv has no candidates on purpose: the three-phase formulation does not plan reinforcement yet
+WITHOUT_CANDIDATES = {"european_lv"}
 
 
 def _check(name: str, cands: pd.DataFrame) -> None:
@@ -27,9 +29,11 @@ def _check(name: str, cands: pd.DataFrame) -> None:
 
 def test_every_instance_is_checked():
     assert {"ieee33", "cigre_lv", "sb_lv_rural", "sb_mv_rural"} <= set(INSTANCES)
+    for name in WITHOUT_CANDIDATES:  # and those left out really have none
+        assert not len(fp.load_instance(shipped_instances() / name).candidates)
 
 
-@pytest.mark.parametrize("name", INSTANCES)
+@pytest.mark.parametrize("name", [n for n in INSTANCES if n not in WITHOUT_CANDIDATES])
 def test_a_stronger_candidate_costs_more(name):
     cands = fp.load_instance(shipped_instances() / name).candidates
     assert len(cands), f"{name}: no candidates"
