@@ -101,6 +101,9 @@ class Hub:
         self.costs: list[CostTerm] = []
         self.decisions: dict[str, list] = defaultdict(list)  # node -> Pyomo variables decided there
         self.v_margin = None  # (n_buses, n_ops) pu added to v_min (AC correction), or None
+        # slack bus -> per op a variable added to its squared voltage (pu²): a supply voltage decided
+        # with the grid above (a region's LV grid, flexplan.blocks.lv_supply); empty: slack voltages fixed
+        self.supply_dv: dict[int, list] = {}
         self.branch_options: dict[int, list[BranchOption]] = defaultdict(list)
         self.read: set[str] | None = None  # channels some block of the recipe reads (None: unknown, offer all)
         self.channels: dict[str, object] = {}  # channel name -> value put by its provider

@@ -232,7 +232,7 @@ def _load_all() -> None:
     error naming it."""
     # importing the modules registers them
     from . import ageing, connection, contracts, demand, ev_fleet, grid_code, reinforcement, tariffs  # noqa: F401
-    from . import heat_pump, phase_balancing, pv, storage, wholesale  # noqa: F401
+    from . import heat_pump, lv_grids, lv_supply, phase_balancing, pv, storage, wholesale  # noqa: F401
     from .network import branchflow, copperplate, lindist3flow, lindistflow  # noqa: F401
 
     if _loaded[0]:

@@ -41,6 +41,7 @@ import pandas as pd
 import pyomo.environ as pyo
 
 from .. import BlockSpec, register_formulation
+from ...errors import RecipeError
 from ..linear import Affine, affine, lin
 from ..rows import add_rows
 from .common import UNLIMITED_MVA, flow_ranges, polygon, polygon_edges_needed, slack_violations
@@ -282,6 +283,10 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     vmin2, vmax2 = lim.v_min_pu ** 2, lim.v_max_pu ** 2
     slack_v = {int(bus): float(vm) ** 2 for bus, vm in zip(net.slack["bus"], net.slack["vm_pu"])}
     buses = [j for j in range(net.n_buses) if j not in slack_v]
+    supply_dv = {int(k): v for k, v in getattr(hub, "supply_dv", {}).items()}
+    if supply_dv and losses:
+        raise RecipeError("a supply voltage decided with the grid above (a region's LV grid) needs the lindistflow "
+                          "formulation; branchflow's cones use the slack voltage as a number")
 
     b.P = pyo.Var(K, T, bounds=lambda _, k, t: (Pmin[k, t], Pmax[k, t]))
     b.Q = pyo.Var(K, T, bounds=lambda _, k, t: (Qmin[k, t], Qmax[k, t]))
@@ -425,6 +430,9 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         f, g = frm[k], to[k]
         if f in slack_v:
             const += sign * slack_v[f]
+            if f in supply_dv:
+                coefs.append(sign)
+                vs.append(supply_dv[f][t])
         else:
             coefs.append(sign)
             vs.append(v_[f, t])
@@ -708,6 +716,7 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     b._sides = cfg.polygon_sides
     b._implied_bounds = (b.P, b.Q, b.Pp, b.Qp)  # flow ranges: implied by the loads (freed for prices)
     b._meta = dict(buses=buses, limited=limited, parallels=parallels, rating_expr=rating_expr, slack_v=slack_v,
+                   supply_dv=supply_dv,
                    opnode=opnode, losses=losses, over_keys=over_keys)
 
 
@@ -725,7 +734,8 @@ def extract_lindistflow(b, inst, ix) -> dict:
     nb = net.n_buses
     V = np.zeros((nb, T))
     for bus, v2 in meta["slack_v"].items():
-        V[bus] = np.sqrt(v2)
+        dv = meta.get("supply_dv", {}).get(bus)
+        V[bus] = np.sqrt(v2 if dv is None else np.maximum(v2 + np.array([d.value or 0.0 for d in dv]), 0.0))
     for (j, t), var in b.v.items():
         V[j, t] = np.sqrt(max(var.value, 0.0))
     names = net.buses["name"].to_numpy()

@@ -1,0 +1,521 @@
+"""A region: an MV grid with its LV grids, planned by Dantzig–Wolfe decomposition
+(docs/formulation.md §10).
+
+:func:`split_region` cuts a region's network at its MV/LV transformers: each transformer whose
+secondary side is LV (≤ ``lv_kv_max``, 1 kV: IEC 60038's low voltage) and primary side is not
+starts an LV grid (the transformer and everything below it, supplied from a copy of its MV bus);
+the rest is the MV grid.  Loads, EV fleets and reinforcement candidates go with their buses and
+branches; stages, days, growth, tree, limits and penalties are shared, so every part has the
+same operating points.
+
+:func:`plan_region` then plans the region as one problem, decomposed:
+
+* **pricing** (one solve per LV grid, independent, so in parallel: a process pool or a Dask
+  cluster): the LV grid's own planning model with its import at the supply point priced at the
+  MV grid's current prices, min C_g(x) + Σ_t (μ^P_t P_t(x) + μ^Q_t Q_t(x)); its plan is a column
+  (cost C_g, import profile P, Q);
+* **master** (the MV grid's planning model with the block ``lv_grids``): each LV grid is a
+  convex combination of its columns, so the MV grid sees what the LV grids import and pays what
+  their plans cost; its LP relaxation gives the prices μ (duals of the linking rows) and σ_g
+  (the convexity rows').
+
+A column whose reduced cost (pricing objective − σ_g) is negative improves the master; when no
+grid has one, the master's LP is the optimum of the region's relaxation.  Every iteration gives a
+lower bound on the region's optimum, master LP + Σ_g min(0, pricing dual bound − σ_g)
+(Lagrangian), and the last step solves the master with one column per LV grid (λ binary) and the
+MV grid's integer decisions: the region's plan, an upper bound.  The two bound the gap reported.
+An LV grid's flexibility is therefore spent once: its plan (local reinforcement, local
+congestion, what the MV grid asks for) is one solve of the LV grid with the MV grid's price on
+its import.
+
+The LV grids are supplied at ``lv_supply_vm_pu`` (default: the region's slack voltage): the
+voltage the MV grid drops before an LV grid is not passed down (each level keeps its own voltage
+band), which the monolithic model would see; planning the region as one model
+(:func:`plan_monolithic`) measures what that costs.
+
+Checkpoints: with ``out``, every pricing solve is kept in ``out/columns/`` under a hash of what
+it depends on (the LV grid's data, the recipe, the solver options and the prices), so a rerun
+after a crash, a killed worker or Ctrl-C repeats only what is missing, and a changed instance,
+recipe or option is never mistaken for a finished one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pickle
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InstanceError, Problem, RecipeError
+
+#: kV: a bus at or below this voltage is LV (IEC 60038: low voltage is up to 1 kV AC).
+LV_KV_MAX = 1.0
+
+
+@dataclass
+class LVGrid:
+    """One LV grid of a region: ``name`` (its transformer's), ``mv_bus`` (index in the MV
+    instance), ``mv_bus_name`` and ``instance`` (the transformer and what is below it, supplied
+    from a copy of the MV bus, bus 0)."""
+
+    name: str
+    mv_bus: int
+    mv_bus_name: str
+    instance: object
+
+
+@dataclass
+class RegionSplit:
+    region: object
+    mv: object
+    lv: list
+
+
+def _subset(inst, keep: list[int], slack: pd.DataFrame, name: str, where: str):
+    """The part of ``inst`` on buses ``keep`` (old indices, in the new order) and the branches
+    feeding them, with ``slack`` (old bus indices, vm_pu)."""
+    net = inst.network
+    new = {old: i for i, old in enumerate(keep)}
+    br = net.branches
+    roots = set(int(b) for b in slack["bus"])
+    bkeep = [k for k in range(len(br)) if int(br.at[k, "to_bus"]) in new and int(br.at[k, "to_bus"]) not in roots]
+    bnew = {old: i for i, old in enumerate(bkeep)}
+    branches = br.iloc[bkeep].reset_index(drop=True).copy()
+    for col in ("from_bus", "to_bus"):
+        branches[col] = [new[int(b)] for b in branches[col]]
+    own = [b for b in new if b not in roots or b in set(int(x) for x in net.slack["bus"])]  # a copied supply bus carries nothing
+    loads = net.loads[net.loads["bus"].isin(own)].copy()
+    loads["bus"] = [new[int(b)] for b in loads["bus"]]
+    sl = slack.copy()
+    sl["bus"] = [new[int(b)] for b in sl["bus"]]
+    network = dataclasses.replace(net, buses=net.buses.iloc[keep].reset_index(drop=True),
+                                  branches=branches, loads=loads.reset_index(drop=True),
+                                  slack=sl.reset_index(drop=True), source=f"{net.source} ({where})")
+    cand = inst.candidates
+    if len(cand):
+        cand = cand[cand["branch"].isin(bkeep)].copy()
+        cand["branch"] = [bnew[int(b)] for b in cand["branch"]]
+        cand = cand.reset_index(drop=True)
+    fleets = []
+    for f in inst.ev_fleets:
+        pos = [i for i, b in enumerate(f.buses) if b in own]
+        if pos:
+            fleets.append(dataclasses.replace(f, buses=tuple(new[f.buses[i]] for i in pos),
+                                              bus_names=tuple(f.bus_names[i] for i in pos), _cache={}))
+    return dataclasses.replace(inst, name=name, network=network, candidates=cand, ev_fleets=tuple(fleets),
+                               tree=inst.tree, extra=dict(inst.extra), sections=dict(inst.sections))
+
+
+def split_region(instance, lv_kv_max: float = LV_KV_MAX, lv_supply_vm_pu: float | None = None) -> RegionSplit:
+    """Cut a region into its MV grid and its LV grids (see the module docstring).  Raises
+    :class:`InstanceError` when the network has no MV/LV transformer or a block section
+    (heat pumps, PV, storage) that is not split yet."""
+    from .assemble import load_instance
+    from .paths import resolve_instance_path
+
+    inst = instance if not isinstance(instance, (str, Path)) else load_instance(resolve_instance_path(instance))
+    where = str(inst.path / "instance.toml") if inst.path is not None else inst.name
+    sections = [k for k, v in inst.sections.items() if v]
+    if sections:
+        raise InstanceError([Problem(where, f"a region with {', '.join(sections)} cannot be split into MV and LV "
+                                            "grids yet (only the network, loads, EV fleets and reinforcement "
+                                            "candidates are)", field=sections[0])])
+    net = inst.network
+    vn = net.buses["vn_kv"].astype(float).to_numpy()
+    br = net.branches
+    down = net.downstream_buses()
+    roots = [k for k in range(len(br)) if str(br.at[k, "kind"]) == "transformer"
+             and vn[int(br.at[k, "to_bus"])] <= lv_kv_max < vn[int(br.at[k, "from_bus"])]]
+    if not roots:
+        raise InstanceError([Problem(where, f"no MV/LV transformer (secondary side <= {lv_kv_max} kV, primary "
+                                            "above): nothing to split into LV grids", field="transformers")])
+    if len(net.slack) != 1:
+        raise InstanceError([Problem(where, "a region needs exactly one slack bus", field="slack_bus")])
+    vm = float(net.slack["vm_pu"].iloc[0]) if lv_supply_vm_pu is None else float(lv_supply_vm_pu)
+    names = net.buses["name"].astype(str).tolist()
+    in_lv: set[int] = set()
+    lv = []
+    for k in roots:
+        frm = int(br.at[k, "from_bus"])
+        below = [int(b) for b in down[k]]
+        in_lv.update(below)
+        grid = str(br.at[k, "name"])
+        sub = _subset(inst, [frm] + below, pd.DataFrame({"bus": [frm], "vm_pu": [vm]}),
+                      f"{inst.name}/{grid}", f"LV grid of {grid}")
+        lv.append(LVGrid(grid, frm, names[frm], sub))
+    mv_keep = [b for b in range(net.n_buses) if b not in in_lv]
+    mv = _subset(inst, mv_keep, net.slack, f"{inst.name}/mv", "MV grid")
+    pos = {old: i for i, old in enumerate(mv_keep)}
+    for g in lv:
+        g.mv_bus = pos[g.mv_bus]
+    return RegionSplit(inst, mv, lv)
+
+
+# -- pricing: one LV grid --------------------------------------------------------------------------
+def _imports(pm):
+    """Per op, the (P, Q) expressions of what the LV grid takes at its supply point: the flows of
+    the branches (and built parallel branches) leaving its slack bus."""
+    from pyomo.environ import quicksum
+
+    spec, b = pm.blocks["network"]
+    if pm.recipe.formulation not in ("lindistflow", "branchflow"):
+        raise RecipeError(f"a region is planned with the lindistflow or branchflow network formulation, not "
+                          f"'{pm.recipe.formulation}'")
+    net = pm.instance.network
+    slack = set(int(s) for s in net.slack["bus"])
+    out_k = [k for k in range(net.n_branches) if int(net.branches.at[k, "from_bus"]) in slack]
+    par = [c for c, o in enumerate(b._meta["parallels"]) if int(net.branches.at[o.branch, "from_bus"]) in slack]
+    T = range(pm.index.n_ops)
+    P = [quicksum([b.P[k, t] for k in out_k] + [b.Pp[c, t] for c in par]) for t in T]
+    Q = [quicksum([b.Q[k, t] for k in out_k] + [b.Qp[c, t] for c in par]) for t in T]
+    bound = 0.0
+    for t in T:
+        s = sum(max(abs(b.P[k, t].lb or 0), abs(b.P[k, t].ub or 0)) + max(abs(b.Q[k, t].lb or 0), abs(b.Q[k, t].ub or 0))
+                for k in out_k)
+        s += sum(max(abs(b.Pp[c, t].lb or 0), abs(b.Pp[c, t].ub or 0)) + max(abs(b.Qp[c, t].lb or 0),
+                                                                             abs(b.Qp[c, t].ub or 0)) for c in par)
+        bound = max(bound, s)
+    return P, Q, bound
+
+
+def price_grid(lv_instance, recipe, mu_p=None, mu_q=None, dv=None, solve_kw: dict | None = None) -> dict:
+    """Plan one LV grid with its import priced at ``mu_p`` / ``mu_q`` (EUR per MW / Mvar per op,
+    as weighted in the objective; None: alone) and supplied at the squared voltage v₀ + ``dv``
+    per op (block ``lv_supply``; None: v₀, the slack's).  Returns its column: ``cost`` (EUR, the plan's objective without the prices), ``p``,
+    ``q`` (import per op), ``dv`` (squared supply voltage less the slack's, per op), ``objective``
+    and ``dual_bound`` (of the priced problem), ``status``, ``builds``, ``costs`` (EUR by
+    category), ``max_mva``."""
+    import pyomo.environ as pyo
+
+    from . import collect
+    from .assemble import build_model
+    from .solve import SolveOptions, solve_model
+
+    solve_kw = dict(solve_kw or {})
+    t0 = time.perf_counter()
+    held = {}
+
+    def priced(pm):
+        P, Q, bound = _imports(pm)
+        held.update(P=P, Q=Q, bound=bound)
+        if mu_p is not None:
+            root = next(n for n, node in pm.index.nodes.items() if node.parent is None)
+            terms = [float(a) * e for a, e in zip(mu_p, P) if a] + [float(a) * e for a, e in zip(mu_q, Q) if a]
+            if terms:
+                pm.hub.cost("region_price", root, pyo.quicksum(terms))
+
+    from .blocks.lv_supply import LVSupply
+    from .recipe import resolve_recipe
+
+    rec = resolve_recipe(recipe)
+    rec = dataclasses.replace(rec, blocks=[*rec.blocks, "lv_supply"], name=f"{rec.name}+lv_supply")
+    supply = LVSupply(dv=None if dv is None else np.asarray(dv, dtype=float))
+    inst = dataclasses.replace(lv_instance, sections={**lv_instance.sections, "lv_supply": supply})
+    pm = build_model(inst, rec, extra_functionality=priced)
+    opts = SolveOptions(mip_gap=solve_kw.pop("mip_gap", 1e-4), time_limit=solve_kw.pop("time_limit", None),
+                        threads=solve_kw.pop("threads", 0), extra=solve_kw)
+    out = solve_model(pm.model, opts)
+    if not out.has_solution:
+        raise RecipeError(f"LV grid {lv_instance.name}: no plan ({out.status}, HiGHS: {out.highs_status})")
+    p = np.array([pyo.value(e) for e in held["P"]], dtype=float)
+    q = np.array([pyo.value(e) for e in held["Q"]], dtype=float)
+    dv = np.array([v.value or 0.0 for v in pm.model.lv_supply.dv.values()], dtype=float)
+    price = float(np.dot(mu_p, p) + np.dot(mu_q, q)) if mu_p is not None else 0.0
+    res = collect(pm, out)
+    costs = {k: v for k, v in res.cost_breakdown_eur.items() if k != "region_price"}
+    bound = out.dual_bound if out.dual_bound is not None else out.objective
+    return dict(cost=float(out.objective - price), p=p, q=q, dv=dv, objective=float(out.objective), dual_bound=float(bound),
+                status=out.status, mip_gap=out.mip_gap, builds=res.builds, costs=costs, max_mva=float(held["bound"]),
+                seconds=time.perf_counter() - t0)
+
+
+def _key(lv_instance, recipe, mu_p, mu_q, dv, solve_kw) -> str:
+    """What a pricing solve depends on, as a hash: the LV grid's data, the recipe, the options,
+    the prices."""
+    from .recipe import resolve_recipe
+    from .sensitivity import _fingerprint
+
+    rec = resolve_recipe(recipe)
+    h = hashlib.sha256()
+    _fingerprint(lv_instance, h)
+    h.update(json.dumps(dict(blocks=rec.blocks, formulation=rec.formulation, options=rec.options,
+                             solve={k: solve_kw[k] for k in sorted(solve_kw)}), sort_keys=True, default=str).encode())
+    for mu in (mu_p, mu_q, dv):
+        h.update(b"-" if mu is None else np.round(np.asarray(mu, dtype=float), 9).tobytes())
+    return h.hexdigest()[:20]
+
+
+class _Runner:
+    """Runs pricing solves in process, on a process pool or on a Dask cluster, through the
+    checkpoint folder."""
+
+    def __init__(self, workers: int = 1, scheduler: str | None = None, out: Path | None = None):
+        self.out = None if out is None else Path(out) / "columns"
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.client = self.cluster = self.pool = None
+        self.reused = 0
+        if scheduler is not None:
+            try:
+                from distributed import Client, LocalCluster
+            except ImportError as e:  # pragma: no cover - depends on the environment
+                raise RecipeError("a Dask scheduler was asked for but the 'distributed' package is missing: "
+                                  "pip install -e \".[dask]\"") from e
+            if scheduler == "local":
+                self.cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
+                                            dashboard_address=None)
+                self.client = Client(self.cluster)
+            else:
+                self.client = Client(scheduler, timeout="30s")
+        elif workers > 1:
+            self.pool = ProcessPoolExecutor(max_workers=workers)
+
+    def close(self):
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def _path(self, key):
+        return None if self.out is None else self.out / f"{key}.pkl"
+
+    def run(self, jobs: list[tuple], recipe, solve_kw, progress=None) -> list[dict]:
+        """``jobs``: (label, lv_instance, mu_p, mu_q, dv); the columns in the same order."""
+        results: list = [None] * len(jobs)
+        todo = []
+        for i, (label, inst, mu_p, mu_q, dv) in enumerate(jobs):
+            path = self._path(_key(inst, recipe, mu_p, mu_q, dv, solve_kw))
+            if path is not None and path.exists():
+                try:
+                    results[i] = pickle.loads(path.read_bytes())
+                    self.reused += 1
+                    continue
+                except Exception:  # noqa: BLE001 - a damaged checkpoint is solved again
+                    path.unlink(missing_ok=True)
+            todo.append((i, path))
+        t0 = time.perf_counter()
+
+        def done(i, path, col, n):
+            results[i] = col
+            if path is not None:
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(pickle.dumps(col))
+                tmp.replace(path)
+            if progress:
+                left = (time.perf_counter() - t0) / n * (len(todo) - n)
+                progress(f"    {jobs[i][0]}: {col['status']}, {col['seconds']:.1f} s "
+                         f"[{n}/{len(todo)} done, {len(todo) - n} left, ETA {left:.0f} s]")
+
+        if self.client is not None and todo:
+            from distributed import as_completed
+
+            futs = {}
+            for i, path in todo:
+                _, inst, mu_p, mu_q, dv = jobs[i]
+                futs[self.client.submit(price_grid, inst, recipe, mu_p, mu_q, dv, solve_kw, pure=False)] = (i, path)
+            for n, fut in enumerate(as_completed(list(futs)), 1):
+                i, path = futs[fut]
+                done(i, path, fut.result(), n)
+        elif self.pool is not None and len(todo) > 1:
+            from concurrent.futures import as_completed
+
+            futs = {self.pool.submit(price_grid, *jobs[i][1:2], recipe, *jobs[i][2:], solve_kw): (i, path)
+                    for i, path in todo}
+            for n, fut in enumerate(as_completed(futs), 1):
+                i, path = futs[fut]
+                done(i, path, fut.result(), n)
+        else:
+            for n, (i, path) in enumerate(todo, 1):
+                _, inst, mu_p, mu_q, dv = jobs[i]
+                done(i, path, price_grid(inst, recipe, mu_p, mu_q, dv, solve_kw), n)
+        return results
+
+
+# -- the master ------------------------------------------------------------------------------------
+def _master(split: RegionSplit, recipe, cols: list[list[dict]], integer: bool, prices=None):
+    from .assemble import build_model
+    from .blocks.lv_grids import LVColumns
+    from .recipe import resolve_recipe
+
+    rec = resolve_recipe(recipe)
+    data = LVColumns(names=[g.name for g in split.lv], buses=[g.mv_bus for g in split.lv],
+                     costs=[[c["cost"] for c in cs] for cs in cols],
+                     p=[np.array([c["p"] for c in cs]) for cs in cols], q=[np.array([c["q"] for c in cs]) for cs in cols],
+                     max_mva=[max(c["max_mva"] for c in cs) for cs in cols], integer=integer, prices=prices)
+    mv = dataclasses.replace(split.mv, sections={**split.mv.sections, "lv_grids": data})
+    rec = dataclasses.replace(rec, blocks=[*rec.blocks, "lv_grids"], name=f"{rec.name}+lv_grids")
+    return build_model(mv, rec)
+
+
+@dataclass
+class RegionResult:
+    """The region's plan: ``objective_eur`` (the MV plan with one plan per LV grid), ``bound_eur``
+    (lower bound on the region's optimum), ``gap`` (relative), ``mv`` (the MV grid's
+    :class:`flexplan.Results`, its ``lv_grids`` cost the LV plans'), ``grids`` (per LV grid: its
+    chosen plan's cost, builds, investment, import peak, columns tried), ``iterations`` (per
+    iteration: master LP, bound, columns added, seconds), ``lv_plans`` (grid -> chosen column)."""
+
+    objective_eur: float
+    bound_eur: float
+    gap: float
+    status: str
+    mv: object
+    grids: pd.DataFrame
+    iterations: pd.DataFrame
+    lv_plans: dict = field(default_factory=dict)
+    timings_s: dict = field(default_factory=dict)
+    reused_columns: int = 0
+    voltage_moved_pu: float = 0.0
+
+
+def _duals(pm, session, n_grids, n_ops):
+    blk = pm.model.lv_grids
+    mu_p = np.array([[session.constraint_dual(blk.link_p[g, t]) for t in range(n_ops)] for g in range(n_grids)])
+    mu_q = np.array([[session.constraint_dual(blk.link_q[g, t]) for t in range(n_ops)] for g in range(n_grids)])
+    sigma = np.array([session.constraint_dual(blk.convexity[g]) for g in range(n_grids)])
+    return mu_p, mu_q, sigma
+
+
+def _supply_dv(pm, split: RegionSplit) -> np.ndarray:
+    """Per LV grid and op, its MV bus's squared voltage in the solved master less v₀ (pu²)."""
+    net_blk = pm.blocks["network"][1]
+    slack_v = net_blk._meta["slack_v"]
+    v0 = float(split.region.network.slack["vm_pu"].iloc[0]) ** 2
+    n_ops = pm.index.n_ops
+    out = np.zeros((len(split.lv), n_ops))
+    for g, grid in enumerate(split.lv):
+        j = grid.mv_bus
+        out[g] = [slack_v[j] - v0 if j in slack_v else (net_blk.v[j, t].value or v0) - v0 for t in range(n_ops)]
+    return out
+
+
+def plan_region(instance, recipe="flex_vs_reinforce", *, lv_kv_max: float = LV_KV_MAX,
+                lv_supply_vm_pu: float | None = None, max_iterations: int = 30, tol: float = 1e-5,
+                voltage_tol_pu: float = 1e-4, max_voltage_rounds: int = 5, mip_gap: float = 1e-4, workers: int = 1,
+                scheduler: str | None = None, out: str | Path | None = None, progress=None,
+                **highs_options) -> RegionResult:
+    """Plan a region (an MV grid with its LV grids) by Dantzig–Wolfe decomposition (module
+    docstring).  ``tol``: stop a round when the master LP is within this relative distance of the
+    lower bound, or no LV grid offers a column that lowers it by more; ``voltage_tol_pu``: stop
+    the voltage rounds when no LV grid's supply voltage moved by more (pu);
+    ``workers`` > 1: pricing solves on a process pool, ``scheduler``: on Dask (``"local"`` for a
+    LocalCluster of ``workers`` processes, or a scheduler address); ``out``: the checkpoint
+    folder."""
+    from . import solve
+    from .solve import HighsSession, SolveOptions
+
+    t_start = time.perf_counter()
+    split = split_region(instance, lv_kv_max, lv_supply_vm_pu)
+    say = progress or (lambda _msg: None)
+    say(f"region {split.region.name}: MV grid of {split.mv.network.n_buses} buses, {len(split.lv)} LV grids "
+        f"({sum(g.instance.network.n_buses - 1 for g in split.lv)} buses)")
+    solve_kw = dict(mip_gap=mip_gap, **highs_options)
+    runner = _Runner(workers, scheduler, out)
+    history = []
+    n_ops = None
+    dv = None  # per grid and op: squared supply voltage less v0 (None: v0)
+    mu = None  # the last prices: (mu_p, mu_q) per grid
+    try:
+        for rnd in range(1, max_voltage_rounds + 1):
+            label = "every LV grid alone" if mu is None else "at the last prices"
+            say(f"  voltage round {rnd}: LV grids supplied at " +
+                ("the slack's voltage" if dv is None else "the MV plan's voltages") + f", first columns {label}")
+            jobs = [(g.name, g.instance, None if mu is None else mu[0][i], None if mu is None else mu[1][i],
+                     None if dv is None else dv[i]) for i, g in enumerate(split.lv)]
+            cols = [[c] for c in runner.run(jobs, recipe, solve_kw, progress)]
+            n_ops = len(cols[0][0]["p"])
+            lower = -np.inf
+            for it in range(1, max_iterations + 1):
+                t0 = time.perf_counter()
+                pm = _master(split, recipe, cols, integer=False)
+                session = HighsSession(pm.model, SolveOptions(mip_gap=mip_gap, extra=dict(highs_options)))
+                session.relax_integers()
+                outcome = session.run()
+                if outcome.status != "optimal":
+                    raise RecipeError(f"region master LP (round {rnd}, iteration {it}): {outcome.status} "
+                                      f"({outcome.highs_status})")
+                z = float(outcome.objective)
+                mu_p, mu_q, sigma = _duals(pm, session, len(split.lv), n_ops)
+                mu = (mu_p, mu_q)
+                new = runner.run([(g.name, g.instance, mu_p[i], mu_q[i], None if dv is None else dv[i])
+                                  for i, g in enumerate(split.lv)], recipe, solve_kw, progress)
+                rc = np.array([c["objective"] - sigma[i] for i, c in enumerate(new)])
+                rc_bound = np.array([c["dual_bound"] - sigma[i] for i, c in enumerate(new)])
+                lower = max(lower, z + float(np.minimum(rc_bound, 0.0).sum()))
+                added = 0
+                for i, c in enumerate(new):
+                    if rc[i] < -tol * max(1.0, abs(z)) / len(split.lv):
+                        cols[i].append(c)
+                        added += 1
+                gap = (z - lower) / max(1.0, abs(z))
+                history.append(dict(round=rnd, iteration=it, master_lp_eur=z, lower_bound_eur=lower, gap=gap,
+                                    columns_added=added, most_negative_reduced_cost_eur=float(rc.min()),
+                                    seconds=time.perf_counter() - t0))
+                say(f"  round {rnd} iteration {it}: master LP {z:,.2f} EUR, bound {lower:,.2f} EUR "
+                    f"(gap {100 * gap:.4f} %), {added} column(s) added, {time.perf_counter() - t0:.1f} s")
+                if added == 0 or gap <= tol:
+                    break
+            # Lagrangian bound at the last prices, with the MV grid's integer decisions: the MV grid
+            # alone with its LV imports free and priced, plus every LV grid's priced bound
+            lag = solve(_master(split, recipe, cols, integer=True, prices=(mu_p, mu_q)), mip_gap=mip_gap,
+                        **highs_options)
+            if lag.has_solution:
+                mv_bound = lag.extra.get("dual_bound_eur")
+                mv_bound = lag.objective_eur * (1 - (lag.mip_gap or 0.0)) if mv_bound is None else mv_bound
+                lagrangian = float(mv_bound) + float(sum(c["dual_bound"] for c in new))
+                lower = max(lower, lagrangian)
+                say(f"  round {rnd}: Lagrangian bound with the MV grid's integer decisions {lagrangian:,.2f} EUR")
+                history[-1]["lagrangian_bound_eur"] = lagrangian
+            pm = _master(split, recipe, cols, integer=True)
+            say(f"  round {rnd}: one plan per LV grid and the MV grid's decisions (MIP)")
+            mv_res = solve(pm, mip_gap=mip_gap, **highs_options)
+            if not mv_res.has_solution:
+                raise RecipeError(f"region master: no plan ({mv_res.status}, HiGHS: {mv_res.highs_status})")
+            new_dv = _supply_dv(pm, split)
+            v0 = float(split.region.network.slack["vm_pu"].iloc[0]) ** 2
+            old = np.zeros_like(new_dv) if dv is None else dv
+            moved = float(np.max(np.abs(np.sqrt(v0 + new_dv) - np.sqrt(v0 + old)))) if new_dv.size else 0.0
+            say(f"  round {rnd}: {mv_res.objective_eur:,.2f} EUR; the LV grids' supply voltages moved by up to "
+                f"{moved:.5f} pu")
+            if moved <= voltage_tol_pu:
+                break
+            dv = new_dv
+    finally:
+        runner.close()
+    blk = pm.model.lv_grids
+    rows, plans = [], {}
+    for g, grid in enumerate(split.lv):
+        k = max(range(len(cols[g])), key=lambda k: blk.lam[g, k].value or 0.0)
+        c = cols[g][k]
+        plans[grid.name] = c
+        rows.append(dict(grid=grid.name, mv_bus=grid.mv_bus_name, buses=grid.instance.network.n_buses - 1,
+                         evs=sum(float(f.evs.max()) * len(f.buses) for f in grid.instance.ev_fleets),
+                         cost_eur=c["cost"], investment_eur=c["costs"].get("investment", 0.0),
+                         builds="; ".join(f"{b.year} {b.asset}" for b in c["builds"].itertuples()),
+                         reinforced=bool(len(c["builds"])), import_peak_mw=float(c["p"].max()),
+                         supply_v_min_pu=float(np.sqrt(v0 + c["dv"]).min()), columns=len(cols[g]), chosen_column=k))
+    obj = float(mv_res.objective_eur)
+    lower = min(lower, obj) if np.isfinite(lower) else lower
+    if moved > voltage_tol_pu:
+        say(f"  warning: after {max_voltage_rounds} voltage rounds the LV grids' supply voltages still moved by "
+            f"{moved:.5f} pu: raise max_voltage_rounds")
+    return RegionResult(objective_eur=obj, bound_eur=float(lower), gap=(obj - lower) / max(1.0, abs(obj)),
+                        status=mv_res.status, mv=mv_res, grids=pd.DataFrame(rows), iterations=pd.DataFrame(history),
+                        lv_plans=plans, timings_s=dict(total=time.perf_counter() - t_start),
+                        reused_columns=runner.reused, voltage_moved_pu=moved)
+
+
+def plan_monolithic(instance, recipe="flex_vs_reinforce", mip_gap: float = 1e-4, progress=None, **highs_options):
+    """The region as one model (the reference the decomposition is checked against)."""
+    from . import solve
+    from .assemble import build_model
+
+    return solve(build_model(instance, recipe), mip_gap=mip_gap, progress=progress, **highs_options)

@@ -1,0 +1,156 @@
+"""A region (an MV feeder with two LV grids behind 20/0.4 kV transformers) planned by
+decomposition (flexplan.region) against the same region solved as one model, in process and on
+a local Dask cluster, and resumed from its checkpoints."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import flexplan as fp
+from conftest import EVENING, write_feeder
+from flexplan.errors import InstanceError
+from flexplan.region import plan_monolithic, plan_region, split_region
+
+pytestmark = pytest.mark.integration
+
+
+def write_region(folder: Path, mv_rating: float = 1.35, mv_capex: float = 3_000_000) -> Path:
+    """b0 (slack, 20 kV) - m1 - m2; transformer ta at m1 feeds a0 - a1 (0.4 kV), tc at m2 feeds
+    c0 - c1; loads at m2 (MV), a1, c1; 60 and 80 home EVs at a1 and c1 (smart charging).  The MV
+    line m01 (``mv_rating`` MVA) is overloaded at the evening peak; c1 sits at the voltage limit."""
+    f = write_feeder(folder, lines=[("m01", "b0", "m1", 0.4, 0.3, mv_rating, 1.0), ("m12", "m1", "m2", 0.4, 0.3, 6.0, 1.0),
+                                    ("la", "a0", "a1", 0.05, 0.02, 0.4, 0.2), ("lc", "c0", "c1", 0.05, 0.02, 0.4, 0.2)],
+                     loads=[("m2", 1.0, 0.2), ("a1", 0.15, 0.03), ("c1", 0.2, 0.04)],
+                     profile=[("wd", 365, EVENING)], extra_network='transformers = "trafos.csv"',
+                     reinforcement='generate = ["replace"]')
+    (f / "buses.csv").write_text("name,vn_kv\nb0,20\nm1,20\nm2,20\na0,0.4\na1,0.4\nc0,0.4\nc1,0.4\n")
+    (f / "trafos.csv").write_text("name,hv_bus,lv_bus,sn_mva,vk_percent,vkr_percent\nta,m1,a0,0.63,6,1\n"
+                                  "tc,m2,c0,0.63,6,1\n")
+    with open(f / "instance.toml", "a") as fh:
+        fh.write(textwrap.dedent(f"""
+            [[reinforcement.line_types]]
+            name = "mv_cable"
+            r_ohm_per_km = 0.2
+            x_ohm_per_km = 0.1
+            max_i_ka = 0.2
+            capex_eur_per_km = {mv_capex}
+            lifetime_years = 40
+            vn_kv_min = 1.0
+            vn_kv_max = 36.0
+            [[ev_fleets]]
+            name = "home_a"
+            bus = "a1"
+            behaviour = "home"
+            evs = {{2025 = 60, 2034 = 60}}
+            seed = 7
+            [[ev_fleets]]
+            name = "home_c"
+            bus = "c1"
+            behaviour = "home"
+            evs = {{2025 = 80, 2034 = 80}}
+            seed = 8
+            """))
+    return f
+
+
+@pytest.fixture(scope="module")
+def region(tmp_path_factory):
+    return write_region(tmp_path_factory.mktemp("region") / "region")
+
+
+@pytest.fixture(scope="module")
+def monolithic(region):
+    return plan_monolithic(fp.load_instance(region), "flex_vs_reinforce")
+
+
+@pytest.fixture(scope="module")
+def decomposed(region):
+    return plan_region(fp.load_instance(region), "flex_vs_reinforce")
+
+
+def test_split_keeps_every_load_fleet_and_candidate(region):
+    inst = fp.load_instance(region)
+    s = split_region(inst)
+    assert [g.name for g in s.lv] == ["ta", "tc"]
+    assert s.mv.network.buses["name"].tolist() == ["b0", "m1", "m2"]
+    # every bus once (the LV grids' supply buses are copies of MV buses and carry nothing)
+    lv_own = [n for g in s.lv for n in g.instance.network.buses["name"].iloc[1:]]
+    assert sorted(s.mv.network.buses["name"].tolist() + lv_own) == sorted(inst.network.buses["name"])
+    for g in s.lv:
+        assert g.instance.network.buses["name"].iloc[0] == s.mv.network.buses["name"].iloc[g.mv_bus]
+        assert 0 not in set(g.instance.network.loads["bus"])
+    total = s.mv.network.loads["p_mw"].sum() + sum(g.instance.network.loads["p_mw"].sum() for g in s.lv)
+    assert total == pytest.approx(inst.network.loads["p_mw"].sum())
+    assert [f.name for g in s.lv for f in g.instance.ev_fleets] == ["home_a", "home_c"]
+    assert sorted(s.mv.candidates["asset"]) == ["m01", "m12"]
+    assert all(len(g.instance.candidates) == 0 for g in s.lv)
+
+
+def test_a_feeder_without_lv_transformer_is_refused(tmp_path):
+    f = write_feeder(tmp_path / "plain", lines=[("l1", "b0", "b1", 0.5, 0.3, 2.0, 1.0)], loads=[("b1", 1.0, 0.0)])
+    with pytest.raises(InstanceError, match="no MV/LV transformer"):
+        split_region(fp.load_instance(f))
+
+
+def test_region_plan_equals_the_region_as_one_model(monolithic, decomposed):
+    """The decomposition's plan costs what the monolithic optimum costs (to 0.1 %: the LV grids
+    are planned at the MV plan's voltages, a fixed point, where the monolithic model moves both
+    together), builds the same MV cable, and its lower bound is below the optimum; the MV
+    congestion made the LV grids offer more than their first plans."""
+    assert monolithic.status == "optimal" and decomposed.status == "optimal"
+    print(f"monolithic {monolithic.objective_eur:,.2f}, region {decomposed.objective_eur:,.2f}, "
+          f"bound {decomposed.bound_eur:,.2f}")
+    assert decomposed.objective_eur == pytest.approx(monolithic.objective_eur, rel=1e-3)
+    assert decomposed.bound_eur <= monolithic.objective_eur * (1 + 1e-6)
+    assert sorted(decomposed.mv.builds["asset"]) == sorted(monolithic.builds["asset"]) == ["m01"]
+    assert decomposed.grids["columns"].max() > 1
+    assert decomposed.voltage_moved_pu <= 1e-4
+    # the LV plans' costs are what the master paid for them
+    assert decomposed.grids["cost_eur"].sum() == pytest.approx(decomposed.mv.cost_breakdown_eur["lv_grids"], rel=1e-9)
+    flex_mono = monolithic.cost_breakdown_eur["ev_flexibility"]
+    assert decomposed.grids["cost_eur"].sum() == pytest.approx(flex_mono, rel=5e-3)
+
+
+def test_without_mv_congestion_the_lv_grids_plan_at_the_mv_voltage(tmp_path):
+    """A strong MV line: no column beyond the first is needed, but the LV grid at the voltage limit
+    spends more on flexibility once it is supplied at the MV plan's voltage instead of the slack's,
+    as in the monolithic model."""
+    inst = fp.load_instance(write_region(tmp_path / "strong", mv_rating=6.0))
+    mono = plan_monolithic(inst, "flex_vs_reinforce")
+    msgs = []
+    reg = plan_region(inst, "flex_vs_reinforce", progress=msgs.append)
+    assert reg.objective_eur == pytest.approx(mono.objective_eur, rel=5e-3)
+    first = reg.iterations[reg.iterations["round"] == 1]["master_lp_eur"].iloc[0]
+    assert first < 0.7 * mono.objective_eur  # at the slack's voltage the LV grid is much cheaper
+    assert any("voltage round 2" in m for m in msgs)
+
+
+def test_dask_and_checkpoints(region, decomposed, tmp_path):
+    """On a local Dask cluster of 2 workers the plan is the in-process one; a rerun takes every
+    pricing solve from the checkpoints; a lost checkpoint (a killed worker) is solved again and
+    nothing else; a changed instance reuses none."""
+    pytest.importorskip("distributed")
+    inst = fp.load_instance(region)
+    out = tmp_path / "ckpt"
+    dask = plan_region(inst, "flex_vs_reinforce", scheduler="local", workers=2, out=out)
+    assert dask.objective_eur == pytest.approx(decomposed.objective_eur, rel=1e-9)
+    files = sorted((out / "columns").glob("*.pkl"))
+    assert len(files) == int(decomposed.iterations.shape[0] + decomposed.iterations["round"].nunique()) * 2
+    again = plan_region(inst, "flex_vs_reinforce", out=out)
+    assert again.reused_columns == len(files)
+    assert again.objective_eur == pytest.approx(dask.objective_eur, rel=1e-12)
+    for f in files[::3]:
+        f.unlink()
+    resumed = plan_region(inst, "flex_vs_reinforce", out=out)
+    assert resumed.reused_columns == len(files) - len(files[::3])
+    assert resumed.objective_eur == pytest.approx(dask.objective_eur, rel=1e-12)
+    import dataclasses
+
+    changed = dataclasses.replace(inst, ev_fleets=tuple(dataclasses.replace(f, evs=f.evs * 1.1, _cache={})
+                                                        for f in inst.ev_fleets))
+    other = plan_region(changed, "flex_vs_reinforce", out=out, max_voltage_rounds=1, max_iterations=1)
+    assert other.reused_columns == 0
+    assert np.isfinite(other.objective_eur)
