@@ -229,10 +229,29 @@ def price_grid(lv_instance, recipe, mu_p=None, mu_q=None, dv=None, solve_kw: dic
     price = float(np.dot(mu_p, p) + np.dot(mu_q, q)) if mu_p is not None else 0.0
     res = collect(pm, out)
     costs = {k: v for k, v in res.cost_breakdown_eur.items() if k != "region_price"}
+    # how far the LV grid's squared voltages stay above v_min² (pu²): a lower supply voltage by less
+    # leaves this plan feasible, at the same cost (Runner.run reuses it)
+    net_blk = pm.blocks["network"][1]
+    v2 = np.array([v.value for v in net_blk.v.values() if v.value is not None], dtype=float)
+    lo_margin = float(v2.min() - pm.instance.limits.v_min_pu ** 2) if v2.size else np.inf
+    if costs.get("penalty_voltage", 0.0) > 0:
+        lo_margin = 0.0
     bound = out.dual_bound if out.dual_bound is not None else out.objective
     return dict(cost=float(out.objective - price), p=p, q=q, dv=dv, objective=float(out.objective), dual_bound=float(bound),
                 status=out.status, mip_gap=out.mip_gap, builds=res.builds, costs=costs, max_mva=float(held["bound"]),
-                seconds=time.perf_counter() - t0)
+                v2_margin=lo_margin, seconds=time.perf_counter() - t0)
+
+
+def _shifted(col: dict, dv) -> dict | None:
+    """``col`` supplied at ``dv`` instead, if that keeps it optimal: the new supply voltage is
+    nowhere higher (the feasible plans only lose) and nowhere lower by as much as the plan's
+    smallest margin to v_min² (the plan stays feasible, its cost unchanged), so the plan that was
+    optimal stays optimal (exact for a MIP too)."""
+    new = np.zeros_like(col["dv"]) if dv is None else np.asarray(dv, dtype=float)
+    delta = new - col["dv"]
+    if delta.size and (delta.max() > 1e-12 or -delta.min() >= 0.5 * col["v2_margin"]):
+        return None
+    return {**col, "dv": new, "seconds": 0.0, "shifted": True}
 
 
 def _key(lv_instance, recipe, mu_p, mu_q, dv, solve_kw) -> str:
@@ -247,7 +266,7 @@ def _key(lv_instance, recipe, mu_p, mu_q, dv, solve_kw) -> str:
     h.update(json.dumps(dict(blocks=rec.blocks, formulation=rec.formulation, options=rec.options,
                              solve={k: solve_kw[k] for k in sorted(solve_kw)}), sort_keys=True, default=str).encode())
     for mu in (mu_p, mu_q, dv):
-        h.update(b"-" if mu is None else np.round(np.asarray(mu, dtype=float), 9).tobytes())
+        h.update(b"-" if mu is None else (np.round(np.asarray(mu, dtype=float), 9) + 0.0).tobytes())  # -0.0 is 0.0
     return h.hexdigest()[:20]
 
 
@@ -260,7 +279,12 @@ class _Runner:
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
         self.client = self.cluster = self.pool = None
-        self.reused = 0
+        self.reused = 0  # pricing solves read from the checkpoint folder
+        self.repeated = 0  # pricing solves this run had already done (same grid, prices and voltages)
+        self.solved = 0  # pricing solves run
+        self.shifted = 0  # plans kept at a lower supply voltage that leaves them feasible (_shifted)
+        self.memo: dict = {}
+        self.by_price: dict = {}
         if scheduler is not None:
             try:
                 from distributed import Client, LocalCluster
@@ -292,19 +316,35 @@ class _Runner:
         results: list = [None] * len(jobs)
         todo = []
         for i, (label, inst, mu_p, mu_q, dv) in enumerate(jobs):
-            path = self._path(_key(inst, recipe, mu_p, mu_q, dv, solve_kw))
+            key = _key(inst, recipe, mu_p, mu_q, dv, solve_kw)
+            if key in self.memo:  # the same grid at the same prices and voltages (a grid the MV grid does not price)
+                results[i] = self.memo[key]
+                self.repeated += 1
+                continue
+            pkey = (label, _key(inst, recipe, mu_p, mu_q, None, solve_kw))  # the same prices, another voltage
+            old = self.by_price.get(pkey)
+            moved = None if old is None else _shifted(old, dv)
+            if moved is not None:
+                results[i] = self.memo[key] = moved
+                self.shifted += 1
+                continue
+            path = self._path(key)
             if path is not None and path.exists():
                 try:
-                    results[i] = pickle.loads(path.read_bytes())
+                    results[i] = self.memo[key] = pickle.loads(path.read_bytes())
+                    self.by_price[pkey] = results[i]
                     self.reused += 1
                     continue
                 except Exception:  # noqa: BLE001 - a damaged checkpoint is solved again
                     path.unlink(missing_ok=True)
-            todo.append((i, path))
+            todo.append((i, path, key))
         t0 = time.perf_counter()
 
-        def done(i, path, col, n):
-            results[i] = col
+        def done(i, path, col, n, key):
+            results[i] = self.memo[key] = col
+            self.solved += 1
+            label, inst, mu_p, mu_q, _dv = jobs[i]
+            self.by_price[label, _key(inst, recipe, mu_p, mu_q, None, solve_kw)] = col
             if path is not None:
                 tmp = path.with_suffix(".tmp")
                 tmp.write_bytes(pickle.dumps(col))
@@ -318,24 +358,24 @@ class _Runner:
             from distributed import as_completed
 
             futs = {}
-            for i, path in todo:
+            for i, path, key in todo:
                 _, inst, mu_p, mu_q, dv = jobs[i]
-                futs[self.client.submit(price_grid, inst, recipe, mu_p, mu_q, dv, solve_kw, pure=False)] = (i, path)
+                futs[self.client.submit(price_grid, inst, recipe, mu_p, mu_q, dv, solve_kw, pure=False)] = (i, path, key)
             for n, fut in enumerate(as_completed(list(futs)), 1):
-                i, path = futs[fut]
-                done(i, path, fut.result(), n)
+                i, path, key = futs[fut]
+                done(i, path, fut.result(), n, key)
         elif self.pool is not None and len(todo) > 1:
             from concurrent.futures import as_completed
 
-            futs = {self.pool.submit(price_grid, *jobs[i][1:2], recipe, *jobs[i][2:], solve_kw): (i, path)
-                    for i, path in todo}
+            futs = {self.pool.submit(price_grid, *jobs[i][1:2], recipe, *jobs[i][2:], solve_kw): (i, path, key)
+                    for i, path, key in todo}
             for n, fut in enumerate(as_completed(futs), 1):
-                i, path = futs[fut]
-                done(i, path, fut.result(), n)
+                i, path, key = futs[fut]
+                done(i, path, fut.result(), n, key)
         else:
-            for n, (i, path) in enumerate(todo, 1):
+            for n, (i, path, key) in enumerate(todo, 1):
                 _, inst, mu_p, mu_q, dv = jobs[i]
-                done(i, path, price_grid(inst, recipe, mu_p, mu_q, dv, solve_kw), n)
+                done(i, path, price_grid(inst, recipe, mu_p, mu_q, dv, solve_kw), n, key)
         return results
 
 
@@ -374,6 +414,7 @@ class RegionResult:
     timings_s: dict = field(default_factory=dict)
     reused_columns: int = 0
     voltage_moved_pu: float = 0.0
+    pricing: dict = field(default_factory=dict)  # solved, read from checkpoints, repeated, shifted
 
 
 def _duals(pm, session, n_grids, n_ops):
@@ -510,7 +551,9 @@ def plan_region(instance, recipe="flex_vs_reinforce", *, lv_kv_max: float = LV_K
     return RegionResult(objective_eur=obj, bound_eur=float(lower), gap=(obj - lower) / max(1.0, abs(obj)),
                         status=mv_res.status, mv=mv_res, grids=pd.DataFrame(rows), iterations=pd.DataFrame(history),
                         lv_plans=plans, timings_s=dict(total=time.perf_counter() - t_start),
-                        reused_columns=runner.reused, voltage_moved_pu=moved)
+                        reused_columns=runner.reused, voltage_moved_pu=moved,
+                        pricing=dict(solved=runner.solved, checkpoints=runner.reused, repeated=runner.repeated,
+                                     shifted=runner.shifted))
 
 
 def plan_monolithic(instance, recipe="flex_vs_reinforce", mip_gap: float = 1e-4, progress=None, **highs_options):
@@ -519,3 +562,125 @@ def plan_monolithic(instance, recipe="flex_vs_reinforce", mip_gap: float = 1e-4,
     from .assemble import build_model
 
     return solve(build_model(instance, recipe), mip_gap=mip_gap, progress=progress, **highs_options)
+
+
+# -- a region study: EV uptake, with and without flexibility ----------------------------------------
+def region_study(instance, recipe="flex_vs_reinforce", ev_scales=(1.0,), reference: bool = True,
+                 progress=None, **plan_kw) -> dict:
+    """Plan the region at each EV uptake (every fleet's EV counts times a scale) with the recipe
+    and, with ``reference``, with its flexibility removed (:func:`flexplan.value.reference_recipe`:
+    the EV fleets uncontrolled).  Returns ``plans`` ((scale, "flex" | "no_flex") -> RegionResult),
+    ``grids`` (one row per scale and LV grid: cost, investment and whether it is reinforced, with and
+    without flexibility, and the value of flexibility there) and ``uptake`` (per scale: EVs, the
+    share of LV grids reinforced with and without flexibility, the region's investment and cost)."""
+    from .assemble import load_instance
+    from .paths import resolve_instance_path
+    from .sensitivity import apply
+    from .value import reference_recipe
+
+    inst = instance if not isinstance(instance, (str, Path)) else load_instance(resolve_instance_path(instance))
+    ref = reference_recipe(recipe) if reference else None
+    say = progress or (lambda _m: None)
+    out_dir = plan_kw.pop("out", None)
+    plans, rows, uptake = {}, [], []
+    for scale in ev_scales:
+        sc_inst, _ = apply(inst, recipe, "ev_fleets.scale", scale) if scale != 1.0 else (inst, recipe)
+        evs = sum(float(f.evs.iloc[-1]) * len(f.buses) for f in sc_inst.ev_fleets)
+        for label, rec in (("flex", recipe), ("no_flex", ref)):
+            if rec is None:
+                continue
+            say(f"EV scale {scale:g} ({evs:,.0f} EVs in the last year), {label}:")
+            plans[scale, label] = plan_region(sc_inst, rec, progress=progress, out=out_dir, **plan_kw)
+        flex = plans[scale, "flex"].grids.set_index("grid")
+        nof = plans[scale, "no_flex"].grids.set_index("grid") if ref is not None else None
+        for g, r in flex.iterrows():
+            row = dict(ev_scale=scale, grid=g, mv_bus=r["mv_bus"], evs=r["evs"], cost_eur=r["cost_eur"],
+                       investment_eur=r["investment_eur"], reinforced=r["reinforced"], builds=r["builds"])
+            if nof is not None:
+                row.update(cost_no_flex_eur=nof.at[g, "cost_eur"], investment_no_flex_eur=nof.at[g, "investment_eur"],
+                           reinforced_no_flex=nof.at[g, "reinforced"],
+                           value_of_flexibility_eur=nof.at[g, "cost_eur"] - r["cost_eur"])
+            rows.append(row)
+        res = plans[scale, "flex"]
+        u = dict(ev_scale=scale, evs=evs, lv_grids=len(flex), share_reinforced=float(flex["reinforced"].mean()),
+                 region_cost_eur=res.objective_eur, region_bound_eur=res.bound_eur,
+                 investment_eur=float(flex["investment_eur"].sum()) + res.mv.cost_breakdown_eur.get("investment", 0.0))
+        if nof is not None:
+            rr = plans[scale, "no_flex"]
+            u.update(share_reinforced_no_flex=float(nof["reinforced"].mean()), region_cost_no_flex_eur=rr.objective_eur,
+                     investment_no_flex_eur=float(nof["investment_eur"].sum())
+                     + rr.mv.cost_breakdown_eur.get("investment", 0.0),
+                     value_of_flexibility_eur=rr.objective_eur - res.objective_eur)
+        uptake.append(u)
+    return dict(instance=inst.name, recipe=str(getattr(recipe, "name", recipe)), plans=plans, grids=pd.DataFrame(rows),
+                uptake=pd.DataFrame(uptake))
+
+
+def write_study(study: dict, folder: str | Path, force: bool = False) -> Path:
+    """Write a region study to ``folder`` atomically (:mod:`flexplan.outdir`): ``summary.json``,
+    ``uptake.csv``, ``grids.csv``, ``iterations.csv``, ``mv/`` (the MV grid's results at the last
+    scale, with flexibility), ``uptake.png`` (share of LV grids reinforced against EVs, with and
+    without flexibility) and ``value_by_grid.png`` (where flexibility is worth most)."""
+    import shutil
+    import tempfile
+
+    from .outdir import check_output_folder, clean_stale, mark_result, temp_prefix
+    from .results import _clean, replace_folder
+
+    folder = check_output_folder(folder, force=force)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), dir=folder.parent))
+    try:
+        study["uptake"].to_csv(tmp / "uptake.csv", index=False)
+        study["grids"].to_csv(tmp / "grids.csv", index=False)
+        its = [r.iterations.assign(ev_scale=s, plan=label) for (s, label), r in study["plans"].items()]
+        pd.concat(its, ignore_index=True).to_csv(tmp / "iterations.csv", index=False)
+        last = max(s for s, _ in study["plans"])
+        study["plans"][last, "flex"].mv.write(tmp / "mv", plots=True)
+        summary = dict(instance=study["instance"], recipe=study["recipe"], uptake=study["uptake"].to_dict("records"),
+                       plans={f"{s:g}/{label}": dict(objective_eur=r.objective_eur, bound_eur=r.bound_eur, gap=r.gap,
+                                                      status=r.status, voltage_moved_pu=r.voltage_moved_pu,
+                                                      pricing=r.pricing, timings_s=r.timings_s)
+                              for (s, label), r in study["plans"].items()})
+        (tmp / "summary.json").write_text(json.dumps(_clean(summary), indent=2) + "\n")
+        _plots(study, tmp)
+        mark_result(tmp)
+        replace_folder(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def _plots(study: dict, folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    up = study["uptake"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(up["evs"], 100 * up["share_reinforced"], "o-", label="with flexibility")
+    if "share_reinforced_no_flex" in up:
+        ax.plot(up["evs"], 100 * up["share_reinforced_no_flex"], "s--", label="EVs uncontrolled")
+    ax.set_xlabel("EVs in the region (last modelled year)")
+    ax.set_ylabel("LV grids reinforced (%)")
+    ax.set_ylim(-5, 105)
+    ax.set_title(f"{study['instance']}: LV grids needing reinforcement")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "uptake.png", dpi=120)
+    plt.close(fig)
+    g = study["grids"]
+    if "value_of_flexibility_eur" in g and len(g):
+        last = g[g["ev_scale"] == g["ev_scale"].max()].sort_values("value_of_flexibility_eur", ascending=False)
+        fig, ax = plt.subplots(figsize=(7, max(3, 0.22 * len(last) + 1)))
+        colors = ["tab:red" if r else "tab:blue" for r in last["reinforced_no_flex"]]
+        ax.barh(last["grid"].astype(str), last["value_of_flexibility_eur"] / 1e3, color=colors)
+        ax.invert_yaxis()
+        ax.set_xlabel("value of flexibility (kEUR, present value)")
+        ax.set_title("where flexibility is worth most (red: reinforced without it)")
+        fig.tight_layout()
+        fig.savefig(folder / "value_by_grid.png", dpi=120)
+        plt.close(fig)

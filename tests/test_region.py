@@ -138,7 +138,9 @@ def test_dask_and_checkpoints(region, decomposed, tmp_path):
     dask = plan_region(inst, "flex_vs_reinforce", scheduler="local", workers=2, out=out)
     assert dask.objective_eur == pytest.approx(decomposed.objective_eur, rel=1e-9)
     files = sorted((out / "columns").glob("*.pkl"))
-    assert len(files) == int(decomposed.iterations.shape[0] + decomposed.iterations["round"].nunique()) * 2
+    calls = int(decomposed.iterations.shape[0] + decomposed.iterations["round"].nunique()) * 2
+    assert sum(dask.pricing.values()) == calls and dask.pricing["checkpoints"] == 0
+    assert len(files) == dask.pricing["solved"] < calls  # a grid the MV grid does not price is not solved again
     again = plan_region(inst, "flex_vs_reinforce", out=out)
     assert again.reused_columns == len(files)
     assert again.objective_eur == pytest.approx(dask.objective_eur, rel=1e-12)
@@ -154,3 +156,20 @@ def test_dask_and_checkpoints(region, decomposed, tmp_path):
     other = plan_region(changed, "flex_vs_reinforce", out=out, max_voltage_rounds=1, max_iterations=1)
     assert other.reused_columns == 0
     assert np.isfinite(other.objective_eur)
+
+
+def test_a_plan_kept_at_a_lower_supply_voltage_is_what_a_solve_gives(region):
+    """Runner reuses an LV plan when the supply voltage drops by less than the plan's margin to
+    v_min (flexplan.region._shifted): solving the grid at that voltage gives the same cost; a drop
+    beyond the margin, or a rise, is solved again."""
+    from flexplan.region import _shifted, price_grid
+
+    ta = split_region(fp.load_instance(region)).lv[0].instance
+    alone = price_grid(ta, "flex_vs_reinforce")
+    assert 0 < alone["v2_margin"] < 1
+    small = np.full(len(alone["dv"]), -0.4 * alone["v2_margin"])
+    kept = _shifted(alone, small)
+    assert kept is not None and kept["cost"] == alone["cost"]
+    assert price_grid(ta, "flex_vs_reinforce", dv=small)["cost"] == pytest.approx(kept["cost"], rel=1e-6, abs=1e-6)
+    assert _shifted(alone, np.full(len(alone["dv"]), -0.6 * alone["v2_margin"])) is None
+    assert _shifted(alone, np.full(len(alone["dv"]), 1e-4)) is None

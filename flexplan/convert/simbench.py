@@ -502,7 +502,10 @@ def candidate_rows(branches: pd.DataFrame, line_types: list, trafo_types: list) 
 
 
 def catalogue_toml(line_types: list, trafo_types: list, cable_eur_per_km: float, cable_note: str, vn_lv: float,
-                   line_kv: tuple) -> str:
+                   line_kv: tuple, header: bool = True) -> str:
+    if not header:  # a second catalogue (a region's MV level) under the same [reinforcement]
+        full = catalogue_toml(line_types, trafo_types, cable_eur_per_km, cable_note, vn_lv, line_kv)
+        return f"#   {cable_note}.\n" + full[full.index("[[reinforcement."):]
     s = ["[reinforcement]",
          'candidates = "candidates.csv"      # asset,kind,type: each line -> the smallest stronger cable (replace),',
          "#   or the strongest in parallel where none is stronger; each transformer -> every larger type",
@@ -593,8 +596,13 @@ def convert(name: str, code: str, folder: Path, classes: str = "profile", ev: st
     if year:
         write_profiles(folder / "profiles_year.csv", [(day, i, 1) for i, day in enumerate(idx["day"][::24])], prof)
     growth.reset_index().to_csv(folder / "growth.csv", index=False, lineterminator="\n")
-    cands = candidate_rows(_branches_of(g2), LV_LINE_TYPES if lv else MV_LINE_TYPES,
-                           LV_TRAFO_TYPES if lv else MV_TRAFO_TYPES)
+    branches = _branches_of(g2)
+    if lv and g2.buses["vn_kv"].max() >= 1.0:  # a region: each level gets its own catalogue
+        low = branches["vn_kv"] < 1.0
+        cands = pd.concat([candidate_rows(branches[low], LV_LINE_TYPES, LV_TRAFO_TYPES),
+                           candidate_rows(branches[~low], MV_LINE_TYPES, MV_TRAFO_TYPES)], ignore_index=True)
+    else:
+        cands = candidate_rows(branches, LV_LINE_TYPES if lv else MV_LINE_TYPES, LV_TRAFO_TYPES if lv else MV_TRAFO_TYPES)
     cands.to_csv(folder / "candidates.csv", index=False, lineterminator="\n")
 
     fleet_specs = ev_fleet_specs(g2, g1, after_2034) if fleets else []
@@ -675,6 +683,9 @@ def _toml(name, code, g, loads, prof, stats, ratio, fleets, after_2034, classes,
         c150 = 100000 if area == "urban" else 60000
         s.append(catalogue_toml(LV_LINE_TYPES, LV_TRAFO_TYPES, c150, f"LV cable incl. earthworks, {area}: "
                                 f"{c150 // 1000} kEUR/km; MV/LV transformer 10 kEUR", 0.4, (0.0, 1.0)))
+        if g.buses["vn_kv"].max() >= 1.0:  # a region (MV with its LV grids): the MV level's catalogue too
+            s.append(catalogue_toml(MV_LINE_TYPES, MV_TRAFO_TYPES, 80000, "MV cable incl. earthworks, rural: 80 "
+                                    "kEUR/km; HV/MV transformer 1000 kEUR", 20.0, (10.0, 30.0), header=False))
     else:
         s.append(catalogue_toml(MV_LINE_TYPES, MV_TRAFO_TYPES, 80000, "MV cable incl. earthworks, rural: 80 kEUR/km; "
                                 "HV/MV transformer 1000 kEUR; the two 25 MVA units are one 50 MVA branch here", 20.0,
