@@ -173,3 +173,9 @@ def test_a_plan_kept_at_a_lower_supply_voltage_is_what_a_solve_gives(region):
     assert price_grid(ta, "flex_vs_reinforce", dv=small)["cost"] == pytest.approx(kept["cost"], rel=1e-6, abs=1e-6)
     assert _shifted(alone, np.full(len(alone["dv"]), -0.6 * alone["v2_margin"])) is None
     assert _shifted(alone, np.full(len(alone["dv"]), 1e-4)) is None
+    # the grid at its voltage limit has no margin: any drop is solved again, and costs more
+    tc = split_region(fp.load_instance(region)).lv[1].instance
+    at_limit = price_grid(tc, "flex_vs_reinforce")
+    assert at_limit["v2_margin"] == pytest.approx(0.0, abs=1e-9)
+    assert _shifted(at_limit, np.full(len(at_limit["dv"]), -1e-4)) is None
+    assert price_grid(tc, "flex_vs_reinforce", dv=np.full(len(at_limit["dv"]), -1e-3))["cost"] > at_limit["cost"] + 1
