@@ -353,6 +353,43 @@ def cmd_sweep(args) -> int:
     return EXIT_OK if (df["status"] != "error").all() else EXIT_LIMIT
 
 
+def cmd_region(args) -> int:
+    import flexplan as fp
+    from .outdir import check_output_folder, default_output
+    from .paths import resolve_instance_path
+    from .recipe import resolve_recipe
+    from .region import region_study, write_study
+
+    scales = [float(v) for v in args.ev_scale.split(",") if v.strip()]
+    if not scales or any(not (v >= 0) for v in scales):
+        _log(f"error: --ev-scale '{args.ev_scale}' must be comma-separated non-negative numbers")
+        return EXIT_INPUT
+    inst = fp.load_instance(resolve_instance_path(args.instance))
+    recipe = resolve_recipe(args.model)
+    out = Path(args.out) if args.out else default_output(inst.name, recipe.name, suffix="-region")
+    check_output_folder(out, force=args.force)  # before any solve
+    ckpt = out.with_name(out.name + ".columns")
+    _log(f"region {inst.name} under {recipe.name}: EV scales {', '.join(f'{v:g}' for v in scales)}, "
+         + ("with and without flexibility, " if not args.no_reference else "")
+         + (f"pricing on the Dask cluster at {args.scheduler}" if args.scheduler and args.scheduler != "local" else
+            f"pricing on {args.workers} {'Dask ' if args.scheduler == 'local' else ''}worker(s)")
+         + f"; checkpoints in {ckpt}")
+    study = region_study(inst, recipe, ev_scales=scales, reference=not args.no_reference, progress=_log,
+                         workers=args.workers, scheduler=args.scheduler, out=ckpt, mip_gap=args.mip_gap,
+                         max_iterations=args.max_iterations, lv_kv_max=args.lv_kv_max,
+                         **({"time_limit": args.time_limit} if args.time_limit else {}))
+    folder = write_study(study, out, force=args.force)
+    for r in study["uptake"].itertuples():
+        line = (f"EV scale {r.ev_scale:g} ({r.evs:,.0f} EVs): {100 * r.share_reinforced:.0f} % of {r.lv_grids} LV grids "
+                f"reinforced, region {r.region_cost_eur:,.0f} EUR")
+        if hasattr(r, "value_of_flexibility_eur"):
+            line += (f"; without flexibility {100 * r.share_reinforced_no_flex:.0f} % reinforced, "
+                     f"{r.region_cost_no_flex_eur:,.0f} EUR: flexibility is worth {r.value_of_flexibility_eur:,.0f} EUR")
+        _log(line)
+    print(folder)
+    return EXIT_OK
+
+
 def cmd_value_curve(args) -> int:
     import flexplan as fp
     from .outdir import default_output
@@ -638,6 +675,26 @@ def main(argv: list[str] | None = None) -> int:
                     "it was written for the same instance, recipe and solver options (else refused)")
     sw.add_argument("--time-limit", type=_seconds, default=None)
     sw.add_argument("--mip-gap", type=_gap, default=0.01)
+    rg = sub.add_parser("region", help="plan an MV grid with its LV grids (split at the MV/LV transformers, "
+                        "coordinated by Dantzig-Wolfe decomposition) over EV uptake, with and without flexibility")
+    rg.add_argument("instance")
+    rg.add_argument("--model", default="flex_vs_reinforce", help="recipe (default flex_vs_reinforce)")
+    rg.add_argument("--ev-scale", default="1", metavar="S1,S2,...", help="EV uptake: every fleet's EV counts times "
+                    "each scale (default 1)")
+    rg.add_argument("--no-reference", action="store_true", help="skip the plans without flexibility (EVs "
+                    "uncontrolled), and with them the value of flexibility")
+    rg.add_argument("--workers", type=_count1, default=1, help="processes solving LV grids in parallel (default 1)")
+    rg.add_argument("--scheduler", default=None, metavar="ADDRESS", help="'local' for a Dask LocalCluster of "
+                    "--workers processes, or a Dask scheduler's address (tcp://host:8786; the dask extra)")
+    rg.add_argument("--out", help="result folder (default out/INSTANCE-MODEL-region); every LV grid's solve is "
+                    "checkpointed in OUT.columns, so a rerun resumes")
+    rg.add_argument("--mip-gap", type=_gap, default=0.001, help="relative MIP gap of every solve (default 0.001)")
+    rg.add_argument("--time-limit", type=_seconds, default=None, help="time limit of every solve (s)")
+    rg.add_argument("--max-iterations", type=_count1, default=30, help="decomposition iterations per voltage round "
+                    "(default 30)")
+    rg.add_argument("--lv-kv-max", type=_finite, default=1.0, help="buses at or below this voltage (kV) are LV "
+                    "(default 1.0)")
+    rg.add_argument("--force", action="store_true", help="replace an --out folder that is not a flexplan result")
     be = sub.add_parser("breakeven", help="the flexibility price above which reinforcing is cheaper")
     be.add_argument("instance")
     be.add_argument("--model", default="flex_vs_reinforce", help="a recipe with a flexible EV fleet")
@@ -704,6 +761,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_value_curve(args)
         if args.command == "sweep":
             return cmd_sweep(args)
+        if args.command == "region":
+            return cmd_region(args)
         if args.command == "breakeven":
             return cmd_breakeven(args)
         if args.command == "check-ac":
