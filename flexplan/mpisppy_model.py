@@ -22,6 +22,34 @@ rank's next MPI call; ``--stage2-ef-solver-name`` (added by :func:`inparser_adde
 the inner bound fix only the root's decisions and solve each second-stage subtree as an
 extensive form.
 
+A MIP recipe (binary builds) needs other bound cylinders::
+
+    # progressive hedging with a subgradient (outer) and an xhat-xbar (inner) bound, 3 ranks
+    MPIR_CVAR_ASYNC_PROGRESS=1 MPIR_CVAR_ENABLE_HEAVY_YIELD=1 MPIR_CVAR_CH4_PROGRESS_THROTTLE=1 \\
+    MPIR_CVAR_CH4_PROGRESS_THROTTLE_NO_PROGRESS_COUNT=1 \\
+    mpiexec -n 3 python -m mpi4py -m mpisppy.generic_cylinders \\
+        --module-name flexplan.mpisppy_model --instance ieee33_ev_tree --model flex_lead_time \\
+        --solver-name highs --default-rho 1 --rho-factor 1 --max-iterations 100 --rel-gap 0.01 \\
+        --subgradient --subgradient-rho-multiplier 0.5 --xhatxbar --intra-hub-conv-thresh -1 \\
+        --linearize-binary-proximal-terms --linearize-proximal-terms \\
+        --proximal-linearization-tolerance 1e-6 --solver-options mip_rel_gap=0.005 \\
+        --subgradient-solver-options mip_rel_gap=0.001
+
+(on ieee33_ev_tree it closes to the extensive form's optimum: README, *Stochastic planning*).  The scenarios agree on the root's builds
+from iteration 0, so PH's multipliers W stay 0 there, and a Lagrangian bound on PH's W
+(``--lagrangian``) cannot pass 1.07 % below the optimum on ieee33_ev_tree (it stalled at
+1.52 %); the subgradient cylinder moves its own multipliers from its own scenario solutions,
+which price the root once one scenario builds there alone.  ``--xhatxbar`` tries PH's
+rounded average, four LPs per iteration, where xhat-shuffle's stage-2 extensive forms are
+MIPs and its shuffles repeat the same plan once PH agrees.  The bound is the sum of the
+subproblems' dual bounds, so the subgradient's ``mip_rel_gap`` is what it loses; give the
+gaps as ``mip_rel_gap`` in ``--solver-options`` and ``--<cylinder>-solver-options``:
+mpi-sppy drops its own ``mipgap`` (``--lagrangian-iterk-mipgap`` and the like) wherever
+``mip_rel_gap`` is also set.  The MPICH variables make the progress threads sleep when they
+yield and poll (measured on 2 cores: two computing ranks got 30 instead of 13.5 of 40
+core-seconds beside an idle third).  :func:`kw_creator` adds HiGHS options for the MIP
+subproblems and :func:`hub_and_spoke_dict_callback` makes waiting spokes sleep.
+
 ``--branching-factors`` and ``--num-scens`` are taken from the instance's ``[tree]`` (which
 must branch uniformly, the form mpi-sppy's generic driver knows).  PH needs the solver name
 ``highs`` (Pyomo's HiGHS interface).  HiGHS solves no MIQP, so with binary investments the
@@ -44,6 +72,7 @@ under Slurm) with flexplan installed on every node; the instance is loaded by ev
 from __future__ import annotations
 
 import os
+import time
 from functools import lru_cache
 
 import pyomo.environ as pyo
@@ -149,9 +178,29 @@ def inparser_adder(cfg) -> None:
         cfg.num_scens_optional()
 
 
+def _subproblem_solver_options(cfg) -> None:
+    """Add HiGHS's options of :data:`flexplan.frameworks.FRAMEWORK_HIGHS` (root reduced-cost
+    heuristic, RINS and RENS off) to ``--solver-options``, which mpi-sppy hands to the hub's and
+    every spoke's subproblem solves; an option the command line names keeps its value.  The
+    scenario subproblems of a MIP recipe are MIPs of ~25,000 rows after presolve whose root
+    heuristics find nothing the branching does not: the four iteration-0 solves of
+    ``ieee33_ev_tree`` under ``flex_lead_time`` took 69 s instead of 155 s (one after the other,
+    ``mip_rel_gap=0.005``), to the same solutions.  An LP recipe does not notice."""
+    if cfg.get("solver_name") not in ("highs", "appsi_highs"):
+        return
+    from mpisppy.utils.sputils import option_string_to_dict
+
+    from .frameworks import FRAMEWORK_HIGHS
+
+    given = option_string_to_dict(cfg.get("solver_options"))
+    merged = {**{k: str(v).lower() if isinstance(v, bool) else v for k, v in FRAMEWORK_HIGHS.items()}, **given}
+    cfg.quick_assign("solver_options", str, " ".join(k if v is None else f"{k}={v}" for k, v in merged.items()))
+
+
 def kw_creator(cfg) -> dict:
     """Scenario-creator arguments; fills ``branching_factors`` and ``num_scens`` from the
-    instance's tree (and checks them when given)."""
+    instance's tree (and checks them when given), and adds flexplan's HiGHS options to
+    ``--solver-options`` (:func:`_subproblem_solver_options`)."""
     inst = _instance(cfg.instance)
     tree = inst.tree
     if tree.branching is None:
@@ -169,7 +218,40 @@ def kw_creator(cfg) -> dict:
     if not cfg.rho_factor > 0:
         raise ValueError(f"--rho-factor must be > 0, got {cfg.rho_factor}")
     _RHO_FACTOR[0] = float(cfg.rho_factor)
+    _subproblem_solver_options(cfg)
     return dict(instance=cfg.instance, model=cfg.model)
+
+
+#: Seconds a spoke waiting for the hub's next W or nonants sleeps before it looks again.
+IDLE_POLL_S = 0.2
+
+
+def _idle_polite(cls):
+    """``cls``, an mpi-sppy spoke class, that sleeps :data:`IDLE_POLL_S` after each look at
+    the hub that found nothing new.  mpi-sppy's spokes poll the hub in a loop without pause, so
+    a spoke with nothing to do (an xhat spoke that has tried the hub's latest nonants, a
+    Lagrangian spoke that has bounded the latest W) keeps a core busy, and with MPICH's progress
+    threads also part of the polled rank's; where the cylinders share cores, that is taken from
+    the solves of the hub and the other spokes.  On 2 cores (the MIP command of the module
+    docstring) the xhat-xbar spoke, with nothing to do while the hub solved iteration 0, used
+    53 s of CPU in its first 2 minutes."""
+    class Spoke(cls):
+        def _update_nonant_len_buffer(self) -> bool:
+            new = super()._update_nonant_len_buffer()
+            if not new:
+                time.sleep(IDLE_POLL_S)
+            return new
+
+    Spoke.__name__ = Spoke.__qualname__ = cls.__name__  # mpi-sppy names the cylinders by their class
+    return Spoke
+
+
+def hub_and_spoke_dict_callback(hub_dict, list_of_spoke_dict, cfg) -> None:
+    """mpi-sppy's hook before the wheel spins: the spokes that wait for the hub's W or
+    nonants sleep between fruitless looks (:func:`_idle_polite`)."""
+    for spoke in list_of_spoke_dict:
+        if hasattr(spoke["spoke_class"], "_update_nonant_len_buffer"):
+            spoke["spoke_class"] = _idle_polite(spoke["spoke_class"])
 
 
 def scenario_denouement(rank, scenario_name, scenario) -> None:
