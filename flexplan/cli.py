@@ -364,7 +364,13 @@ def cmd_region(args) -> int:
     if not scales or any(not (v >= 0) for v in scales):
         _log(f"error: --ev-scale '{args.ev_scale}' must be comma-separated non-negative numbers")
         return EXIT_INPUT
-    inst = fp.load_instance(resolve_instance_path(args.instance))
+    path = resolve_instance_path(args.instance)
+    if not path.exists():
+        from .region import simbench_instance
+
+        _log(f"{args.instance}: a SimBench code; converting it (once) into out/simbench/")
+        path = simbench_instance(args.instance, progress=_log)
+    inst = fp.load_instance(path)
     recipe = resolve_recipe(args.model)
     out = Path(args.out) if args.out else default_output(inst.name, recipe.name, suffix="-region")
     check_output_folder(out, force=args.force)  # before any solve

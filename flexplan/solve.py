@@ -493,6 +493,7 @@ class HighsSession:
             h.clearSolver()
         t1 = time.perf_counter()
         request = _StopRequest(self.progress)
+        self._y = None  # the row duals of the previous solve are stale
         try:
             run_status = _run_interruptible(h, request)
         except MemoryError:
@@ -629,11 +630,15 @@ class HighsSession:
         """HiGHS's dual value of every row: the change of the objective (EUR, as weighted in
         the objective) per unit increase of the row's bound(s).  Valid after an LP solve (with
         integers fixed, :meth:`fix_integers`)."""
+        if getattr(self, "_y", None) is not None:  # one copy per solve: constraint_dual is called per row
+            return self._y
         sol = self.h.getSolution()
         if not sol.dual_valid:
             raise SolverError("HiGHS has no dual values for this solve: duals exist for an LP (fix the integer "
                               "decisions first, HighsSession.fix_integers) solved to optimality")
-        return np.asarray(sol.row_dual, dtype=float)
+        self._y = np.asarray(sol.row_dual, dtype=float)
+        self._y.flags.writeable = False
+        return self._y
 
     def reduced_costs(self) -> np.ndarray:
         return np.asarray(self.h.getSolution().col_dual, dtype=float)

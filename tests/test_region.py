@@ -179,3 +179,81 @@ def test_a_plan_kept_at_a_lower_supply_voltage_is_what_a_solve_gives(region):
     assert at_limit["v2_margin"] == pytest.approx(0.0, abs=1e-9)
     assert _shifted(at_limit, np.full(len(at_limit["dv"]), -1e-4)) is None
     assert price_grid(tc, "flex_vs_reinforce", dv=np.full(len(at_limit["dv"]), -1e-3))["cost"] > at_limit["cost"] + 1
+
+
+def test_cli_region_writes_the_study_and_resumes(region, decomposed, tmp_path):
+    """`flexplan region` at two EV scales with and without flexibility: uptake.csv, grids.csv and
+    the plots; at scale 1 with flexibility the region costs what plan_region gives; a rerun takes
+    every LV solve from the checkpoints beside the result folder."""
+    import json
+
+    import pandas as pd
+
+    from flexplan.cli import main
+
+    out = tmp_path / "study"
+    args = [str(region), "--ev-scale", "0.5,1", "--out", str(out), "--mip-gap", "0.0001"]
+    assert main(["region", *args]) == 0
+    up = pd.read_csv(out / "uptake.csv")
+    assert list(up["ev_scale"]) == [0.5, 1.0]
+    assert up.loc[1, "region_cost_eur"] == pytest.approx(decomposed.objective_eur, rel=1e-6)
+    assert (up["region_cost_no_flex_eur"] >= up["region_cost_eur"] - 1e-6).all()
+    assert up.loc[1, "value_of_flexibility_eur"] == pytest.approx(
+        up.loc[1, "region_cost_no_flex_eur"] - up.loc[1, "region_cost_eur"])
+    grids = pd.read_csv(out / "grids.csv")
+    assert set(grids["grid"]) == {"ta", "tc"} and "value_of_flexibility_eur" in grids
+    for f in ("uptake.png", "value_by_grid.png", "summary.json", "iterations.csv", "mv/summary.json"):
+        assert (out / f).is_file(), f
+    assert main(["region", *args]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert all(p["pricing"]["solved"] == 0 for p in summary["plans"].values())
+
+
+def test_cli_region_refuses_what_is_neither_instance_nor_simbench_code(tmp_path, capsys):
+    from flexplan.cli import main
+
+    assert main(["region", "no/such/place", "--out", str(tmp_path / "x")]) == 2
+    assert "SimBench code" in capsys.readouterr().err
+
+
+def test_a_killed_run_resumes_to_the_same_plan(region, decomposed, tmp_path):
+    """A region run in another process is killed (SIGKILL) once it has checkpointed a few LV solves;
+    the rerun takes those from the checkpoints, solves the rest and ends with the same plan."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "ckpt"
+    script = (f"import flexplan as fp\nfrom flexplan.region import plan_region\n"
+              f"plan_region(fp.load_instance({str(region)!r}), 'flex_vs_reinforce', out={str(out)!r})\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while proc.poll() is None and len(list((out / "columns").glob("*.pkl"))) < 3:
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    kept = len(list((out / "columns").glob("*.pkl")))
+    assert kept >= 3
+    resumed = plan_region(fp.load_instance(region), "flex_vs_reinforce", out=out)
+    assert resumed.pricing["checkpoints"] >= 3
+    assert resumed.objective_eur == pytest.approx(decomposed.objective_eur, rel=1e-9)
+
+
+def test_an_lv_grid_that_needs_nothing_is_not_solved(region):
+    """LV grid ta breaks no limit with its EVs uncontrolled: baseline_column evaluates LinDistFlow
+    directly and gives the plan the full solve gives (cost 0, the same import in every op, the same
+    margin to v_min); tc, at its voltage limit, gets no shortcut."""
+    from flexplan.region import baseline_column, price_grid
+
+    ta, tc = (g.instance for g in split_region(fp.load_instance(region)).lv)
+    fast = baseline_column(ta, "flex_vs_reinforce")
+    full = price_grid(ta, "flex_vs_reinforce", shortcut=False)
+    assert fast is not None and full["cost"] == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(fast["p"], full["p"], atol=1e-7)
+    np.testing.assert_allclose(fast["q"], full["q"], atol=1e-7)
+    assert fast["v2_margin"] == pytest.approx(full["v2_margin"], abs=1e-7)
+    low = np.full(len(fast["p"]), -0.9 * fast["v2_margin"] - 0.05)  # a supply low enough to break v_min
+    assert baseline_column(ta, "flex_vs_reinforce", dv=low) is None
+    assert baseline_column(tc, "flex_vs_reinforce") is None
+    assert baseline_column(ta, "v2g_ageing") is None  # a recipe with blocks that may cost at the baseline

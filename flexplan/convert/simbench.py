@@ -103,6 +103,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -544,7 +545,7 @@ def convert(name: str, code: str, folder: Path, classes: str = "profile", ev: st
     folder.mkdir(parents=True, exist_ok=True)
     net2 = sb.get_simbench_net(code)
     g2 = convert_grid(net2, code)
-    code1 = code.replace("--2-", "--1-")
+    code1 = re.sub(r"(-)2-(sw|no_sw)$", r"\g<1>1-\2", code)  # scenario 1 of the same grid (1-LV-rural1--2-sw, 1-MVLV-rural-all-2-sw)
     net1 = sb.get_simbench_net(code1) if code1 != code else None
     g1 = convert_grid(net1, code1) if net1 is not None else None
     lv = g2.buses["vn_kv"].min() < 1.0
