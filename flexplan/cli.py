@@ -820,12 +820,13 @@ def main(argv: list[str] | None = None) -> int:
              "(ev_fleet.max_cohorts), or use a machine with more memory")
         return EXIT_NO_SOLUTION
     except KeyboardInterrupt:
-        from .solve import solver_running
+        from .solve import aborted, solver_running
 
+        hard = solver_running() or aborted()
         _log("interrupted (Ctrl-C or SIGTERM): stopped; files written before the interrupt are complete"
-             if not solver_running()
+             if not hard
              else "aborted (second Ctrl-C or SIGTERM): HiGHS stopped hard; files written before are complete")
-        if solver_running():  # do not wait for the abandoned HiGHS thread
+        if hard:  # do not wait for the abandoned HiGHS thread, nor let the interpreter's exit meet it
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(EXIT_INTERRUPTED)

@@ -316,7 +316,17 @@ class _StopRequest:
             else:
                 print(f"[flexplan] {msg}", file=sys.stderr, flush=True)
             return
+        _aborted[0] = True
         raise KeyboardInterrupt
+
+
+#: set once a second Ctrl-C or SIGTERM aborted a solve (the command line then exits at once: HiGHS's
+#: threads may still be winding down, and a normal interpreter exit can abort in C++)
+_aborted = [False]
+
+
+def aborted() -> bool:
+    return _aborted[0]
 
 
 #: the signals that ask a running solve to stop with its incumbent
