@@ -356,7 +356,9 @@ class _Runner:
     """Runs pricing solves in process, on a process pool or on a Dask cluster, through the
     checkpoint folder."""
 
-    def __init__(self, workers: int = 1, scheduler: str | None = None, out: Path | None = None):
+    def __init__(self, workers: int = 1, scheduler: str | None = None, out: Path | None = None,
+                 shortcut: bool = True):
+        self.workers, self.shortcut = workers, shortcut
         self.out = None if out is None else Path(out) / "columns"
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -364,6 +366,7 @@ class _Runner:
         self.reused = 0  # pricing solves read from the checkpoint folder
         self.repeated = 0  # pricing solves this run had already done (same grid, prices and voltages)
         self.solved = 0  # pricing solves run
+        self.baseline = 0  # of which needed no solve (baseline_column)
         self.shifted = 0  # plans kept at a lower supply voltage that leaves them feasible (_shifted)
         self.memo: dict = {}
         self.by_price: dict = {}
@@ -426,10 +429,16 @@ class _Runner:
                     path.unlink(missing_ok=True)
             todo.append((i, path, key))
         t0 = time.perf_counter()
+        failed: list[str] = []
+        count = [0]
+        slots = 1 if self.client is None and self.pool is None else max(1, self.workers)
 
-        def done(i, path, col, n, key):
+        def done(i, path, col, key):
+            count[0] += 1
+            n = count[0]
             results[i] = self.memo[key] = col
             self.solved += 1
+            self.baseline += bool(col.get("baseline"))
             label, inst, mu_p, mu_q, _dv = jobs[i]
             self.by_price[label, _key(inst, recipe, mu_p, mu_q, None, solve_kw)] = col
             if path is not None:
@@ -437,32 +446,57 @@ class _Runner:
                 tmp.write_bytes(pickle.dumps(col))
                 tmp.replace(path)
             if progress:
-                left = (time.perf_counter() - t0) / n * (len(todo) - n)
-                progress(f"    {jobs[i][0]}: {col['status']}, {col['seconds']:.1f} s "
-                         f"[{n}/{len(todo)} done, {len(todo) - n} left, ETA {left:.0f} s]")
+                left = len(todo) - n - len(failed)
+                eta = (time.perf_counter() - t0) / n * left
+                how = "no solve needed" if col.get("baseline") else col["status"]
+                progress(f"    {label}: {how}, {col['seconds']:.1f} s [{n} done, {min(slots, left)} running, "
+                         f"{len(failed)} failed, {left} left of {len(todo)}, ETA {eta:.0f} s]")
+
+        def fail(i, err):
+            failed.append(f"{jobs[i][0]}: {type(err).__name__}: {err}")
+            if progress:
+                progress(f"    {jobs[i][0]}: FAILED ({type(err).__name__}: {err})")
+
+        def call(i):
+            _, inst, mu_p, mu_q, dv = jobs[i]
+            return (price_grid, inst, recipe, mu_p, mu_q, dv, solve_kw, self.shortcut)
 
         if self.client is not None and todo:
             from distributed import as_completed
 
-            futs = {}
-            for i, path, key in todo:
-                _, inst, mu_p, mu_q, dv = jobs[i]
-                futs[self.client.submit(price_grid, inst, recipe, mu_p, mu_q, dv, solve_kw, pure=False)] = (i, path, key)
-            for n, fut in enumerate(as_completed(list(futs)), 1):
+            futs = {self.client.submit(*call(i), pure=False): (i, path, key) for i, path, key in todo}
+            for fut in as_completed(list(futs)):
                 i, path, key = futs[fut]
-                done(i, path, fut.result(), n, key)
+                try:
+                    col = fut.result()
+                except Exception as e:  # noqa: BLE001 - reported with the grid's name after the others
+                    fail(i, e)
+                    continue
+                done(i, path, col, key)
         elif self.pool is not None and len(todo) > 1:
             from concurrent.futures import as_completed
 
-            futs = {self.pool.submit(price_grid, *jobs[i][1:2], recipe, *jobs[i][2:], solve_kw): (i, path, key)
-                    for i, path, key in todo}
-            for n, fut in enumerate(as_completed(futs), 1):
+            futs = {self.pool.submit(*call(i)): (i, path, key) for i, path, key in todo}
+            for fut in as_completed(futs):
                 i, path, key = futs[fut]
-                done(i, path, fut.result(), n, key)
+                try:
+                    col = fut.result()
+                except Exception as e:  # noqa: BLE001 - reported with the grid's name after the others
+                    fail(i, e)
+                    continue
+                done(i, path, col, key)
         else:
-            for n, (i, path, key) in enumerate(todo, 1):
-                _, inst, mu_p, mu_q, dv = jobs[i]
-                done(i, path, price_grid(inst, recipe, mu_p, mu_q, dv, solve_kw), n, key)
+            for i, path, key in todo:
+                fn, *args = call(i)
+                try:
+                    col = fn(*args)
+                except Exception as e:  # noqa: BLE001 - reported with the grid's name after the others
+                    fail(i, e)
+                    continue
+                done(i, path, col, key)
+        if failed:
+            raise RecipeError(f"{len(failed)} of {len(todo)} LV grid solves failed (the others are checkpointed "
+                              "when an output folder is given, so a rerun repeats only these): " + "; ".join(failed))
         return results
 
 
@@ -651,8 +685,8 @@ def plan_region(instance, recipe="flex_vs_reinforce", *, lv_kv_max: float = LV_K
                         status=mv_res.status, mv=mv_res, grids=pd.DataFrame(rows), iterations=pd.DataFrame(history),
                         lv_plans=plans, timings_s=dict(total=time.perf_counter() - t_start),
                         reused_columns=runner.reused, voltage_moved_pu=moved,
-                        pricing=dict(solved=runner.solved, checkpoints=runner.reused, repeated=runner.repeated,
-                                     shifted=runner.shifted))
+                        pricing=dict(solved=runner.solved - runner.baseline, no_solve_needed=runner.baseline,
+                                     checkpoints=runner.reused, repeated=runner.repeated, shifted=runner.shifted))
 
 
 def plan_monolithic(instance, recipe="flex_vs_reinforce", mip_gap: float = 1e-4, progress=None, **highs_options):

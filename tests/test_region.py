@@ -140,7 +140,7 @@ def test_dask_and_checkpoints(region, decomposed, tmp_path):
     files = sorted((out / "columns").glob("*.pkl"))
     calls = int(decomposed.iterations.shape[0] + decomposed.iterations["round"].nunique()) * 2
     assert sum(dask.pricing.values()) == calls and dask.pricing["checkpoints"] == 0
-    assert len(files) == dask.pricing["solved"] < calls  # a grid the MV grid does not price is not solved again
+    assert len(files) == dask.pricing["solved"] + dask.pricing["no_solve_needed"] < calls  # zero prices: not again
     again = plan_region(inst, "flex_vs_reinforce", out=out)
     assert again.reused_columns == len(files)
     assert again.objective_eur == pytest.approx(dask.objective_eur, rel=1e-12)
@@ -206,7 +206,7 @@ def test_cli_region_writes_the_study_and_resumes(region, decomposed, tmp_path):
         assert (out / f).is_file(), f
     assert main(["region", *args]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert all(p["pricing"]["solved"] == 0 for p in summary["plans"].values())
+    assert all(p["pricing"]["solved"] == p["pricing"]["no_solve_needed"] == 0 for p in summary["plans"].values())
 
 
 def test_cli_region_refuses_what_is_neither_instance_nor_simbench_code(tmp_path, capsys):
@@ -257,3 +257,24 @@ def test_an_lv_grid_that_needs_nothing_is_not_solved(region):
     assert baseline_column(ta, "flex_vs_reinforce", dv=low) is None
     assert baseline_column(tc, "flex_vs_reinforce") is None
     assert baseline_column(ta, "v2g_ageing") is None  # a recipe with blocks that may cost at the baseline
+
+
+def test_a_failing_lv_grid_is_named_and_the_others_are_kept(region, tmp_path, monkeypatch):
+    """One LV grid's solve raises: the others finish and are checkpointed, then the run stops with
+    an error naming the grid and the cause."""
+    import flexplan.region as reg
+    from flexplan.errors import RecipeError
+
+    real = reg.price_grid
+
+    def flaky(inst, *args, **kw):
+        if inst.name.endswith("/tc"):
+            raise RuntimeError("disk on fire")
+        return real(inst, *args, **kw)
+
+    monkeypatch.setattr(reg, "price_grid", flaky)
+    msgs = []
+    with pytest.raises(RecipeError, match=r"1 of 2 LV grid solves failed.*tc: RuntimeError: disk on fire"):
+        plan_region(fp.load_instance(region), "flex_vs_reinforce", out=tmp_path / "ck", progress=msgs.append)
+    assert len(list((tmp_path / "ck" / "columns").glob("*.pkl"))) == 1
+    assert any("tc: FAILED" in m for m in msgs) and any("1 failed" in m or "0 failed" in m for m in msgs)
