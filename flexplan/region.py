@@ -157,6 +157,15 @@ def split_region(instance, lv_kv_max: float = LV_KV_MAX, lv_supply_vm_pu: float 
     return RegionSplit(inst, mv, lv)
 
 
+def _index(inst):
+    """The model index: the instance's scenario tree (an extensive form) if it has one."""
+    if inst.tree is None:
+        return None
+    from .index import tree_index
+
+    return tree_index(inst, inst.tree)
+
+
 # -- pricing: one LV grid --------------------------------------------------------------------------
 def _imports(pm):
     """Per op, the (P, Q) expressions of what the LV grid takes at its supply point: the flows of
@@ -224,7 +233,7 @@ def price_grid(lv_instance, recipe, mu_p=None, mu_q=None, dv=None, solve_kw: dic
     rec = dataclasses.replace(rec, blocks=[*rec.blocks, "lv_supply"], name=f"{rec.name}+lv_supply")
     supply = LVSupply(dv=None if dv is None else np.asarray(dv, dtype=float))
     inst = dataclasses.replace(lv_instance, sections={**lv_instance.sections, "lv_supply": supply})
-    pm = build_model(inst, rec, extra_functionality=priced)
+    pm = build_model(inst, rec, index=_index(inst), extra_functionality=priced)
     opts = SolveOptions(mip_gap=solve_kw.pop("mip_gap", 1e-4), time_limit=solve_kw.pop("time_limit", None),
                         threads=solve_kw.pop("threads", 0), extra=solve_kw)
     out = solve_model(pm.model, opts)
@@ -285,7 +294,7 @@ def baseline_column(lv_instance, recipe, dv=None) -> dict | None:
                                formulation="copperplate",
                                options={**{k: v for k, v in rec.options.items() if k not in ("network", "reinforcement")},
                                         "ev_fleet": {**rec.options.get("ev_fleet", {}), "mode": "uncontrolled"}})
-    pm = build_model(lv_instance, base)
+    pm = build_model(lv_instance, base, index=_index(lv_instance))
     hub, net, ix = pm.hub, lv_instance.network, pm.index
     if hub.p_terms or hub.q_terms:  # a variable injection: not a fixed baseline
         return None
@@ -513,7 +522,7 @@ def _master(split: RegionSplit, recipe, cols: list[list[dict]], integer: bool, p
                      max_mva=[max(c["max_mva"] for c in cs) for cs in cols], integer=integer, prices=prices)
     mv = dataclasses.replace(split.mv, sections={**split.mv.sections, "lv_grids": data})
     rec = dataclasses.replace(rec, blocks=[*rec.blocks, "lv_grids"], name=f"{rec.name}+lv_grids")
-    return build_model(mv, rec)
+    return build_model(mv, rec, index=_index(mv))
 
 
 @dataclass
@@ -690,11 +699,13 @@ def plan_region(instance, recipe="flex_vs_reinforce", *, lv_kv_max: float = LV_K
 
 
 def plan_monolithic(instance, recipe="flex_vs_reinforce", mip_gap: float = 1e-4, progress=None, **highs_options):
-    """The region as one model (the reference the decomposition is checked against)."""
+    """The region as one model (the reference the decomposition is checked against; with a
+    scenario tree, its extensive form)."""
     from . import solve
     from .assemble import build_model
 
-    return solve(build_model(instance, recipe), mip_gap=mip_gap, progress=progress, **highs_options)
+    return solve(build_model(instance, recipe, index=_index(instance)), mip_gap=mip_gap, progress=progress,
+                 **highs_options)
 
 
 # -- a region study: EV uptake, with and without flexibility ----------------------------------------

@@ -17,7 +17,7 @@ from flexplan.region import plan_monolithic, plan_region, split_region
 pytestmark = pytest.mark.integration
 
 
-def write_region(folder: Path, mv_rating: float = 1.35, mv_capex: float = 3_000_000) -> Path:
+def write_region(folder: Path, mv_rating: float = 1.35, mv_capex: float = 3_000_000, tree: bool = False) -> Path:
     """b0 (slack, 20 kV) - m1 - m2; transformer ta at m1 feeds a0 - a1 (0.4 kV), tc at m2 feeds
     c0 - c1; loads at m2 (MV), a1, c1; 60 and 80 home EVs at a1 and c1 (smart charging).  The MV
     line m01 (``mv_rating`` MVA) is overloaded at the evening peak; c1 sits at the voltage limit."""
@@ -25,7 +25,9 @@ def write_region(folder: Path, mv_rating: float = 1.35, mv_capex: float = 3_000_
                                     ("la", "a0", "a1", 0.05, 0.02, 0.4, 0.2), ("lc", "c0", "c1", 0.05, 0.02, 0.4, 0.2)],
                      loads=[("m2", 1.0, 0.2), ("a1", 0.15, 0.03), ("c1", 0.2, 0.04)],
                      profile=[("wd", 365, EVENING)], extra_network='transformers = "trafos.csv"',
-                     reinforcement='generate = ["replace"]')
+                     reinforcement='generate = ["replace"]',
+                     **(dict(economics="base_year = 2025\nend_year = 2034\nstages = [2025, 2030]\ndiscount_rate = 0.035",
+                             operation='years_per_stage = "last"') if tree else {}))
     (f / "buses.csv").write_text("name,vn_kv\nb0,20\nm1,20\nm2,20\na0,0.4\na1,0.4\nc0,0.4\nc1,0.4\n")
     (f / "trafos.csv").write_text("name,hv_bus,lv_bus,sn_mva,vk_percent,vkr_percent\nta,m1,a0,0.63,6,1\n"
                                   "tc,m2,c0,0.63,6,1\n")
@@ -53,6 +55,13 @@ def write_region(folder: Path, mv_rating: float = 1.35, mv_capex: float = 3_000_
             evs = {{2025 = 80, 2034 = 80}}
             seed = 8
             """))
+        if tree:
+            fh.write(textwrap.dedent("""
+                [tree]
+                branches = ["low", "high"]
+                probabilities = [0.5, 0.5]
+                ev_factor = [0.5, 1.5]
+                """))
     return f
 
 
@@ -278,3 +287,18 @@ def test_a_failing_lv_grid_is_named_and_the_others_are_kept(region, tmp_path, mo
         plan_region(fp.load_instance(region), "flex_vs_reinforce", out=tmp_path / "ck", progress=msgs.append)
     assert len(list((tmp_path / "ck" / "columns").glob("*.pkl"))) == 1
     assert any("tc: FAILED" in m for m in msgs) and any("1 failed" in m or "0 failed" in m for m in msgs)
+
+
+def test_a_region_on_a_scenario_tree_equals_its_extensive_form(tmp_path):
+    """The same region over two stages with EV uptake branching low/high (x0.5 / x1.5) at 2030: the
+    decomposition (every part on the tree's operating points) gives the monolithic extensive form's
+    cost to 0.5 %, and the MV cable is decided at the root as there."""
+    inst = fp.load_instance(write_region(tmp_path / "tree", tree=True))
+    assert inst.tree is not None
+    mono = plan_monolithic(inst, "flex_vs_reinforce")
+    reg = plan_region(inst, "flex_vs_reinforce")
+    print(f"tree: monolithic {mono.objective_eur:,.2f}, region {reg.objective_eur:,.2f}")
+    assert mono.status == "optimal" and reg.status == "optimal"
+    assert reg.objective_eur == pytest.approx(mono.objective_eur, rel=5e-3)
+    assert sorted(zip(reg.mv.builds["asset"], reg.mv.builds["node"])) == \
+        sorted(zip(mono.builds["asset"], mono.builds["node"]))
