@@ -281,7 +281,8 @@ def baseline_column(lv_instance, recipe, dv=None) -> dict | None:
     carries what is below it, each bus's squared voltage is the supply's less the drops on its
     path; the thermal polygon and the voltage band as ``lindistflow`` states them) and the recipe
     has only :data:`ZERO_BASE_BLOCKS` and no import price: then it costs 0 and no plan costs less,
-    so no solve is needed.  None otherwise.  A 97-bus SimBench LV grid: ~3 s instead of ~90 s."""
+    so no solve is needed.  None otherwise.  A 97-bus SimBench LV grid over 480 ops: about 1 s instead of 33–90 s
+    (benchmarks/region.py; the longer on a busy machine)."""
     from .assemble import build_model
     from .blocks.network.common import polygon
     from .recipe import resolve_recipe
