@@ -24,7 +24,8 @@ def _finish(ax, xlabel: str, ylabel: str, title: str, legend: int = 8) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=legend)
+    if ax.get_legend_handles_labels()[0]:  # nothing labelled (a grid without lines): no empty legend
+        ax.legend(fontsize=legend)
     ax.grid(alpha=0.3)
 
 

@@ -302,3 +302,16 @@ def test_a_region_on_a_scenario_tree_equals_its_extensive_form(tmp_path):
     assert reg.objective_eur == pytest.approx(mono.objective_eur, rel=5e-3)
     assert sorted(zip(reg.mv.builds["asset"], reg.mv.builds["node"])) == \
         sorted(zip(mono.builds["asset"], mono.builds["node"]))
+
+
+def test_an_lv_grid_under_the_slack_is_a_region_of_one(tmp_path):
+    """sb_lv_rural: the MV/LV transformer hangs from the slack, so the MV grid is that bus alone;
+    the region is the LV grid's own plan (the same cost as solving the instance)."""
+    from flexplan.paths import resolve_instance_path
+
+    inst = fp.load_instance(resolve_instance_path("sb_lv_rural"))
+    s = split_region(inst)
+    assert s.mv.network.n_buses == 1 and s.mv.network.n_branches == 0 and len(s.lv) == 1
+    reg = plan_region(inst, "reinforce_only", mip_gap=1e-3)
+    mono = plan_monolithic(inst, "reinforce_only", mip_gap=1e-3)
+    assert reg.objective_eur == pytest.approx(mono.objective_eur, rel=2e-3, abs=1e-6)

@@ -48,7 +48,7 @@ class Network:
     def parent_branch(self) -> np.ndarray:
         """For each bus the index of the branch feeding it, -1 for slack buses."""
         out = np.full(self.n_buses, -1, dtype=int)
-        out[self.branches["to_bus"].to_numpy()] = np.arange(self.n_branches)
+        out[self.branches["to_bus"].to_numpy(dtype=int)] = np.arange(self.n_branches)
         return out
 
     def downstream_buses(self) -> list[np.ndarray]:

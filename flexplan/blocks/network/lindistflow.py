@@ -765,7 +765,8 @@ def extract_lindistflow(b, inst, ix) -> dict:
         rat = np.where(st > 0.5, o.rating_mva, np.nan)
         rows.append(ops.assign(line=o.candidate, p_mw=pc, q_mvar=qc, rating_mva=rat,
                                loading_pct=100 * np.hypot(pc, qc) / o.rating_mva))
-    loading = pd.concat(rows, ignore_index=True)
+    loading = pd.concat(rows, ignore_index=True) if rows else ops.iloc[:0].assign(
+        line=pd.Series(dtype=str), p_mw=0.0, q_mvar=0.0, rating_mva=0.0, loading_pct=0.0)  # no branch (a region's bare MV bus)
     w = ix.op_expected_hours()
     shed = sum((var.value or 0.0) * w[t] for (j, t), var in b.shed.items())
     out = {"voltages": volt, "line_loading": loading, "unserved_mwh_modelled": float(shed)}
