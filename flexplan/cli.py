@@ -377,11 +377,19 @@ def cmd_region(args) -> int:
     ckpt = out.with_name(out.name + ".columns")
     _log(f"region {inst.name} under {recipe.name}: EV scales {', '.join(f'{v:g}' for v in scales)}, "
          + ("with and without flexibility, " if not args.no_reference else "")
-         + (f"pricing on the Dask cluster at {args.scheduler}" if args.scheduler and args.scheduler != "local" else
-            f"pricing on {args.workers} {'Dask ' if args.scheduler == 'local' else ''}worker(s)")
+         + (f"LV grids solved on the Dask cluster at {args.scheduler}" if args.scheduler not in ("local", "none") else
+            f"LV grids solved on {args.workers} {'Dask ' if args.scheduler == 'local' else ''}worker(s)")
          + f"; checkpoints in {ckpt}")
+    scheduler = None if args.scheduler == "none" else args.scheduler
+    if scheduler is not None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            _log("note: the Dask 'distributed' package is missing (pip install -e \".[dask]\"); solving the LV grids "
+                 "on a local process pool instead")
+            scheduler = None
     study = region_study(inst, recipe, ev_scales=scales, reference=not args.no_reference, progress=_log,
-                         workers=args.workers, scheduler=args.scheduler, out=ckpt, mip_gap=args.mip_gap,
+                         workers=args.workers, scheduler=scheduler, out=ckpt, mip_gap=args.mip_gap,
                          max_iterations=args.max_iterations, lv_kv_max=args.lv_kv_max,
                          **({"time_limit": args.time_limit} if args.time_limit else {}))
     folder = write_study(study, out, force=args.force)
@@ -689,9 +697,11 @@ def main(argv: list[str] | None = None) -> int:
                     "each scale (default 1)")
     rg.add_argument("--no-reference", action="store_true", help="skip the plans without flexibility (EVs "
                     "uncontrolled), and with them the value of flexibility")
-    rg.add_argument("--workers", type=_count1, default=1, help="processes solving LV grids in parallel (default 1)")
-    rg.add_argument("--scheduler", default=None, metavar="ADDRESS", help="'local' for a Dask LocalCluster of "
-                    "--workers processes, or a Dask scheduler's address (tcp://host:8786; the dask extra)")
+    rg.add_argument("--workers", type=_count1, default=min(2, os.cpu_count() or 1),
+                    help="processes solving LV grids in parallel (default: 2, or the cores if fewer)")
+    rg.add_argument("--scheduler", default="local", metavar="ADDRESS", help="where the LV grids are solved: 'local' "
+                    "(default) a Dask LocalCluster of --workers processes, a Dask scheduler's address "
+                    "(tcp://host:8786) for a real cluster, or 'none' for a local process pool without Dask")
     rg.add_argument("--out", help="result folder (default out/INSTANCE-MODEL-region); every LV grid's solve is "
                     "checkpointed in OUT.columns, so a rerun resumes")
     rg.add_argument("--mip-gap", type=_gap, default=0.001, help="relative MIP gap of every solve (default 0.001)")
