@@ -380,6 +380,7 @@ class _Runner:
         self.shifted = 0  # plans kept at a lower supply voltage that leaves them feasible (_shifted)
         self.memo: dict = {}
         self.by_price: dict = {}
+        self.sent: dict = {}  # id(LV instance) -> (instance, its future on the Dask cluster)
         if scheduler is not None:
             try:
                 from distributed import Client, LocalCluster
@@ -388,7 +389,7 @@ class _Runner:
                                   "pip install -e \".[dask]\"") from e
             if scheduler == "local":
                 self.cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
-                                            dashboard_address=None)
+                                            dashboard_address=":0")  # any free port, no clash
                 self.client = Client(self.cluster)
             else:
                 self.client = Client(scheduler, timeout="30s")
@@ -474,7 +475,12 @@ class _Runner:
         if self.client is not None and todo:
             from distributed import as_completed
 
-            futs = {self.client.submit(*call(i), pure=False): (i, path, key) for i, path, key in todo}
+            futs = {}
+            for i, path, key in todo:
+                fn, inst, *rest = call(i)
+                if id(inst) not in self.sent:  # each LV grid's data goes to the cluster once
+                    self.sent[id(inst)] = (inst, self.client.scatter(inst))
+                futs[self.client.submit(fn, self.sent[id(inst)][1], *rest, pure=False)] = (i, path, key)
             for fut in as_completed(list(futs)):
                 i, path, key = futs[fut]
                 try:
