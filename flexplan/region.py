@@ -353,6 +353,10 @@ def _key(lv_instance, recipe, mu_p, mu_q, dv, solve_kw) -> str:
     return h.hexdigest()[:20]
 
 
+#: Dask's errors for a task whose worker (or the worker holding its data) was lost
+DASK_LOST = {"KilledWorker", "FutureCancelledError", "CancelledError"}
+
+
 def _worker_init() -> None:
     """A pool worker leaves Ctrl-C to the main process (which stops the pool) and ends on SIGTERM
     (flexplan's own handler would only stop the current solve and go on with the next)."""
@@ -475,17 +479,28 @@ class _Runner:
         if self.client is not None and todo:
             from distributed import as_completed
 
-            futs = {}
-            for i, path, key in todo:
+            def submit(i, path, key, fresh=False):
                 fn, inst, *rest = call(i)
-                if id(inst) not in self.sent:  # each LV grid's data goes to the cluster once
-                    self.sent[id(inst)] = (inst, self.client.scatter(inst))
-                futs[self.client.submit(fn, self.sent[id(inst)][1], *rest, pure=False)] = (i, path, key)
-            for fut in as_completed(list(futs)):
+                if fresh or id(inst) not in self.sent:  # each LV grid's data goes to every worker once
+                    self.sent[id(inst)] = (inst, self.client.scatter(inst, broadcast=True))
+                fut = self.client.submit(fn, self.sent[id(inst)][1], *rest, pure=False)
+                futs[fut] = (i, path, key)
+                return fut
+
+            futs: dict = {}
+            pending = as_completed([submit(*job) for job in todo])
+            retried: set = set()
+            for fut in pending:
                 i, path, key = futs[fut]
                 try:
                     col = fut.result()
                 except Exception as e:  # noqa: BLE001 - reported with the grid's name after the others
+                    if type(e).__name__ in DASK_LOST and i not in retried:  # a worker died: once more, elsewhere
+                        retried.add(i)
+                        if progress:
+                            progress(f"    {jobs[i][0]}: {type(e).__name__} (a worker was lost): submitted again")
+                        pending.add(submit(i, path, key, fresh=True))
+                        continue
                     fail(i, e)
                     continue
                 done(i, path, col, key)

@@ -315,3 +315,43 @@ def test_an_lv_grid_under_the_slack_is_a_region_of_one(tmp_path):
     reg = plan_region(inst, "reinforce_only", mip_gap=1e-3)
     mono = plan_monolithic(inst, "reinforce_only", mip_gap=1e-3)
     assert reg.objective_eur == pytest.approx(mono.objective_eur, rel=2e-3, abs=1e-6)
+
+
+def test_a_killed_dask_worker_loses_nothing(region, decomposed, tmp_path):
+    """A Dask worker is SIGKILLed while the region is planned on its cluster: the lost task is
+    submitted again (every grid's data is on every worker) and the run ends with the in-process
+    plan."""
+    import os
+    import signal
+    import threading
+    import time
+
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    client = distributed.Client(cluster)
+    try:
+        pids = list(client.run(os.getpid).values())
+        out, box = tmp_path / "ck", {}
+        inst = fp.load_instance(region)
+
+        def run():
+            try:
+                box["res"] = plan_region(inst, "flex_vs_reinforce", scheduler=cluster.scheduler_address, out=out)
+            except Exception as e:  # noqa: BLE001 - shown by the assertion below
+                box["err"] = e
+
+        th = threading.Thread(target=run)
+        th.start()
+        while th.is_alive() and len(list((out / "columns").glob("*.pkl"))) < 2:
+            time.sleep(0.02)
+        os.kill(pids[0], signal.SIGKILL)
+        th.join(600)
+        assert not th.is_alive()
+        assert "res" in box, box.get("err")  # the lost task ran again on the other worker
+        res = box["res"]
+        assert res.objective_eur == pytest.approx(decomposed.objective_eur, rel=1e-9)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pids[0], 0)  # the worker was killed
+    finally:
+        client.close()
+        cluster.close()
