@@ -58,7 +58,7 @@ def test_list(capsys):
     assert "ieee33" in out and "cigre_mv" in out and "reinforce_only" in out and "copperplate" in out
     # the channels, with who writes and who reads each
     assert "  charging_cap" in out and "connection -> ev_fleet" in out
-    assert "ev_fleet -> ageing, contracts, wholesale" in out
+    assert "ev_fleet -> ageing, contracts, phase_balancing, wholesale" in out
     assert "demand -> branchflow, copperplate, lindist3flow, lindistflow" in out
 
 

@@ -333,3 +333,36 @@ def test_the_shipped_three_phase_recipe_solves_in_every_block_order(tmp_path):
         assert res.status == "optimal"
         objs.append(res.objective_eur)
     assert objs == pytest.approx([objs[0]] * len(objs), rel=1e-6)
+
+
+def test_phase_balancing_moves_an_uncontrolled_fleet_when_that_is_cheaper_than_the_violation(tmp_path):
+    """The feeder above with a 20 kW house on phase a at b2 and an uncontrolled home fleet on phase
+    a there too: moving the fleet's chargers (one move, 250 EUR) lifts phase a above the limit; at
+    a dearer move it stays and phase a sags; a smart fleet is refused."""
+    from conftest import add_fleet
+
+    limit = 0.97
+    feeder3(tmp_path, "fl", [("b2", 0.020, 0.0, "a")], v_min=limit)
+    folder = tmp_path / "fl"
+    add_fleet(folder, "b2", 6, extra='phase = "a"\n')
+    (folder / "profiles.csv").write_text("day,hour,weight,res\n" + "".join(f"d,{h},365,1.0\n" for h in range(24)))
+    inst = fp.load_instance(folder)
+    base = {"name": "3ph", "blocks": ["demand", "ev_fleet", "phase_balancing"], "ev_fleet": {"mode": "uncontrolled"},
+            "network": {"formulation": "lindist3flow", "vuf_max_pct": 0.0},
+            "phase_balancing": {"fleets": ["home"], "cost_eur_per_move": 250.0}}
+    stay = fp.solve(fp.build_model(inst, {**base, "phase_balancing": {"fleets": ["home"], "cost_eur_per_move": 1e12}}))
+    assert not stay.tables["phase_moves"]["moved"].any()
+    assert stay.cost_breakdown_eur["penalty_voltage"] > 250.0  # the violation costs more than one move
+    moved = fp.solve(fp.build_model(inst, base))
+    mv = moved.tables["phase_moves"].set_index("load").loc["home@b2"]
+    assert mv["moved"] and mv["phase_after"] in ("b", "c")
+    assert moved.cost_breakdown_eur["phase_balancing"] == pytest.approx(250.0)
+    assert moved.cost_breakdown_eur.get("penalty_voltage", 0.0) == pytest.approx(0.0, abs=1e-6)
+    # the fleet's energy is where it moved: phase a carries the house alone
+    pm = fp.build_model(inst, {**base, "network": {"formulation": "lindist3flow", "vuf_max_pct": 0.0}})
+    j = list(inst.network.buses["name"]).index("b2")
+    assert pm.hub.p_phase[j, 0].max() == pytest.approx(0.020) and pm.hub.p_firm[j].max() == pytest.approx(0.0)
+    with pytest.raises(fp.RecipeError, match="only uncontrolled fleets"):
+        fp.build_model(inst, {**base, "ev_fleet": {"mode": "smart"}})
+    with pytest.raises(fp.RecipeError, match="not an EV fleet"):
+        fp.build_model(inst, {**base, "phase_balancing": {"fleets": ["work"]}})

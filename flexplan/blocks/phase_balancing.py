@@ -33,12 +33,15 @@ PHASES = "abc"
 @dataclass
 class PhaseBalancingConfig:
     """``loads``: names of the loads that may move (default: every single-phase load of the
-    instance); ``cost_eur_per_move``: one-off cost of reconnecting one load to another phase
+    instance, unless ``fleets`` is given); ``fleets``: names of single-phase EV fleets whose
+    chargers may move, bus by bus (one move per fleet and bus; uncontrolled fleets only: a smart
+    fleet's charging is a decision, and moving it would need a big-M per op); ``cost_eur_per_move``: one-off cost of reconnecting one load to another phase
     (EUR; default 250: a crew visit to swap a service cable's phase in a cabinet, an assumption
     of the order of a DSO's connection-work hourly rates [check])."""
 
     loads: list[str] = field(default_factory=list)
     cost_eur_per_move: float = 250.0
+    fleets: list[str] = field(default_factory=list)
 
     def validate(self):
         if not self.cost_eur_per_move >= 0:
@@ -48,6 +51,12 @@ class PhaseBalancingConfig:
 def add_phase_balancing(b, inst, ix, hub, cfg: PhaseBalancingConfig) -> None:
     from .demand import load_matrices
 
+    root = ix.node_names[0]
+    moves = _add_fleet_moves(b, inst, ix, hub, cfg, root) if cfg.fleets else 0
+    if cfg.fleets and not cfg.loads:
+        b._rows = []
+        hub.cost("phase_balancing", root, moves)
+        return
     loads = inst.network.loads
     if "phase" not in loads:
         raise RecipeError(f"phase_balancing: instance '{inst.name}' has no single-phase loads (its loads have no "
@@ -63,7 +72,6 @@ def add_phase_balancing(b, inst, ix, hub, cfg: PhaseBalancingConfig) -> None:
         single = single[single["name"].astype(str).isin(cfg.loads)]
     if single.empty:
         raise RecipeError(f"phase_balancing: instance '{inst.name}' has no single-phase load to move")
-    root = ix.node_names[0]
     L = range(len(single))
     b.x = pyo.Var(L, range(3), within=pyo.Binary)
     b.one = pyo.Constraint(L, rule=lambda _, i: sum(b.x[i, k] for k in range(3)) == 1)
@@ -85,8 +93,66 @@ def add_phase_balancing(b, inst, ix, hub, cfg: PhaseBalancingConfig) -> None:
         hub.bound_injection(j, float(np.hypot(p, q).max()))
         rows.append((str(ld["name"]), str(inst.network.buses["name"].iloc[j]), PHASES[k0]))
     start = {i: PHASE_INDEX[r[2]] for i, r in enumerate(rows)}
-    hub.cost("phase_balancing", root, float(cfg.cost_eur_per_move) * sum(1 - b.x[i, start[i]] for i in L))
+    hub.cost("phase_balancing", root, moves + float(cfg.cost_eur_per_move) * sum(1 - b.x[i, start[i]] for i in L))
     b._rows = rows
+
+
+def _add_fleet_moves(b, inst, ix, hub, cfg, root):
+    """The chargers of ``cfg.fleets`` (single-phase, uncontrolled) may move to another phase, per
+    fleet and bus: their charging (from the ``ev_storage`` channel) leaves its phase's fixed
+    withdrawal and comes back as x_uφ · p(t) on each phase φ, as a load's does.  Returns the moves'
+    cost expression."""
+    from collections import defaultdict
+
+    fleets = {f.name: f for f in inst.ev_fleets}
+    unknown = [n for n in cfg.fleets if n not in fleets]
+    if unknown:
+        raise RecipeError(f"phase_balancing.fleets: {', '.join(repr(u) for u in unknown)} not an EV fleet of instance "
+                          f"'{inst.name}' (fleets: {', '.join(fleets) or 'none'})")
+    home = {}
+    for n in cfg.fleets:
+        w = fleets[n].phase
+        if w is None or max(w) < 1.0:
+            raise RecipeError(f"phase_balancing.fleets: fleet '{n}' is not single-phase (set its phase = \"a\", \"b\" "
+                              "or \"c\")")
+        home[n] = int(np.argmax(w))
+    store = hub.get("ev_storage")
+    if store is None:
+        raise RecipeError("phase_balancing.fleets needs the ev_fleet block in the recipe")
+    rule = hub.get("charger_q")
+    q_per_p = float(rule.q_per_p) if rule is not None else 0.0
+    prof = defaultdict(lambda: np.zeros(ix.n_ops))
+    for st in store.states:
+        if st.fleet in home:
+            if not isinstance(st.charge, (int, float)) or st.discharge:
+                raise RecipeError(f"phase_balancing.fleets: fleet '{st.fleet}' is not charged uncontrolled (its "
+                                  "charging is a decision): only uncontrolled fleets can be moved between phases")
+            prof[(st.fleet, st.bus)][st.op] += float(st.charge)
+    units = sorted(prof)
+    U = range(len(units))
+    b.xf = pyo.Var(U, range(3), within=pyo.Binary)
+    b.one_fleet = pyo.Constraint(U, rule=lambda _, u: sum(b.xf[u, k] for k in range(3)) == 1)
+    hub.decide(root, [b.xf[u, k] for u in U for k in range(3)])
+    rows = []
+    for u, (name, j) in enumerate(units):
+        p = prof[(name, j)]
+        q = -q_per_p * p
+        k0 = home[name]
+        hub.p_withdraw[j] -= p
+        hub.q_withdraw[j] -= q
+        hub.p_firm[j] -= p
+        hub.q_firm[j] -= q
+        hub.p_phase[j, k0] -= p
+        hub.q_phase[j, k0] -= q
+        for t in np.flatnonzero(p != 0):
+            for k in range(3):
+                hub.inject(j, int(t), p=-float(p[t]) * b.xf[u, k], q=-float(q[t]) * b.xf[u, k] if q[t] else None,
+                           phase=k)
+        hub.bound_injection(j, float(np.hypot(p, q).max()))
+        rows.append((f"{name}@{inst.network.buses['name'].iloc[j]}", str(inst.network.buses["name"].iloc[j]),
+                     PHASES[k0]))
+    b._fleet_rows = rows
+    return float(cfg.cost_eur_per_move) * sum(1 - b.xf[u, home[units[u][0]]] for u in U)
 
 
 def _one_load(inst, ix, one, load_matrices):
@@ -104,9 +170,13 @@ def extract_phase_balancing(b, inst, ix) -> dict:
     for i, (name, bus, was) in enumerate(b._rows):
         now = PHASES[int(np.argmax([pyo.value(b.x[i, k]) for k in range(3)]))]
         out.append(dict(load=name, bus=bus, phase_before=was, phase_after=now, moved=now != was))
+    for u, (name, bus, was) in enumerate(getattr(b, "_fleet_rows", [])):
+        now = PHASES[int(np.argmax([pyo.value(b.xf[u, k]) for k in range(3)]))]
+        out.append(dict(load=name, bus=bus, phase_before=was, phase_after=now, moved=now != was))
     df = pd.DataFrame(out, columns=["load", "bus", "phase_before", "phase_after", "moved"])
     return {"phase_moves": df, "summary": {"phase_balancing": dict(loads=len(df), moved=int(df["moved"].sum()))}}
 
 
 register_block(BlockSpec("phase_balancing", add_phase_balancing, PhaseBalancingConfig, requires=("demand",),
+                         uses=("ev_storage", "charger_q"),
                          extract=extract_phase_balancing, doc=__doc__))
