@@ -522,27 +522,15 @@ def cmd_frameworks(args) -> int:
     if not inst.ev_fleets:
         _log(f"error: instance '{inst.name}' has no EV fleets: the frameworks differ only in how EVs charge")
         return EXIT_INPUT
-    import shutil
-    import tempfile
+    from .outdir import default_output
+    from .results import atomic_folder
 
-    from .outdir import check_output_folder, clean_stale, default_output, mark_result, temp_prefix
-    from .results import replace_folder
-
-    out = check_output_folder(Path(args.out) if args.out else default_output(inst.name, suffix="-frameworks"),
-                              force=args.force)
-    out.parent.mkdir(parents=True, exist_ok=True)
     # the whole comparison (table, figure, one result folder per framework) is written to a
     # temporary folder beside the target and moved into place when complete
-    clean_stale(out)  # what a killed earlier run left
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
-    try:
+    with atomic_folder(Path(args.out) if args.out else default_output(inst.name, suffix="-frameworks"),
+                       force=args.force) as (tmp, out):
         df = compare_frameworks(inst, tmp, progress=_log, ageing=args.ageing, mip_gap=args.mip_gap,
                                 time_limit=args.time_limit, regulation=args.regulation, stacking=args.stacking)
-        mark_result(tmp)
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     cols = ["framework", "status", "total_system_cost_eur", "dso_investment_eur", "dso_flexibility_payments_eur",
             "ev_owner_energy_cost_eur", "peak_mw", "min_voltage_pu"]
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:,.3f}"), file=sys.stderr)

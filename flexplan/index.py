@@ -70,6 +70,11 @@ class ModelIndex:
     def n_ops(self) -> int:
         return len(self.op_year)
 
+    @property
+    def root(self) -> str:
+        """The name of the tree's root node (the first: nodes are listed parents first)."""
+        return self.node_names[0]
+
     def ops_of(self, node: str, year: int) -> np.ndarray:
         k = self.node_names.index(node)
         return np.where((self.op_node == k) & (self.op_year == year))[0]

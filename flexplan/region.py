@@ -28,15 +28,15 @@ An LV grid's flexibility is therefore spent once: its plan (local reinforcement,
 congestion, what the MV grid asks for) is one solve of the LV grid with the MV grid's price on
 its import.
 
-The LV grids are supplied at ``lv_supply_vm_pu`` (default: the region's slack voltage): the
-voltage the MV grid drops before an LV grid is not passed down (each level keeps its own voltage
-band), which the monolithic model would see; planning the region as one model
-(:func:`plan_monolithic`) measures what that costs.
+Voltage rounds: the first round supplies every LV grid at ``lv_supply_vm_pu`` (default: the
+region's slack voltage); each later round supplies it at its MV bus's voltage in the last MV plan
+(block ``lv_supply``), until no supply voltage moves by more than ``voltage_tol_pu``: a fixed
+point, which the monolithic model (:func:`plan_monolithic`) reaches jointly.
 
 Checkpoints: with ``out``, every pricing solve is kept in ``out/columns/`` under a hash of what
-it depends on (the LV grid's data, the recipe, the solver options and the prices), so a rerun
-after a crash, a killed worker or Ctrl-C repeats only what is missing, and a changed instance,
-recipe or option is never mistaken for a finished one.
+it depends on (the LV grid's data, the recipe, the solver options, the prices and the supply
+voltages), so a rerun after a crash, a killed worker or Ctrl-C repeats only what is missing, and
+a changed instance, recipe or option is never mistaken for a finished one.
 """
 from __future__ import annotations
 
@@ -84,12 +84,13 @@ def _subset(inst, keep: list[int], slack: pd.DataFrame, name: str, where: str):
     new = {old: i for i, old in enumerate(keep)}
     br = net.branches
     roots = set(int(b) for b in slack["bus"])
+    region_slack = set(int(b) for b in net.slack["bus"])
     bkeep = [k for k in range(len(br)) if int(br.at[k, "to_bus"]) in new and int(br.at[k, "to_bus"]) not in roots]
     bnew = {old: i for i, old in enumerate(bkeep)}
     branches = br.iloc[bkeep].reset_index(drop=True).copy()
     for col in ("from_bus", "to_bus"):
         branches[col] = [new[int(b)] for b in branches[col]]
-    own = [b for b in new if b not in roots or b in set(int(x) for x in net.slack["bus"])]  # a copied supply bus carries nothing
+    own = [b for b in new if b not in roots or b in region_slack]  # a copied supply bus carries nothing
     loads = net.loads[net.loads["bus"].isin(own)].copy()
     loads["bus"] = [new[int(b)] for b in loads["bus"]]
     sl = slack.copy()
@@ -157,6 +158,12 @@ def split_region(instance, lv_kv_max: float = LV_KV_MAX, lv_supply_vm_pu: float 
     return RegionSplit(inst, mv, lv)
 
 
+def _no_price(mu_p, mu_q) -> bool:
+    """Whether the MV grid does not price this import (None, or zero in every op): the LV grid is
+    then planned alone."""
+    return mu_p is None or (not np.any(mu_p) and not np.any(mu_q))
+
+
 def _index(inst):
     """The model index: the instance's scenario tree (an extensive form) if it has one."""
     if inst.tree is None:
@@ -208,8 +215,8 @@ def price_grid(lv_instance, recipe, mu_p=None, mu_q=None, dv=None, solve_kw: dic
     from .solve import SolveOptions, solve_model
 
     solve_kw = dict(solve_kw or {})
-    if mu_p is not None and not np.any(mu_p) and not np.any(mu_q):
-        mu_p = mu_q = None  # the MV grid does not price this grid's import: it is planned alone
+    if _no_price(mu_p, mu_q):
+        mu_p = mu_q = None
     if mu_p is None and shortcut:
         col = baseline_column(lv_instance, recipe, dv)
         if col is not None:
@@ -221,7 +228,7 @@ def price_grid(lv_instance, recipe, mu_p=None, mu_q=None, dv=None, solve_kw: dic
         P, Q, bound = _imports(pm)
         held.update(P=P, Q=Q, bound=bound)
         if mu_p is not None:
-            root = next(n for n, node in pm.index.nodes.items() if node.parent is None)
+            root = pm.index.root
             terms = [float(a) * e for a, e in zip(mu_p, P) if a] + [float(a) * e for a, e in zip(mu_q, Q) if a]
             if terms:
                 pm.hub.cost("region_price", root, pyo.quicksum(terms))
@@ -321,11 +328,10 @@ def baseline_column(lv_instance, recipe, dv=None) -> dict | None:
         k = par[j]
         if k >= 0:
             v[j] = v[frm[k]] - 2.0 * (r[k] * P[k] + x[k] * Q[k]) / sb
-    own = [j for j in range(net.n_buses) if j not in set(int(b) for b in net.slack["bus"])]
-    vb = v[own]
+    slack = set(int(b) for b in net.slack["bus"])
+    vb = v[[j for j in range(net.n_buses) if j not in slack]]
     if vb.size and (vb.min() < lim.v_min_pu ** 2 - 1e-12 or vb.max() > lim.v_max_pu ** 2 + 1e-12):
         return None
-    slack = set(int(b) for b in net.slack["bus"])
     out_k = [k for k in range(len(br)) if int(frm[k]) in slack]
     p, q = P[out_k].sum(axis=0), Q[out_k].sum(axis=0)
     return dict(cost=0.0, p=p, q=q, dv=np.zeros(ix.n_ops) if dv is None else np.asarray(dv, dtype=float),
@@ -335,9 +341,9 @@ def baseline_column(lv_instance, recipe, dv=None) -> dict | None:
                 seconds=time.perf_counter() - t0)
 
 
-def _key(lv_instance, recipe, mu_p, mu_q, dv, solve_kw) -> str:
-    """What a pricing solve depends on, as a hash: the LV grid's data, the recipe, the options,
-    the prices."""
+def _base_key(lv_instance, recipe, solve_kw) -> str:
+    """What every pricing solve of an LV grid depends on, as a hash: its data, the recipe and the
+    solver options (the expensive part of :func:`_key`: computed once per grid by the runner)."""
     from .recipe import resolve_recipe
     from .sensitivity import _fingerprint
 
@@ -346,8 +352,15 @@ def _key(lv_instance, recipe, mu_p, mu_q, dv, solve_kw) -> str:
     _fingerprint(lv_instance, h)
     h.update(json.dumps(dict(blocks=rec.blocks, formulation=rec.formulation, options=rec.options,
                              solve={k: solve_kw[k] for k in sorted(solve_kw)}), sort_keys=True, default=str).encode())
-    if mu_p is not None and not np.any(mu_p) and not np.any(mu_q):
-        mu_p = mu_q = None  # as price_grid: no price is the grid alone
+    return h.hexdigest()
+
+
+def _key(base: str, mu_p, mu_q, dv) -> str:
+    """A pricing solve's hash: :func:`_base_key` with the prices (none when zero, as
+    :func:`price_grid` takes them) and the supply voltages."""
+    if _no_price(mu_p, mu_q):
+        mu_p = mu_q = None
+    h = hashlib.sha256(base.encode())
     for mu in (mu_p, mu_q, dv):
         h.update(b"-" if mu is None else (np.round(np.asarray(mu, dtype=float), 9) + 0.0).tobytes())  # -0.0 is 0.0
     return h.hexdigest()[:20]
@@ -382,9 +395,10 @@ class _Runner:
         self.solved = 0  # pricing solves run
         self.baseline = 0  # of which needed no solve (baseline_column)
         self.shifted = 0  # plans kept at a lower supply voltage that leaves them feasible (_shifted)
-        self.memo: dict = {}
-        self.by_price: dict = {}
-        self.sent: dict = {}  # id(LV instance) -> (instance, its future on the Dask cluster)
+        self.memo: dict = {}  # key -> column
+        self.by_price: dict = {}  # (grid, key without the voltages) -> the last column solved there
+        self.base_keys: dict = {}  # (id(LV instance), recipe, options) -> _base_key
+        self.sent: dict = {}  # id(LV instance) -> (instance, its future on the Dask cluster or None)
         if scheduler is not None:
             try:
                 from distributed import Client, LocalCluster
@@ -419,15 +433,20 @@ class _Runner:
     def run(self, jobs: list[tuple], recipe, solve_kw, progress=None) -> list[dict]:
         """``jobs``: (label, lv_instance, mu_p, mu_q, dv); the columns in the same order."""
         results: list = [None] * len(jobs)
-        todo = []
+        todo = []  # (job, checkpoint path, key, key without the voltages)
         for i, (label, inst, mu_p, mu_q, dv) in enumerate(jobs):
-            key = _key(inst, recipe, mu_p, mu_q, dv, solve_kw)
+            which = (id(inst), recipe if isinstance(recipe, (str, Path)) else id(recipe),
+                     tuple(sorted(solve_kw.items())))
+            base = self.base_keys.get(which)
+            if base is None:
+                base = self.base_keys[which] = _base_key(inst, recipe, solve_kw)
+                self.sent.setdefault(id(inst), (inst, None))  # holds the instance: its id is not reused
+            key, pkey = _key(base, mu_p, mu_q, dv), (label, _key(base, mu_p, mu_q, None))
             if key in self.memo:  # the same grid at the same prices and voltages (a grid the MV grid does not price)
                 results[i] = self.memo[key]
                 self.repeated += 1
                 continue
-            pkey = (label, _key(inst, recipe, mu_p, mu_q, None, solve_kw))  # the same prices, another voltage
-            old = self.by_price.get(pkey)
+            old = self.by_price.get(pkey)  # the same prices, another voltage
             moved = None if old is None else _shifted(old, dv)
             if moved is not None:
                 results[i] = self.memo[key] = moved
@@ -436,26 +455,34 @@ class _Runner:
             path = self._path(key)
             if path is not None and path.exists():
                 try:
-                    results[i] = self.memo[key] = pickle.loads(path.read_bytes())
-                    self.by_price[pkey] = results[i]
+                    results[i] = self.memo[key] = self.by_price[pkey] = pickle.loads(path.read_bytes())
                     self.reused += 1
                     continue
                 except Exception:  # noqa: BLE001 - a damaged checkpoint is solved again
                     path.unlink(missing_ok=True)
-            todo.append((i, path, key))
+            todo.append((i, path, key, pkey))
         t0 = time.perf_counter()
         failed: list[str] = []
         count = [0]
         slots = 1 if self.client is None and self.pool is None else max(1, self.workers)
 
-        def done(i, path, col, key):
+        def take(job, get) -> None:
+            """The column of ``job`` from ``get()`` (a solve or a future's result): memoised,
+            checkpointed, reported; a failure is reported with the grid's name."""
+            i, path, key, pkey = job
+            label = jobs[i][0]
+            try:
+                col = get()
+            except Exception as e:  # noqa: BLE001 - reported with the grid's name after the others
+                failed.append(f"{label}: {type(e).__name__}: {e}")
+                if progress:
+                    progress(f"    {label}: FAILED ({type(e).__name__}: {e})")
+                return
             count[0] += 1
             n = count[0]
-            results[i] = self.memo[key] = col
+            results[i] = self.memo[key] = self.by_price[pkey] = col
             self.solved += 1
             self.baseline += bool(col.get("baseline"))
-            label, inst, mu_p, mu_q, _dv = jobs[i]
-            self.by_price[label, _key(inst, recipe, mu_p, mu_q, None, solve_kw)] = col
             if path is not None:
                 tmp = path.with_suffix(".tmp")
                 tmp.write_bytes(pickle.dumps(col))
@@ -467,64 +494,52 @@ class _Runner:
                 progress(f"    {label}: {how}, {col['seconds']:.1f} s [{n} done, {min(slots, left)} running, "
                          f"{len(failed)} failed, {left} left of {len(todo)}, ETA {eta:.0f} s]")
 
-        def fail(i, err):
-            failed.append(f"{jobs[i][0]}: {type(err).__name__}: {err}")
-            if progress:
-                progress(f"    {jobs[i][0]}: FAILED ({type(err).__name__}: {err})")
-
-        def call(i):
+        def args(i):
             _, inst, mu_p, mu_q, dv = jobs[i]
-            return (price_grid, inst, recipe, mu_p, mu_q, dv, solve_kw, self.shortcut)
+            return inst, recipe, mu_p, mu_q, dv, solve_kw, self.shortcut
 
         if self.client is not None and todo:
             from distributed import as_completed
 
-            def submit(i, path, key, fresh=False):
-                fn, inst, *rest = call(i)
-                if fresh or id(inst) not in self.sent:  # each LV grid's data goes to every worker once
+            def submit(job, fresh=False):
+                inst, *rest = args(job[0])
+                held = self.sent.get(id(inst))
+                if fresh or held is None or held[1] is None:  # each LV grid's data goes to every worker once
                     self.sent[id(inst)] = (inst, self.client.scatter(inst, broadcast=True))
-                fut = self.client.submit(fn, self.sent[id(inst)][1], *rest, pure=False)
-                futs[fut] = (i, path, key)
+                fut = self.client.submit(price_grid, self.sent[id(inst)][1], *rest, pure=False)
+                futs[fut] = job
                 return fut
 
             futs: dict = {}
-            pending = as_completed([submit(*job) for job in todo])
+            pending = as_completed([submit(job) for job in todo])
             retried: set = set()
+            def given(value):
+                if isinstance(value, BaseException):
+                    raise value
+                return value
+
             for fut in pending:
-                i, path, key = futs[fut]
+                job = futs[fut]
                 try:
-                    col = fut.result()
-                except Exception as e:  # noqa: BLE001 - reported with the grid's name after the others
-                    if type(e).__name__ in DASK_LOST and i not in retried:  # a worker died: once more, elsewhere
-                        retried.add(i)
+                    value = fut.result()
+                except Exception as e:  # noqa: BLE001 - take() reports it, unless a worker was lost
+                    if type(e).__name__ in DASK_LOST and job[0] not in retried:  # once more, elsewhere
+                        retried.add(job[0])
                         if progress:
-                            progress(f"    {jobs[i][0]}: {type(e).__name__} (a worker was lost): submitted again")
-                        pending.add(submit(i, path, key, fresh=True))
+                            progress(f"    {jobs[job[0]][0]}: {type(e).__name__} (a worker was lost): submitted again")
+                        pending.add(submit(job, fresh=True))
                         continue
-                    fail(i, e)
-                    continue
-                done(i, path, col, key)
+                    value = e
+                take(job, lambda value=value: given(value))
         elif self.pool is not None and len(todo) > 1:
             from concurrent.futures import as_completed
 
-            futs = {self.pool.submit(*call(i)): (i, path, key) for i, path, key in todo}
+            futs = {self.pool.submit(price_grid, *args(job[0])): job for job in todo}
             for fut in as_completed(futs):
-                i, path, key = futs[fut]
-                try:
-                    col = fut.result()
-                except Exception as e:  # noqa: BLE001 - reported with the grid's name after the others
-                    fail(i, e)
-                    continue
-                done(i, path, col, key)
+                take(futs[fut], fut.result)
         else:
-            for i, path, key in todo:
-                fn, *args = call(i)
-                try:
-                    col = fn(*args)
-                except Exception as e:  # noqa: BLE001 - reported with the grid's name after the others
-                    fail(i, e)
-                    continue
-                done(i, path, col, key)
+            for job in todo:
+                take(job, lambda job=job: price_grid(*args(job[0])))
         if failed:
             raise RecipeError(f"{len(failed)} of {len(todo)} LV grid solves failed (the others are checkpointed "
                               "when an output folder is given, so a rerun repeats only these): " + "; ".join(failed))
@@ -564,22 +579,13 @@ class RegionResult:
     iterations: pd.DataFrame
     lv_plans: dict = field(default_factory=dict)
     timings_s: dict = field(default_factory=dict)
-    reused_columns: int = 0
     voltage_moved_pu: float = 0.0
     pricing: dict = field(default_factory=dict)  # solved, read from checkpoints, repeated, shifted
 
 
 def _duals(pm, session, n_grids, n_ops):
-    """(μ^P, μ^Q) per grid and op and σ per grid: the duals of the linking and convexity rows,
-    read from one copy of HiGHS's row duals."""
-    y = session.row_duals()
-    rows: dict = {}
-    for i, (c, _sense) in enumerate(session.form.rows):
-        rows.setdefault(id(c), []).append(i)
-
-    def dual(con):
-        return float(sum(y[i] for i in rows[id(con)]))
-
+    """(μ^P, μ^Q) per grid and op and σ per grid: the duals of the linking and convexity rows."""
+    dual = session.constraint_dual
     blk = pm.model.lv_grids
     mu_p = np.array([[dual(blk.link_p[g, t]) for t in range(n_ops)] for g in range(n_grids)])
     mu_q = np.array([[dual(blk.link_q[g, t]) for t in range(n_ops)] for g in range(n_grids)])
@@ -715,7 +721,7 @@ def plan_region(instance, recipe="flex_vs_reinforce", *, lv_kv_max: float = LV_K
     return RegionResult(objective_eur=obj, bound_eur=float(lower), gap=(obj - lower) / max(1.0, abs(obj)),
                         status=mv_res.status, mv=mv_res, grids=pd.DataFrame(rows), iterations=pd.DataFrame(history),
                         lv_plans=plans, timings_s=dict(total=time.perf_counter() - t_start),
-                        reused_columns=runner.reused, voltage_moved_pu=moved,
+                        voltage_moved_pu=moved,
                         pricing=dict(solved=runner.solved - runner.baseline, no_solve_needed=runner.baseline,
                                      checkpoints=runner.reused, repeated=runner.repeated, shifted=runner.shifted))
 
@@ -787,17 +793,9 @@ def write_study(study: dict, folder: str | Path, force: bool = False) -> Path:
     ``uptake.csv``, ``grids.csv``, ``iterations.csv``, ``mv/`` (the MV grid's results at the last
     scale, with flexibility), ``uptake.png`` (share of LV grids reinforced against EVs, with and
     without flexibility) and ``value_by_grid.png`` (where flexibility is worth most)."""
-    import shutil
-    import tempfile
+    from .results import _clean, atomic_folder
 
-    from .outdir import check_output_folder, clean_stale, mark_result, temp_prefix
-    from .results import _clean, replace_folder
-
-    folder = check_output_folder(folder, force=force)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(folder)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), dir=folder.parent))
-    try:
+    with atomic_folder(folder, force=force) as (tmp, folder):
         study["uptake"].to_csv(tmp / "uptake.csv", index=False)
         study["grids"].to_csv(tmp / "grids.csv", index=False)
         its = [r.iterations.assign(ev_scale=s, plan=label) for (s, label), r in study["plans"].items()]
@@ -811,11 +809,6 @@ def write_study(study: dict, folder: str | Path, force: bool = False) -> Path:
                               for (s, label), r in study["plans"].items()})
         (tmp / "summary.json").write_text(json.dumps(_clean(summary), indent=2) + "\n")
         _plots(study, tmp)
-        mark_result(tmp)
-        replace_folder(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

@@ -69,13 +69,7 @@ class Results:
         """Write summary.json, voltages.csv, line_loading.csv, builds.csv, costs.csv and PNG
         plots to ``folder`` atomically (an existing folder is replaced if it is empty or a
         flexplan result, anything else only with ``force``: :mod:`flexplan.outdir`)."""
-        from .outdir import check_output_folder, clean_stale, mark_result, temp_prefix
-
-        folder = check_output_folder(folder, force=force)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        clean_stale(folder)  # what a killed earlier write left
-        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), dir=folder.parent))
-        try:
+        with atomic_folder(folder, force=force) as (tmp, folder):
             t0 = time.perf_counter()
             self.voltages.to_csv(tmp / "voltages.csv", index=False, float_format="%.6f")
             self.line_loading.to_csv(tmp / "line_loading.csv", index=False, float_format="%.6f")
@@ -95,12 +89,29 @@ class Results:
             from .report import write_html_report
 
             write_html_report(tmp)
-            mark_result(tmp)
-            replace_folder(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return folder
+
+
+@contextmanager
+def atomic_folder(folder: str | Path, force: bool = False):
+    """Yield ``(tmp, folder)``: a temporary folder beside ``folder`` to write a whole result to, and
+    the checked target (:func:`flexplan.outdir.check_output_folder`: an existing folder is replaced
+    only if it is empty or a flexplan result, or with ``force``).  On success the temporary folder
+    is marked a result and replaces the target (:func:`replace_folder`); on any exception it is
+    removed and the target is left as it was."""
+    from .outdir import check_output_folder, clean_stale, mark_result, temp_prefix
+
+    folder = check_output_folder(folder, force=force)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(folder)  # what a killed earlier write left
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), dir=folder.parent))
+    try:
+        yield tmp, folder
+        mark_result(tmp)
+        replace_folder(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 @contextmanager

@@ -470,6 +470,7 @@ class HighsSession:
         self.timings["handoff"] = time.perf_counter() - t0
         self._row_of = None
         self._col_of = None
+        self._y = None  # the row duals of the last solve, read once (row_duals)
 
     def _apply_options(self) -> None:
         h, o = self.h, self.options
@@ -640,7 +641,7 @@ class HighsSession:
         """HiGHS's dual value of every row: the change of the objective (EUR, as weighted in
         the objective) per unit increase of the row's bound(s).  Valid after an LP solve (with
         integers fixed, :meth:`fix_integers`)."""
-        if getattr(self, "_y", None) is not None:  # one copy per solve: constraint_dual is called per row
+        if self._y is not None:  # one copy per solve: constraint_dual is called per row
             return self._y
         sol = self.h.getSolution()
         if not sol.dual_valid:

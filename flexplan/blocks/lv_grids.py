@@ -56,7 +56,7 @@ def add_lv_grids(b, inst, ix, hub, cfg: LVGridsConfig) -> None:
                           "its columns from flexplan.region.plan_region; it cannot be used in a recipe file")
     T = range(ix.n_ops)
     G = range(len(data.names))
-    root = next(n for n, node in ix.nodes.items() if node.parent is None)
+    root = ix.root
     b.imp_p = pyo.Var(G, T, bounds=lambda _, g, t: (-data.max_mva[g], data.max_mva[g]))
     b.imp_q = pyo.Var(G, T, bounds=lambda _, g, t: (-data.max_mva[g], data.max_mva[g]))
     if data.prices is not None:  # the MV grid's part of the Lagrangian bound: imports free, priced at -mu

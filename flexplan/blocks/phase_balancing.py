@@ -51,7 +51,7 @@ class PhaseBalancingConfig:
 def add_phase_balancing(b, inst, ix, hub, cfg: PhaseBalancingConfig) -> None:
     from .demand import load_matrices
 
-    root = ix.node_names[0]
+    root = ix.root
     moves = _add_fleet_moves(b, inst, ix, hub, cfg, root) if cfg.fleets else 0
     if cfg.fleets and not cfg.loads:
         b._rows = []
@@ -82,15 +82,7 @@ def add_phase_balancing(b, inst, ix, hub, cfg: PhaseBalancingConfig) -> None:
         one = inst.network.loads.loc[[idx]]
         P, Q = _one_load(inst, ix, one, load_matrices)
         j, k0 = int(ld["bus"]), PHASE_INDEX[ld["phase"]]
-        p, q = P[j], Q[j]
-        hub.p_withdraw[j] -= p
-        hub.q_withdraw[j] -= q
-        hub.p_phase[j, k0] -= p
-        hub.q_phase[j, k0] -= q
-        for t in np.flatnonzero((p != 0) | (q != 0)):
-            for k in range(3):
-                hub.inject(j, int(t), p=-float(p[t]) * b.x[i, k], q=-float(q[t]) * b.x[i, k], phase=k)
-        hub.bound_injection(j, float(np.hypot(p, q).max()))
+        _movable(hub, j, k0, P[j], Q[j], [b.x[i, k] for k in range(3)], firm=False)
         rows.append((str(ld["name"]), str(inst.network.buses["name"].iloc[j]), PHASES[k0]))
     start = {i: PHASE_INDEX[r[2]] for i, r in enumerate(rows)}
     hub.cost("phase_balancing", root, moves + float(cfg.cost_eur_per_move) * sum(1 - b.x[i, start[i]] for i in L))
@@ -135,24 +127,30 @@ def _add_fleet_moves(b, inst, ix, hub, cfg, root):
     hub.decide(root, [b.xf[u, k] for u in U for k in range(3)])
     rows = []
     for u, (name, j) in enumerate(units):
-        p = prof[(name, j)]
-        q = -q_per_p * p
         k0 = home[name]
-        hub.p_withdraw[j] -= p
-        hub.q_withdraw[j] -= q
-        hub.p_firm[j] -= p
-        hub.q_firm[j] -= q
-        hub.p_phase[j, k0] -= p
-        hub.q_phase[j, k0] -= q
-        for t in np.flatnonzero(p != 0):
-            for k in range(3):
-                hub.inject(j, int(t), p=-float(p[t]) * b.xf[u, k], q=-float(q[t]) * b.xf[u, k] if q[t] else None,
-                           phase=k)
-        hub.bound_injection(j, float(np.hypot(p, q).max()))
+        p = prof[(name, j)]
+        _movable(hub, j, k0, p, -q_per_p * p, [b.xf[u, k] for k in range(3)], firm=True)
         rows.append((f"{name}@{inst.network.buses['name'].iloc[j]}", str(inst.network.buses["name"].iloc[j]),
                      PHASES[k0]))
     b._fleet_rows = rows
     return float(cfg.cost_eur_per_move) * sum(1 - b.xf[u, home[units[u][0]]] for u in U)
+
+
+def _movable(hub, j: int, k0: int, p: np.ndarray, q: np.ndarray, x: list, firm: bool) -> None:
+    """A fixed withdrawal ``p``, ``q`` (MW, Mvar per op) at bus ``j`` on phase ``k0`` becomes
+    movable: it leaves the Hub's fixed withdrawals (and the firm ones, for ``firm``) and comes back
+    as x[φ] · (p, q) on each phase φ."""
+    hub.p_withdraw[j] -= p
+    hub.q_withdraw[j] -= q
+    if firm:
+        hub.p_firm[j] -= p
+        hub.q_firm[j] -= q
+    hub.p_phase[j, k0] -= p
+    hub.q_phase[j, k0] -= q
+    for t in np.flatnonzero((p != 0) | (q != 0)):
+        for k in range(3):
+            hub.inject(j, int(t), p=-float(p[t]) * x[k], q=-float(q[t]) * x[k] if q[t] else None, phase=k)
+    hub.bound_injection(j, float(np.hypot(p, q).max()))
 
 
 def _one_load(inst, ix, one, load_matrices):
