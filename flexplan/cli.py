@@ -838,5 +838,21 @@ def main(argv: list[str] | None = None) -> int:
         ALLOW_OUTSIDE_PATHS.reset(outside_token)
 
 
+def script() -> None:
+    """The ``flexplan`` script: :func:`main`, then exit with its code.  A Ctrl-C that
+    arrives after the run's work is done (a second press racing the end of an interrupted
+    solve) cannot change what was written: it is caught here and the run ends with exit 130
+    instead of dying by the signal, and SIGINT is ignored from then until the process exits."""
+    import signal
+
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    script()
