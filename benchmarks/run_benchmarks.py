@@ -444,12 +444,12 @@ def write_model(h, pm, size: dict, path: str) -> dict:
     if h is None:
         if pm is None:
             raise RuntimeError("no Highs object was captured during the stochastic solve")
-        from flexplan.solve import to_highs
+        from flexplan.solve import pass_model, to_highs
 
         lp = to_highs(pm.model)[0]
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
-        h.passModel(lp)
+        pass_model(h, lp)
         source = "recompiled"
     if (h.getNumCol(), h.getNumRow()) != (size["variables"], size["constraints"]):
         raise RuntimeError(f"the captured HiGHS model has {h.getNumCol()} columns and {h.getNumRow()} rows, "

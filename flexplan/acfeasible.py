@@ -60,12 +60,14 @@ class ConeColumns:
 
     def __init__(self, blk, session):
         cone = blk._cones
-        if session._col_of is None:
-            session._col_of = {id(v): i for i, v in enumerate(session.form.columns)}
-        col = session._col_of
 
         def cols(vs):  # -1: a slack bus's voltage, or a variable the compiler left out (value 0)
-            return np.array([col.get(id(v), -1) if v is not None else -1 for v in vs], dtype=np.int64)
+            vs = list(vs)
+            out = np.full(len(vs), -1, dtype=np.int64)
+            at = [i for i, v in enumerate(vs) if v is not None]
+            if at:
+                out[at] = session.columns_of([vs[i] for i in at])
+            return out
 
         self.l, self.P, self.Q, self.v = (cols(cone[k]) for k in ("l", "P", "Q", "v"))
         self.vs = np.asarray(cone["vs"], dtype=float)
@@ -191,6 +193,8 @@ def set_hard_limits(pm, hard: bool) -> int:
     give them back their bounds; returns how many variables.  An AC-feasible plan is what
     ``ac="ensure"`` asks for: a model with soft limits can buy a violation of 1e-4 pu for a few
     hundred EUR rather than build."""
+    from .blocks.arrays import ArrayVar
+
     blk = pm.blocks.get("network", (None, None))[1]
     if blk is None:
         return 0
@@ -199,6 +203,14 @@ def set_hard_limits(pm, hard: bool) -> int:
     for name in Corrections.SLACKS:
         var = getattr(blk, name, None)
         if var is None:
+            continue
+        if isinstance(var, ArrayVar):  # the bounds are an array: one assignment
+            if hard:
+                saved.setdefault(name, var.ub.copy())
+                var.ub[:] = 0.0
+            elif name in saved:
+                var.ub[:] = saved[name]
+            n += len(var)
             continue
         for v in var.values():
             if hard:
@@ -283,8 +295,7 @@ def refine_cones(pm, outcome, progress=None, mip_gap: float = 1e-4):
         """A re-solve failed (a limit, an interrupt): the first solve's plan stands, unrefined."""
         import dataclasses
 
-        for v, val in zip(session.form.columns, x0):
-            v.set_value(float(val), skip_validation=True)
+        session.write_values(x0)
         report["note"] = f"refinement stopped ({why}): the first solve's plan, with its cones unrefined"
         report["refined"] = False
         log(f"  cones: {report['note']}")
@@ -468,12 +479,15 @@ class Corrections:
 
     def harden(self) -> int:
         """Bound every soft-limit slack of the network at 0; returns how many columns."""
+        from .blocks.arrays import ArrayVar
+
         session = self.session
-        if session._col_of is None:
-            session._col_of = {id(v): i for i, v in enumerate(session.form.columns)}
-        cols = sorted({session._col_of[id(v)] for name in self.SLACKS for v in
-                       (getattr(self.blk, name).values() if hasattr(self.blk, name) else ())
-                       if id(v) in session._col_of})
+        refs = []
+        for name in self.SLACKS:
+            var = getattr(self.blk, name, None)
+            if var is not None:
+                refs.extend([var] if isinstance(var, ArrayVar) else var.values())
+        cols = sorted({int(c) for c in session.columns_of(refs) if c >= 0})
         if cols:
             z = np.zeros(len(cols))
             session.h.changeColsBounds(len(cols), np.asarray(cols, dtype=np.int32), z, z)

@@ -53,6 +53,34 @@ class PlanningModel:
         return node.prob * self.index.year_weight[(term.node, term.year)]
 
 
+def set_objective(pm, weight=None) -> None:
+    """(Re)build ``pm``'s objective: Σ over the hub's cost terms of ``weight(term)`` (default
+    1) x the term's probability and discount weight x its expression.  Terms over array
+    variables (:class:`flexplan.blocks.arrays.ArrayExpr`) go to HiGHS as a cost vector, not
+    through Pyomo (they join the Pyomo objective with ``to_pyomo()``)."""
+    from .blocks.arrays import ArrayExpr, as_pyomo, registry
+
+    m = pm.model
+    reg = registry(m, create=False)
+    materialized = reg is not None and reg.materialized
+    w = (lambda term: pm.cost_weight(term)) if weight is None else (lambda term: weight(term) * pm.cost_weight(term))
+    pyomo_terms, array_terms = [], []
+    for term in pm.hub.costs:
+        e = term.expr
+        if isinstance(e, (int, float)):
+            if e:
+                pyomo_terms.append(w(term) * e)
+        elif isinstance(e, ArrayExpr) and not materialized:
+            array_terms.append((w(term), e))
+        else:
+            pyomo_terms.append(w(term) * as_pyomo(e))
+    if m.component("objective") is not None:
+        m.del_component("objective")
+    m.objective = pyo.Objective(expr=sum(pyomo_terms), sense=pyo.minimize)
+    if reg is not None:
+        reg.objective = array_terms
+
+
 @contextmanager
 def cyclic_gc_paused():
     """Pause Python's cyclic garbage collector.  Building a Pyomo model creates millions of
@@ -158,9 +186,11 @@ def build_model(instance: Instance | str | Path, recipe: str | Path | Recipe | d
         hub.block = None
         if extra_functionality is not None:
             extra_functionality(pm)
-        m.objective = pyo.Objective(expr=sum(pm.cost_weight(term) * term.expr for term in hub.costs
-                                             if not isinstance(term.expr, (int, float)) or term.expr),
-                                    sense=pyo.minimize)
+        set_objective(pm)
+        from .blocks.rows import _pyomo_rows, materialize_rows
+
+        if _pyomo_rows():  # every row and variable a Pyomo component from the start (debugging, tests)
+            materialize_rows(m)
     gc.freeze()
     timings["build"] = time.perf_counter() - t1
     return pm

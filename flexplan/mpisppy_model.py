@@ -78,6 +78,7 @@ from functools import lru_cache
 import pyomo.environ as pyo
 
 from .assemble import build_model
+from .blocks.arrays import as_pyomo
 from .blocks.rows import materialize_rows
 from .index import tree_index
 from .instance import load_instance
@@ -120,7 +121,7 @@ def scenario_creator(scenario_name: str, instance: str = "ieee33_ev_tree", model
     per_node = {n.name: [] for n in path}
     for term in pm.hub.costs:
         if not isinstance(term.expr, (int, float)) or term.expr:
-            per_node[term.node].append(pm.cost_weight(term) * term.expr)
+            per_node[term.node].append(pm.cost_weight(term) * as_pyomo(term.expr))
     m.node_cost = pyo.Expression([n.name for n in path], rule=lambda _, n: sum(per_node[n]) if per_node[n] else 0.0)
     names = tree.mpisppy_names()
     nodes = []

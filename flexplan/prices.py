@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .blocks.arrays import ArrayVar
 from .blocks.rows import LinearRows
 from .errors import SolverError
 from .results import per_bus_frame
@@ -80,7 +81,8 @@ def nodal_prices(pm, session, objective: float | None = None, rel_tol: float = 1
         return {}
     inst, ix = pm.instance, pm.index
     fixed = session.fix_integers()
-    freed = session.free_columns([v for c in getattr(blk, "_implied_bounds", ()) for v in c.values()])
+    freed = session.free_columns([v for c in getattr(blk, "_implied_bounds", ())
+                                  for v in ([c] if isinstance(c, ArrayVar) else c.values())])
     lp_objective = objective
     if fixed or freed:
         # cold: the old basis, with the freed bounds, sent the dual simplex into excessive dual

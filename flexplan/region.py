@@ -176,8 +176,9 @@ def _index(inst):
 # -- pricing: one LV grid --------------------------------------------------------------------------
 def _imports(pm):
     """Per op, the (P, Q) expressions of what the LV grid takes at its supply point: the flows of
-    the branches (and built parallel branches) leaving its slack bus."""
-    from pyomo.environ import quicksum
+    the branches (and built parallel branches) leaving its slack bus (array expressions,
+    :mod:`flexplan.blocks.arrays`), and a bound on |P| + |Q|."""
+    from .blocks.arrays import ArrayExpr
 
     spec, b = pm.blocks["network"]
     if pm.recipe.formulation not in ("lindistflow", "branchflow"):
@@ -187,16 +188,22 @@ def _imports(pm):
     slack = set(int(s) for s in net.slack["bus"])
     out_k = [k for k in range(net.n_branches) if int(net.branches.at[k, "from_bus"]) in slack]
     par = [c for c, o in enumerate(b._meta["parallels"]) if int(net.branches.at[o.branch, "from_bus"]) in slack]
-    T = range(pm.index.n_ops)
-    P = [quicksum([b.P[k, t] for k in out_k] + [b.Pp[c, t] for c in par]) for t in T]
-    Q = [quicksum([b.Q[k, t] for k in out_k] + [b.Qp[c, t] for c in par]) for t in T]
-    bound = 0.0
-    for t in T:
-        s = sum(max(abs(b.P[k, t].lb or 0), abs(b.P[k, t].ub or 0)) + max(abs(b.Q[k, t].lb or 0), abs(b.Q[k, t].ub or 0))
-                for k in out_k)
-        s += sum(max(abs(b.Pp[c, t].lb or 0), abs(b.Pp[c, t].ub or 0)) + max(abs(b.Qp[c, t].lb or 0),
-                                                                             abs(b.Qp[c, t].ub or 0)) for c in par)
-        bound = max(bound, s)
+    T = pm.index.n_ops
+    reg = b.P.registry
+    P, Q = [], []
+    for flow, pflow, out in ((b.P, b.Pp, P), (b.Q, b.Qp, Q)):
+        toks = np.concatenate([flow.tokens()[out_k], pflow.tokens()[par]]) if T else np.empty((0, 0), np.int64)
+        for t in range(T):
+            out.append(ArrayExpr(reg, np.ones(toks.shape[0]), toks[:, t]))
+
+    def reach(av, rows):
+        if not rows:
+            return np.zeros(T)
+        lb, ub = av.lb.reshape(av.shape)[rows], av.ub.reshape(av.shape)[rows]
+        return np.maximum(np.abs(np.nan_to_num(lb, posinf=0, neginf=0)), np.abs(np.nan_to_num(ub, posinf=0, neginf=0))).sum(axis=0)
+
+    s = reach(b.P, out_k) + reach(b.Q, out_k) + reach(b.Pp, par) + reach(b.Qp, par)
+    bound = float(s.max()) if T else 0.0
     return P, Q, bound
 
 
@@ -208,7 +215,7 @@ def price_grid(lv_instance, recipe, mu_p=None, mu_q=None, dv=None, solve_kw: dic
     ``q`` (import per op), ``dv`` (squared supply voltage less the slack's, per op), ``objective``
     and ``dual_bound`` (of the priced problem), ``status``, ``builds``, ``costs`` (EUR by
     category), ``max_mva``."""
-    import pyomo.environ as pyo
+    from .blocks.arrays import ArrayExpr
 
     from . import collect
     from .assemble import build_model
@@ -229,9 +236,10 @@ def price_grid(lv_instance, recipe, mu_p=None, mu_q=None, dv=None, solve_kw: dic
         held.update(P=P, Q=Q, bound=bound)
         if mu_p is not None:
             root = pm.index.root
-            terms = [float(a) * e for a, e in zip(mu_p, P) if a] + [float(a) * e for a, e in zip(mu_q, Q) if a]
+            terms = [(float(a), e) for a, e in zip(mu_p, P) if a] + [(float(a), e) for a, e in zip(mu_q, Q) if a]
             if terms:
-                pm.hub.cost("region_price", root, pyo.quicksum(terms))
+                pm.hub.cost("region_price", root, ArrayExpr(P[0].reg, np.concatenate([a * e.coefs for a, e in terms]),
+                                                            np.concatenate([e.toks for _, e in terms])))
 
     from .blocks.lv_supply import LVSupply
     from .recipe import resolve_recipe
@@ -246,8 +254,8 @@ def price_grid(lv_instance, recipe, mu_p=None, mu_q=None, dv=None, solve_kw: dic
     out = solve_model(pm.model, opts)
     if not out.has_solution:
         raise RecipeError(f"LV grid {lv_instance.name}: no plan ({out.status}, HiGHS: {out.highs_status})")
-    p = np.array([pyo.value(e) for e in held["P"]], dtype=float)
-    q = np.array([pyo.value(e) for e in held["Q"]], dtype=float)
+    p = np.array([e.value() for e in held["P"]], dtype=float)
+    q = np.array([e.value() for e in held["Q"]], dtype=float)
     dv = np.array([v.value or 0.0 for v in pm.model.lv_supply.dv.values()], dtype=float)
     price = float(np.dot(mu_p, p) + np.dot(mu_q, q)) if mu_p is not None else 0.0
     res = collect(pm, out)
@@ -255,7 +263,8 @@ def price_grid(lv_instance, recipe, mu_p=None, mu_q=None, dv=None, solve_kw: dic
     # how far the LV grid's squared voltages stay above v_min² (pu²): a lower supply voltage by less
     # leaves this plan feasible, at the same cost (Runner.run reuses it)
     net_blk = pm.blocks["network"][1]
-    v2 = np.array([v.value for v in net_blk.v.values() if v.value is not None], dtype=float)
+    v2 = net_blk.v.value_array().reshape(-1)
+    v2 = v2[~np.isnan(v2)]
     lo_margin = float(v2.min() - pm.instance.limits.v_min_pu ** 2) if v2.size else np.inf
     if costs.get("penalty_voltage", 0.0) > 0:
         lo_margin = 0.0

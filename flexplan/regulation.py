@@ -162,12 +162,10 @@ def regulated_profit(res, reg: Regulation, rate: float) -> dict:
 def set_regulated_objective(pm, reg: Regulation) -> None:
     """Replace ``pm``'s objective by the DSO's: each cost term weighted by its category's
     :meth:`Regulation.objective_weight`."""
+    from .assemble import set_objective
+
     rate = pm.instance.economics.discount_rate
-    m = pm.model
-    m.del_component("objective")
-    m.objective = pyo.Objective(expr=sum(reg.objective_weight(t.category, rate) * pm.cost_weight(t) * t.expr
-                                         for t in pm.hub.costs if not isinstance(t.expr, (int, float)) or t.expr),
-                                sense=pyo.minimize)
+    set_objective(pm, lambda t: reg.objective_weight(t.category, rate))
 
 
 def dso_stake_eur(res) -> float:

@@ -192,6 +192,8 @@ def _clean(obj):
 
 def collect(pm, outcome: SolveOutcome) -> Results:
     """Read the solved model into a :class:`Results`."""
+    from .blocks.arrays import value as cost_value
+
     t0 = time.perf_counter()
     inst, ix = pm.instance, pm.index
     extracted, sections, report, hooks = {}, {}, {}, []
@@ -211,8 +213,7 @@ def collect(pm, outcome: SolveOutcome) -> Results:
     rows = []
     if outcome.has_solution:
         for term in pm.hub.costs:
-            val = float(pyo.value(term.expr, exception=False) or 0.0) if not isinstance(term.expr, (int, float)) \
-                else float(term.expr)
+            val = cost_value(term.expr)
             rows.append(dict(category=term.category, node=term.node, year=term.year if term.year is not None else "",
                              cost_eur=val, pv_eur=val * pm.cost_weight(term)))
     costs = pd.DataFrame(rows, columns=["category", "node", "year", "cost_eur", "pv_eur"])

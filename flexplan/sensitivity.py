@@ -471,7 +471,7 @@ class WarmCostSweep:
             inst, rec = apply(instance, recipe, param, v)
             pm = fp.build_model(inst, rec)
             lp, repn, n_int, _ = to_highs(pm.model)
-            lps.append((lp, [c.name for c in repn.columns]))
+            lps.append((lp, repn.names()))
         self.setup_s = time.perf_counter() - t0
         (a, names_a), (b, names_b) = lps
         same = (names_a == names_b and a.num_row_ == b.num_row_

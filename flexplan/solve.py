@@ -135,39 +135,67 @@ class SolveOutcome:
 
 @dataclass
 class StandardForm:
-    """What :func:`to_highs` handed over: ``columns`` (the variable of each HiGHS column),
-    ``rows`` (per Pyomo row its ``ConstraintData`` and sense; the rows of ``families``
-    follow them, family by family, in their order), the variables Pyomo's compiler
-    eliminated, and the families."""
+    """What :func:`to_highs` handed over: ``columns`` (the Pyomo variable of each of the first
+    HiGHS columns; array variables' tokens follow from column ``array_offset`` on, token
+    ``i`` at column ``array_offset + i``), ``rows`` (per Pyomo row its ``ConstraintData`` and
+    sense; the rows of ``families`` follow them, family by family, in their order), the
+    variables Pyomo's compiler eliminated, and the families."""
 
     columns: list
     rows: list
     eliminated_vars: list
     families: list
+    array_offset: int = 0
+    n_array: int = 0
+    arrays: object = None  # the model's array registry (flexplan.blocks.arrays), or None
+
+    @property
+    def n_columns(self) -> int:
+        return self.array_offset + self.n_array
+
+    def names(self) -> list[str]:
+        """Every column's name (``network.P[3,17]``), in HiGHS's order (slow on large models)."""
+        names = [v.name for v in self.columns]
+        if self.n_array:
+            for av in self.arrays.vars:
+                names.extend(f"{av.family}[{','.join(map(str, k)) if isinstance(k, tuple) else k}]" for k in av.keys)
+        return names
 
 
-def _family_matrix(fams, columns: list):
-    """The rows of the row families (:mod:`flexplan.blocks.rows`) as one CSR block over the
-    columns, appending a column for each variable no Pyomo constraint used (in the order of
-    its first appearance); a fixed variable's value moves into the row bounds.  Returns per
-    family its CSR matrix, row lower and row upper bounds.
+def _family_matrix(fams, columns: list, reg):
+    """The rows of the row families (:mod:`flexplan.blocks.rows`) in coordinate form over the
+    columns: Pyomo variables that no Pyomo constraint used get a column appended (in the order
+    of their first appearance), a fixed one's value moves into the row bounds; array tokens
+    are returned as tokens (their columns follow every Pyomo column).  Returns (rows, Pyomo
+    columns, Pyomo coefficients, token rows, tokens, token coefficients, row lower, row upper).
 
     Variables are matched to columns by ``id`` with numpy (sort + ``searchsorted``) rather
     than a dict lookup per nonzero: on SimBench MV x 4 stages x 4 days (1.3 M family
     nonzeros) that lookup alone took 0.7-1.1 s."""
+    offsets = np.cumsum([0] + [len(f) for f in fams])
+    p_vars = [v for f in fams for v in f.p_var]
+    p_rows = np.concatenate([f.p_row + o for f, o in zip(fams, offsets)]) if fams else np.empty(0, np.int64)
+    p_coef = np.concatenate([f.p_coef for f in fams]) if fams else np.empty(0)
+    t_rows = np.concatenate([f.t_row + o for f, o in zip(fams, offsets)]) if fams else np.empty(0, np.int64)
+    t_tok = np.concatenate([f.t_tok for f in fams]) if fams else np.empty(0, np.int64)
+    t_coef = np.concatenate([f.t_coef for f in fams]) if fams else np.empty(0)
+    if reg is not None and reg.materialized and len(t_tok):  # tokens are Pyomo variables now
+        p_vars = p_vars + reg.pyomo_vars(t_tok)
+        p_rows = np.concatenate([p_rows, t_rows])
+        p_coef = np.concatenate([p_coef, t_coef])
+        t_rows, t_tok, t_coef = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    lo = np.concatenate([f.lo for f in fams]) if fams else np.empty(0)
+    hi = np.concatenate([f.hi for f in fams]) if fams else np.empty(0)
     known = np.fromiter(map(id, columns), dtype=np.int64, count=len(columns))
-    ids = [np.fromiter(map(id, fam.var), dtype=np.int64, count=len(fam.var)) for fam in fams]
-    offsets = np.cumsum([0] + [len(i) for i in ids])
-    flat = np.concatenate(ids) if ids else np.empty(0, dtype=np.int64)
+    flat = np.fromiter(map(id, p_vars), dtype=np.int64, count=len(p_vars))
     uniq, first = np.unique(flat, return_index=True)
     new = ~np.isin(uniq, known, assume_unique=True)
     new_ids, new_first = uniq[new], first[new]
     order = np.argsort(new_first, kind="stable")
     new_ids, new_first = new_ids[order], new_first[order]
-    fam_of = np.searchsorted(offsets, new_first, side="right") - 1
     code = np.empty(len(new_ids), dtype=np.int64)  # column, or -1 for a fixed variable
-    for j, (f, p) in enumerate(zip(fam_of.tolist(), (new_first - offsets[fam_of]).tolist())):
-        v = fams[f].var[p]
+    for j, p in enumerate(new_first.tolist()):
+        v = p_vars[p]
         if v.fixed:
             code[j] = -1
         else:
@@ -177,35 +205,60 @@ def _family_matrix(fams, columns: list):
     srt = np.argsort(all_ids, kind="stable")
     sorted_ids = all_ids[srt]
     sorted_code = np.concatenate([np.arange(len(known), dtype=np.int64), code])[srt]
-    blocks, los, his = [], [], []
-    for fam, fam_ids in zip(fams, ids):
-        n = len(fam)
-        starts = np.asarray(fam.start, dtype=np.int64)
-        indices = sorted_code[np.searchsorted(sorted_ids, fam_ids)]
-        coef = np.asarray(fam.coef, dtype=float)
-        row_of = np.repeat(np.arange(n), np.diff(starts))
-        shift = np.zeros(n)
-        fixed = np.flatnonzero(indices < 0)
-        if len(fixed):
-            np.add.at(shift, row_of[fixed], coef[fixed] * np.array([fam.var[p].value for p in fixed.tolist()],
-                                                                    dtype=float))
-            keep = indices >= 0
-            indices, coef, row_of = indices[keep], coef[keep], row_of[keep]
-        indptr = np.concatenate(([0], np.cumsum(np.bincount(row_of, minlength=n))))
-        blocks.append((coef, indices, indptr))
-        lo = np.array(fam.lo, dtype=float)  # None -> nan
-        hi = np.array(fam.hi, dtype=float)
-        los.append(np.where(np.isnan(lo), -highspy.kHighsInf, lo - shift))
-        his.append(np.where(np.isnan(hi), highspy.kHighsInf, hi - shift))
-    ncol = len(columns)
-    mats = [sp.csr_matrix((d, i, p), shape=(len(p) - 1, ncol)) for d, i, p in blocks]
-    return mats, los, his
+    p_cols = sorted_code[np.searchsorted(sorted_ids, flat)] if len(flat) else np.empty(0, np.int64)
+    fixed = np.flatnonzero(p_cols < 0)
+    if len(fixed):
+        shift = np.zeros(len(lo))
+        np.add.at(shift, p_rows[fixed], p_coef[fixed] * np.array([p_vars[p].value for p in fixed.tolist()], dtype=float))
+        lo, hi = lo - shift, hi - shift
+        keep = p_cols >= 0
+        p_rows, p_cols, p_coef = p_rows[keep], p_cols[keep], p_coef[keep]
+    return p_rows, p_cols, p_coef, t_rows, t_tok, t_coef, lo, hi
+
+
+class ArrayLp:
+    """The LP/MIP :func:`to_highs` compiled, as numpy arrays under ``highspy.HighsLp``'s
+    attribute names (``num_col_``, ``col_cost_``, ``a_matrix_.start_``...), handed to HiGHS
+    in one call that takes the arrays' buffers (:meth:`pass_to`): assigning them to a
+    ``HighsLp`` converted them element by element (0.11 s per million nonzeros)."""
+
+    def __init__(self, cost, offset, col_lower, col_upper, row_lower, row_upper, start, index, value, integer):
+        from types import SimpleNamespace
+
+        self.num_col_, self.num_row_ = len(cost), len(row_lower)
+        self.col_cost_, self.offset_ = cost, float(offset)
+        self.col_lower_, self.col_upper_ = col_lower, col_upper
+        self.row_lower_, self.row_upper_ = row_lower, row_upper
+        self.a_matrix_ = SimpleNamespace(format_=highspy.MatrixFormat.kColwise, start_=start, index_=index,
+                                         value_=value)
+        self.integer = integer  # bool per column
+
+    @property
+    def integrality_(self) -> list:
+        return [highspy.HighsVarType.kInteger if f else highspy.HighsVarType.kContinuous for f in self.integer] \
+            if self.integer.any() else []
+
+    def pass_to(self, h):
+        """``h.passModel`` with the arrays (returns HiGHS's status)."""
+        a = self.a_matrix_
+        integrality = self.integer.astype(np.int32)  # one per column (an empty array is read past its end)
+        return h.passModel(self.num_col_, self.num_row_, len(a.value_), int(highspy.MatrixFormat.kColwise),
+                           int(highspy.ObjSense.kMinimize), self.offset_, self.col_cost_, self.col_lower_,
+                           self.col_upper_, self.row_lower_, self.row_upper_, a.start_, a.index_, a.value_,
+                           integrality)
+
+
+def pass_model(h, lp):
+    """Hand ``lp`` (an :class:`ArrayLp` or a ``highspy.HighsLp``) to the ``Highs`` object ``h``."""
+    return lp.pass_to(h) if isinstance(lp, ArrayLp) else h.passModel(lp)
 
 
 def to_highs(model):
     """Compile ``model`` to a ``highspy.HighsLp``: its Pyomo constraints through Pyomo's
-    standard-form compiler, its row families (:mod:`flexplan.blocks.rows`) appended as
-    matrices.  Returns (lp, :class:`StandardForm`, number of integer columns, nonzeros)."""
+    standard-form compiler, its row families (:mod:`flexplan.blocks.rows`) and array variables
+    (:mod:`flexplan.blocks.arrays`: the last columns, with their costs) appended with numpy.
+    Returns (lp, :class:`StandardForm`, number of integer columns, nonzeros)."""
+    from .blocks.arrays import registry
     from .blocks.rows import guard, row_families
 
     g = guard(model)
@@ -217,6 +270,7 @@ def to_highs(model):
             g.activate()
     else:
         repn = LinearStandardFormCompiler().write(model, mixed_form=True)
+    reg = registry(model, create=False)
     fams = row_families(model)
     columns = list(repn.columns)
     rows = list(repn.rows)
@@ -225,28 +279,49 @@ def to_highs(model):
     mult = np.array([r[1] for r in repn.rows], dtype=int)
     row_lo = [np.where(mult <= 0, rhs, -inf)]
     row_hi = [np.where(mult >= 0, rhs, inf)]
-    A = repn.A
+    A = sp.coo_matrix(repn.A) if repn.A.shape[0] else None
+    n_py_rows = len(rows)
+    arrays = reg is not None and not reg.materialized and reg.n > 0
+    n_arr = reg.n if arrays else 0
     if fams:
-        mats, los, his = _family_matrix(fams, columns)
-        ncol = len(columns)
-        A = sp.csr_matrix(A, copy=False)
-        A = sp.vstack([sp.csr_matrix((A.data, A.indices, A.indptr), shape=(A.shape[0], ncol))] + mats,
-                      format="csr")
-        A.sum_duplicates()
-        A.eliminate_zeros()
-        row_lo += los
-        row_hi += his
-    A = A.tocsc()
-    ncol, nrow = len(columns), A.shape[0]
-    lp = highspy.HighsLp()
-    lp.num_col_ = ncol
-    lp.num_row_ = nrow
+        p_rows, p_cols, p_coef, t_rows, t_tok, t_coef, lo, hi = _family_matrix(fams, columns, reg)
+        row_lo.append(np.where(np.isneginf(lo), -inf, lo))
+        row_hi.append(np.where(np.isposinf(hi), inf, hi))
+    else:
+        p_rows = p_cols = t_rows = t_tok = np.empty(0, np.int64)
+        p_coef = t_coef = np.empty(0)
+    n_py = len(columns)
+    ncol = n_py + n_arr
+    lo_all, hi_all = np.concatenate(row_lo), np.concatenate(row_hi)
+    nrow = len(lo_all)
+    parts_r, parts_c, parts_v = [], [], []
+    if A is not None and A.nnz:
+        parts_r.append(A.row.astype(np.int64))
+        parts_c.append(A.col.astype(np.int64))
+        parts_v.append(A.data)
+    if len(p_rows):
+        parts_r.append(p_rows + n_py_rows)
+        parts_c.append(p_cols)
+        parts_v.append(p_coef)
+    if len(t_rows):
+        parts_r.append(t_rows + n_py_rows)
+        parts_c.append(t_tok + n_py)
+        parts_v.append(t_coef)
+    if parts_r:
+        M = sp.csc_matrix((np.concatenate(parts_v), (np.concatenate(parts_r), np.concatenate(parts_c))),
+                          shape=(nrow, ncol))  # duplicates summed
+        M.eliminate_zeros()
+    else:
+        M = sp.csc_matrix((nrow, ncol))
     c = np.zeros(ncol)
     if repn.c.shape[0]:
         c0 = repn.c.toarray().ravel()
         c[:len(c0)] = c0
-    lp.col_cost_ = c
-    lp.offset_ = float(repn.c_offset[0]) if len(repn.c_offset) else 0.0
+    offset = float(repn.c_offset[0]) if len(repn.c_offset) else 0.0
+    if arrays:
+        for w, e in reg.objective:
+            np.add.at(c, n_py + e.toks, w * e.coefs)
+            offset += w * e.const
     lb = np.empty(ncol)
     ub = np.empty(ncol)
     integer = np.zeros(ncol, dtype=bool)
@@ -255,18 +330,16 @@ def to_highs(model):
         lb[i] = -inf if lo is None else lo
         ub[i] = inf if hi is None else hi
         integer[i] = v.is_integer()
-    lp.col_lower_ = lb
-    lp.col_upper_ = ub
-    lp.row_lower_ = np.concatenate(row_lo)
-    lp.row_upper_ = np.concatenate(row_hi)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = A.indptr
-    lp.a_matrix_.index_ = A.indices
-    lp.a_matrix_.value_ = A.data
-    if integer.any():
-        lp.integrality_ = [highspy.HighsVarType.kInteger if f else highspy.HighsVarType.kContinuous for f in integer]
-    form = StandardForm(columns=columns, rows=rows, eliminated_vars=list(repn.eliminated_vars), families=fams)
-    return lp, form, int(integer.sum()), int(A.nnz)
+    if arrays:
+        alb, aub = reg.bounds()
+        lb[n_py:] = np.where(np.isneginf(alb), -inf, alb)
+        ub[n_py:] = np.where(np.isposinf(aub), inf, aub)
+    lp = ArrayLp(c, offset, lb, ub, np.ascontiguousarray(lo_all, dtype=float), np.ascontiguousarray(hi_all, dtype=float),
+                 M.indptr.astype(np.int32), M.indices.astype(np.int32), np.ascontiguousarray(M.data, dtype=float),
+                 integer)
+    form = StandardForm(columns=columns, rows=rows, eliminated_vars=list(repn.eliminated_vars), families=fams,
+                        array_offset=n_py, n_array=n_arr, arrays=reg if arrays else None)
+    return lp, form, int(integer.sum()), int(M.nnz)
 
 
 def _report_mip_progress(h, progress, every_s: float = 15.0) -> None:
@@ -448,7 +521,8 @@ class HighsSession:
                                   "representative days, stages or EV cohorts, or use a machine with more "
                                   "memory") from None
         self.form = form
-        integer = np.array([v != highspy.HighsVarType.kContinuous for v in lp.integrality_], dtype=bool)
+        integer = lp.integer if isinstance(lp, ArrayLp) else \
+            np.array([v != highspy.HighsVarType.kContinuous for v in lp.integrality_], dtype=bool)
         self.n_int = int(integer.sum()) if n_int is None else int(n_int)
         self.nnz = len(lp.a_matrix_.value_) if nnz is None else int(nnz)
         self.n_col, self.n_row = lp.num_col_, lp.num_row_
@@ -456,7 +530,7 @@ class HighsSession:
         self.h = h = highspy.Highs()
         self._apply_options()
         try:
-            status = h.passModel(lp)
+            status = pass_model(h, lp)
         except MemoryError:
             raise SolverError(f"out of memory while handing the model to HiGHS ({self.size['variables']:,} variables, "
                               f"{self.size['constraints']:,} constraints, {self.nnz:,} nonzeros): reduce the model or "
@@ -545,9 +619,16 @@ class HighsSession:
 
     def write_back(self) -> None:
         """Put HiGHS's primal solution into the model's variables."""
-        x = np.asarray(self.h.getSolution().col_value)
-        for v, val in zip(self.form.columns, x):
-            v.set_value(float(val), skip_validation=True)
+        self.write_values(np.asarray(self.h.getSolution().col_value))
+
+    def write_values(self, x: np.ndarray) -> None:
+        """Put the column values ``x`` (one per HiGHS column) into the model's variables."""
+        x = np.asarray(x, dtype=float)
+        form = self.form
+        for v, val in zip(form.columns, x[:form.array_offset].tolist()):
+            v.set_value(val, skip_validation=True)
+        if form.arrays is not None:
+            form.arrays.values = x[form.array_offset:form.array_offset + form.n_array].copy()
         for v, expr in self.form.eliminated_vars:
             v.set_value(float(expr() if callable(expr) else expr), skip_validation=True)
 
@@ -577,9 +658,7 @@ class HighsSession:
         """Remove the bounds of the columns of ``variables`` (bounds that are implied by the
         rows, such as a network's flow ranges: active at the optimum, they would absorb the
         prices in their reduced costs).  Returns the number of columns freed."""
-        if self._col_of is None:
-            self._col_of = {id(v): i for i, v in enumerate(self.form.columns)}
-        idx = np.array(sorted({self._col_of[id(v)] for v in variables if id(v) in self._col_of}), dtype=np.int32)
+        idx = np.array(sorted({c for c in self.columns_of(variables) if c >= 0}), dtype=np.int32)
         if len(idx):
             inf = np.full(len(idx), highspy.kHighsInf)
             self.h.changeColsBounds(len(idx), idx, -inf, inf)
@@ -618,23 +697,55 @@ class HighsSession:
     def set_start(self, values: dict) -> int:
         """A MIP start: ``values`` maps variables of the model (or their names) to values; HiGHS
         completes a partial start (the continuous part) itself.  Returns the columns set."""
-        if self._col_of is None:
-            self._col_of = {id(v): i for i, v in enumerate(self.form.columns)}
         by_name = None
         idx, val = [], []
         for key, x in values.items():
             if isinstance(key, str):
                 if by_name is None:
-                    by_name = {v.name: i for i, v in enumerate(self.form.columns)}
+                    by_name = {n: i for i, n in enumerate(self.form.names())}
                 col = by_name.get(key)
             else:
-                col = self._col_of.get(id(key))
+                col = self.column_of(key)
+                col = None if col < 0 else col
             if col is not None and x is not None:
                 idx.append(col)
                 val.append(float(x))
         if idx:
             self.h.setSolution(len(idx), np.asarray(idx, dtype=np.int32), np.asarray(val, dtype=float))
         return len(idx)
+
+    # -- columns ----------------------------------------------------------------------------
+    def column_of(self, ref) -> int:
+        """The HiGHS column of a Pyomo variable or an array variable's element (``var[key]``, a
+        :class:`flexplan.blocks.arrays.Col`), or -1 when it is not a column of this model."""
+        return int(self.columns_of([ref])[0])
+
+    def columns_of(self, refs) -> np.ndarray:
+        """:meth:`column_of` of each reference (an ArrayVar stands for all its elements)."""
+        from .blocks.arrays import ArrayVar, Col
+
+        form = self.form
+        out = []
+        for ref in refs:
+            if isinstance(ref, ArrayVar):
+                if form.arrays is not None:
+                    out.extend((form.array_offset + ref.tokens().reshape(-1)).tolist())
+                    continue
+                ref = ref.pyomo if ref.pyomo is not None else []
+                out.extend(self.columns_of(ref).tolist())
+                continue
+            if type(ref) is Col:
+                if form.arrays is not None:
+                    out.append(form.array_offset + ref.tok)
+                    continue
+                if ref.av.pyomo is None:
+                    out.append(-1)
+                    continue
+                ref = ref.av.pyomo[ref.pos]
+            if self._col_of is None:
+                self._col_of = {id(v): i for i, v in enumerate(form.columns)}
+            out.append(self._col_of.get(id(ref), -1))
+        return np.asarray(out, dtype=np.int64)
 
     # -- duals ------------------------------------------------------------------------------
     def row_duals(self) -> np.ndarray:

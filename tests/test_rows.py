@@ -61,8 +61,8 @@ def test_families_give_the_same_lp_as_pyomo_constraints(feeder, monkeypatch):
     ref = build_model(feeder, RECIPE)
     assert not row_families(ref.model)
     lp_ref, form_ref, n_int_ref, nnz_ref = to_highs(ref.model)
-    names = [v.name for v in form.columns]
-    names_ref = [v.name for v in form_ref.columns]
+    names = form.names()
+    names_ref = form_ref.names()
     assert sorted(names) == sorted(names_ref) and n_int == n_int_ref > 0 and nnz == nnz_ref
     assert _columns(lp, names) == _columns(lp_ref, names_ref)
     assert _rows(lp, names) == _rows(lp_ref, names_ref)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pyomo.environ as pyo
 
 from .linear import lin
@@ -34,23 +35,36 @@ _ATTR = "_flexplan_rows"
 
 
 class LinearRows:
-    """A family of rows ``lo[i] <= Σ_{p in start[i]:start[i+1]} coef[p] · var[p] <= hi[i]``
-    (``None`` for a missing side), indexed by ``keys``, owned by ``block`` under ``name``
-    (a plain attribute of the block until :func:`materialize_rows`)."""
+    """A family of rows ``lo[i] <= Σ coef · var <= hi[i]`` (±inf for a missing side) owned by
+    ``block`` under ``name`` (a plain attribute of the block until :func:`materialize_rows`),
+    its nonzeros in coordinate form: Pyomo variables (``p_row``, ``p_coef``, ``p_var``) and
+    array variables' tokens (``t_row``, ``t_coef``, ``t_tok``, :mod:`.arrays`).  ``keys``
+    (the index of each row) may be computed on first use."""
 
-    __slots__ = ("block", "name", "keys", "start", "coef", "var", "lo", "hi")
+    __slots__ = ("block", "name", "n", "_keys", "_keyfn", "lo", "hi", "p_row", "p_coef", "p_var", "t_row",
+                 "t_coef", "t_tok")
 
     def __init__(self, block, name: str):
         self.block, self.name = block, name
-        self.keys: list = []
-        self.start: list[int] = [0]
-        self.coef: list[float] = []
-        self.var: list = []
-        self.lo: list = []
-        self.hi: list = []
+        self.n = 0
+        self._keys, self._keyfn = [], None
+        self.lo = self.hi = np.empty(0)
+        self.p_row, self.p_coef, self.p_var = np.empty(0, dtype=np.int64), np.empty(0), []
+        self.t_row, self.t_coef, self.t_tok = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self.n
+
+    @property
+    def keys(self) -> list:
+        if self._keys is None:
+            self._keys = list(self._keyfn())
+            self._keyfn = None
+        return self._keys
+
+    @property
+    def nnz(self) -> int:
+        return len(self.p_row) + len(self.t_row)
 
     @property
     def family(self) -> str:
@@ -66,6 +80,21 @@ class LinearRows:
             blk = blk.parent_block()
         return True
 
+    def row(self, i: int):
+        """Row ``i`` as (coefficients, variables, lo, hi): Pyomo variables and :class:`Col`."""
+        from .arrays import Col
+
+        reg = array_registry(self.block.model(), create=False)
+        ps = np.flatnonzero(self.p_row == i)
+        ts = np.flatnonzero(self.t_row == i)
+        coefs = self.p_coef[ps].tolist() + self.t_coef[ts].tolist()
+        vs = [self.p_var[p] for p in ps.tolist()]
+        for tok in self.t_tok[ts].tolist():
+            av = reg.vars[int(reg.owner(np.array([tok]))[0])]
+            vs.append(Col(av, tok - av.base))
+        lo, hi = float(self.lo[i]), float(self.hi[i])
+        return coefs, vs, None if np.isinf(lo) else lo, None if np.isinf(hi) else hi
+
 
 def _pyomo_rows() -> bool:
     return os.environ.get("FLEXPLAN_PYOMO_ROWS", "") not in ("", "0")
@@ -78,28 +107,8 @@ def _relation(coefs, vars_, lo, hi):
     return body >= lo if lo is not None else body <= hi
 
 
-def add_rows(block, name: str, keys, rule) -> LinearRows | None:
-    """Add the family ``block.<name>``: for each key of ``keys`` (tuples are unpacked into
-    the rule's arguments, as for ``pyo.Constraint``) ``rule(*key)`` returns
-    ``(coefs, vars, lo, hi)``, ``lo``/``hi`` a number or ``None``.  Returns the family (or
-    ``None`` when ``FLEXPLAN_PYOMO_ROWS`` asks for Pyomo constraints)."""
-    keys = list(keys)
-    if _pyomo_rows():
-        block.add_component(name, pyo.Constraint(keys, rule=lambda _, *k: _relation(*rule(*k))))
-        return None
-    fam = LinearRows(block, name)
-    coef, var, start, lo, hi = fam.coef, fam.var, fam.start, fam.lo, fam.hi
-    for key in keys:
-        c, v, low, high = rule(*key) if isinstance(key, tuple) else rule(key)
-        if low is None and high is None:
-            raise ValueError(f"row {name}[{key}] has neither a lower nor an upper bound")
-        coef.extend(c)
-        var.extend(v)
-        start.append(len(coef))
-        lo.append(low)
-        hi.append(high)
-    fam.keys = keys
-    setattr(block, name, fam)  # a plain attribute (not a Pyomo component): len(block.<name>) counts the rows
+def _register(block, fam: LinearRows) -> LinearRows:
+    setattr(block, fam.name, fam)  # a plain attribute (not a Pyomo component): len(block.<name>) counts the rows
     model = block.model()
     registry = model.__dict__.get(_ATTR)
     if registry is None:
@@ -108,6 +117,83 @@ def add_rows(block, name: str, keys, rule) -> LinearRows | None:
         _add_guard(model)
     registry.append(fam)
     return fam
+
+
+def _split(fam: LinearRows, rows: list, coefs: list, vars_: list) -> None:
+    """Store nonzeros given as parallel lists (row, coefficient, Pyomo variable or Col)."""
+    from .arrays import Col
+
+    is_col = np.fromiter((type(v) is Col for v in vars_), dtype=bool, count=len(vars_))
+    rows = np.asarray(rows, dtype=np.int64)
+    coefs = np.asarray(coefs, dtype=float)
+    if is_col.any():
+        fam.t_row = np.concatenate([fam.t_row, rows[is_col]])
+        fam.t_coef = np.concatenate([fam.t_coef, coefs[is_col]])
+        fam.t_tok = np.concatenate([fam.t_tok, np.fromiter((v.tok for v in vars_ if type(v) is Col), dtype=np.int64,
+                                                          count=int(is_col.sum()))])
+        keep = ~is_col
+        fam.p_row = np.concatenate([fam.p_row, rows[keep]])
+        fam.p_coef = np.concatenate([fam.p_coef, coefs[keep]])
+        fam.p_var = fam.p_var + [v for v in vars_ if type(v) is not Col]
+    else:
+        fam.p_row = np.concatenate([fam.p_row, rows])
+        fam.p_coef = np.concatenate([fam.p_coef, coefs])
+        fam.p_var = fam.p_var + list(vars_)
+
+
+def add_rows(block, name: str, keys, rule) -> LinearRows:
+    """Add the family ``block.<name>``: for each key of ``keys`` (tuples are unpacked into
+    the rule's arguments, as for ``pyo.Constraint``) ``rule(*key)`` returns
+    ``(coefs, vars, lo, hi)``, ``lo``/``hi`` a number or ``None``; a variable is a Pyomo
+    variable or an element of an array variable (``var[key]``, :mod:`.arrays`)."""
+    keys = list(keys)
+    fam = LinearRows(block, name)
+    row, coef, var, lo, hi = [], [], [], [], []
+    for i, key in enumerate(keys):
+        c, v, low, high = rule(*key) if isinstance(key, tuple) else rule(key)
+        if low is None and high is None:
+            raise ValueError(f"row {name}[{key}] has neither a lower nor an upper bound")
+        coef.extend(c)
+        var.extend(v)
+        row.extend([i] * (len(var) - len(row)))
+        lo.append(-np.inf if low is None else low)
+        hi.append(np.inf if high is None else high)
+    fam.n, fam._keys = len(keys), keys
+    fam.lo, fam.hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    _split(fam, row, coef, var)
+    return _register(block, fam)
+
+
+def add_array_rows(block, name: str, n: int, keys, t_row, t_tok, t_coef, lo, hi, extra=None) -> LinearRows:
+    """Add the family ``block.<name>`` of ``n`` rows given as arrays: nonzeros over array
+    variables' tokens (``t_row``, ``t_tok``, ``t_coef``, equal-length arrays; a row may name a
+    token more than once: the coefficients add up), bounds ``lo``/``hi`` (arrays or numbers;
+    ±inf for a missing side), ``keys`` the row index (a list, or a function that makes it on
+    first use), and ``extra`` = (rows, coefs, variables) nonzeros written element by element
+    (Pyomo variables or :class:`Col`)."""
+    fam = LinearRows(block, name)
+    fam.n = int(n)
+    if callable(keys):
+        fam._keys, fam._keyfn = None, keys
+    else:
+        fam._keys = list(keys)
+        if len(fam._keys) != fam.n:
+            raise ValueError(f"{len(fam._keys)} keys for {fam.n} rows of {name}")
+    fam.lo = np.broadcast_to(np.asarray(lo, dtype=float), (fam.n,)).copy()
+    fam.hi = np.broadcast_to(np.asarray(hi, dtype=float), (fam.n,)).copy()
+    if np.any(np.isinf(fam.lo) & (fam.lo > 0)) or np.any(np.isinf(fam.hi) & (fam.hi < 0)):
+        raise ValueError(f"rows {name}: a lower bound of +inf or an upper bound of -inf")
+    if np.any(np.isneginf(fam.lo) & np.isposinf(fam.hi)):
+        i = int(np.flatnonzero(np.isneginf(fam.lo) & np.isposinf(fam.hi))[0])
+        raise ValueError(f"row {name}[{fam.keys[i]}] has neither a lower nor an upper bound")
+    fam.t_row = np.asarray(t_row, dtype=np.int64).reshape(-1)
+    fam.t_tok = np.asarray(t_tok, dtype=np.int64).reshape(-1)
+    fam.t_coef = np.asarray(t_coef, dtype=float).reshape(-1)
+    if not len(fam.t_row) == len(fam.t_tok) == len(fam.t_coef):
+        raise ValueError(f"rows {name}: rows, tokens and coefficients of different lengths")
+    if extra is not None and len(extra[0]):
+        _split(fam, *extra)
+    return _register(block, fam)
 
 
 #: the name of the guard row (see :func:`_add_guard`)
@@ -120,6 +206,8 @@ def _add_guard(model) -> None:
     writer handed ``pm.model`` directly reports the model infeasible at that row instead of
     solving it without its families (which gave 0 EUR as "optimal").  flexplan's hand-off
     leaves the guard out; :func:`materialize_rows` (``pm.to_pyomo()``) removes it."""
+    if model.component(GUARD) is not None:
+        return
     model.add_component(GUARD + "_var", pyo.Var(bounds=(0.0, 0.0)))
     model.add_component(GUARD, pyo.Constraint(expr=getattr(model, GUARD + "_var") >= 1.0))
 
@@ -136,23 +224,54 @@ def row_families(model) -> list[LinearRows]:
 
 def materialize_rows(model) -> int:
     """Turn every row family of ``model`` into the ``pyo.Constraint`` it stands for (same
-    block, name and index); returns the number of rows created.  Idempotent."""
+    block, name and index), and every array variable into its ``pyo.Var``
+    (:func:`.arrays.materialize_arrays`); returns the number of rows created.  Idempotent."""
+    from .arrays import materialize_arrays
+    from .arrays import registry as array_registry_of
+
+    materialize_arrays(model)
+    reg = array_registry_of(model, create=False)
     registry = model.__dict__.get(_ATTR, [])
     n = 0
     for fam in registry:
-        pos = {k: i for i, k in enumerate(fam.keys)}
+        per_row_c = [[] for _ in range(fam.n)]
+        per_row_v = [[] for _ in range(fam.n)]
+        for r, c, v in zip(fam.p_row.tolist(), fam.p_coef.tolist(), fam.p_var):
+            per_row_c[r].append(c)
+            per_row_v[r].append(v)
+        if len(fam.t_row):
+            for r, c, v in zip(fam.t_row.tolist(), fam.t_coef.tolist(), reg.pyomo_vars(fam.t_tok)):
+                per_row_c[r].append(c)
+                per_row_v[r].append(v)
+        keys = fam.keys
+        pos = {k: i for i, k in enumerate(keys)}
+        lo = [None if np.isinf(x) else x for x in fam.lo.tolist()]
+        hi = [None if np.isinf(x) else x for x in fam.hi.tolist()]
 
-        def rule(_, *k, fam=fam, pos=pos):
+        def rule(_, *k, pos=pos, pc=per_row_c, pv=per_row_v, lo=lo, hi=hi):
             i = pos[k[0] if len(k) == 1 else k]
-            a, b = fam.start[i], fam.start[i + 1]
-            return _relation(fam.coef[a:b], fam.var[a:b], fam.lo[i], fam.hi[i])
+            return _relation(pc[i], pv[i], lo[i], hi[i])
 
         if fam.block.__dict__.get(fam.name) is fam:
             delattr(fam.block, fam.name)
-        fam.block.add_component(fam.name, pyo.Constraint(fam.keys, rule=rule))
+        fam.block.add_component(fam.name, pyo.Constraint(keys, rule=rule))
         n += len(fam)
     registry.clear()
+    if reg is not None and reg.objective:
+        obj = next(model.component_data_objects(pyo.Objective, active=True), None)
+        extra = sum(w * e.expr() for w, e in reg.objective)
+        if obj is None:
+            model.add_component("objective", pyo.Objective(expr=extra, sense=pyo.minimize))
+        else:
+            obj.set_value(obj.expr + extra)
+        reg.objective = []
     if model.component(GUARD) is not None:
         model.del_component(GUARD)
         model.del_component(GUARD + "_var")
     return n
+
+
+def array_registry(model, create: bool = True):
+    from .arrays import registry as _reg
+
+    return _reg(model, create)

@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 
+from ..arrays import ArrayVar
+
 #: A rating above this (MVA) is treated as "no thermal limit" (pandapower's case33bw
 #: carries max_i_ka = 99999 as a placeholder).
 UNLIMITED_MVA = 1.0e4
@@ -93,8 +95,13 @@ def slack_violations(pm, blk, slacks: dict, element, detail=None):
         if var is None:
             continue
         weight = float(getattr(inst.penalties, penalty))
-        for idx, v in var.items():
-            val = v.value
+        if isinstance(var, ArrayVar):  # only the violated elements, found with numpy
+            vals = np.nan_to_num(var.value_array().reshape(-1))
+            keys = var.keys
+            found = [(keys[i], float(vals[i])) for i in np.flatnonzero(vals > VIOLATION_TOL).tolist()]
+        else:
+            found = [(idx, v.value) for idx, v in var.items()]
+        for idx, val in found:
             if val is None or val <= VIOLATION_TOL:
                 continue
             el, t = idx[0], idx[-1]

@@ -43,7 +43,8 @@ import pyomo.environ as pyo
 from .. import BlockSpec, register_formulation
 from ...errors import RecipeError
 from ..linear import Affine, affine, lin
-from ..rows import add_rows
+from ..arrays import ArrayExpr, ArrayVar, registry
+from ..rows import add_array_rows, add_rows
 from .common import UNLIMITED_MVA, flow_ranges, polygon, polygon_edges_needed, slack_violations
 
 
@@ -288,31 +289,34 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         raise RecipeError("a supply voltage decided with the grid above (a region's LV grid) needs the lindistflow "
                           "formulation; branchflow's cones use the slack voltage as a number")
 
-    b.P = pyo.Var(K, T, bounds=lambda _, k, t: (Pmin[k, t], Pmax[k, t]))
-    b.Q = pyo.Var(K, T, bounds=lambda _, k, t: (Qmin[k, t], Qmax[k, t]))
-    b.v = pyo.Var(buses, T, bounds=(vh_lo, vh_hi), initialize=1.0)
-    b.s_vlo = pyo.Var(buses, T, within=pyo.NonNegativeReals)
-    b.s_vhi = pyo.Var(buses, T, within=pyo.NonNegativeReals)
-    # the variables as plain dicts for the rows below: a dict lookup costs a twentieth of
-    # Pyomo's indexed __getitem__ (which checks and normalises the index every time)
-    P_, Q_, v_, svlo_, svhi_ = (dict(c.items()) for c in (b.P, b.Q, b.v, b.s_vlo, b.s_vhi))
+    # the network's variables are array variables (blocks/arrays.py): bounds as arrays, rows
+    # over their tokens with numpy; var[key] gives an element for the rows written one by one
+    nT, nK = ix.n_ops, net.n_branches
+    reg = registry(b.model())
+    b.P = ArrayVar(b, "P", axes=(K, T), lb=Pmin, ub=Pmax)
+    b.Q = ArrayVar(b, "Q", axes=(K, T), lb=Qmin, ub=Qmax)
+    b.v = ArrayVar(b, "v", axes=(buses, T), lb=vh_lo, ub=vh_hi)
+    b.s_vlo = ArrayVar(b, "s_vlo", axes=(buses, T), lb=0.0)
+    b.s_vhi = ArrayVar(b, "s_vhi", axes=(buses, T), lb=0.0)
+    P_, Q_, v_, svlo_, svhi_ = b.P, b.Q, b.v, b.s_vlo, b.s_vhi
 
     # load shedding where there is load
     pw, qw = hub.p_withdraw, hub.q_withdraw
     ps, qs = hub.sheddable()  # firm withdrawals (EV charging) are never shed
-    shed_keys = [(j, t) for j in range(net.n_buses) if np.any(ps[j] > 0) for t in T if ps[j, t] > 0]
-    b.shed = pyo.Var(shed_keys, bounds=lambda _, j, t: (0.0, ps[j, t]))
-    shed_ = dict(b.shed.items())
-    q_ratio = np.divide(qs, ps, out=np.zeros_like(ps), where=ps > 0).tolist()
+    shed_j, shed_t = np.nonzero(ps > 0)  # bus-major, as (j, t) for j, t
+    shed_keys = list(zip(shed_j.tolist(), shed_t.tolist()))
+    b.shed = ArrayVar(b, "shed", keys=shed_keys, lb=0.0, ub=ps[shed_j, shed_t])
+    shed_ = b.shed
+    q_ratio = np.divide(qs, ps, out=np.zeros_like(ps), where=ps > 0)
     pw_l, qw_l = pw.tolist(), qw.tolist()
     Pabs_l, Qabs_l = Pabs.tolist(), Qabs.tolist()
 
     # parallel branches
     PC = range(len(parallels))
     pbr = [o.branch for o in parallels]
-    b.Pp = pyo.Var(PC, T, bounds=lambda _, c, t: (-Pabs[pbr[c], t], Pabs[pbr[c], t]))
-    b.Qp = pyo.Var(PC, T, bounds=lambda _, c, t: (-Qabs[pbr[c], t], Qabs[pbr[c], t]))
-    Pp_, Qp_ = dict(b.Pp.items()), dict(b.Qp.items())
+    b.Pp = ArrayVar(b, "Pp", axes=(PC, T), lb=-Pabs[pbr] if pbr else 0.0, ub=Pabs[pbr] if pbr else 0.0)
+    b.Qp = ArrayVar(b, "Qp", axes=(PC, T), lb=-Qabs[pbr] if pbr else 0.0, ub=Qabs[pbr] if pbr else 0.0)
+    Pp_, Qp_ = b.Pp, b.Qp
     par_on = defaultdict(list)
     for c, o in enumerate(parallels):
         par_on[o.branch].append(c)
@@ -373,49 +377,88 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
             injections[key] = (term, affine(term))  # keep term alive so that its id stays unique
         return injections[key][1]
 
+    # rows of the bus x op families: row = position of the bus in ``buses`` x n_ops + op
+    nB = len(buses)
+    bpos = np.full(net.n_buses, -1, dtype=np.int64)
+    bpos[np.asarray(buses, dtype=np.int64)] = np.arange(nB)
+    ar_t = np.arange(nT, dtype=np.int64)
+    tokP, tokQ = b.P.tokens(), b.Q.tokens()
+    tokPp, tokQp = b.Pp.tokens(), b.Qp.tokens()
+    tok_shed = b.shed.tokens()
+    bus_keys = lambda: product(buses, T)  # noqa: E731 (made on first use)
+    tokV2 = b.v.tokens()
+    node_at = {n: i for i, n in enumerate(ix.node_names)}
+    opnode_a = np.asarray([node_at[n] for n in opnode], dtype=np.int64)
+
+    def bus_rows(jj) -> np.ndarray:
+        """Rows (len(jj), n_ops) of buses ``jj`` in a bus x op family."""
+        return bpos[np.asarray(jj, dtype=np.int64)][:, None] * nT + ar_t[None, :]
+
     def balance(kind):
-        flow, pflow = (P_, Pp_) if kind == "p" else (Q_, Qp_)
-        fixed = pw_l if kind == "p" else qw_l
+        flow, pflow = (tokP, tokPp) if kind == "p" else (tokQ, tokQp)
+        fixed = pw if kind == "p" else qw
         terms = hub.p_terms if kind == "p" else hub.q_terms
+        rows, toks, coefs = [], [], []
 
-        def rule(j, t):
-            k = parent[j]
-            coefs, vs = [1.0], [flow[k, t]]
-            for c in par_on[k]:
-                coefs.append(1.0)
-                vs.append(pflow[c, t])
-            if t in in_Tl:  # the flow arriving at j is the sending-end flow less the branch's losses
-                if alts_of[k]:
-                    for i in alts_of[k]:
-                        coefs.append(-(alt[i][1] if kind == "p" else alt[i][2]) * sb / za[i])
-                        vs.append(l_alt_[i, t])
-                else:
-                    coefs.append(-(r[k] if kind == "p" else x[k]) * sb / zk[k])
-                    vs.append(l_[k, t])
-                for c in par_on[k]:
-                    coefs.append(-(parallels[c].r_pu if kind == "p" else parallels[c].x_pu) * sb / zp[c])
-                    vs.append(l_par_[c, t])
-            if (j, t) in shed_set:
-                coefs.append(1.0 if kind == "p" else q_ratio[j][t])
-                vs.append(shed_[j, t])
-            const = 0.0
-            for term in terms.get((j, t), ()):
+        def put(jj, tok, coef):
+            r = bus_rows(jj)
+            rows.append(r.reshape(-1))
+            toks.append(np.asarray(tok).reshape(-1))
+            coefs.append(np.broadcast_to(np.asarray(coef, dtype=float), r.shape).reshape(-1))
+
+        jj = np.asarray(buses, dtype=np.int64)
+        kk = np.asarray([parent[j] for j in buses], dtype=np.int64)
+        if nB:
+            put(jj, flow[kk], 1.0)  # what arrives from the parent branch
+        out = [(frm[m], m) for m in K if frm[m] not in slack_v]  # what leaves to the children
+        if out:
+            put([j for j, _ in out], flow[[m for _, m in out]], -1.0)
+        for c in PC:
+            if bpos[to[pbr[c]]] >= 0:
+                put([to[pbr[c]]], pflow[c][None, :], 1.0)
+            if frm[pbr[c]] not in slack_v:
+                put([frm[pbr[c]]], pflow[c][None, :], -1.0)
+        inb = bpos[shed_j] >= 0
+        if inb.any():
+            rows.append(bpos[shed_j[inb]] * nT + shed_t[inb])
+            toks.append(tok_shed[inb])
+            coefs.append(np.ones(int(inb.sum())) if kind == "p" else q_ratio[shed_j[inb], shed_t[inb]])
+        rhs = fixed[np.asarray(buses, dtype=np.int64)].reshape(-1).astype(float) if nB else np.empty(0)
+        x_row, x_coef, x_var = [], [], []
+        if Tl:  # the flow arriving at j is the sending-end flow less the branch's losses
+            for j in buses:
+                k = parent[j]
+                for t in Tl:
+                    r0 = bpos[j] * nT + t
+                    if alts_of[k]:
+                        for i in alts_of[k]:
+                            x_row.append(r0)
+                            x_coef.append(-(alt[i][1] if kind == "p" else alt[i][2]) * sb / za[i])
+                            x_var.append(l_alt_[i, t])
+                    else:
+                        x_row.append(r0)
+                        x_coef.append(-(r[k] if kind == "p" else x[k]) * sb / zk[k])
+                        x_var.append(l_[k, t])
+                    for c in par_on[k]:
+                        x_row.append(r0)
+                        x_coef.append(-(parallels[c].r_pu if kind == "p" else parallels[c].x_pu) * sb / zp[c])
+                        x_var.append(l_par_[c, t])
+        for (j, t), ts in terms.items():
+            if j in slack_v or not ts:
+                continue
+            r0 = int(bpos[j]) * nT + t
+            for term in ts:
                 a = injection(term)
-                const += a.const
-                coefs.extend(a.coefs)
-                vs.extend(a.vars)
-            for m in children[j]:
-                coefs.append(-1.0)
-                vs.append(flow[m, t])
-                for c in par_on[m]:
-                    coefs.append(-1.0)
-                    vs.append(pflow[c, t])
-            rhs = fixed[j][t] - const
-            return coefs, vs, rhs, rhs
-        return rule
+                rhs[r0] -= a.const
+                x_row.extend([r0] * len(a.coefs))
+                x_coef.extend(a.coefs)
+                x_var.extend(a.vars)
+        cat = (lambda xs, dt: np.concatenate(xs).astype(dt)) if rows else (lambda xs, dt: np.empty(0, dt))
+        add_array_rows(b, f"balance_{kind}", nB * nT, bus_keys, cat(rows, np.int64), cat(toks, np.int64),
+                       cat(coefs, float), rhs, rhs, extra=(x_row, x_coef, x_var))
 
-    add_rows(b, "balance_p", product(buses, T), balance("p"))
-    add_rows(b, "balance_q", product(buses, T), balance("q"))
+    balance("p")
+    balance("q")
 
     # -- voltage drop ---------------------------------------------------------------------
     def drop(k, t, rr, xx, P, Q, i, sign=1.0, L=None, Ls=None, Lterms=()) -> Affine:
@@ -449,8 +492,37 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     plain = [k for k in K if k not in replaces or not replaces[k]]
     L_br, Ls_br = (l_, zk) if losses else (None, None)
     L_par, Ls_par = (l_par_, zp) if losses else (None, None)
-    add_rows(b, "vdrop", product(plain, T), lambda k, t: eq_zero(drop(k, t, r[k], x[k], P_, Q_, k, L=L_br,
-                                                                     Ls=Ls_br)))
+    # v_from - v_to - 2 (r P + x Q) / S_base [+ |z|² l] = 0, a slack's squared voltage in the bound
+    nPl = len(plain)
+    pk = np.asarray(plain, dtype=np.int64)
+    prow = (np.arange(nPl, dtype=np.int64)[:, None] * nT + ar_t[None, :])
+    rows, toks, coefs = [prow, prow], [tokP[pk], tokQ[pk]], [
+        np.repeat(-2.0 * np.asarray(r, dtype=float)[pk] / sb, nT) if nPl else np.empty(0),
+        np.repeat(-2.0 * np.asarray(x, dtype=float)[pk] / sb, nT) if nPl else np.empty(0)]
+    const = np.zeros((nPl, nT))
+    x_row, x_coef, x_var = [], [], []
+    tokV = b.v.tokens()
+    for i, k in enumerate(plain):
+        for bus, sign in ((frm[k], 1.0), (to[k], -1.0)):
+            if bus in slack_v:
+                const[i] += sign * slack_v[bus]
+                if sign > 0 and bus in supply_dv:
+                    x_row.extend((i * nT + ar_t).tolist())
+                    x_coef.extend([1.0] * nT)
+                    x_var.extend(supply_dv[bus][t] for t in T)
+            else:
+                rows.append(prow[i])
+                toks.append(tokV[bpos[bus]])
+                coefs.append(np.full(nT, sign))
+        if losses:
+            for t in Tl:
+                x_row.append(i * nT + t)
+                x_coef.append((r[k] * r[k] + x[k] * x[k]) / zk[k])
+                x_var.append(l_[k, t])
+    rhs = -const.reshape(-1)
+    add_array_rows(b, "vdrop", nPl * nT, lambda: product(plain, T), np.concatenate([np.ravel(a) for a in rows]),
+                   np.concatenate([np.ravel(a) for a in toks]), np.concatenate([np.ravel(a) for a in coefs]), rhs, rhs,
+                   extra=(x_row, x_coef, x_var))
 
 
     def within_m(a: Affine, M: float, state: Affine):
@@ -462,6 +534,54 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         """sign var <= bound state"""
         a = Affine(0.0, [sign], [var]).add(state, -bound)
         return a.coefs, a.vars, None, -a.const
+
+    def switched_drops(name, items, sign, tokp, tokq):
+        """Rows ``sign · drop + M(t) · state <= M(t)`` (the voltage drop of an alternative or a
+        parallel, relaxed by M while it is not in place) for every item and op, with numpy;
+        ``items``: (branch, flow row, r, x, M per op, state by node, extra(t) -> [(coef, var)]
+        or None)."""
+        rows, toks, coefs, his = [], [], [], []
+        x_row, x_coef, x_var = [], [], []
+        for n_i, (k, fi, rr, xx, M, state, extra) in enumerate(items):
+            rr0 = n_i * nT + ar_t
+            M = np.asarray(M, dtype=float)
+            const = np.zeros(nT)
+            rows += [rr0, rr0]
+            toks += [tokp[fi], tokq[fi]]
+            coefs += [np.full(nT, -sign * 2.0 * rr / sb), np.full(nT, -sign * 2.0 * xx / sb)]
+            for bus, sgn in ((frm[k], sign), (to[k], -sign)):
+                if bus in slack_v:
+                    const += sgn * slack_v[bus]
+                    if sgn == sign and bus in supply_dv:
+                        x_row.extend(rr0.tolist())
+                        x_coef.extend([sign] * nT)
+                        x_var.extend(supply_dv[bus][t] for t in T)
+                else:
+                    rows.append(rr0)
+                    toks.append(tokV2[bpos[bus]])
+                    coefs.append(np.full(nT, sgn))
+            if extra is not None:
+                for t in Tl:
+                    for c, var in extra(t):
+                        x_row.append(int(rr0[t]))
+                        x_coef.append(sign * c)
+                        x_var.append(var)
+            for ni, nn in enumerate(ix.node_names):
+                a_ = state[nn]
+                sel = np.flatnonzero(opnode_a == ni)
+                if not len(sel):
+                    continue
+                const[sel] += M[sel] * a_.const
+                for c, var in zip(a_.coefs, a_.vars):
+                    x_row.extend(rr0[sel].tolist())
+                    x_coef.extend((M[sel] * c).tolist())
+                    x_var.extend([var] * len(sel))
+            his.append(M - const)
+        n = len(items) * nT
+        cat = (lambda xs, dt: np.concatenate(xs).astype(dt)) if rows else (lambda xs, dt: np.empty(0, dt))
+        add_array_rows(b, name, n, lambda: product(range(len(items)), T), cat(rows, np.int64), cat(toks, np.int64),
+                       cat(coefs, float), -np.inf, cat(his, float) if his else np.empty(0),
+                       extra=(x_row, x_coef, x_var))
 
     hull = losses and cfg.replacements == "hull"
     if not hull:
@@ -475,12 +595,10 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
             ra, xa = alt[i][1], alt[i][2]
             return [(z2_coef(ra, xa, alt[m][1], alt[m][2]) / za[m], l_alt_[m, t]) for m in alts_of[alt[i][0]]]
 
-        add_rows(b, "vdrop_alt_up", product(A, T), lambda i, t: within_m(
-            drop(alt[i][0], t, alt[i][1], alt[i][2], P_, Q_, alt[i][0], Lterms=zterms(i, t)), alt[i][4][t],
-            alt[i][3][opnode[t]]))
-        add_rows(b, "vdrop_alt_dn", product(A, T), lambda i, t: within_m(
-            drop(alt[i][0], t, alt[i][1], alt[i][2], P_, Q_, alt[i][0], -1.0, Lterms=zterms(i, t)), alt[i][4][t],
-            alt[i][3][opnode[t]]))
+        items = [(alt[i][0], alt[i][0], alt[i][1], alt[i][2], alt[i][4], alt[i][3],
+                  (lambda t, i=i: zterms(i, t)) if losses else None) for i in A]
+        switched_drops("vdrop_alt_up", items, 1.0, tokP, tokQ)
+        switched_drops("vdrop_alt_dn", items, -1.0, tokP, tokQ)
     else:
         # with losses a replaced branch's flow is split between its alternatives, each within its
         # range times its state (the convex hull of the disjunction, no big-M): the drop is the
@@ -544,12 +662,11 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         Mp.append((2.0 * (rmax * Pabs[k] + xmax * Qabs[k]) / sb
                    + ((rmax * rmax + xmax * xmax) * lmax[k] if losses else 0.0)).tolist())
     par_state = [state_of[id(o)] for o in parallels]
-    add_rows(b, "vdrop_par_up", product(PC, T), lambda c, t: within_m(
-        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, Pp_, Qp_, c, L=L_par, Ls=Ls_par), Mp[c][t],
-        par_state[c][opnode[t]]))
-    add_rows(b, "vdrop_par_dn", product(PC, T), lambda c, t: within_m(
-        drop(pbr[c], t, parallels[c].r_pu, parallels[c].x_pu, Pp_, Qp_, c, -1.0, L=L_par, Ls=Ls_par), Mp[c][t],
-        par_state[c][opnode[t]]))
+    items = [(pbr[c], c, parallels[c].r_pu, parallels[c].x_pu, Mp[c], par_state[c],
+              (lambda t, c=c: [((parallels[c].r_pu ** 2 + parallels[c].x_pu ** 2) / zp[c], l_par_[c, t])])
+              if losses else None) for c in PC]
+    switched_drops("vdrop_par_up", items, 1.0, tokPp, tokQp)
+    switched_drops("vdrop_par_dn", items, -1.0, tokPp, tokQp)
 
     for name, var, bound in (("par_p_on", Pp_, Pabs_l), ("par_q_on", Qp_, Qabs_l)):
         for suffix, sign in (("_up", 1.0), ("_dn", -1.0)):
@@ -629,12 +746,16 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         b._loss_by_t = loss_by_t
 
     # -- voltage band ---------------------------------------------------------------------
+    tokV, tokLo, tokHi = b.v.tokens().reshape(-1), b.s_vlo.tokens().reshape(-1), b.s_vhi.tokens().reshape(-1)
+    rr = np.arange(nB * nT, dtype=np.int64)
     if hub.v_margin is None:
-        add_rows(b, "v_min", product(buses, T), lambda j, t: ((1.0, 1.0), (v_[j, t], svlo_[j, t]), vmin2, None))
+        lo = np.full(nB * nT, vmin2)
     else:  # AC correction: LinDistFlow's overstatement of each bus's voltage, measured in AC
-        lo = ((lim.v_min_pu + np.asarray(hub.v_margin)) ** 2).tolist()
-        add_rows(b, "v_min", product(buses, T), lambda j, t: ((1.0, 1.0), (v_[j, t], svlo_[j, t]), lo[j][t], None))
-    add_rows(b, "v_max", product(buses, T), lambda j, t: ((1.0, -1.0), (v_[j, t], svhi_[j, t]), None, vmax2))
+        lo = ((lim.v_min_pu + np.asarray(hub.v_margin)[np.asarray(buses, dtype=np.int64)]) ** 2).reshape(-1)
+    add_array_rows(b, "v_min", nB * nT, bus_keys, np.concatenate([rr, rr]), np.concatenate([tokV, tokLo]),
+                   np.ones(2 * nB * nT), lo, np.inf)
+    add_array_rows(b, "v_max", nB * nT, bus_keys, np.concatenate([rr, rr]), np.concatenate([tokV, tokHi]),
+                   np.concatenate([np.ones(nB * nT), -np.ones(nB * nT)]), -np.inf, vmax2)
 
     # -- thermal limits -------------------------------------------------------------------
     load_frac = lim.max_loading_pct / 100.0
@@ -649,63 +770,113 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
             rating_aff[k, n] = a
     edges = polygon(cfg.polygon_sides)
 
-    def binding(pmin, pmax, qmin, qmax, cap):
-        """Polygon edges that can bind for flows in the box at the smallest rating the
-        branch can have (``cap``, MVA x loading): an edge whose largest value over the box
-        stays within it is implied by the flow bounds and left out (exact, also for the LP
-        relaxation); a branch-op without edges gets no overload slack either."""
-        return [m for m in polygon_edges_needed(edges, pmin, pmax, qmin, qmax)
-                if max(edges[m][0] * pmin, edges[m][0] * pmax) + max(edges[m][1] * qmin, edges[m][1] * qmax)
-                > edges[m][2] * cap]
+    E = np.asarray(edges, dtype=float)
+    ea, eb, ec = E[:, 0], E[:, 1], E[:, 2]
 
-    keys = []
+    def binding(pmin, pmax, qmin, qmax, cap):
+        """(n_ops, edges) mask of the polygon edges that can bind for flows in the box at the
+        smallest rating the branch can have (``cap``, MVA x loading): an edge whose largest
+        value over the box stays within it is implied by the flow bounds and left out (exact,
+        also for the LP relaxation); a branch-op without edges gets no overload slack either.
+        Where P >= 0 an edge with a < 0 is implied by its mirror image, likewise for P <= 0 and
+        for Q (:func:`common.polygon_edges_needed`)."""
+        p0, p1, q0, q1 = pmin[:, None], pmax[:, None], qmin[:, None], qmax[:, None]
+        skip = (((ea < 0) & (p0 >= 0)) | ((ea > 0) & (p1 <= 0) & (p0 < 0))
+                | ((eb < 0) & (q0 >= 0)) | ((eb > 0) & (q1 <= 0) & (q0 < 0)))
+        top = np.maximum(ea * p0, ea * p1) + np.maximum(eb * q0, eb * q1)
+        return ~skip & (top > ec * cap)
+
+    def thermal_family(name, slack_name, items, tokp, tokq):
+        """Rows a_m P + b_m Q - e_m s_over - e_m · loading · rating(states) <= 0 of each
+        (element, edge, op) that can bind; ``items``: (element, pmin, pmax, qmin, qmax, cap,
+        rating by node as an Affine of the investment states).  Returns the slack's keys."""
+        per = []
+        for el, pmin, pmax, qmin, qmax, cap, rat in items:
+            tt, mm = np.nonzero(binding(pmin, pmax, qmin, qmax, cap))  # op-major, then edge: as before
+            if len(tt):
+                per.append((el, tt, mm, rat))
+        over_keys, first = [], 0
+        parts = []
+        for el, tt, mm, rat in per:
+            ut = np.unique(tt)
+            over_keys.extend((el, t) for t in ut.tolist())
+            parts.append((el, tt, mm, rat, first + np.searchsorted(ut, tt)))
+            first += len(ut)
+        slack = ArrayVar(b, slack_name, keys=over_keys, lb=0.0)
+        tok_s = slack.tokens(np.arange(len(over_keys)))
+        rows, toks, coefs, hi, keys = [], [], [], [], []
+        x_row, x_coef, x_var = [], [], []
+        n = 0
+        for el, tt, mm, rat, spos in parts:
+            nr = len(tt)
+            rr = n + np.arange(nr, dtype=np.int64)
+            rows += [rr, rr, rr]
+            toks += [tokp[el][tt], tokq[el][tt], tok_s[spos]]
+            coefs += [ea[mm], eb[mm], -ec[mm]]
+            node = opnode_a[tt]
+            const = np.array([rat[nn].const for nn in ix.node_names])
+            hi.append(ec[mm] * load_frac * const[node])
+            for ni, nn in enumerate(ix.node_names):
+                a_ = rat[nn]
+                if not a_.coefs:
+                    continue
+                sel = np.flatnonzero(node == ni)
+                if not len(sel):
+                    continue
+                nt = len(a_.coefs)
+                x_row.extend(np.repeat(rr[sel], nt).tolist())
+                x_coef.extend((-ec[mm[sel]][:, None] * load_frac * np.asarray(a_.coefs, dtype=float)[None, :])
+                              .reshape(-1).tolist())
+                x_var.extend(a_.vars * len(sel))
+            keys.append((el, mm, tt))
+            n += nr
+
+        def make_keys(keys=keys):
+            return [(el, m, t) for el, mm, tt in keys for m, t in zip(mm.tolist(), tt.tolist())]
+
+        cat = (lambda xs, dt: np.concatenate(xs).astype(dt)) if rows else (lambda xs, dt: np.empty(0, dt))
+        add_array_rows(b, name, n, make_keys, cat(rows, np.int64), cat(toks, np.int64), cat(coefs, float), -np.inf,
+                       cat(hi, float) if hi else np.empty(0), extra=(x_row, x_coef, x_var))
+        return over_keys
+
+    items = []
     for k in limited:
         base = rating[k] if rating[k] < UNLIMITED_MVA else 0.0
         cap = load_frac * min([base] + [o.rating_mva for o in replaces.get(k, [])])
-        keys += [(k, m, t) for t in T for m in binding(Pmin[k, t], Pmax[k, t], Qmin[k, t], Qmax[k, t], cap)]
-    over_keys = sorted({(k, t) for k, _, t in keys})
-    b.s_over = pyo.Var(over_keys, within=pyo.NonNegativeReals)
-    s_over_ = dict(b.s_over.items())
-
-    def thermal(P, Q, s_over, m, rat: Affine):
-        """a_m P + b_m Q <= e_m (loading · rating + s_over)"""
-        e = edges[m][2]
-        a = Affine(0.0, [edges[m][0], edges[m][1], -e], [P, Q, s_over]).add(rat, -e * load_frac)
-        return a.coefs, a.vars, None, -a.const
-
-    add_rows(b, "thermal", keys, lambda k, m, t: thermal(P_[k, t], Q_[k, t], s_over_[k, t], m,
-                                                         rating_aff[k, opnode[t]]))
-    keys = [(c, m, t) for c in PC for t in T
-            for m in binding(-Pabs[pbr[c], t], Pabs[pbr[c], t], -Qabs[pbr[c], t], Qabs[pbr[c], t],
-                             load_frac * parallels[c].rating_mva)]
-    over_par_keys = sorted({(c, t) for c, _, t in keys})
-    b.s_over_par = pyo.Var(over_par_keys, within=pyo.NonNegativeReals)
-    s_over_par_ = dict(b.s_over_par.items())
+        items.append((k, Pmin[k], Pmax[k], Qmin[k], Qmax[k], cap, {n: rating_aff[k, n] for n in ix.node_names}))
+    over_keys = thermal_family("thermal", "s_over", items, tokP, tokQ)
+    s_over_ = b.s_over
     par_rating = [{n: Affine().add(st, o.rating_mva) for n, st in par_state[c].items()} for c, o in enumerate(parallels)]
-    add_rows(b, "thermal_par", keys, lambda c, m, t: thermal(Pp_[c, t], Qp_[c, t], s_over_par_[c, t], m,
-                                                             par_rating[c][opnode[t]]))
+    items = [(c, -Pabs[pbr[c]], Pabs[pbr[c]], -Qabs[pbr[c]], Qabs[pbr[c]], load_frac * parallels[c].rating_mva,
+              par_rating[c]) for c in PC]
+    over_par_keys = thermal_family("thermal_par", "s_over_par", items, tokPp, tokQp)
+    s_over_par_ = b.s_over_par
     rating_expr = {key: a.expr() for key, a in rating_aff.items()}
 
     # -- penalties ------------------------------------------------------------------------
     by_ny = defaultdict(list)
     for t in T:
         by_ny[(opnode[t], int(ix.op_year[t]))].append(t)
-    shed_at = defaultdict(list)
-    for j, t in shed_keys:
-        shed_at[t].append(j)
-    over_at, over_par_at = defaultdict(list), defaultdict(list)
-    for k, t in over_keys:
-        over_at[t].append(k)
-    for c, t in over_par_keys:
-        over_par_at[t].append(c)
+    hours_a = np.asarray(hours, dtype=float)
+    over_kt = np.asarray([t for _, t in over_keys], dtype=np.int64)
+    over_par_t = np.asarray([t for _, t in over_par_keys], dtype=np.int64)
+    tok_over, tok_over_par = b.s_over.tokens(np.arange(len(over_keys))), b.s_over_par.tokens(np.arange(len(over_par_keys)))
+    tok_vlo, tok_vhi = b.s_vlo.tokens(), b.s_vhi.tokens()
     for (n, y), ts in by_ny.items():
-        hub.cost("penalty_unserved", n, pen.voll_eur_per_mwh * sum(hours[t] * shed_[j, t] for t in ts
-                                                                     for j in shed_at[t]), year=y)
-        hub.cost("penalty_overload", n, pen.overload_eur_per_mvah * (
-            sum(hours[t] * s_over_[k, t] for t in ts for k in over_at[t])
-            + sum(hours[t] * s_over_par_[c, t] for t in ts for c in over_par_at[t])), year=y)
-        hub.cost("penalty_voltage", n, pen.voltage_eur_per_pu2h * sum(
-            hours[t] * (svlo_[j, t] + svhi_[j, t]) for j in buses for t in ts), year=y)
+        ts_a = np.asarray(ts, dtype=np.int64)
+        in_ts = np.zeros(nT, dtype=bool)
+        in_ts[ts_a] = True
+        sel = in_ts[shed_t]
+        hub.cost("penalty_unserved", n, ArrayExpr(reg, pen.voll_eur_per_mwh * hours_a[shed_t[sel]], tok_shed[sel]),
+                 year=y)
+        s1, s2 = in_ts[over_kt], in_ts[over_par_t]
+        hub.cost("penalty_overload", n, ArrayExpr(
+            reg, pen.overload_eur_per_mvah * np.concatenate([hours_a[over_kt[s1]], hours_a[over_par_t[s2]]]),
+            np.concatenate([tok_over[s1], tok_over_par[s2]])), year=y)
+        hv = np.broadcast_to(hours_a[ts_a][None, :], (nB, len(ts_a))).reshape(-1)
+        hub.cost("penalty_voltage", n, ArrayExpr(
+            reg, pen.voltage_eur_per_pu2h * np.concatenate([hv, hv]),
+            np.concatenate([tok_vlo[:, ts_a].reshape(-1), tok_vhi[:, ts_a].reshape(-1)])), year=y)
         if losses:
             cs, vs = [], []
             for t in ts:
@@ -724,6 +895,18 @@ def _rating_at(expr) -> float:
     return float(pyo.value(expr)) if not isinstance(expr, (int, float)) else float(expr)
 
 
+def _stacked(ops: pd.DataFrame, **cols) -> pd.DataFrame:
+    """``ops`` repeated once per element, element by element, with the element's label (1-D
+    array, one per element) and its values (2-D arrays, element x op) as columns."""
+    n = next((len(v) for v in cols.values()), 0)
+    T = len(ops)
+    out = {c: np.tile(ops[c].to_numpy(), n) for c in ops.columns}
+    for name, v in cols.items():
+        v = np.asarray(v)
+        out[name] = np.repeat(v, T) if v.ndim == 1 else v.reshape(-1)
+    return pd.DataFrame(out, columns=[*ops.columns, *cols])
+
+
 def extract_lindistflow(b, inst, ix) -> dict:
     """voltages (node, year, day, hour, bus, v_pu), line_loading (node, year, day, hour,
     line, p_mw, q_mvar, loading_pct) and the slack values."""
@@ -736,39 +919,36 @@ def extract_lindistflow(b, inst, ix) -> dict:
     for bus, v2 in meta["slack_v"].items():
         dv = meta.get("supply_dv", {}).get(bus)
         V[bus] = np.sqrt(v2 if dv is None else np.maximum(v2 + np.array([d.value or 0.0 for d in dv]), 0.0))
-    for (j, t), var in b.v.items():
-        V[j, t] = np.sqrt(max(var.value, 0.0))
+    if meta["buses"]:
+        V[np.asarray(meta["buses"], dtype=np.int64)] = np.sqrt(np.maximum(np.nan_to_num(b.v.value_array()), 0.0))
     names = net.buses["name"].to_numpy()
-    volt = pd.concat([ops.assign(bus=names[j], v_pu=V[j]) for j in range(nb)], ignore_index=True)
+    volt = _stacked(ops, bus=names, v_pu=V)
 
-    rows = []
-    P = np.array([var.value for var in b.P.values()]).reshape(net.n_branches, T)
-    Q = np.array([var.value for var in b.Q.values()]).reshape(net.n_branches, T)
-    rating_cache = {}
-
-    def rating(k, n):
-        if (k, n) not in rating_cache:
-            rating_cache[k, n] = _rating_at(meta["rating_expr"][k, n]) if (k, n) in meta["rating_expr"] else np.nan
-        return rating_cache[k, n]
-
-    for k in range(net.n_branches):
-        rat = np.array([rating(k, n) for n in ix.node_names])[ix.op_node]
-        s = np.hypot(P[k], Q[k])
-        rows.append(ops.assign(line=net.branches.at[k, "name"], p_mw=P[k], q_mvar=Q[k], rating_mva=rat,
-                               loading_pct=np.where(rat > 0, 100 * s / np.where(rat > 0, rat, 1), np.nan)))
+    P = b.P.value_array().reshape(net.n_branches, T)
+    Q = b.Q.value_array().reshape(net.n_branches, T)
+    nodes_at = np.asarray(ix.op_node)
+    rat_node = np.full((net.n_branches, len(ix.node_names)), np.nan)
+    for (k, n), expr in meta["rating_expr"].items():
+        rat_node[k, ix.node_names.index(n)] = _rating_at(expr)
+    rat = rat_node[:, nodes_at]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pct = [np.where(rat > 0, 100 * np.hypot(P, Q) / np.where(rat > 0, rat, 1), np.nan)]
+    lines, ps_, qs_, rats = [net.branches["name"].to_numpy()], [P], [Q], [rat]
     for c, o in enumerate(meta["parallels"]):
-        st = np.array([_rating_at(o.state[n]) for n in ix.node_names])[ix.op_node]
+        st = np.array([_rating_at(o.state[n]) for n in ix.node_names])[nodes_at]
         if st.max() < 0.5:
             continue
-        pc = np.array([b.Pp[c, t].value for t in range(T)])
-        qc = np.array([b.Qp[c, t].value for t in range(T)])
-        rat = np.where(st > 0.5, o.rating_mva, np.nan)
-        rows.append(ops.assign(line=o.candidate, p_mw=pc, q_mvar=qc, rating_mva=rat,
-                               loading_pct=100 * np.hypot(pc, qc) / o.rating_mva))
-    loading = pd.concat(rows, ignore_index=True) if rows else ops.iloc[:0].assign(
-        line=pd.Series(dtype=str), p_mw=0.0, q_mvar=0.0, rating_mva=0.0, loading_pct=0.0)  # no branch (a region's bare MV bus)
+        lines.append(np.array([o.candidate], dtype=object))
+        ps_.append(b.Pp.value_array()[c][None, :])
+        qs_.append(b.Qp.value_array()[c][None, :])
+        rats.append(np.where(st > 0.5, o.rating_mva, np.nan)[None, :])
+        pct.append(100 * np.hypot(ps_[-1], qs_[-1]) / o.rating_mva)
+    P_all, Q_all, R_all, load_pct = np.vstack(ps_), np.vstack(qs_), np.vstack(rats), np.vstack(pct)
+    loading = _stacked(ops, line=np.concatenate(lines), p_mw=P_all, q_mvar=Q_all, rating_mva=R_all,
+                       loading_pct=load_pct)
     w = ix.op_expected_hours()
-    shed = sum((var.value or 0.0) * w[t] for (j, t), var in b.shed.items())
+    shed_t = np.asarray([t for _, t in b.shed.keys], dtype=np.int64)
+    shed = float(np.nan_to_num(b.shed.value_array()) @ w[shed_t]) if len(shed_t) else 0.0
     out = {"voltages": volt, "line_loading": loading, "unserved_mwh_modelled": float(shed)}
     if meta.get("losses"):
         loss_mw = np.array([sum(c * (v.value or 0.0) for c, v in zip(*b._loss_by_t[t])) for t in range(T)])
