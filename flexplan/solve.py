@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import signal
+import os
 import sys
 import threading
 import time
@@ -167,7 +168,8 @@ def _family_matrix(fams, columns: list, reg):
     columns: Pyomo variables that no Pyomo constraint used get a column appended (in the order
     of their first appearance), a fixed one's value moves into the row bounds; array tokens
     are returned as tokens (their columns follow every Pyomo column).  Returns (rows, Pyomo
-    columns, Pyomo coefficients, token rows, tokens, token coefficients, row lower, row upper).
+    columns, Pyomo coefficients, per family with tokens (rows, tokens, coefficients, its first
+    row), row lower, row upper).
 
     Variables are matched to columns by ``id`` with numpy (sort + ``searchsorted``) rather
     than a dict lookup per nonzero: on SimBench MV x 4 stages x 4 days (1.3 M family
@@ -176,14 +178,12 @@ def _family_matrix(fams, columns: list, reg):
     p_vars = [v for f in fams for v in f.p_var]
     p_rows = np.concatenate([f.p_row + o for f, o in zip(fams, offsets)]) if fams else np.empty(0, np.int64)
     p_coef = np.concatenate([f.p_coef for f in fams]) if fams else np.empty(0)
-    t_rows = np.concatenate([f.t_row + o for f, o in zip(fams, offsets)]) if fams else np.empty(0, np.int64)
-    t_tok = np.concatenate([f.t_tok for f in fams]) if fams else np.empty(0, np.int64)
-    t_coef = np.concatenate([f.t_coef for f in fams]) if fams else np.empty(0)
-    if reg is not None and reg.materialized and len(t_tok):  # tokens are Pyomo variables now
-        p_vars = p_vars + reg.pyomo_vars(t_tok)
-        p_rows = np.concatenate([p_rows, t_rows])
-        p_coef = np.concatenate([p_coef, t_coef])
-        t_rows, t_tok, t_coef = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    t_parts = [(f.t_row, f.t_tok, f.t_coef, int(o)) for f, o in zip(fams, offsets) if len(f.t_row)]
+    if reg is not None and reg.materialized and t_parts:  # tokens are Pyomo variables now
+        p_vars = p_vars + reg.pyomo_vars(np.concatenate([t for _, t, _, _ in t_parts]))
+        p_rows = np.concatenate([p_rows] + [r + o for r, _, _, o in t_parts])
+        p_coef = np.concatenate([p_coef] + [c for _, _, c, _ in t_parts])
+        t_parts = []
     lo = np.concatenate([f.lo for f in fams]) if fams else np.empty(0)
     hi = np.concatenate([f.hi for f in fams]) if fams else np.empty(0)
     known = np.fromiter(map(id, columns), dtype=np.int64, count=len(columns))
@@ -213,7 +213,7 @@ def _family_matrix(fams, columns: list, reg):
         lo, hi = lo - shift, hi - shift
         keep = p_cols >= 0
         p_rows, p_cols, p_coef = p_rows[keep], p_cols[keep], p_coef[keep]
-    return p_rows, p_cols, p_coef, t_rows, t_tok, t_coef, lo, hi
+    return p_rows, p_cols, p_coef, t_parts, lo, hi
 
 
 class ArrayLp:
@@ -284,35 +284,40 @@ def to_highs(model):
     arrays = reg is not None and not reg.materialized and reg.n > 0
     n_arr = reg.n if arrays else 0
     if fams:
-        p_rows, p_cols, p_coef, t_rows, t_tok, t_coef, lo, hi = _family_matrix(fams, columns, reg)
+        p_rows, p_cols, p_coef, t_parts, lo, hi = _family_matrix(fams, columns, reg)
         row_lo.append(np.where(np.isneginf(lo), -inf, lo))
         row_hi.append(np.where(np.isposinf(hi), inf, hi))
     else:
-        p_rows = p_cols = t_rows = t_tok = np.empty(0, np.int64)
-        p_coef = t_coef = np.empty(0)
+        p_rows = p_cols = np.empty(0, np.int64)
+        p_coef = np.empty(0)
+        t_parts = []
     n_py = len(columns)
     ncol = n_py + n_arr
     lo_all, hi_all = np.concatenate(row_lo), np.concatenate(row_hi)
     nrow = len(lo_all)
-    parts_r, parts_c, parts_v = [], [], []
-    if A is not None and A.nnz:
-        parts_r.append(A.row.astype(np.int64))
-        parts_c.append(A.col.astype(np.int64))
-        parts_v.append(A.data)
+    # the matrix in coordinate form, written once into int32 arrays (scipy then builds the
+    # column-wise form without converting its indices: half the time of int64)
+    n_a = A.nnz if A is not None else 0
+    total = n_a + len(p_rows) + sum(len(r) for r, _, _, _ in t_parts)
+    R, Cc, V = np.empty(total, np.int32), np.empty(total, np.int32), np.empty(total)
+    pos = 0
+    if n_a:
+        R[:n_a], Cc[:n_a], V[:n_a] = A.row, A.col, A.data
+        pos = n_a
     if len(p_rows):
-        parts_r.append(p_rows + n_py_rows)
-        parts_c.append(p_cols)
-        parts_v.append(p_coef)
-    if len(t_rows):
-        parts_r.append(t_rows + n_py_rows)
-        parts_c.append(t_tok + n_py)
-        parts_v.append(t_coef)
-    if parts_r:
-        M = sp.csc_matrix((np.concatenate(parts_v), (np.concatenate(parts_r), np.concatenate(parts_c))),
-                          shape=(nrow, ncol))  # duplicates summed
-        M.eliminate_zeros()
-    else:
-        M = sp.csc_matrix((nrow, ncol))
+        k = len(p_rows)
+        np.add(p_rows, n_py_rows, out=R[pos:pos + k], casting="unsafe")
+        Cc[pos:pos + k], V[pos:pos + k] = p_cols, p_coef
+        pos += k
+    for rows_, toks, coefs, first in t_parts:
+        k = len(rows_)
+        np.add(rows_, n_py_rows + first, out=R[pos:pos + k], casting="unsafe")
+        np.add(toks, n_py, out=Cc[pos:pos + k], casting="unsafe")
+        V[pos:pos + k] = coefs
+        pos += k
+    M = sp.csc_matrix((V, (R, Cc)), shape=(nrow, ncol))  # duplicates summed
+    del R, Cc, V
+    M.eliminate_zeros()
     c = np.zeros(ncol)
     if repn.c.shape[0]:
         c0 = repn.c.toarray().ravel()
@@ -464,6 +469,40 @@ def solver_running() -> bool:
     return any(t.is_alive() for t in _running)
 
 
+#: malloc arenas of this process once HiGHS runs in its worker thread (see :func:`_one_malloc_arena`)
+MALLOC_ARENAS_ENV = "FLEXPLAN_MALLOC_ARENAS"
+_arenas_set = [False]
+
+
+def _one_malloc_arena() -> None:
+    """On glibc, let every thread allocate from one malloc arena (``mallopt(M_ARENA_MAX, 1)``),
+    once per process, before HiGHS first runs in its worker thread.  A thread gets an arena
+    of its own by default, and HiGHS's allocations there are not returned for reuse as in the
+    main arena: on the large benchmark LP (664k columns) the solve's peak memory was 2,326 MB
+    in a thread against 1,993 MB in the main thread, 2,007 MB in a thread with one arena, at the
+    same solve time (``benchmarks/README.md``, "Array variables").  ``FLEXPLAN_MALLOC_ARENAS=N``
+    sets another number (0: leave glibc's default); glibc's own ``MALLOC_ARENA_MAX`` wins."""
+    if _arenas_set[0]:
+        return
+    _arenas_set[0] = True
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    try:
+        n = int(os.environ.get(MALLOC_ARENAS_ENV, "1"))
+    except ValueError:
+        return
+    if n <= 0:
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        if hasattr(libc, "mallopt"):
+            libc.mallopt(-8, n)  # M_ARENA_MAX (malloc.h)
+    except OSError:  # not glibc: nothing to tune
+        pass
+
+
 def _run_interruptible(h, request: _StopRequest):
     """``h.run()`` in a worker thread (HiGHS releases the GIL) while the main thread waits
     and can take SIGINT; the interrupt callbacks stop HiGHS once ``request.stop`` is set."""
@@ -481,6 +520,7 @@ def _run_interruptible(h, request: _StopRequest):
         except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
             box["error"] = e
 
+    _one_malloc_arena()
     worker = threading.Thread(target=target, name="flexplan-highs", daemon=True)
     _running.add(worker)
     try:

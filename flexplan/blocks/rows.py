@@ -1,25 +1,26 @@
-"""Row families: the large constraint families kept as flat lists until the hand-off.
+"""Row families: the large constraint families kept as arrays until the hand-off.
 
 A Pyomo constraint costs about 14 µs to create (a ``LinearExpression`` with one
 ``MonomialTermExpression`` per coefficient, a relational expression, a ``ConstraintData``
 with its bounds checked) and 12 µs to compile into the standard form.  The network and EV
 fleet blocks create hundreds of thousands of rows of a known, plain shape
-``lo <= Σ coef · var <= hi``, so :func:`add_rows` keeps a family as four flat lists
-(coefficients, variables, row starts, bounds) in a :class:`LinearRows` registered on the
-model, and :func:`flexplan.solve.to_highs` appends them to the matrix of the remaining Pyomo
-constraints with numpy.  Measured on SimBench MV x 4 stages x 12 days, LP, load x 2.5
-(``benchmarks/README.md``, "Row families"): build 10.3 -> 4.2 s, hand-off 9.9 -> 3.9 s,
-peak memory 4.1 -> 2.6 GB; (build + hand-off + extract) / HiGHS 0.56 -> 0.23.
+``lo <= Σ coef · var <= hi``, so a family is kept as a :class:`LinearRows` registered on the
+model: its nonzeros in coordinate form, over Pyomo variables and over array variables'
+tokens (:mod:`.arrays`), and its bounds as arrays.  :func:`add_array_rows` takes a family
+written with numpy; :func:`add_rows` one written row by row with a rule (as for
+``pyo.Constraint``).  :func:`flexplan.solve.to_highs` appends them to the matrix of the
+remaining Pyomo constraints with numpy.  Measured on SimBench MV x 4 stages x 12 days, LP,
+load x 2.5 (``benchmarks/README.md``, "Row families" and "Array variables").
 
 The rows are not Pyomo components, so code that hands the model to another solver (the
-mpi-sppy module, :mod:`flexplan.diagnose`) first calls :func:`materialize_rows`, which turns
-every family into the ``pyo.Constraint`` it stands for, with the same name and index (e.g.
-``network.vdrop[3, 17]``).  ``FLEXPLAN_PYOMO_ROWS=1`` in the environment makes
-:func:`add_rows` build Pyomo constraints from the start (for debugging, and for the test that
-both paths give the same LP).
+mpi-sppy module, :mod:`flexplan.diagnose`, ``PlanningModel.to_pyomo()``) first calls
+:func:`materialize_rows`, which turns every array variable into its ``pyo.Var`` and every
+family into the ``pyo.Constraint`` it stands for, with the same name and index (e.g.
+``network.vdrop[3, 17]``).  ``FLEXPLAN_PYOMO_ROWS=1`` in the environment materialises every
+model right after its build (for debugging, and for the test that both give the same LP).
 
-Variables are referenced, not copied: fixing one after the build (the stochastic tools fix
-first-stage decisions) is honoured at the hand-off, which moves a fixed variable's value
+Pyomo variables are referenced, not copied: fixing one after the build (the stochastic tools
+fix first-stage decisions) is honoured at the hand-off, which moves a fixed variable's value
 into the row bounds just as Pyomo's compiler does.
 """
 from __future__ import annotations
@@ -186,8 +187,8 @@ def add_array_rows(block, name: str, n: int, keys, t_row, t_tok, t_coef, lo, hi,
     if np.any(np.isneginf(fam.lo) & np.isposinf(fam.hi)):
         i = int(np.flatnonzero(np.isneginf(fam.lo) & np.isposinf(fam.hi))[0])
         raise ValueError(f"row {name}[{fam.keys[i]}] has neither a lower nor an upper bound")
-    fam.t_row = np.asarray(t_row, dtype=np.int64).reshape(-1)
-    fam.t_tok = np.asarray(t_tok, dtype=np.int64).reshape(-1)
+    fam.t_row = np.asarray(t_row, dtype=np.int32).reshape(-1)
+    fam.t_tok = np.asarray(t_tok, dtype=np.int32).reshape(-1)
     fam.t_coef = np.asarray(t_coef, dtype=float).reshape(-1)
     if not len(fam.t_row) == len(fam.t_tok) == len(fam.t_coef):
         raise ValueError(f"rows {name}: rows, tokens and coefficients of different lengths")
