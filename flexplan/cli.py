@@ -1,4 +1,4 @@
-"""Command line: ``flexplan solve | frameworks | sweep | breakeven | value-curve | check-ac | diagnose | report | list | demo``.
+"""Command line: ``flexplan solve | frameworks | sweep | breakeven | value-curve | phases | check-ac | diagnose | report | list | demo``.
 
 Exit codes (scripts can rely on them):
 
@@ -425,6 +425,41 @@ def cmd_value_curve(args) -> int:
     return EXIT_OK if df["value_eur"].notna().all() else EXIT_LIMIT
 
 
+def cmd_phases(args) -> int:
+    import json
+
+    import flexplan as fp
+    from .outdir import default_output
+    from .paths import resolve_instance_path
+    from .recipe import resolve_recipe
+    from .results import atomic_path, write_text_atomic
+    from .threephase import phase_planning, phase_planning_plot
+
+    inst = fp.load_instance(resolve_instance_path(args.instance))
+    recipe = resolve_recipe(args.model)
+    balancing = {"cost_eur_per_move": args.move_cost}
+    if args.loads:
+        balancing["loads"] = [x.strip() for x in args.loads.split(",") if x.strip()]
+    if args.fleets:
+        balancing["fleets"] = [x.strip() for x in args.fleets.split(",") if x.strip()]
+    out = Path(args.out) if args.out else default_output(inst.name, recipe.name, suffix="-phases.csv")
+    _log(f"phase planning on {inst.name} under {recipe.name}: balanced, three-phase, three-phase with phase "
+         f"balancing ({balancing})")
+    got = phase_planning(inst, recipe, balancing=balancing, progress=_log, mip_gap=args.mip_gap,
+                         time_limit=args.time_limit)
+    table, summary = got["table"], got["summary"]
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    phase_planning_plot(table, summary, out.with_suffix(".png"), title=f"{inst.name} under {recipe.name}")
+    write_text_atomic(out.with_suffix(".json"), json.dumps(summary, indent=2, default=float) + "\n")
+    _log(table.to_string(index=False))
+    _log(f"the balanced model under-builds by {summary['under_build_eur']:,.2f} EUR (its plan pays "
+         f"{summary['balanced_plan_penalty_eur']:,.2f} EUR of penalties in three phases); phase balancing is worth "
+         f"{summary['value_of_phase_balancing_eur']:,.2f} EUR")
+    print(out)
+    return EXIT_OK
+
+
 def cmd_breakeven(args) -> int:
     import flexplan as fp
     from .outdir import default_output
@@ -717,6 +752,18 @@ def main(argv: list[str] | None = None) -> int:
     vc.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-value-curve.csv); a PNG beside it")
     vc.add_argument("--time-limit", type=_seconds, default=None)
     vc.add_argument("--mip-gap", type=_gap, default=0.01)
+    ph = sub.add_parser("phases", help="plan an LV feeder balanced, in three phases, and in three phases with phase "
+                        "balancing: what a balanced model under-builds and what phase balancing is worth")
+    ph.add_argument("instance", help="an instance with phase data (single-phase loads or fleets, zero-sequence "
+                    "impedances) and reinforcement candidates")
+    ph.add_argument("--model", default="reinforce_only", help="a recipe with reinforcement (default reinforce_only)")
+    ph.add_argument("--loads", help="loads that may change phase (comma-separated; default: every single-phase load "
+                    "unless --fleets is given)")
+    ph.add_argument("--fleets", help="single-phase uncontrolled EV fleets whose chargers may change phase")
+    ph.add_argument("--move-cost", type=_finite, default=250.0, help="EUR per reconnection (default 250)")
+    ph.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-phases.csv); .json summary and .png beside it")
+    ph.add_argument("--time-limit", type=_seconds, default=None)
+    ph.add_argument("--mip-gap", type=_gap, default=1e-4)
     dg = sub.add_parser("diagnose", help="name the constraints (family, bus/line, year, day, hour) that make an "
                         "instance infeasible or unbounded under a recipe")
     dg.add_argument("instance")
@@ -735,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--force", action="store_true", help="replace --out even if it is a folder of other files")
     d.add_argument("--time-limit", type=_seconds, default=600.0, help="HiGHS time limit in seconds (default 600)")
     for name, sp in sub.choices.items():
-        if name in ("solve", "frameworks", "sweep", "breakeven", "value-curve", "diagnose"):
+        if name in ("solve", "frameworks", "sweep", "breakeven", "value-curve", "phases", "diagnose"):
             sp.add_argument("--allow-outside-paths", action="store_true", help="let instance.toml name data files "
                             "outside the instance folder (refused by default)")
     args = parser.parse_args(argv)
@@ -753,7 +800,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list(args)
         if args.command in ("report", "check-ac"):
             _result_folder(args.outdir)
-        files = {"sweep": "CSV table", "value-curve": "CSV table", "breakeven": "CSV table", "diagnose": "JSON"}
+        files = {"sweep": "CSV table", "value-curve": "CSV table", "breakeven": "CSV table", "phases": "CSV table",
+                 "diagnose": "JSON"}
         if args.command in files:
             _out_file(args.out, files[args.command])  # before any solve
         if args.command == "report":
@@ -763,6 +811,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "value-curve":
             return cmd_value_curve(args)
+        if args.command == "phases":
+            return cmd_phases(args)
         if args.command == "sweep":
             return cmd_sweep(args)
         if args.command == "region":

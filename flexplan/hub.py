@@ -43,7 +43,8 @@ class BranchOption:
 
     ``kind``: ``replace`` (the branch gets ``r_pu``, ``x_pu``, ``rating_mva``) or
     ``parallel`` (a new branch with those data beside it); ``state``: node name ->
-    expression in [0, 1] that is 1 where the option is built (at the node or before)."""
+    expression in [0, 1] that is 1 where the option is built (at the node or before);
+    ``r0_pu``, ``x0_pu``: zero-sequence impedance (the three-phase formulation; nan: unknown)."""
 
     candidate: str
     branch: int
@@ -52,6 +53,8 @@ class BranchOption:
     x_pu: float
     rating_mva: float
     state: dict
+    r0_pu: float = float("nan")
+    x0_pu: float = float("nan")
 
 
 @dataclass

@@ -222,6 +222,28 @@ def voltages_3ph(net, s_base_mva: float = 1.0) -> pd.DataFrame:
                          "unbalance_pct": unbalance_factor(v, th)}).set_index("bus")
 
 
+def _series_pu(r: float, x: float) -> tuple[float, float]:
+    from .acpf import _series
+
+    return _series(r, x)
+
+
+def branch_currents(v: np.ndarray, frm, to, vn_kv, zbase, z) -> np.ndarray:
+    """|I| per branch and phase (kA) from complex phase voltages ``v`` (buses x 3, pu of the
+    phase-to-neutral base) through each branch's phase impedance matrix built from ``z`` =
+    (r, x, r0, x0, rating) in pu of ``zbase`` (Ω); a branch without impedance gets 0."""
+    zr, zx, zr0, zx0 = z[:4]
+    out = np.zeros((len(frm), 3))
+    for k in range(len(frm)):
+        z1 = complex(zr[k], zx[k]) * zbase[k]
+        if abs(z1) == 0:
+            continue
+        z0 = complex(zr0[k], zx0[k]) * zbase[k] if np.isfinite(zr0[k]) and np.isfinite(zx0[k]) else z1
+        dv = (v[frm[k]] - v[to[k]]) * vn_kv[k] / np.sqrt(3)  # kV
+        out[k] = np.abs(np.linalg.solve(phase_matrix(z1, z0), dv))  # kA
+    return out
+
+
 def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, dict]:
     """Replay a solved ``lindist3flow`` model in pandapower's unbalanced AC power flow
     (``runpp_3ph``), op by op: the feeder of the instance (branches as series impedances with
@@ -230,8 +252,12 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
     it shed, if any, is not replayed).  Returns a table per op (convergence, the lowest phase
     voltage and where, the largest unbalance factor, the largest per-phase loading, the largest
     difference between the model's and AC's phase voltages) and a summary with the AC
-    violations of the instance's limits.  ``ops``: the ops to replay (default all)."""
+    violations of the instance's limits.  The branches are those in service at the op's node
+    (a replacement the plan built replaces its branch's impedances and rating), and the loading
+    is each branch's largest phase current (from AC's phase voltages through its impedance
+    matrix) against its rated current.  ``ops``: the ops to replay (default all)."""
     import pandapower as pp
+    import pyomo.environ as pyo
     from pandapower.pf.runpp_3ph import runpp_3ph
 
     from .acpf import build_pandapower
@@ -258,6 +284,20 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
     T = range(ix.n_ops) if ops is None else list(ops)
     K = range(len(br))
     frm, to = br["from_bus"].to_numpy(int), br["to_bus"].to_numpy(int)
+    # the impedances (pu: positive, zero sequence) and rating of every branch at each node of the
+    # plan: a replacement in service there replaces the branch's
+    z_node = {}
+    for n in ix.node_names:
+        zr, zx, zr0, zx0, rat = (a.copy() for a in (z1[0], z1[1], r0, x0, rating.astype(float)))
+        for k, opts in blk._meta.get("options", {}).items():
+            for o in opts:
+                if float(pyo.value(o.state[n])) > 0.5:
+                    zr[k], zx[k], zr0[k], zx0[k], rat[k] = o.r_pu, o.x_pu, o.r0_pu, o.x0_pu, o.rating_mva
+        z_node[n] = (zr, zx, zr0, zx0, rat)
+    vn = br["vn_kv"].to_numpy(float)
+    zbase = vn ** 2 / float(network.s_base_mva)  # Ω
+    i_rated_by_node = {n: z[4] / (np.sqrt(3) * vn) for n, z in z_node.items()}  # kA
+    last_node = [None]
     P = np.array([v.value for v in blk.P.values()]).reshape(len(br), 3, ix.n_ops)
     Q = np.array([v.value for v in blk.Q.values()]).reshape(len(br), 3, ix.n_ops)
     nb = network.n_buses
@@ -286,6 +326,15 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
             wp[s] = wq[s] = 0.0
         for k, ph in enumerate(PHASES):
             al[f"p_{ph}_mw"], al[f"q_{ph}_mvar"] = wp[:, k], wq[:, k]
+        node = ix.node_names[ix.op_node[t]]
+        if node != last_node[0]:  # the branches in service at this op's node
+            zr, zx, zr0, zx0, _ = z_node[node]
+            sr, sx = np.vectorize(_series_pu)(zr, zx)
+            imp["rft_pu"], imp["xft_pu"], imp["rtf_pu"], imp["xtf_pu"] = sr, sx, sr, sx
+            imp["rft0_pu"] = np.maximum(zr0, 0.0)
+            imp["xft0_pu"] = np.where((zr0 == 0) & (zx0 == 0), sx, zx0)
+            imp["rtf0_pu"], imp["xtf0_pu"] = imp["rft0_pu"], imp["xft0_pu"]
+            last_node[0] = node
         try:
             runpp_3ph(net, max_iteration=30)
             ok = bool(net.converged)
@@ -298,13 +347,15 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
             vm = r[["vm_a_pu", "vm_b_pu", "vm_c_pu"]].to_numpy()
             vuf = r["unbalance_percent"].to_numpy()
             low = np.unravel_index(np.argmin(vm), vm.shape)
-            ld = net.res_impedance_3ph if "res_impedance_3ph" in net and len(net.res_impedance_3ph) else None
-            loading = np.nan  # runpp_3ph reports no currents for impedance elements (pandapower 3.x)
-            if ld is not None:
-                cur = ld[[c for c in ("i_a_from_ka", "i_b_from_ka", "i_c_from_ka") if c in ld]].to_numpy()
-                i_rated = rating / (np.sqrt(3) * br["vn_kv"].to_numpy(float))
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    loading = float(np.nanmax(100 * cur.max(axis=1) / np.where(i_rated > 0, i_rated, np.nan)))
+            # runpp_3ph reports no currents for impedance elements (pandapower 3.x): each branch's
+            # phase currents from AC's phase voltages through its 3x3 impedance, I = Z_abc⁻¹ ΔV
+            va = np.deg2rad(r[["va_a_degree", "va_b_degree", "va_c_degree"]].to_numpy())
+            cur = branch_currents(vm * np.exp(1j * va), frm, to, vn, zbase, z_node[node])
+            i_rated = i_rated_by_node[node]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                pct = 100 * cur.max(axis=1) / np.where(i_rated > 0, i_rated, np.nan)
+            limited_k = np.isfinite(pct) & (z_node[node][4] < 1e4)
+            loading = float(pct[limited_k].max()) if limited_k.any() else np.nan
             row.update(v_min_pu=float(vm.min()), v_min_bus=names[low[0]], v_min_phase=PHASES[low[1]],
                        v_max_pu=float(vm.max()), unbalance_max_pct=float(np.nanmax(vuf)),
                        unbalance_bus=names[int(np.nanargmax(vuf))], loading_max_pct=loading,
@@ -329,3 +380,126 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
                             and (cfg_vuf is None or summary["unbalance_max_pct"] <= cfg_vuf + 1e-6)
                             and not (summary["loading_max_pct"] or 0.0) > lim.max_loading_pct + 1e-6)
     return table, summary
+
+
+# -- what phases change in a plan ------------------------------------------------------------------
+def phase_planning(inst, recipe, balancing: dict | None = None, mip_gap: float = 1e-4, progress=None,
+                   **solve_kw) -> dict:
+    """Plan an LV feeder three ways and say what the phases are worth (docs/formulation.md §2.12):
+
+    1. ``balanced``: the recipe with ``lindistflow`` (every load spread on three phases), and that
+       plan's builds fixed in the three-phase model: what it costs once the phases are seen
+       (its voltage, unbalance and overload penalties);
+    2. ``three_phase``: the recipe with ``lindist3flow`` (the builds it needs phase by phase);
+    3. ``phase_balancing``: the same with the ``phase_balancing`` block (``balancing``: its
+       options, e.g. ``{"fleets": ["home"], "cost_eur_per_move": 250}``): moves against builds.
+
+    ``recipe``: a recipe (name, file, dict) with ``reinforcement`` among its blocks; its network
+    options that the formulations share are kept.  Returns ``table`` (one row per plan: total
+    cost, investment, penalties, phase moves, builds, and for the balanced plan its cost in three
+    phases) and ``summary``: ``under_build_eur`` (investment the three-phase plan makes that the
+    balanced one does not), ``balanced_plan_penalty_eur`` (what the balanced plan's feeder pays in
+    three phases for the limits it breaks), ``value_of_phase_balancing_eur`` (three-phase plan's
+    cost less the plan with phase balancing), and the results of each plan (``results``)."""
+    import dataclasses
+
+    import pyomo.environ as pyo
+
+    from . import build_model, solve
+    from .errors import RecipeError
+    from .recipe import resolve_recipe, with_formulation
+
+    say = progress or (lambda _m: None)
+    rec = resolve_recipe(recipe)
+    if "reinforcement" not in rec.blocks:
+        raise RecipeError(f"recipe '{rec.name}': phase planning compares builds; add 'reinforcement' to its blocks")
+    bal = with_formulation(rec, "lindistflow")
+    three = with_formulation(rec, "lindist3flow")
+    balancing = dict(balancing or {})
+    pb = dataclasses.replace(three, name=f"{three.name}+phase_balancing",
+                             blocks=[*[b for b in three.blocks if b != "phase_balancing"], "phase_balancing"],
+                             options={**three.options, "phase_balancing": balancing})
+    results, rows = {}, []
+
+    def run(label, r, fix=None):
+        say(f"phase planning: {label} ({r.formulation}) ...")
+        pm = build_model(inst, dataclasses.replace(r, name=f"{r.name} [{label}]"))
+        if fix is not None:
+            blk = pm.blocks["reinforcement"][1]
+            for key, var in blk.build.items():
+                var.fix(fix.get(key, 0.0))
+        res = solve(pm, mip_gap=mip_gap, **solve_kw)
+        if not res.has_solution:
+            raise RecipeError(f"phase planning, {label}: no plan ({res.status}, HiGHS: {res.highs_status})")
+        results[label] = res
+        return pm, res
+
+    def builds_of(pm):
+        blk = pm.blocks["reinforcement"][1]
+        return {key: round(float(pyo.value(v))) for key, v in blk.build.items()}
+
+    def row(label, res, **extra):
+        c = res.cost_breakdown_eur
+        pen = sum(v for k, v in c.items() if k.startswith("penalty_"))
+        moves = res.tables.get("phase_moves")
+        return dict(plan=label, formulation=extra.pop("formulation"), cost_eur=float(res.objective_eur),
+                    investment_eur=float(c.get("investment", 0.0)), penalties_eur=float(pen),
+                    phase_balancing_eur=float(c.get("phase_balancing", 0.0)),
+                    moves=int(moves["moved"].sum()) if moves is not None and len(moves) else 0,
+                    builds=", ".join(sorted(res.builds["candidate"].astype(str))) if len(res.builds) else "", **extra)
+
+    pm_b, res_b = run("balanced", bal)
+    _, res_b3 = run("balanced plan in three phases", three, fix=builds_of(pm_b))
+    _, res_3 = run("three_phase", three)
+    _, res_pb = run("phase_balancing", pb)
+    rows.append(row("balanced", res_b, formulation="lindistflow", cost_in_three_phases_eur=float(res_b3.objective_eur)))
+    rows.append(row("three_phase", res_3, formulation="lindist3flow", cost_in_three_phases_eur=float(res_3.objective_eur)))
+    rows.append(row("phase_balancing", res_pb, formulation="lindist3flow",
+                    cost_in_three_phases_eur=float(res_pb.objective_eur)))
+    table = pd.DataFrame(rows)
+    pen_b3 = sum(v for k, v in res_b3.cost_breakdown_eur.items() if k.startswith("penalty_"))
+    summary = dict(under_build_eur=float(table.at[1, "investment_eur"] - table.at[0, "investment_eur"]),
+                   balanced_plan_penalty_eur=float(pen_b3),
+                   value_of_phase_balancing_eur=float(res_3.objective_eur - res_pb.objective_eur),
+                   balanced_plan_cost_in_three_phases_eur=float(res_b3.objective_eur))
+    return dict(table=table, summary=summary, results=results)
+
+
+def phase_planning_plot(table: pd.DataFrame, summary: dict, path, title: str = ""):
+    """Stacked bars per plan of :func:`phase_planning`: investment, phase moves and penalties
+    (EUR, present value), with the balanced plan's cost once the phases are seen written above
+    its bar (its penalties are usually orders of magnitude above the plans' costs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .results import atomic_path
+
+    labels = {"balanced": "balanced plan\n(lindistflow)", "three_phase": "three-phase plan",
+              "phase_balancing": "three-phase plan\nwith phase balancing"}
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    x = np.arange(len(table))
+    inv, mov, pen = (table[c].to_numpy(float) for c in ("investment_eur", "phase_balancing_eur", "penalties_eur"))
+    ax.bar(x, inv, label="investment", color="#4c72b0")
+    ax.bar(x, mov, bottom=inv, label="phase moves", color="#55a868")
+    ax.bar(x, pen, bottom=inv + mov, label="penalties (limits broken)", color="#c44e52")
+    top = float(np.nanmax(inv + mov + pen)) if len(table) else 0.0
+    ax.set_ylim(0, max(top, 1.0) * 1.45)
+    for xi, v in zip(x, inv + mov + pen):
+        ax.annotate(f"{v:,.0f}", (xi, v), ha="center", va="bottom", fontsize=8, xytext=(0, 2),
+                    textcoords="offset points")
+    b3 = summary.get("balanced_plan_cost_in_three_phases_eur")
+    if b3 is not None and len(table):  # often far above the others (penalties): said, not drawn
+        ax.annotate(f"seen in three phases:\n{b3:,.0f} EUR\n({summary.get('balanced_plan_penalty_eur', 0.0):,.0f} "
+                    "of penalties)", (0, max(top, 1.0) * 1.15), ha="center", va="center", fontsize=8,
+                    bbox=dict(boxstyle="round", fc="#fff3f3", ec="#c44e52"))
+    ax.set_xticks(x, [labels.get(p, p) for p in table["plan"]])
+    ax.set_ylabel("cost, EUR (present value)")
+    ax.set_title(title or "what the phases change in the plan")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path

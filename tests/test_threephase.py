@@ -154,12 +154,13 @@ def test_formulation_matches_runpp_3ph_on_the_european_lv_feeder(tmp_path):
     assert low == pytest.approx(v3[["v_a_pu", "v_b_pu", "v_c_pu"]].min(axis=1).to_numpy())
 
 
-def feeder3(tmp_path, name, loads, r0=0.06, x0=0.02, v_min=0.9):
+def feeder3(tmp_path, name, loads, r0=0.06, x0=0.02, v_min=0.9, reinforcement=""):
     """b0 - b1 - b2 at 0.4 kV, lines 0.02 + 0.01j Ω (zero sequence r0 + x0 j); load is never shed
     (VOLL 1e9 EUR/MWh), so that a voltage violation shows as such."""
     f = write_feeder(tmp_path / name, lines=[("l1", "b0", "b1", 0.02, 0.01, 0.5, 0.2),
                                              ("l2", "b1", "b2", 0.02, 0.01, 0.5, 0.2)],
-                     loads=[], vn_kv=0.4, economics=SNAPSHOT, limits=f"v_min_pu = {v_min}\nv_max_pu = 1.1")
+                     loads=[], vn_kv=0.4, economics=SNAPSHOT, limits=f"v_min_pu = {v_min}\nv_max_pu = 1.1",
+                     reinforcement=reinforcement)
     lines = (f / "lines.csv").read_text().splitlines()
     (f / "lines.csv").write_text("\n".join([lines[0] + ",r0_ohm,x0_ohm"] + [ln + f",{r0},{x0}" for ln in lines[1:]])
                                  + "\n")
@@ -366,3 +367,130 @@ def test_phase_balancing_moves_an_uncontrolled_fleet_when_that_is_cheaper_than_t
         fp.build_model(inst, {**base, "ev_fleet": {"mode": "smart"}})
     with pytest.raises(fp.RecipeError, match="not an EV fleet"):
         fp.build_model(inst, {**base, "phase_balancing": {"fleets": ["work"]}})
+
+
+HALF_CABLE = """generate = ["replace"]
+assets = ["l2"]
+[[reinforcement.line_types]]
+name = "half"
+r_ohm_per_km = 0.05
+x_ohm_per_km = 0.025
+r0_ohm_per_km = 0.15
+x0_ohm_per_km = 0.05
+max_i_ka = 1.0
+capex_eur_per_km = 10000
+lifetime_years = 40
+"""
+
+
+def test_reinforcement_in_three_phases_builds_what_the_balanced_model_misses(tmp_path):
+    """27 kW on phase a at the end of the two-branch feeder, limit 0.97 pu, l2 replaceable by a
+    cable of half its impedances (both sequences) for 2,000 EUR.  Balanced, the 27 kW spread on
+    three phases stays above the limit: lindistflow builds nothing.  In three phases phase a
+    sags to sqrt(1 - 2d) with d = 2·3/z_base·Re(z_s)·P_a per branch (0.9657 pu, by hand), so
+    lindist3flow builds the cable: phase a at sqrt(1 - 1.5 d) = 0.9744 pu, no penalty.  In AC
+    (runpp_3ph, the plan's branches in service) the built plan holds and the balanced plan's
+    feeder breaks the limit on phase a; the AC loading of l1 is phase a's current against its
+    rating, 27 kW / 231 V ≈ 0.12 kA of 0.72 kA."""
+    from flexplan.threephase import check_ac_3ph
+
+    inst = feeder3(tmp_path, "reinf", [("b2", 0.027, 0.0, "a")], v_min=0.97, reinforcement=HALF_CABLE)
+    assert inst.candidates["r0_pu"].notna().all() and len(inst.candidates) == 1
+    z, z0 = complex(0.02, 0.01), complex(0.06, 0.02)
+    d = 2 * 3 / 0.16 * ((z0 + 2 * z) / 3).real * 0.027
+    rec = {"name": "r", "blocks": ["demand", "reinforcement"]}
+    bal = fp.solve(fp.build_model(inst, {**rec, "network": {"formulation": "lindistflow"}}), mip_gap=0.0)
+    assert bal.status == "optimal" and len(bal.builds) == 0
+    pm = fp.build_model(inst, {**rec, "network": {"formulation": "lindist3flow", "vuf_max_pct": 0.0}})
+    three = fp.solve(pm, mip_gap=0.0)
+    assert three.status == "optimal" and list(three.builds["asset"]) == ["l2"]
+    assert three.cost_breakdown_eur.get("penalty_voltage", 0.0) == pytest.approx(0.0, abs=1e-6)
+    v = three.tables["voltages_3ph"].set_index("bus").loc["b2"]
+    assert v["v_a_pu"] == pytest.approx(np.sqrt(1 - 1.5 * d), abs=1e-9)
+    assert np.sqrt(1 - 2 * d) < 0.97 < np.sqrt(1 - 1.5 * d)
+    loading = three.line_loading.set_index("line")
+    assert loading.loc["l2", "rating_mva"] == pytest.approx(np.sqrt(3) * 0.4 * 1.0)  # the new cable's
+    table, ac = check_ac_3ph(pm)
+    print(ac)
+    assert ac["converged"] == 1 and ac["holds"] and ac["v_min_pu"] >= 0.97
+    assert ac["v_min_pu"] == pytest.approx(np.sqrt(1 - 1.5 * d), abs=0.005)
+    i_a = 0.027 / (0.4 / np.sqrt(3) * ac["v_min_pu"])  # kA on phase a (l1 carries it all), as P / V
+    assert ac["loading_max_pct"] == pytest.approx(100 * i_a / (0.5 / (np.sqrt(3) * 0.4)), rel=0.02)
+    # the balanced plan (nothing built) replayed in three-phase AC: phase a breaks the limit
+    pm0 = fp.build_model(inst, {"name": "r0", "blocks": ["demand"],
+                                "network": {"formulation": "lindist3flow", "vuf_max_pct": 0.0}})
+    fp.solve(pm0)
+    _, ac0 = check_ac_3ph(pm0)
+    assert not ac0["holds"] and ac0["v_min_pu"] < 0.97
+    assert ac0["v_min_pu"] == pytest.approx(np.sqrt(1 - 2 * d), abs=0.005)
+
+
+def test_three_phase_reinforcement_refuses_what_it_cannot_model(tmp_path):
+    no_z0 = HALF_CABLE.replace("r0_ohm_per_km = 0.15\n", "").replace("x0_ohm_per_km = 0.05\n", "")
+    inst = feeder3(tmp_path, "noz0", [("b2", 0.027, 0.0, "a")], reinforcement=no_z0)
+    rec = {"name": "r", "blocks": ["demand", "reinforcement"], "network": {"formulation": "lindist3flow"}}
+    with pytest.raises(fp.RecipeError, match="zero-sequence impedance of every replacement.*r0_ohm_per_km"):
+        fp.build_model(inst, rec)
+    par = HALF_CABLE.replace('generate = ["replace"]', 'generate = ["parallel"]')
+    inst = feeder3(tmp_path, "par", [("b2", 0.027, 0.0, "a")], reinforcement=par)
+    with pytest.raises(fp.RecipeError, match="not parallel candidates"):
+        fp.build_model(inst, rec)
+
+
+def test_phase_planning_reports_the_under_build_and_the_value_of_phase_balancing(tmp_path):
+    """The feeder above with its 27 kW as a 20 kW house and a movable 7 kW charger, both on phase
+    a: the balanced plan builds nothing and, seen in three phases, pays phase a's violation
+    (1e6 EUR/(pu² h) x 8760 h x (0.97² - (1 - 2d)), by hand); the three-phase plan builds the
+    cable (its annuity over the one-year horizon: 93.65 EUR of 2,000 EUR); with phase balancing
+    one 50 EUR move replaces the cable.  So the balanced model under-builds by the cable's
+    investment, and phase balancing is worth that investment less 50 EUR."""
+    from flexplan.threephase import phase_planning
+
+    feeder3(tmp_path, "pp", [("b2", 0.020, 0.0, "a"), ("b2", 0.007, 0.0, "a")], v_min=0.97,
+            reinforcement=HALF_CABLE)
+    loads = (tmp_path / "pp" / "loads.csv").read_text().splitlines()
+    (tmp_path / "pp" / "loads.csv").write_text("\n".join([loads[0] + ",name", loads[1] + ",house",
+                                                          loads[2] + ",charger"]) + "\n")
+    inst = fp.load_instance(tmp_path / "pp")
+    rec = {"name": "r", "blocks": ["demand", "reinforcement"], "network": {"vuf_max_pct": 0.0}}
+    out = phase_planning(inst, rec, balancing={"loads": ["charger"], "cost_eur_per_move": 50.0}, mip_gap=0.0)
+    t = out["table"].set_index("plan")
+    print(t.to_string(), out["summary"])
+    z, z0 = complex(0.02, 0.01), complex(0.06, 0.02)
+    d = 2 * 3 / 0.16 * ((z0 + 2 * z) / 3).real * 0.027
+    assert t.loc["balanced", "builds"] == "" and t.loc["balanced", "cost_eur"] == pytest.approx(0.0, abs=1e-6)
+    assert out["summary"]["balanced_plan_penalty_eur"] == pytest.approx(1e6 * 8760 * (0.97 ** 2 - (1 - 2 * d)),
+                                                                         rel=1e-6)
+    inv = t.loc["three_phase", "investment_eur"]
+    assert t.loc["three_phase", "builds"] == "l2:replace:half" and inv > 0
+    assert t.loc["three_phase", "cost_eur"] == pytest.approx(inv, rel=1e-9)
+    assert t.loc["phase_balancing", "moves"] == 1 and t.loc["phase_balancing", "builds"] == ""
+    assert t.loc["phase_balancing", "cost_eur"] == pytest.approx(50.0, rel=1e-9)
+    assert out["summary"]["under_build_eur"] == pytest.approx(inv, rel=1e-9)
+    assert out["summary"]["value_of_phase_balancing_eur"] == pytest.approx(inv - 50.0, rel=1e-9)
+
+
+def test_flexplan_phases_writes_the_table_summary_and_plot(tmp_path):
+    """``flexplan phases`` on the feeder above: exit 0, the table, the summary (the numbers of
+    phase_planning) and the plot, nothing else in the folder."""
+    import json
+
+    from flexplan.cli import main
+
+    feeder3(tmp_path, "pp", [("b2", 0.020, 0.0, "a"), ("b2", 0.007, 0.0, "a")], v_min=0.97,
+            reinforcement=HALF_CABLE)
+    loads = (tmp_path / "pp" / "loads.csv").read_text().splitlines()
+    (tmp_path / "pp" / "loads.csv").write_text("\n".join([loads[0] + ",name", loads[1] + ",house",
+                                                          loads[2] + ",charger"]) + "\n")
+    (tmp_path / "r.toml").write_text('name = "r"\nblocks = ["demand", "reinforcement"]\n[network]\nvuf_max_pct = 0.0\n')
+    out = tmp_path / "res" / "phases.csv"
+    code = main(["phases", str(tmp_path / "pp"), "--model", str(tmp_path / "r.toml"), "--loads", "charger",
+                 "--move-cost", "50", "--mip-gap", "0", "--out", str(out)])
+    assert code == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["phases.csv", "phases.json", "phases.png"]
+    s = json.loads(out.with_suffix(".json").read_text())
+    assert s["value_of_phase_balancing_eur"] == pytest.approx(s["under_build_eur"] - 50.0, rel=1e-9)
+    assert s["value_of_phase_balancing_eur"] > 0
+    import pandas as pd
+
+    assert list(pd.read_csv(out)["plan"]) == ["balanced", "three_phase", "phase_balancing"]

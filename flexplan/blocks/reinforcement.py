@@ -95,7 +95,9 @@ def add_reinforcement(b, inst, ix, hub, cfg: ReinforcementConfig) -> None:
         row = cands.iloc[c]
         hub.add_branch_option(BranchOption(candidate=row["id"], branch=int(row["branch"]), kind=row["kind"],
                                            r_pu=float(row["r_pu"]), x_pu=float(row["x_pu"]),
-                                           rating_mva=float(row["rating_mva"]), state=state[c]))
+                                           rating_mva=float(row["rating_mva"]), state=state[c],
+                                           r0_pu=float(row.get("r0_pu", float("nan"))),
+                                           x0_pu=float(row.get("x0_pu", float("nan")))))
     b._lead = L
 
 

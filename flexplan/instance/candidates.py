@@ -4,7 +4,11 @@
 
 * ``line_types``: list of tables ``name, r_ohm_per_km, x_ohm_per_km, max_i_ka,
   capex_eur_per_km, lifetime_years`` and optional ``vn_kv_min``, ``vn_kv_max`` (which
-  lines the type fits, kV; default: all) and ``fixed_capex_eur`` (per project, EUR);
+  lines the type fits, kV; default: all), ``fixed_capex_eur`` (per project, EUR) and
+  ``r0_ohm_per_km``, ``x0_ohm_per_km`` (zero sequence, needed by the three-phase
+  formulation; a transformer type's zero sequence is taken equal to its positive
+  sequence, as for the Dyn units of distribution substations, whose zero-sequence
+  impedance seen from the LV side is close to the short-circuit impedance);
 * ``transformer_types``: ``name, sn_mva, vk_percent, vkr_percent, capex_eur,
   lifetime_years`` and optional ``vn_kv`` (the low-voltage side it fits; default: all);
   a transformer type also upgrades the virtual ``substation`` import limit (impedance 0);
@@ -27,7 +31,7 @@ from .tables import check_section, data_path, duplicates, read_csv
 
 LINE_TYPE_KEYS = {"name": "str", "r_ohm_per_km": "float+", "x_ohm_per_km": "float+", "max_i_ka": "float++",
                   "capex_eur_per_km": "float+", "fixed_capex_eur": "float+", "lifetime_years": "int",
-                  "vn_kv_min": "float+", "vn_kv_max": "float+"}
+                  "vn_kv_min": "float+", "vn_kv_max": "float+", "r0_ohm_per_km": "float+", "x0_ohm_per_km": "float+"}
 TRAFO_TYPE_KEYS = {"name": "str", "sn_mva": "float++", "vk_percent": "float++", "vkr_percent": "float+",
                    "capex_eur": "float+", "lifetime_years": "int", "vn_kv": "float++"}
 REINF_KEYS = {"line_types": "list", "transformer_types": "list", "generate": "list", "assets": "list|str",
@@ -36,10 +40,12 @@ LIFETIME = (1, 200, "years")
 LINE_TYPE_BOUNDS = {"r_ohm_per_km": (0.0, 1e3, "ohm/km"), "x_ohm_per_km": (0.0, 1e3, "ohm/km"),
                     "max_i_ka": (1e-4, 100.0, "kA (was it given in A?)"), "capex_eur_per_km": (0.0, 1e9, "EUR/km"),
                     "fixed_capex_eur": (0.0, 1e10, "EUR"), "lifetime_years": LIFETIME,
-                    "vn_kv_min": (0.0, 1000.0, "kV"), "vn_kv_max": (0.0, 1000.0, "kV")}
+                    "vn_kv_min": (0.0, 1000.0, "kV"), "vn_kv_max": (0.0, 1000.0, "kV"),
+                    "r0_ohm_per_km": (0.0, 1e3, "ohm/km"), "x0_ohm_per_km": (0.0, 1e3, "ohm/km")}
 TRAFO_TYPE_BOUNDS = {"sn_mva": (1e-4, 1e5, "MVA"), "vk_percent": (0.1, 100.0, "%"), "vkr_percent": (0.0, 100.0, "%"),
                      "capex_eur": (0.0, 1e10, "EUR"), "lifetime_years": LIFETIME, "vn_kv": (0.1, 1000.0, "kV")}
-COLUMNS = ["id", "asset", "branch", "kind", "type", "r_pu", "x_pu", "rating_mva", "capex_eur", "lifetime_years"]
+COLUMNS = ["id", "asset", "branch", "kind", "type", "r_pu", "x_pu", "rating_mva", "capex_eur", "lifetime_years",
+           "r0_pu", "x0_pu"]
 
 
 def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.DataFrame:
@@ -104,7 +110,8 @@ def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.Da
         rows.append(dict(asset=br["name"], branch=k, kind=kind, type=tname, r_pu=t["r_ohm_per_km"] * L / zb,
                          x_pu=t["x_ohm_per_km"] * L / zb, rating_mva=math.sqrt(3) * br.vn_kv * t["max_i_ka"],
                          capex_eur=t["capex_eur_per_km"] * L + t.get("fixed_capex_eur", 0.0),
-                         lifetime_years=t["lifetime_years"]))
+                         lifetime_years=t["lifetime_years"], r0_pu=t.get("r0_ohm_per_km", math.nan) * L / zb,
+                         x0_pu=t.get("x0_ohm_per_km", math.nan) * L / zb))
 
     def trafo_cand(k: int, tname: str):
         br, t = branches.iloc[k], trafo_types[tname]
@@ -115,7 +122,8 @@ def build_candidates(cfg: dict, net: Network, folder: Path, shown: str) -> pd.Da
             r = t["vkr_percent"] / 100 * net.s_base_mva / t["sn_mva"]
             x = math.sqrt(max(z * z - r * r, 0.0))
         rows.append(dict(asset=br["name"], branch=k, kind="replace", type=tname, r_pu=r, x_pu=x,
-                         rating_mva=t["sn_mva"], capex_eur=t["capex_eur"], lifetime_years=t["lifetime_years"]))
+                         rating_mva=t["sn_mva"], capex_eur=t["capex_eur"], lifetime_years=t["lifetime_years"],
+                         r0_pu=r, x0_pu=x))
 
     def line_fits(br, t):
         return t.get("vn_kv_min", 0.0) <= br.vn_kv <= t.get("vn_kv_max", math.inf)

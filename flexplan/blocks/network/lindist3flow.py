@@ -28,9 +28,14 @@ bus j and squared phase-to-neutral voltages Y_jφ (pu²):
 * penalties as LinDistFlow's (``penalty_unserved``, ``penalty_overload``, ``penalty_voltage``;
   the unbalance slack at the voltage price).
 
-Reinforcement options are not modelled in three phases yet: a recipe whose instance has
-candidates is refused (plan the reinforcements balanced, check the phases with this
-formulation).  Losses are neglected, as in LinDistFlow.
+Reinforcement (Hub branch options, state z(n) ∈ {0,1}): a replacement c of branch k gives it
+c's impedances (positive and zero sequence, ``r0_pu``/``x0_pu`` of the candidate: a line type's
+``r0_ohm_per_km``/``x0_ohm_per_km``) and rating; the drops of Y and θ hold for the alternative
+in place, the others' rows are relaxed by M_a,φ(t) = max_b Σ_s (|M_P(b) − M_P(a)|_φs P̄ +
+|M_Q(b) − M_Q(a)|_φs Q̄) (the largest value alternative a's residual takes while b is in place,
+from the flow bounds), and the thermal rows see the rating in place, S_k + Σ_c (S_c − S_k) z_c,
+a third of it per phase.  Parallel candidates are not modelled in three phases (refused).
+Losses are neglected, as in LinDistFlow.
 """
 from __future__ import annotations
 
@@ -121,10 +126,18 @@ def _phase_split(hub, j: int, t: int):
 def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
     net = inst.network
     lim, pen = inst.limits, inst.penalties
-    if any(hub.branch_options.values()):
-        raise RecipeError(f"{inst.name}: the three-phase formulation does not model reinforcement options yet; "
-                          "plan them with 'lindistflow' and check the plan's phases with 'lindist3flow' (an instance "
-                          "or recipe without [reinforcement] candidates)")
+    options = {k: list(opts) for k, opts in hub.branch_options.items() if opts}
+    parallel = [o.candidate for opts in options.values() for o in opts if o.kind != "replace"]
+    if parallel:
+        raise RecipeError(f"{inst.name}: the three-phase formulation models replacements, not parallel candidates "
+                          f"({', '.join(parallel[:3])}{' ...' if len(parallel) > 3 else ''}); generate replacements "
+                          "only ([reinforcement] generate = [\"replace\"]) or plan with 'lindistflow'")
+    no_z0 = [o.candidate for opts in options.values() for o in opts
+             if not (np.isfinite(getattr(o, "r0_pu", np.nan)) and np.isfinite(getattr(o, "x0_pu", np.nan)))]
+    if no_z0:
+        raise RecipeError(f"{inst.name}: the three-phase formulation needs the zero-sequence impedance of every "
+                          f"replacement; candidate(s) {', '.join(no_z0[:3])}{' ...' if len(no_z0) > 3 else ''} have "
+                          "none (give r0_ohm_per_km and x0_ohm_per_km in the line type)")
     br = net.branches
     frm, to = br["from_bus"].tolist(), br["to_bus"].tolist()
     rating = br["rating_mva"].astype(float).tolist()
@@ -192,12 +205,45 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
 
     b.balance_p = pyo.Constraint(K, PH, T, rule=lambda m, k, ph, t: balance(m, k, ph, t, False))
     b.balance_q = pyo.Constraint(K, PH, T, rule=lambda m, k, ph, t: balance(m, k, ph, t, True))
+    plain = [k for k in K if k not in options]
     mp_l, mq_l = mp.tolist(), mq.tolist()
-    b.drop = pyo.Constraint(K, PH, T, rule=lambda m, k, ph, t: Y(to[k], ph, t) == Y(frm[k], ph, t) + sum(
+    b.drop = pyo.Constraint(plain, PH, T, rule=lambda m, k, ph, t: Y(to[k], ph, t) == Y(frm[k], ph, t) + sum(
         mp_l[k][ph][s] * b.P[k, s, t] + mq_l[k][ph][s] * b.Q[k, s, t] for s in PH))
     np_l, nq_l = nmp.tolist(), nmq.tolist()
-    b.drop_angle = pyo.Constraint(K, PH, T, rule=lambda m, k, ph, t: TH(to[k], ph, t) == TH(frm[k], ph, t) + sum(
+    b.drop_angle = pyo.Constraint(plain, PH, T, rule=lambda m, k, ph, t: TH(to[k], ph, t) == TH(frm[k], ph, t) + sum(
         np_l[k][ph][s] * b.P[k, s, t] + nq_l[k][ph][s] * b.Q[k, s, t] for s in PH))
+    # replaced branches: one pair of relaxed rows per alternative (the branch as it is, each candidate)
+    scale = 3.0 / float(net.s_base_mva)
+    alts = []  # (branch, matrices (mp, mq, np, nq), state by node)
+    for k, opts in options.items():
+        existing = {n: 1.0 - sum(o.state[n] for o in opts) for n in ix.node_names}
+        zs = [(mp[k], mq[k], nmp[k], nmq[k], existing)]
+        for o in opts:
+            z = phase_matrix(complex(o.r_pu, o.x_pu), complex(o.r0_pu, o.x0_pu))
+            a_p, a_q = flow_matrices(z, 1.0)
+            n_p, n_q = angle_matrices(z, 1.0)
+            zs.append((a_p * scale, a_q * scale, n_p * scale, n_q * scale, o.state))
+        for i, (ap, aq, anp, anq, st) in enumerate(zs):
+            # M per phase and op: the largest residual while another alternative is in place
+            my = np.max([np.abs(bp - ap).sum(axis=1)[:, None] * fmax[k][None, :]
+                         + np.abs(bq - aq).sum(axis=1)[:, None] * qmax[k][None, :] for bp, bq, _, _, _ in zs], axis=0)
+            mth = np.max([np.abs(bp - anp).sum(axis=1)[:, None] * fmax[k][None, :]
+                          + np.abs(bq - anq).sum(axis=1)[:, None] * qmax[k][None, :] for _, _, bp, bq, _ in zs], axis=0)
+            alts.append((k, ap.tolist(), aq.tolist(), anp.tolist(), anq.tolist(), st, my.tolist(), mth.tolist()))
+    A = range(len(alts))
+
+    def relaxed(i, ph, t, angle, sign):
+        k, ap, aq, anp, anq, st, my, mth = alts[i]
+        cp, cq, M = (anp, anq, mth) if angle else (ap, aq, my)
+        V = TH if angle else Y
+        resid = V(to[k], ph, t) - V(frm[k], ph, t) - sum(cp[ph][s] * b.P[k, s, t] + cq[ph][s] * b.Q[k, s, t]
+                                                         for s in PH)
+        return sign * resid <= M[ph][t] * (1 - st[opnode[t]])
+
+    for name, angle in (("drop_alt", False), ("drop_angle_alt", True)):
+        for suffix, sign in (("_up", 1.0), ("_dn", -1.0)):
+            b.add_component(name + suffix, pyo.Constraint(A, PH, T, rule=lambda m, i, ph, t, angle=angle, sign=sign:
+                                                          relaxed(i, ph, t, angle, sign)))
     vmin2, vmax2 = lim.v_min_pu ** 2, lim.v_max_pu ** 2
     b.v_min = pyo.Constraint(buses, PH, T, rule=lambda m, j, k, t: b.y[j, k, t] + b.s_vlo[j, k, t] >= vmin2)
     b.v_max = pyo.Constraint(buses, PH, T, rule=lambda m, j, k, t: b.y[j, k, t] - b.s_vhi[j, k, t] <= vmax2)
@@ -221,16 +267,21 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
     # polygon gets no row and no slack: exact)
     load_frac = lim.max_loading_pct / 100.0
     edges = polygon(cfg.polygon_sides)
-    therm = [(k, ph, m, t) for k in K if rating[k] < UNLIMITED_MVA for t in T
-             if np.hypot(fl[k][t], ql[k][t]) > edges[0][2] * load_frac * rating[k] / 3.0
+    # the rating in place (MVA) per branch and node, and the smallest it can be (which edges can bind)
+    base = {k: rating[k] if rating[k] < UNLIMITED_MVA else 0.0 for k in K}
+    rating_at = {(k, n): base[k] + sum((o.rating_mva - base[k]) * o.state[n] for o in options.get(k, ()))
+                 for k in K if rating[k] < UNLIMITED_MVA or k in options for n in ix.node_names}
+    smallest = {k: min([base[k]] + [o.rating_mva for o in options.get(k, ())]) for k in K}
+    therm = [(k, ph, m, t) for k in K if rating[k] < UNLIMITED_MVA or k in options for t in T
+             if np.hypot(fl[k][t], ql[k][t]) > edges[0][2] * load_frac * smallest[k] / 3.0
              for ph in PH for m in range(len(edges))
-             if abs(edges[m][0]) * fl[k][t] + abs(edges[m][1]) * ql[k][t] > edges[m][2] * load_frac * rating[k] / 3.0]
+             if abs(edges[m][0]) * fl[k][t] + abs(edges[m][1]) * ql[k][t] > edges[m][2] * load_frac * smallest[k] / 3.0]
     over_keys = sorted({(k, ph, t) for k, ph, _, t in therm})
     limited = sorted({k for k, _, _ in over_keys})
     b.s_over = pyo.Var(over_keys, within=pyo.NonNegativeReals)
     b.thermal = pyo.Constraint(therm, rule=lambda _, k, ph, m, t: edges[m][0] * b.P[k, ph, t]
                                + edges[m][1] * b.Q[k, ph, t]
-                               <= edges[m][2] * (load_frac * rating[k] / 3.0 + b.s_over[k, ph, t]))
+                               <= edges[m][2] * (load_frac * rating_at[k, opnode[t]] / 3.0 + b.s_over[k, ph, t]))
 
     by_ny = defaultdict(list)
     for t in T:
@@ -248,7 +299,8 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
         hub.cost("penalty_voltage", n, pen.voltage_eur_per_pu2h * (sum(
             hours[t] * (b.s_vlo[j, k, t] + b.s_vhi[j, k, t]) for j in buses for k in PH for t in ts)
             + (sum(hours[t] * b.s_unb[j, t] for j in supply for t in ts) if hasattr(b, "s_unb") else 0.0)), year=y)
-    b._meta = dict(slack_v=slack_v, rating=rating, feed=feed, vuf=cfg.vuf_max_pct > 0)
+    b._meta = dict(slack_v=slack_v, rating=rating, feed=feed, vuf=cfg.vuf_max_pct > 0, rating_at=rating_at,
+                   options=options)
     b._vuf_limit = cfg.vuf_max_pct if cfg.vuf_max_pct > 0 else None
 
 
@@ -274,12 +326,18 @@ def extract_lindist3flow(b, inst, ix) -> dict:
     P = np.array([v.value for v in b.P.values()]).reshape(net.n_branches, 3, T)
     Q = np.array([v.value for v in b.Q.values()]).reshape(net.n_branches, 3, T)
     rows = []
+    rating_at = meta.get("rating_at", {})
     for k in range(net.n_branches):
-        rat = meta["rating"][k]
+        if any((k, n) in rating_at for n in ix.node_names):
+            rat = np.array([float(pyo.value(rating_at[k, n])) for n in ix.node_names])[ix.op_node]
+        else:
+            r0 = meta["rating"][k]
+            rat = np.full(T, r0 if r0 < UNLIMITED_MVA else np.nan)
         s = np.hypot(P[k], Q[k]).max(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pct = np.where(rat > 0, 100 * s / (rat / 3.0), np.nan)
         rows.append(ops.assign(line=net.branches.at[k, "name"], p_mw=P[k].sum(axis=0), q_mvar=Q[k].sum(axis=0),
-                               rating_mva=rat if rat < UNLIMITED_MVA else np.nan,
-                               loading_pct=100 * s / (rat / 3.0) if rat < UNLIMITED_MVA else np.nan))
+                               rating_mva=rat, loading_pct=pct))
     w = ix.op_expected_hours()
     shed = sum((var.value or 0.0) * w[t] for (j, k, t), var in b.shed.items())
     summary = {"three_phase": dict(formulation="lindist3flow", lowest_phase_voltage_pu=float(V.min()),
