@@ -298,14 +298,15 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
     zbase = vn ** 2 / float(network.s_base_mva)  # Ω
     i_rated_by_node = {n: z[4] / (np.sqrt(3) * vn) for n, z in z_node.items()}  # kA
     last_node = [None]
-    P = np.array([v.value for v in blk.P.values()]).reshape(len(br), 3, ix.n_ops)
-    Q = np.array([v.value for v in blk.Q.values()]).reshape(len(br), 3, ix.n_ops)
+    P = blk.P.value_array().reshape(len(br), 3, ix.n_ops)
+    Q = blk.Q.value_array().reshape(len(br), 3, ix.n_ops)
     nb = network.n_buses
     V = np.ones((nb, 3, ix.n_ops))
     for bus, v2 in blk._meta["slack_v"].items():
         V[bus] = np.sqrt(v2)
-    for (j, k, t), var in blk.y.items():
-        V[j, k, t] = np.sqrt(max(var.value, 0.0))
+    if blk._meta["buses"]:
+        V[np.asarray(blk._meta["buses"], dtype=np.int64)] = np.sqrt(np.maximum(np.nan_to_num(blk.y.value_array()),
+                                                                                 0.0))
     loads = []
     for j in range(nb):
         loads.append(pp.create_asymmetric_load(net, j, name=f"bus {j}"))

@@ -305,7 +305,9 @@ def test_series_merge_of_the_shipped_feeder_is_exact(tmp_path):
     cols = ["v_a_pu", "v_b_pu", "v_c_pu"]
     assert small[cols].to_numpy() == pytest.approx(full.loc[small.index, cols].to_numpy(), abs=1e-6)  # LP tolerance
     assert small["unbalance_pct"].to_numpy() == pytest.approx(full.loc[small.index, "unbalance_pct"].to_numpy(),
-                                                              abs=1e-5)  # percentage points, solver tolerance
+                                                              abs=5e-5)  # percentage points: HiGHS's 1e-7
+    # feasibility tolerance on the angle rows (coefficients ~1e-2) leaves the free angles ~1e-5 rad apart
+    # between two solves of the same LP with its columns in another order (1.3e-5 points measured)
     from flexplan.paths import resolve_instance_path
 
     shipped = fp.load_instance(resolve_instance_path("european_lv"))

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import product
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,9 @@ import pyomo.environ as pyo
 from ...errors import RecipeError
 from ...threephase import angle_matrices, flow_matrices, phase_matrix, unbalance_factor
 from .. import BlockSpec, register_formulation
+from ..arrays import ArrayExpr, ArrayVar, registry
+from ..linear import Affine, affine
+from ..rows import add_array_rows, add_rows
 from .common import UNLIMITED_MVA, polygon
 
 PH = range(3)
@@ -142,88 +146,154 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
     frm, to = br["from_bus"].tolist(), br["to_bus"].tolist()
     rating = br["rating_mva"].astype(float).tolist()
     mp, mq, nmp, nmq = branch_matrices(net, f"instance '{inst.name}'")
-    T = range(ix.n_ops)
-    K = range(net.n_branches)
-    hours = ix.op_hours().tolist()
+    nT, nK, nb = ix.n_ops, net.n_branches, net.n_buses
+    T = range(nT)
+    K = range(nK)
+    hours = np.asarray(ix.op_hours(), dtype=float)
     opnode = [ix.node_names[k] for k in ix.op_node]
+    node_at = {n: i for i, n in enumerate(ix.node_names)}
+    opnode_a = np.asarray([node_at[n] for n in opnode], dtype=np.int64)
     slack_v = {int(bus): float(vm) ** 2 for bus, vm in zip(net.slack["bus"], net.slack["vm_pu"])}
-    buses = [j for j in range(net.n_buses) if j not in slack_v]
+    buses = [j for j in range(nb) if j not in slack_v]
+    nB = len(buses)
+    bpos = np.full(nb, -1, dtype=np.int64)
+    bpos[np.asarray(buses, dtype=np.int64)] = np.arange(nB)
     children = defaultdict(list)
     for k in K:
         children[frm[k]].append(k)
     feed = {to[k]: k for k in K}
+    ar_t = np.arange(nT, dtype=np.int64)
 
     # a bound on every phase's flow: what can be withdrawn or injected below the branch, all on
     # one phase (fixed withdrawals in magnitude, plus the declared bound on variable injections)
     below = net.downstream_buses()
     pa, qa = np.abs(hub.p_withdraw), np.abs(hub.q_withdraw)
-    fmax = np.zeros((len(br), ix.n_ops))
-    qmax = np.zeros((len(br), ix.n_ops))
+    fmax = np.zeros((nK, nT))
+    qmax = np.zeros((nK, nT))
     for k, bs in enumerate(below):
         inj = hub.max_injection[bs].sum()
         fmax[k] = pa[bs].sum(axis=0) + inj
         qmax[k] = qa[bs].sum(axis=0) + inj
     fl, ql = fmax.tolist(), qmax.tolist()
-    b.P = pyo.Var(K, PH, T, bounds=lambda _, k, ph, t: (-fl[k][t], fl[k][t]))
-    b.Q = pyo.Var(K, PH, T, bounds=lambda _, k, ph, t: (-ql[k][t], ql[k][t]))
-    b.y = pyo.Var(buses, PH, T, bounds=(cfg.v_hard_min_pu ** 2, cfg.v_hard_max_pu ** 2), initialize=1.0)
-    b.s_vlo = pyo.Var(buses, PH, T, within=pyo.NonNegativeReals)
-    b.s_vhi = pyo.Var(buses, PH, T, within=pyo.NonNegativeReals)
-    b.th = pyo.Var(buses, PH, T, initialize=0.0)
+    # the network's variables are array variables (blocks/arrays.py); var[key] is one element
+    reg = registry(b.model())
+    fb, qb = np.repeat(fmax[:, None, :], 3, axis=1), np.repeat(qmax[:, None, :], 3, axis=1)
+    b.P = ArrayVar(b, "P", axes=(K, PH, T), lb=-fb, ub=fb)
+    b.Q = ArrayVar(b, "Q", axes=(K, PH, T), lb=-qb, ub=qb)
+    b.y = ArrayVar(b, "y", axes=(buses, PH, T), lb=cfg.v_hard_min_pu ** 2, ub=cfg.v_hard_max_pu ** 2)
+    b.s_vlo = ArrayVar(b, "s_vlo", axes=(buses, PH, T), lb=0.0)
+    b.s_vhi = ArrayVar(b, "s_vhi", axes=(buses, PH, T), lb=0.0)
+    b.th = ArrayVar(b, "th", axes=(buses, PH, T))
+    tP, tQ, tY, tTH = b.P.tokens(), b.Q.tokens(), b.y.tokens(), b.th.tokens()
 
-    def Y(j, k, t):
-        return slack_v[j] if j in slack_v else b.y[j, k, t]
-
-    def TH(j, k, t):
-        return 0.0 if j in slack_v else b.th[j, k, t]
+    # fixed withdrawals per phase (a power the Hub holds with a phase goes to it, the rest is
+    # split evenly), and the variable injections per (bus, op) with terms (_phase_split)
+    wp = hub.p_phase + ((hub.p_withdraw - hub.p_phase.sum(axis=1)) / 3.0)[:, None, :]  # (bus, phase, op)
+    wq = hub.q_phase + ((hub.q_withdraw - hub.q_phase.sum(axis=1)) / 3.0)[:, None, :]
+    term_keys = {(j, t) for (j, t), v in hub.p_terms.items() if v} | {(j, t) for (j, t), v in hub.q_terms.items() if v}
+    term_keys |= {(j, t) for (j, t, _), v in hub.p_phase_terms.items() if v}
+    term_keys |= {(j, t) for (j, t, _), v in hub.q_phase_terms.items() if v}
+    split = {key: _phase_split(hub, *key) for key in sorted(term_keys)}
 
     # load shedding per phase, in proportion to the bus's sheddable share
     ps, _ = hub.sheddable()
     share = np.divide(ps, hub.p_withdraw, out=np.zeros_like(ps), where=hub.p_withdraw > 0)
-    split = {}
-    shed_keys = []
-    for j in range(net.n_buses):
-        for t in T:
-            if hub.p_withdraw[j, t] > 0 or (j, t) in hub.p_terms or any((j, t, k) in hub.p_phase_terms for k in PH):
-                split[j, t] = _phase_split(hub, j, t)
-                if share[j, t] > 0:
-                    shed_keys += [(j, k, t) for k in PH if split[j, t][0][k] > 0]
-    b.shed = pyo.Var(shed_keys, bounds=lambda _, j, k, t: (0.0, share[j, t] * split[j, t][0][k]))
-    qr = {(j, k, t): split[j, t][1][k] / split[j, t][0][k] for j, k, t in shed_keys}
+    sj, sk, st_ = np.nonzero((share[:, None, :] > 0) & (wp > 0))  # (bus, phase, op)
+    order = np.lexsort((sk, st_, sj))  # bus, then op, then phase
+    sj, sk, st_ = sj[order], sk[order], st_[order]
+    shed_keys = list(zip(sj.tolist(), sk.tolist(), st_.tolist()))
+    b.shed = ArrayVar(b, "shed", keys=shed_keys, lb=0.0, ub=share[sj, st_] * wp[sj, sk, st_])
+    tshed = b.shed.tokens(np.arange(len(shed_keys)))
+    qr = np.divide(wq[sj, sk, st_], wp[sj, sk, st_])
 
-    def balance(m, k, ph, t, reactive):
-        j = to[k]
-        flow = (b.Q if reactive else b.P)
-        rhs = sum(flow[c, ph, t] for c in children[j])
-        if (j, t) in split:
-            wp, wq, ip, iq = split[j, t]
-            rhs += (wq if reactive else wp)[ph]
-            rhs -= sum(c * e for c, e in (iq if reactive else ip)[ph])
-            if (j, ph, t) in qr:
-                rhs -= (qr[j, ph, t] if reactive else 1.0) * b.shed[j, ph, t]
-        return flow[k, ph, t] == rhs
+    # balance per branch (at its to-bus), phase and op: P_k - Σ children + shed + injections = w
+    kk = np.arange(nK, dtype=np.int64)
+    brow = (kk[:, None, None] * 3 + np.arange(3)[None, :, None]) * nT + ar_t[None, None, :]  # (K, 3, T)
+    kid_pairs = [(k, c) for k in K for c in children[to[k]]]
+    feeds_of = {j: k for k, j in enumerate(to)}
 
-    b.balance_p = pyo.Constraint(K, PH, T, rule=lambda m, k, ph, t: balance(m, k, ph, t, False))
-    b.balance_q = pyo.Constraint(K, PH, T, rule=lambda m, k, ph, t: balance(m, k, ph, t, True))
+    def balance(name, tok, w, reactive):
+        rows, toks, coefs = [brow.reshape(-1)], [tok.reshape(-1)], [np.ones(brow.size)]
+        if kid_pairs:
+            ks, cs = np.array(kid_pairs).T
+            rows.append(brow[ks].reshape(-1))
+            toks.append(tok[cs].reshape(-1))
+            coefs.append(-np.ones(len(ks) * 3 * nT))
+        fed = np.array([feeds_of.get(j, -1) for j in sj.tolist()], dtype=np.int64)
+        ok = fed >= 0
+        if ok.any():
+            rows.append(((fed[ok] * 3 + sk[ok]) * nT + st_[ok]))
+            toks.append(tshed[ok])
+            coefs.append(qr[ok] if reactive else np.ones(int(ok.sum())))
+        rhs = w[np.asarray(to, dtype=np.int64)].reshape(-1) if nK else np.empty(0)  # (K, 3, T) -> row order
+        x_row, x_coef, x_var = [], [], []
+        for (j, t), (_, _, ip, iq) in split.items():
+            k = feeds_of.get(j)
+            if k is None:
+                continue
+            for ph in PH:
+                r0 = (k * 3 + ph) * nT + t
+                for c, e in (iq if reactive else ip)[ph]:
+                    a = affine(e, c)
+                    rhs[r0] -= a.const
+                    x_row.extend([r0] * len(a.coefs))
+                    x_coef.extend(a.coefs)
+                    x_var.extend(a.vars)
+        cat = np.concatenate
+        add_array_rows(b, name, nK * 3 * nT, lambda: product(K, PH, T), cat(rows), cat(toks), cat(coefs), rhs, rhs,
+                       extra=(x_row, x_coef, x_var))
+
+    balance("balance_p", tP, wp, False)
+    balance("balance_q", tQ, wq, True)
+
     plain = [k for k in K if k not in options]
-    mp_l, mq_l = mp.tolist(), mq.tolist()
-    b.drop = pyo.Constraint(plain, PH, T, rule=lambda m, k, ph, t: Y(to[k], ph, t) == Y(frm[k], ph, t) + sum(
-        mp_l[k][ph][s] * b.P[k, s, t] + mq_l[k][ph][s] * b.Q[k, s, t] for s in PH))
-    np_l, nq_l = nmp.tolist(), nmq.tolist()
-    b.drop_angle = pyo.Constraint(plain, PH, T, rule=lambda m, k, ph, t: TH(to[k], ph, t) == TH(frm[k], ph, t) + sum(
-        np_l[k][ph][s] * b.P[k, s, t] + nq_l[k][ph][s] * b.Q[k, s, t] for s in PH))
+
+    def drops(name, tV, mP, mQ, slack_val):
+        """V_to - V_from - M_P P - M_Q Q = 0 per plain branch, phase and op (slack: a constant)."""
+        n = len(plain)
+        rr = (np.arange(n, dtype=np.int64)[:, None, None] * 3 + np.arange(3)[None, :, None]) * nT + ar_t[None, None, :]
+        rows, toks, coefs = [], [], []
+        const = np.zeros((n, 3, nT))
+        for i, k in enumerate(plain):
+            for bus, sgn in ((to[k], 1.0), (frm[k], -1.0)):
+                if bus in slack_v:
+                    const[i] += sgn * slack_val(bus)
+                else:
+                    rows.append(rr[i].reshape(-1))
+                    toks.append(tV[bpos[bus]].reshape(-1))
+                    coefs.append(np.full(3 * nT, sgn))
+            for ph in PH:
+                for s in PH:
+                    for m, tok in ((mP, tP), (mQ, tQ)):
+                        c = -float(m[k][ph][s])
+                        if c:
+                            rows.append(rr[i, ph])
+                            toks.append(tok[k, s])
+                            coefs.append(np.full(nT, c))
+        rhs = -const.reshape(-1)
+        cat = (lambda xs, dt: np.concatenate(xs).astype(dt)) if rows else (lambda xs, dt: np.empty(0, dt))
+        add_array_rows(b, name, n * 3 * nT, lambda: product(plain, PH, T), cat(rows, np.int64), cat(toks, np.int64),
+                       cat(coefs, float), rhs, rhs)
+
+    drops("drop", tY, mp, mq, lambda bus: slack_v[bus])
+    drops("drop_angle", tTH, nmp, nmq, lambda bus: 0.0)
+
     # replaced branches: one pair of relaxed rows per alternative (the branch as it is, each candidate)
     scale = 3.0 / float(net.s_base_mva)
-    alts = []  # (branch, matrices (mp, mq, np, nq), state by node)
+    alts = []  # (branch, matrices (mp, mq, np, nq), state by node as an Affine, M per phase and op)
     for k, opts in options.items():
-        existing = {n: 1.0 - sum(o.state[n] for o in opts) for n in ix.node_names}
+        states = {id(o): {n: affine(o.state[n]) for n in ix.node_names} for o in opts}
+        existing = {n: Affine(1.0) for n in ix.node_names}
+        for o in opts:
+            for n in ix.node_names:
+                existing[n].add(states[id(o)][n], -1.0)
         zs = [(mp[k], mq[k], nmp[k], nmq[k], existing)]
         for o in opts:
             z = phase_matrix(complex(o.r_pu, o.x_pu), complex(o.r0_pu, o.x0_pu))
             a_p, a_q = flow_matrices(z, 1.0)
             n_p, n_q = angle_matrices(z, 1.0)
-            zs.append((a_p * scale, a_q * scale, n_p * scale, n_q * scale, o.state))
-        for i, (ap, aq, anp, anq, st) in enumerate(zs):
+            zs.append((a_p * scale, a_q * scale, n_p * scale, n_q * scale, states[id(o)]))
+        for ap, aq, anp, anq, st in zs:
             # M per phase and op: the largest residual while another alternative is in place
             my = np.max([np.abs(bp - ap).sum(axis=1)[:, None] * fmax[k][None, :]
                          + np.abs(bq - aq).sum(axis=1)[:, None] * qmax[k][None, :] for bp, bq, _, _, _ in zs], axis=0)
@@ -233,34 +303,65 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
     A = range(len(alts))
 
     def relaxed(i, ph, t, angle, sign):
+        """sign (V_to - V_from - M_P P - M_Q Q) + M state <= M (the alternative's drop while in place)."""
         k, ap, aq, anp, anq, st, my, mth = alts[i]
         cp, cq, M = (anp, anq, mth) if angle else (ap, aq, my)
-        V = TH if angle else Y
-        resid = V(to[k], ph, t) - V(frm[k], ph, t) - sum(cp[ph][s] * b.P[k, s, t] + cq[ph][s] * b.Q[k, s, t]
-                                                         for s in PH)
-        return sign * resid <= M[ph][t] * (1 - st[opnode[t]])
+        tV = b.th if angle else b.y
+        a = Affine(0.0)
+        for bus, sgn in ((to[k], sign), (frm[k], -sign)):
+            if bus in slack_v:
+                a.const += sgn * (0.0 if angle else slack_v[bus])
+            else:
+                a.term(sgn, tV[bus, ph, t])
+        for s in PH:
+            a.term(-sign * cp[ph][s], b.P[k, s, t]).term(-sign * cq[ph][s], b.Q[k, s, t])
+        a.add(st[opnode[t]], M[ph][t])
+        return a.coefs, a.vars, None, M[ph][t] - a.const
 
     for name, angle in (("drop_alt", False), ("drop_angle_alt", True)):
         for suffix, sign in (("_up", 1.0), ("_dn", -1.0)):
-            b.add_component(name + suffix, pyo.Constraint(A, PH, T, rule=lambda m, i, ph, t, angle=angle, sign=sign:
-                                                          relaxed(i, ph, t, angle, sign)))
+            add_rows(b, name + suffix, product(A, PH, T), lambda i, ph, t, angle=angle, sign=sign:
+                     relaxed(i, ph, t, angle, sign))
+
     vmin2, vmax2 = lim.v_min_pu ** 2, lim.v_max_pu ** 2
-    b.v_min = pyo.Constraint(buses, PH, T, rule=lambda m, j, k, t: b.y[j, k, t] + b.s_vlo[j, k, t] >= vmin2)
-    b.v_max = pyo.Constraint(buses, PH, T, rule=lambda m, j, k, t: b.y[j, k, t] - b.s_vhi[j, k, t] <= vmax2)
+    n3 = nB * 3 * nT
+    rr = np.arange(n3, dtype=np.int64)
+    bus_keys = lambda: product(buses, PH, T)  # noqa: E731 (made on first use)
+    add_array_rows(b, "v_min", n3, bus_keys, np.concatenate([rr, rr]),
+                   np.concatenate([tY.reshape(-1), b.s_vlo.tokens().reshape(-1)]), np.ones(2 * n3), vmin2, np.inf)
+    add_array_rows(b, "v_max", n3, bus_keys, np.concatenate([rr, rr]),
+                   np.concatenate([tY.reshape(-1), b.s_vhi.tokens().reshape(-1)]),
+                   np.concatenate([np.ones(n3), -np.ones(n3)]), -np.inf, vmax2)
     u = cfg.vuf_max_pct / 100.0
     # EN 50160 applies at the supply terminals: the buses where something is connected
+    with_terms = {j for j, _ in split}
     supply = [j for j in buses if hub.p_withdraw[j].any() or hub.q_withdraw[j].any() or hub.max_injection[j] > 0
-              or any(k[0] == j for k in split)]
+              or j in with_terms]
     if cfg.vuf_max_pct > 0 and supply:
-        b.s_unb = pyo.Var(supply, T, within=pyo.NonNegativeReals)
+        b.s_unb = ArrayVar(b, "s_unb", axes=(supply, T), lb=0.0)
+        tU = b.s_unb.tokens()
         # V₂ = Σ_φ c_φ e_φ / 3, c = (1, α, α²), e_φ = Y_φ/2 + j θ_φ (+ constants that cancel):
         # Re V₂ = Σ (Re c Y/2 − Im c θ)/3, Im V₂ = Σ (Im c Y/2 + Re c θ)/3
         c = np.exp(2j * np.pi / 3 * np.arange(3))
         sides = polygon(cfg.polygon_sides)
-        cy = [[(sd[0] * c[s].real + sd[1] * c[s].imag) / 6.0 for s in PH] for sd in sides]
-        ct = [[(-sd[0] * c[s].imag + sd[1] * c[s].real) / 3.0 for s in PH] for sd in sides]
-        b.unbalance = pyo.Constraint(supply, range(len(sides)), T, rule=lambda m, j, e, t: sum(
-            cy[e][s] * b.y[j, s, t] + ct[e][s] * b.th[j, s, t] for s in PH) <= sides[e][2] * (u + b.s_unb[j, t]))
+        nE, nS = len(sides), len(supply)
+        cy = np.array([[(sd[0] * c[s].real + sd[1] * c[s].imag) / 6.0 for s in PH] for sd in sides])
+        ct = np.array([[(-sd[0] * c[s].imag + sd[1] * c[s].real) / 3.0 for s in PH] for sd in sides])
+        ec = np.array([sd[2] for sd in sides])
+        sp = bpos[np.asarray(supply, dtype=np.int64)]
+        ur = (np.arange(nS)[:, None, None] * nE + np.arange(nE)[None, :, None]) * nT + ar_t[None, None, :]  # (S, E, T)
+        rows, toks, coefs = [], [], []
+        for s in PH:
+            rows += [ur, ur]
+            toks += [np.broadcast_to(tY[sp, s][:, None, :], ur.shape), np.broadcast_to(tTH[sp, s][:, None, :], ur.shape)]
+            coefs += [np.broadcast_to(cy[:, s][None, :, None], ur.shape), np.broadcast_to(ct[:, s][None, :, None], ur.shape)]
+        rows.append(ur)
+        toks.append(np.broadcast_to(tU[:, None, :], ur.shape))
+        coefs.append(np.broadcast_to(-ec[None, :, None], ur.shape))
+        add_array_rows(b, "unbalance", nS * nE * nT, lambda: product(supply, range(nE), T),
+                       np.concatenate([np.ravel(a) for a in rows]), np.concatenate([np.ravel(a) for a in toks]),
+                       np.concatenate([np.ravel(a) for a in coefs]), -np.inf,
+                       np.broadcast_to((ec * u)[None, :, None], ur.shape).reshape(-1))
 
     # thermal limits per phase: a third of the rating (the same current in each phase); only the
     # polygon edges that the flow bounds let bind (a branch-op whose flow box lies inside the
@@ -269,38 +370,66 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
     edges = polygon(cfg.polygon_sides)
     # the rating in place (MVA) per branch and node, and the smallest it can be (which edges can bind)
     base = {k: rating[k] if rating[k] < UNLIMITED_MVA else 0.0 for k in K}
-    rating_at = {(k, n): base[k] + sum((o.rating_mva - base[k]) * o.state[n] for o in options.get(k, ()))
-                 for k in K if rating[k] < UNLIMITED_MVA or k in options for n in ix.node_names}
+    rating_aff = {}
+    for k in K:
+        if rating[k] < UNLIMITED_MVA or k in options:
+            for n in ix.node_names:
+                a = Affine(base[k])
+                for o in options.get(k, ()):
+                    a.add(affine(o.state[n]), o.rating_mva - base[k])
+                rating_aff[k, n] = a
+    rating_at = {key: a.expr() for key, a in rating_aff.items()}
     smallest = {k: min([base[k]] + [o.rating_mva for o in options.get(k, ())]) for k in K}
-    therm = [(k, ph, m, t) for k in K if rating[k] < UNLIMITED_MVA or k in options for t in T
-             if np.hypot(fl[k][t], ql[k][t]) > edges[0][2] * load_frac * smallest[k] / 3.0
-             for ph in PH for m in range(len(edges))
-             if abs(edges[m][0]) * fl[k][t] + abs(edges[m][1]) * ql[k][t] > edges[m][2] * load_frac * smallest[k] / 3.0]
+    E = np.asarray(edges, dtype=float)
+    therm = []  # (k, ph, m, t) in the order of the loops: branch, op, phase, edge
+    for k in K:
+        if not (rating[k] < UNLIMITED_MVA or k in options):
+            continue
+        cap = load_frac * smallest[k] / 3.0
+        f, q = fmax[k], qmax[k]
+        busy = np.hypot(f, q) > E[0, 2] * cap
+        binds = (np.abs(E[:, 0])[None, :] * f[:, None] + np.abs(E[:, 1])[None, :] * q[:, None]) > E[:, 2][None, :] * cap
+        for t in np.flatnonzero(busy).tolist():
+            ms = np.flatnonzero(binds[t]).tolist()
+            therm += [(k, ph, m, t) for ph in PH for m in ms]
     over_keys = sorted({(k, ph, t) for k, ph, _, t in therm})
     limited = sorted({k for k, _, _ in over_keys})
-    b.s_over = pyo.Var(over_keys, within=pyo.NonNegativeReals)
-    b.thermal = pyo.Constraint(therm, rule=lambda _, k, ph, m, t: edges[m][0] * b.P[k, ph, t]
-                               + edges[m][1] * b.Q[k, ph, t]
-                               <= edges[m][2] * (load_frac * rating_at[k, opnode[t]] / 3.0 + b.s_over[k, ph, t]))
+    b.s_over = ArrayVar(b, "s_over", keys=over_keys, lb=0.0)
+    over_pos = {key: i for i, key in enumerate(over_keys)}
+
+    def thermal(k, ph, m, t):
+        """a_m P + b_m Q - e_m s_over - e_m loading rating/3 <= 0"""
+        e = edges[m][2]
+        a = Affine(0.0, [edges[m][0], edges[m][1], -e], [b.P[k, ph, t], b.Q[k, ph, t], b.s_over[over_keys[over_pos[k, ph, t]]]])
+        a.add(rating_aff[k, opnode[t]], -e * load_frac / 3.0)
+        return a.coefs, a.vars, None, -a.const
+
+    add_rows(b, "thermal", therm, thermal)
 
     by_ny = defaultdict(list)
     for t in T:
         by_ny[(opnode[t], int(ix.op_year[t]))].append(t)
-    shed_at, over_at = defaultdict(list), defaultdict(list)
-    for j, k, t in shed_keys:
-        shed_at[t].append((j, k))
-    for k, ph, t in over_keys:
-        over_at[t].append((k, ph))
+    tvlo, tvhi = b.s_vlo.tokens(), b.s_vhi.tokens()
+    over_t = np.asarray([t for _, _, t in over_keys], dtype=np.int64)
+    tover = b.s_over.tokens(np.arange(len(over_keys)))
     for (n, y), ts in by_ny.items():
-        hub.cost("penalty_unserved", n, pen.voll_eur_per_mwh * sum(hours[t] * b.shed[j, k, t] for t in ts
-                                                                     for j, k in shed_at[t]), year=y)
-        hub.cost("penalty_overload", n, pen.overload_eur_per_mvah * sum(
-            hours[t] * b.s_over[k, ph, t] for t in ts for k, ph in over_at[t]), year=y)
-        hub.cost("penalty_voltage", n, pen.voltage_eur_per_pu2h * (sum(
-            hours[t] * (b.s_vlo[j, k, t] + b.s_vhi[j, k, t]) for j in buses for k in PH for t in ts)
-            + (sum(hours[t] * b.s_unb[j, t] for j in supply for t in ts) if hasattr(b, "s_unb") else 0.0)), year=y)
+        ts_a = np.asarray(ts, dtype=np.int64)
+        in_ts = np.zeros(nT, dtype=bool)
+        in_ts[ts_a] = True
+        sel = in_ts[st_]
+        hub.cost("penalty_unserved", n, ArrayExpr(reg, pen.voll_eur_per_mwh * hours[st_[sel]], tshed[sel]), year=y)
+        s1 = in_ts[over_t]
+        hub.cost("penalty_overload", n, ArrayExpr(reg, pen.overload_eur_per_mvah * hours[over_t[s1]], tover[s1]),
+                 year=y)
+        hv = np.broadcast_to(hours[ts_a][None, None, :], (nB, 3, len(ts_a))).reshape(-1)
+        parts = [ArrayExpr(reg, pen.voltage_eur_per_pu2h * hv, tvlo[:, :, ts_a].reshape(-1)),
+                 ArrayExpr(reg, pen.voltage_eur_per_pu2h * hv, tvhi[:, :, ts_a].reshape(-1))]
+        if hasattr(b, "s_unb"):
+            hu = np.broadcast_to(hours[ts_a][None, :], (len(supply), len(ts_a))).reshape(-1)
+            parts.append(ArrayExpr(reg, pen.voltage_eur_per_pu2h * hu, b.s_unb.tokens()[:, ts_a].reshape(-1)))
+        hub.cost("penalty_voltage", n, ArrayExpr.total(reg, parts), year=y)
     b._meta = dict(slack_v=slack_v, rating=rating, feed=feed, vuf=cfg.vuf_max_pct > 0, rating_at=rating_at,
-                   options=options)
+                   options=options, buses=buses)
     b._vuf_limit = cfg.vuf_max_pct if cfg.vuf_max_pct > 0 else None
 
 
@@ -314,17 +443,18 @@ def extract_lindist3flow(b, inst, ix) -> dict:
     V, TH = np.ones((nb, 3, T)), np.zeros((nb, 3, T))
     for bus, v2 in meta["slack_v"].items():
         V[bus] = np.sqrt(v2)
-    for (j, k, t), var in b.y.items():
-        V[j, k, t] = np.sqrt(max(var.value, 0.0))
-        TH[j, k, t] = b.th[j, k, t].value or 0.0
+    if meta["buses"]:
+        jj = np.asarray(meta["buses"], dtype=np.int64)
+        V[jj] = np.sqrt(np.maximum(np.nan_to_num(b.y.value_array()), 0.0))
+        TH[jj] = np.nan_to_num(b.th.value_array())
     names = net.buses["name"].to_numpy()
     volt = pd.concat([ops.assign(bus=names[j], v_pu=V[j].min(axis=0)) for j in range(nb)], ignore_index=True)
     vuf = np.stack([unbalance_factor(V[:, :, t], TH[:, :, t]) for t in range(T)], axis=1) if T else \
         np.zeros((nb, 0))
     v3 = pd.concat([ops.assign(bus=names[j], v_a_pu=V[j, 0], v_b_pu=V[j, 1], v_c_pu=V[j, 2], unbalance_pct=vuf[j])
                     for j in range(nb)], ignore_index=True)
-    P = np.array([v.value for v in b.P.values()]).reshape(net.n_branches, 3, T)
-    Q = np.array([v.value for v in b.Q.values()]).reshape(net.n_branches, 3, T)
+    P = b.P.value_array().reshape(net.n_branches, 3, T)
+    Q = b.Q.value_array().reshape(net.n_branches, 3, T)
     rows = []
     rating_at = meta.get("rating_at", {})
     for k in range(net.n_branches):
@@ -339,7 +469,8 @@ def extract_lindist3flow(b, inst, ix) -> dict:
         rows.append(ops.assign(line=net.branches.at[k, "name"], p_mw=P[k].sum(axis=0), q_mvar=Q[k].sum(axis=0),
                                rating_mva=rat, loading_pct=pct))
     w = ix.op_expected_hours()
-    shed = sum((var.value or 0.0) * w[t] for (j, k, t), var in b.shed.items())
+    shed_t = np.asarray([t for _, _, t in b.shed.keys], dtype=np.int64)
+    shed = float(np.nan_to_num(b.shed.value_array()) @ w[shed_t]) if len(shed_t) else 0.0
     summary = {"three_phase": dict(formulation="lindist3flow", lowest_phase_voltage_pu=float(V.min()),
                                    largest_unbalance_pct=float(vuf.max()) if vuf.size else 0.0)}
     return {"voltages": volt, "voltages_3ph": v3, "line_loading": pd.concat(rows, ignore_index=True),
