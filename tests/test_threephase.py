@@ -496,3 +496,19 @@ def test_flexplan_phases_writes_the_table_summary_and_plot(tmp_path):
     import pandas as pd
 
     assert list(pd.read_csv(out)["plan"]) == ["balanced", "three_phase", "phase_balancing"]
+
+
+def test_a_reactive_only_load_is_withdrawn_in_three_phases(tmp_path):
+    """A load with P = 0 and Q = 10 kvar on three phases: the three-phase balance must withdraw
+    it (it was left out where P was 0), giving LinDistFlow's voltages on every phase."""
+    inst = feeder3(tmp_path, "q", [("b1", 0.0, 0.01, "abc"), ("b2", 0.01, 0.002, "abc")])
+    one = fp.solve(fp.build_model(inst, {"name": "1ph", "blocks": ["demand"]}))
+    three = fp.solve(fp.build_model(inst, {"name": "3ph", "blocks": ["demand"],
+                                           "network": {"formulation": "lindist3flow"}}))
+    v3 = three.tables["voltages_3ph"].set_index("bus")
+    v1 = one.voltages.set_index("bus")["v_pu"]
+    assert v1.loc["b2"] < 1.0
+    for col in ("v_a_pu", "v_b_pu", "v_c_pu"):
+        assert v3[col].to_numpy() == pytest.approx(v1.loc[v3.index].to_numpy(), abs=1e-9)
+    flows = three.line_loading.set_index("line")
+    assert flows.loc["l1", "q_mvar"] == pytest.approx(0.012, rel=1e-9)
