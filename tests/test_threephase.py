@@ -341,7 +341,7 @@ def test_the_shipped_three_phase_recipe_solves_in_every_block_order(tmp_path):
 def test_phase_balancing_moves_an_uncontrolled_fleet_when_that_is_cheaper_than_the_violation(tmp_path):
     """The feeder above with a 20 kW house on phase a at b2 and an uncontrolled home fleet on phase
     a there too: moving the fleet's chargers (one move, 250 EUR) lifts phase a above the limit; at
-    a dearer move it stays and phase a sags; a smart fleet is refused."""
+    a dearer move it stays and phase a sags."""
     from conftest import add_fleet
 
     limit = 0.97
@@ -365,8 +365,8 @@ def test_phase_balancing_moves_an_uncontrolled_fleet_when_that_is_cheaper_than_t
     pm = fp.build_model(inst, {**base, "network": {"formulation": "lindist3flow", "vuf_max_pct": 0.0}})
     j = list(inst.network.buses["name"]).index("b2")
     assert pm.hub.p_phase[j, 0].max() == pytest.approx(0.020) and pm.hub.p_firm[j].max() == pytest.approx(0.0)
-    with pytest.raises(fp.RecipeError, match="only uncontrolled fleets"):
-        fp.build_model(inst, {**base, "ev_fleet": {"mode": "smart"}})
+    with pytest.raises(fp.RecipeError, match="reactive power is a decision"):
+        fp.build_model(inst, {**base, "ev_fleet": {"mode": "smart", "reactive": True}})
     with pytest.raises(fp.RecipeError, match="not an EV fleet"):
         fp.build_model(inst, {**base, "phase_balancing": {"fleets": ["work"]}})
 
@@ -512,3 +512,44 @@ def test_a_reactive_only_load_is_withdrawn_in_three_phases(tmp_path):
         assert v3[col].to_numpy() == pytest.approx(v1.loc[v3.index].to_numpy(), abs=1e-9)
     flows = three.line_loading.set_index("line")
     assert flows.loc["l1", "q_mvar"] == pytest.approx(0.012, rel=1e-9)
+
+
+def test_phase_balancing_moves_a_smart_fleet_whose_charging_cannot_fit_on_its_phase(tmp_path):
+    """A 20 kW house on phase a at b2 leaves phase a room for 3.6 kW more (by hand: the 0.97 pu
+    limit allows P_a <= 23.6 kW on the two branches); 12 smart home EVs on phase a need more than
+    that on average, so even smart charging breaks the limit unless their chargers move.  With
+    a 250 EUR move the plan moves them (to b or c), pays no penalty, and charges the same energy:
+    the split of the fleet's net injection over the phases (w_φ, Σ w = p, |w_φ| <= P̄ x_φ) leaves
+    nothing on phase a."""
+    from conftest import add_fleet
+
+    feeder3(tmp_path, "sm", [("b2", 0.020, 0.0, "a")], v_min=0.97)
+    folder = tmp_path / "sm"
+    add_fleet(folder, "b2", 12, extra='phase = "a"\n')
+    (folder / "profiles.csv").write_text("day,hour,weight,res\n" + "".join(f"d,{h},365,1.0\n" for h in range(24)))
+    inst = fp.load_instance(folder)
+    z, z0 = complex(0.02, 0.01), complex(0.06, 0.02)
+    per_mw = 2 * 3 / 0.16 * ((z0 + 2 * z) / 3).real  # pu² per MW on phase a, per branch
+    room = (1 - 0.97 ** 2) / (2 * per_mw) - 0.020  # MW phase a can take beside the house
+    assert room == pytest.approx(0.00364, abs=1e-4)
+    base = {"name": "3ph", "blocks": ["demand", "ev_fleet", "phase_balancing"], "ev_fleet": {"mode": "smart"},
+            "network": {"formulation": "lindist3flow", "vuf_max_pct": 0.0},
+            "phase_balancing": {"fleets": ["home"], "cost_eur_per_move": 250.0}}
+    stay = fp.solve(fp.build_model(inst, {**base, "phase_balancing": {"fleets": ["home"], "cost_eur_per_move": 1e12}}),
+                    mip_gap=0.0)
+    assert not stay.tables["phase_moves"]["moved"].any()
+    assert stay.cost_breakdown_eur["penalty_voltage"] > 250.0
+    pm = fp.build_model(inst, base)
+    moved = fp.solve(pm, mip_gap=0.0)
+    mv = moved.tables["phase_moves"].set_index("load").loc["home@b2"]
+    assert mv["moved"] and mv["phase_after"] in ("b", "c")
+    assert moved.cost_breakdown_eur["phase_balancing"] == pytest.approx(250.0)
+    assert moved.cost_breakdown_eur.get("penalty_voltage", 0.0) == pytest.approx(0.0, abs=1e-6)
+    b = pm.model.phase_balancing
+    w = np.array([[b.wf[i, k].value for k in range(3)] for i in range(len(b.fleet_split))])
+    assert np.abs(w[:, 0]).max() == pytest.approx(0.0, abs=1e-9)  # nothing left on phase a
+    after = "abc".index(mv["phase_after"])
+    charged = -w[:, after].sum()  # MWh over the day's 24 one-hour ops
+    assert charged > 24 * room  # more than phase a could have taken beside the house all day long
+    v = moved.tables["voltages_3ph"].set_index("bus").loc["b2"]
+    assert v["v_a_pu"].min() == pytest.approx(np.sqrt(1 - 2 * per_mw * 0.020), abs=1e-9)  # the house alone

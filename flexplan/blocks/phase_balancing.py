@@ -34,8 +34,10 @@ PHASES = "abc"
 class PhaseBalancingConfig:
     """``loads``: names of the loads that may move (default: every single-phase load of the
     instance, unless ``fleets`` is given); ``fleets``: names of single-phase EV fleets whose
-    chargers may move, bus by bus (one move per fleet and bus; uncontrolled fleets only: a smart
-    fleet's charging is a decision, and moving it would need a big-M per op); ``cost_eur_per_move``: one-off cost of reconnecting one load to another phase
+    chargers may move, bus by bus (one move per fleet and bus: an uncontrolled fleet's fixed
+    charging moves as a load's does; a smart or V2G fleet's net injection, a decision, is split
+    over the phases by the move's binaries, with a big-M per op from its variables' bounds);
+    ``cost_eur_per_move``: one-off cost of reconnecting one load to another phase
     (EUR; default 250: a crew visit to swap a service cable's phase in a cabinet, an assumption
     of the order of a DSO's connection-work hourly rates [check])."""
 
@@ -114,26 +116,86 @@ def _add_fleet_moves(b, inst, ix, hub, cfg, root):
     rule = hub.get("charger_q")
     q_per_p = float(rule.q_per_p) if rule is not None else 0.0
     prof = defaultdict(lambda: np.zeros(ix.n_ops))
+    decided = defaultdict(list)  # (fleet, bus) -> [(op, net injection expression)] of a smart or V2G fleet
     for st in store.states:
         if st.fleet in home:
-            if not isinstance(st.charge, (int, float)) or st.discharge:
-                raise RecipeError(f"phase_balancing.fleets: fleet '{st.fleet}' is not charged uncontrolled (its "
-                                  "charging is a decision): only uncontrolled fleets can be moved between phases")
-            prof[(st.fleet, st.bus)][st.op] += float(st.charge)
-    units = sorted(prof)
+            if isinstance(st.charge, (int, float)) and not st.discharge:
+                prof[(st.fleet, st.bus)][st.op] += float(st.charge)
+            else:
+                decided[(st.fleet, st.bus)].append((st.op, st))
+    ev_blk = b.model().component("ev_fleet")
+    if decided and ev_blk is not None and ev_blk.component("q") is not None:
+        raise RecipeError("phase_balancing.fleets: the chargers of a smart fleet whose reactive power is a decision "
+                          "(ev_fleet.reactive = true) cannot be moved between phases; set reactive = false")
+    units = sorted(set(prof) | set(decided))
     U = range(len(units))
     b.xf = pyo.Var(U, range(3), within=pyo.Binary)
     b.one_fleet = pyo.Constraint(U, rule=lambda _, u: sum(b.xf[u, k] for k in range(3)) == 1)
     hub.decide(root, [b.xf[u, k] for u in U for k in range(3)])
-    rows = []
+    rows, split_keys = [], []
     for u, (name, j) in enumerate(units):
         k0 = home[name]
-        p = prof[(name, j)]
-        _movable(hub, j, k0, p, -q_per_p * p, [b.xf[u, k] for k in range(3)], firm=True)
+        x = [b.xf[u, k] for k in range(3)]
+        if (name, j) in prof:
+            p = prof[(name, j)]
+            _movable(hub, j, k0, p, -q_per_p * p, x, firm=True)
+        for o, st in decided.get((name, j), ()):
+            split_keys.append((u, j, k0, o, st))
         rows.append((f"{name}@{inst.network.buses['name'].iloc[j]}", str(inst.network.buses["name"].iloc[j]),
                      PHASES[k0]))
+    if split_keys:
+        _split_decided(b, hub, split_keys, q_per_p)
     b._fleet_rows = rows
     return float(cfg.cost_eur_per_move) * sum(1 - b.xf[u, home[units[u][0]]] for u in U)
+
+
+def _bound(expr) -> float:
+    """The largest |expr| over its variables' bounds (MW): a big-M derived from the model, not guessed."""
+    from .linear import affine
+
+    a = affine(expr)
+    total = abs(a.const)
+    for c, v in zip(a.coefs, a.vars):
+        lo, hi = v.bounds
+        if lo is None or hi is None:
+            raise RecipeError(f"phase_balancing.fleets: the charging of a moved fleet has an unbounded term ({v.name})")
+        total += abs(c) * max(abs(lo), abs(hi))
+    return total
+
+
+def _split_decided(b, hub, keys, q_per_p: float) -> None:
+    """A smart or V2G fleet's net injection p(t) (a decision) at bus j leaves its phase φ₀ and is
+    split over the phases by the move's binaries x_φ (the disaggregation of x_φ · p(t), exact for
+    binary x):  Σ_φ w_φ(t) = p(t),  -P̄ x_φ <= w_φ(t) <= P̄ x_φ,  with P̄ the largest |p(t)| over
+    its variables' bounds; the grid code's reactive power follows (q = -q_per_p · w on each
+    phase, charging being a negative injection; a V2G fleet with a grid code is refused: its
+    reactive power follows the charging only)."""
+    from .linear import affine, lin
+
+    n = len(keys)
+    b.wf = pyo.Var(range(n), range(3))
+    rows_sum, rows_on = [], []
+    for i, (u, j, k0, o, st) in enumerate(keys):
+        if q_per_p and st.discharge is not None and not (isinstance(st.discharge, (int, float)) and st.discharge == 0):
+            raise RecipeError("phase_balancing.fleets: a V2G fleet under a grid code's reactive power cannot be moved "
+                              "between phases (its Q follows the charging, not the net injection)")
+        p = (st.discharge if st.discharge is not None else 0.0) - st.charge
+        bound = _bound(p)
+        a = affine(p)
+        rows_sum.append(([1.0, 1.0, 1.0] + [-c for c in a.coefs], [b.wf[i, 0], b.wf[i, 1], b.wf[i, 2], *a.vars],
+                         a.const, a.const))
+        for k in range(3):
+            rows_on.append(([1.0, -bound], [b.wf[i, k], b.xf[u, k]], None, 0.0))
+            rows_on.append(([-1.0, -bound], [b.wf[i, k], b.xf[u, k]], None, 0.0))
+        # off phase φ₀ (the ev_fleet block injected p there), onto each phase as w_φ
+        hub.inject(j, o, p=lin([-c for c in a.coefs], a.vars, -a.const),
+                   q=lin([q_per_p * c for c in a.coefs], a.vars, q_per_p * a.const) if q_per_p else None, phase=k0)
+        for k in range(3):
+            hub.inject(j, o, p=b.wf[i, k], q=-q_per_p * b.wf[i, k] if q_per_p else None, phase=k)
+    from .rows import add_rows
+
+    add_rows(b, "fleet_split", range(len(rows_sum)), lambda i: rows_sum[i])
+    add_rows(b, "fleet_split_on", range(len(rows_on)), lambda i: rows_on[i])
 
 
 def _movable(hub, j: int, k0: int, p: np.ndarray, q: np.ndarray, x: list, firm: bool) -> None:
