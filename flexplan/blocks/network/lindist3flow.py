@@ -151,8 +151,6 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
     K = range(nK)
     hours = np.asarray(ix.op_hours(), dtype=float)
     opnode = [ix.node_names[k] for k in ix.op_node]
-    node_at = {n: i for i, n in enumerate(ix.node_names)}
-    opnode_a = np.asarray([node_at[n] for n in opnode], dtype=np.int64)
     slack_v = {int(bus): float(vm) ** 2 for bus, vm in zip(net.slack["bus"], net.slack["vm_pu"])}
     buses = [j for j in range(nb) if j not in slack_v]
     nB = len(buses)
@@ -174,7 +172,6 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
         inj = hub.max_injection[bs].sum()
         fmax[k] = pa[bs].sum(axis=0) + inj
         qmax[k] = qa[bs].sum(axis=0) + inj
-    fl, ql = fmax.tolist(), qmax.tolist()
     # the network's variables are array variables (blocks/arrays.py); var[key] is one element
     reg = registry(b.model())
     fb, qb = np.repeat(fmax[:, None, :], 3, axis=1), np.repeat(qmax[:, None, :], 3, axis=1)
@@ -393,7 +390,6 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
             ms = np.flatnonzero(binds[t]).tolist()
             therm += [(k, ph, m, t) for ph in PH for m in ms]
     over_keys = sorted({(k, ph, t) for k, ph, _, t in therm})
-    limited = sorted({k for k, _, _ in over_keys})
     b.s_over = ArrayVar(b, "s_over", keys=over_keys, lb=0.0)
     over_pos = {key: i for i, key in enumerate(over_keys)}
 

@@ -291,14 +291,14 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
 
     # the network's variables are array variables (blocks/arrays.py): bounds as arrays, rows
     # over their tokens with numpy; var[key] gives an element for the rows written one by one
-    nT, nK = ix.n_ops, net.n_branches
+    nT = ix.n_ops
     reg = registry(b.model())
     b.P = ArrayVar(b, "P", axes=(K, T), lb=Pmin, ub=Pmax)
     b.Q = ArrayVar(b, "Q", axes=(K, T), lb=Qmin, ub=Qmax)
     b.v = ArrayVar(b, "v", axes=(buses, T), lb=vh_lo, ub=vh_hi)
     b.s_vlo = ArrayVar(b, "s_vlo", axes=(buses, T), lb=0.0)
     b.s_vhi = ArrayVar(b, "s_vhi", axes=(buses, T), lb=0.0)
-    P_, Q_, v_, svlo_, svhi_ = b.P, b.Q, b.v, b.s_vlo, b.s_vhi
+    P_, Q_, v_ = b.P, b.Q, b.v  # var[key]: one element, for the rows written one by one
 
     # load shedding where there is load
     pw, qw = hub.p_withdraw, hub.q_withdraw
@@ -306,9 +306,7 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     shed_j, shed_t = np.nonzero(ps > 0)  # bus-major, as (j, t) for j, t
     shed_keys = list(zip(shed_j.tolist(), shed_t.tolist()))
     b.shed = ArrayVar(b, "shed", keys=shed_keys, lb=0.0, ub=ps[shed_j, shed_t])
-    shed_ = b.shed
     q_ratio = np.divide(qs, ps, out=np.zeros_like(ps), where=ps > 0)
-    pw_l, qw_l = pw.tolist(), qw.tolist()
     Pabs_l, Qabs_l = Pabs.tolist(), Qabs.tolist()
 
     # parallel branches
@@ -365,7 +363,6 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     for k in K:
         children[frm[k]].append(k)
     parent = net.parent_branch()
-    shed_set = set(shed_keys)
 
     # Every row below is a row of a family (blocks/rows.py): coefficients, variables and
     # bounds as plain lists, appended to HiGHS's matrix at the hand-off.
@@ -461,37 +458,10 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
     balance("q")
 
     # -- voltage drop ---------------------------------------------------------------------
-    def drop(k, t, rr, xx, P, Q, i, sign=1.0, L=None, Ls=None, Lterms=()) -> Affine:
-        """sign * (v_from - v_to - 2 (rr P_i + xx Q_i) / S_base [+ (rr² + xx²) L_i / Ls_i] [+ Σ c w])"""
-        coefs, vs, const = [-sign * 2.0 * rr / sb, -sign * 2.0 * xx / sb], [P[i, t], Q[i, t]], 0.0
-        if L is not None and t in in_Tl:
-            coefs.append(sign * (rr * rr + xx * xx) / Ls[i])
-            vs.append(L[i, t])
-        for c, var in Lterms:
-            coefs.append(sign * c)
-            vs.append(var)
-        f, g = frm[k], to[k]
-        if f in slack_v:
-            const += sign * slack_v[f]
-            if f in supply_dv:
-                coefs.append(sign)
-                vs.append(supply_dv[f][t])
-        else:
-            coefs.append(sign)
-            vs.append(v_[f, t])
-        if g in slack_v:
-            const -= sign * slack_v[g]
-        else:
-            coefs.append(-sign)
-            vs.append(v_[g, t])
-        return Affine(const, coefs, vs)
-
     def eq_zero(a: Affine):
         return a.coefs, a.vars, -a.const, -a.const
 
     plain = [k for k in K if k not in replaces or not replaces[k]]
-    L_br, Ls_br = (l_, zk) if losses else (None, None)
-    L_par, Ls_par = (l_par_, zp) if losses else (None, None)
     # v_from - v_to - 2 (r P + x Q) / S_base [+ |z|² l] = 0, a slack's squared voltage in the bound
     nPl = len(plain)
     pk = np.asarray(plain, dtype=np.int64)
@@ -524,11 +494,6 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
                    np.concatenate([np.ravel(a) for a in toks]), np.concatenate([np.ravel(a) for a in coefs]), rhs, rhs,
                    extra=(x_row, x_coef, x_var))
 
-
-    def within_m(a: Affine, M: float, state: Affine):
-        """a <= M (1 - state)  as  a + M state <= M"""
-        a.add(state, M)
-        return a.coefs, a.vars, None, M - a.const
 
     def switched(var, sign, bound, state: Affine):
         """sign var <= bound state"""
@@ -845,12 +810,10 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         cap = load_frac * min([base] + [o.rating_mva for o in replaces.get(k, [])])
         items.append((k, Pmin[k], Pmax[k], Qmin[k], Qmax[k], cap, {n: rating_aff[k, n] for n in ix.node_names}))
     over_keys = thermal_family("thermal", "s_over", items, tokP, tokQ)
-    s_over_ = b.s_over
     par_rating = [{n: Affine().add(st, o.rating_mva) for n, st in par_state[c].items()} for c, o in enumerate(parallels)]
     items = [(c, -Pabs[pbr[c]], Pabs[pbr[c]], -Qabs[pbr[c]], Qabs[pbr[c]], load_frac * parallels[c].rating_mva,
               par_rating[c]) for c in PC]
     over_par_keys = thermal_family("thermal_par", "s_over_par", items, tokPp, tokQp)
-    s_over_par_ = b.s_over_par
     rating_expr = {key: a.expr() for key, a in rating_aff.items()}
 
     # -- penalties ------------------------------------------------------------------------
