@@ -159,7 +159,7 @@ class StandardForm:
         names = [v.name for v in self.columns]
         if self.n_array:
             for av in self.arrays.vars:
-                names.extend(f"{av.family}[{','.join(map(str, k)) if isinstance(k, tuple) else k}]" for k in av.keys)
+                names.extend(av.element_name(k) for k in av.keys)
         return names
 
 

@@ -170,13 +170,29 @@ def feeder3(tmp_path, name, loads, r0=0.06, x0=0.02, v_min=0.9, reinforcement=""
     return fp.load_instance(f)
 
 
-def test_balanced_loads_give_the_lindistflow_plan(tmp_path):
-    inst = feeder3(tmp_path, "bal", [("b1", 0.02, 0.005, "abc"), ("b2", 0.03, 0.01, "abc")])
+def house_and_charger(tmp_path, name, reinforcement=""):
+    """The two-branch feeder with a 20 kW house and a 7 kW charger, both on phase a at b2,
+    named ``house`` and ``charger`` (so that phase balancing can name the charger), limit 0.97 pu."""
+    feeder3(tmp_path, name, [("b2", 0.020, 0.0, "a"), ("b2", 0.007, 0.0, "a")], v_min=0.97,
+            reinforcement=reinforcement)
+    path = tmp_path / name / "loads.csv"
+    head, house, charger = path.read_text().splitlines()
+    path.write_text("\n".join([head + ",name", house + ",house", charger + ",charger"]) + "\n")
+    return fp.load_instance(tmp_path / name)
+
+
+def one_and_three_phase(inst):
+    """The plan of ``inst``'s loads alone under lindistflow and under lindist3flow: (LinDistFlow's
+    voltage per bus, the three-phase voltages table by bus, the three-phase results)."""
     one = fp.solve(fp.build_model(inst, {"name": "1ph", "blocks": ["demand"]}))
     three = fp.solve(fp.build_model(inst, {"name": "3ph", "blocks": ["demand"],
                                            "network": {"formulation": "lindist3flow"}}))
-    v3 = three.tables["voltages_3ph"].set_index("bus")
-    v1 = one.voltages.set_index("bus")["v_pu"]
+    return one.voltages.set_index("bus")["v_pu"], three.tables["voltages_3ph"].set_index("bus"), three
+
+
+def test_balanced_loads_give_the_lindistflow_plan(tmp_path):
+    inst = feeder3(tmp_path, "bal", [("b1", 0.02, 0.005, "abc"), ("b2", 0.03, 0.01, "abc")])
+    v1, v3, three = one_and_three_phase(inst)
     for col in ("v_a_pu", "v_b_pu", "v_c_pu"):
         assert v3[col].to_numpy() == pytest.approx(v1.loc[v3.index].to_numpy(), abs=1e-9)
     assert v3["unbalance_pct"].max() == pytest.approx(0.0, abs=1e-6)
@@ -259,11 +275,7 @@ def test_phase_balancing_moves_the_charger_when_that_is_cheaper_than_the_violati
     day of weight 365), so the plan moves it, to phase b or c, and costs exactly the move; at a
     move dearer than the violation it stays."""
     limit = 0.97
-    feeder3(tmp_path, "pb", [("b2", 0.020, 0.0, "a"), ("b2", 0.007, 0.0, "a")], v_min=limit)
-    loads = (tmp_path / "pb" / "loads.csv").read_text().splitlines()
-    (tmp_path / "pb" / "loads.csv").write_text("\n".join([loads[0] + ",name", loads[1] + ",house", loads[2] + ",charger"])
-                                               + "\n")
-    inst = fp.load_instance(tmp_path / "pb")
+    inst = house_and_charger(tmp_path, "pb")
     base = {"name": "3ph", "blocks": ["demand", "phase_balancing"], "network": {"formulation": "lindist3flow"},
             "phase_balancing": {"loads": ["charger"], "cost_eur_per_move": 250.0}}
     res = fp.solve(fp.build_model(inst, base))
@@ -448,12 +460,7 @@ def test_phase_planning_reports_the_under_build_and_the_value_of_phase_balancing
     investment, and phase balancing is worth that investment less 50 EUR."""
     from flexplan.threephase import phase_planning
 
-    feeder3(tmp_path, "pp", [("b2", 0.020, 0.0, "a"), ("b2", 0.007, 0.0, "a")], v_min=0.97,
-            reinforcement=HALF_CABLE)
-    loads = (tmp_path / "pp" / "loads.csv").read_text().splitlines()
-    (tmp_path / "pp" / "loads.csv").write_text("\n".join([loads[0] + ",name", loads[1] + ",house",
-                                                          loads[2] + ",charger"]) + "\n")
-    inst = fp.load_instance(tmp_path / "pp")
+    inst = house_and_charger(tmp_path, "pp", reinforcement=HALF_CABLE)
     rec = {"name": "r", "blocks": ["demand", "reinforcement"], "network": {"vuf_max_pct": 0.0}}
     out = phase_planning(inst, rec, balancing={"loads": ["charger"], "cost_eur_per_move": 50.0}, mip_gap=0.0)
     t = out["table"].set_index("plan")
@@ -479,11 +486,7 @@ def test_flexplan_phases_writes_the_table_summary_and_plot(tmp_path):
 
     from flexplan.cli import main
 
-    feeder3(tmp_path, "pp", [("b2", 0.020, 0.0, "a"), ("b2", 0.007, 0.0, "a")], v_min=0.97,
-            reinforcement=HALF_CABLE)
-    loads = (tmp_path / "pp" / "loads.csv").read_text().splitlines()
-    (tmp_path / "pp" / "loads.csv").write_text("\n".join([loads[0] + ",name", loads[1] + ",house",
-                                                          loads[2] + ",charger"]) + "\n")
+    house_and_charger(tmp_path, "pp", reinforcement=HALF_CABLE)
     (tmp_path / "r.toml").write_text('name = "r"\nblocks = ["demand", "reinforcement"]\n[network]\nvuf_max_pct = 0.0\n')
     out = tmp_path / "res" / "phases.csv"
     code = main(["phases", str(tmp_path / "pp"), "--model", str(tmp_path / "r.toml"), "--loads", "charger",
@@ -502,11 +505,7 @@ def test_a_reactive_only_load_is_withdrawn_in_three_phases(tmp_path):
     """A load with P = 0 and Q = 10 kvar on three phases: the three-phase balance must withdraw
     it (it was left out where P was 0), giving LinDistFlow's voltages on every phase."""
     inst = feeder3(tmp_path, "q", [("b1", 0.0, 0.01, "abc"), ("b2", 0.01, 0.002, "abc")])
-    one = fp.solve(fp.build_model(inst, {"name": "1ph", "blocks": ["demand"]}))
-    three = fp.solve(fp.build_model(inst, {"name": "3ph", "blocks": ["demand"],
-                                           "network": {"formulation": "lindist3flow"}}))
-    v3 = three.tables["voltages_3ph"].set_index("bus")
-    v1 = one.voltages.set_index("bus")["v_pu"]
+    v1, v3, three = one_and_three_phase(inst)
     assert v1.loc["b2"] < 1.0
     for col in ("v_a_pu", "v_b_pu", "v_c_pu"):
         assert v3[col].to_numpy() == pytest.approx(v1.loc[v3.index].to_numpy(), abs=1e-9)

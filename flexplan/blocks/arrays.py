@@ -156,12 +156,6 @@ class ArrayVar:
         pos = [w[np.asarray(lab, dtype=np.int64)] for w, lab in zip(self._where, labels)]
         return self.base + np.ravel_multi_index(tuple(np.broadcast_arrays(*pos)), self.shape)
 
-    def positions_of(self, keys) -> np.ndarray:
-        """Positions of ``keys`` of a keyed variable (vectorised lookup)."""
-        if self._pos is None:
-            self._pos = {k: i for i, k in enumerate(self.keys)}
-        return np.fromiter((self._pos[k] for k in keys), dtype=np.int64, count=len(keys))
-
     # -- Pyomo-like access ---------------------------------------------------------------
     def __len__(self) -> int:
         return self.n
@@ -191,13 +185,16 @@ class ArrayVar:
     def family(self) -> str:
         return f"{self.block.name}.{self.name}"
 
+    def element_name(self, key) -> str:
+        """The name Pyomo gives the element at ``key`` (``network.P[3,17]``)."""
+        return f"{self.family}[{','.join(map(str, key)) if isinstance(key, tuple) else key}]"
+
 
 class Col:
     """One element of an :class:`ArrayVar` (what ``var[key]`` gives): its token for rows
     written element by element, and ``value``/``lb``/``ub`` for code that reads a solution."""
 
     __slots__ = ("av", "pos")
-    fixed = False
 
     def __init__(self, av: ArrayVar, pos: int):
         self.av, self.pos = av, pos
@@ -221,17 +218,12 @@ class Col:
         v = float(self.av.ub[self.pos])
         return None if np.isinf(v) else v
 
-    @property
-    def bounds(self):
-        return self.lb, self.ub
-
     def index(self):
         return self.av.keys[self.pos]
 
     @property
     def name(self) -> str:
-        k = self.index()
-        return f"{self.av.family}[{','.join(map(str, k)) if isinstance(k, tuple) else k}]"
+        return self.av.element_name(self.index())
 
     def __repr__(self) -> str:
         return self.name
@@ -248,9 +240,6 @@ class ArrayExpr:
         self.coefs = np.asarray(coefs, dtype=float).reshape(-1)
         self.toks = np.asarray(toks, dtype=np.int64).reshape(-1)
         self.const = float(const)
-
-    def __call__(self, exception=True) -> float:
-        return self.value()
 
     def value(self) -> float:
         if not len(self.toks):

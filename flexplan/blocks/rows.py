@@ -81,21 +81,6 @@ class LinearRows:
             blk = blk.parent_block()
         return True
 
-    def row(self, i: int):
-        """Row ``i`` as (coefficients, variables, lo, hi): Pyomo variables and :class:`Col`."""
-        from .arrays import Col
-
-        reg = array_registry(self.block.model(), create=False)
-        ps = np.flatnonzero(self.p_row == i)
-        ts = np.flatnonzero(self.t_row == i)
-        coefs = self.p_coef[ps].tolist() + self.t_coef[ts].tolist()
-        vs = [self.p_var[p] for p in ps.tolist()]
-        for tok in self.t_tok[ts].tolist():
-            av = reg.vars[int(reg.owner(np.array([tok]))[0])]
-            vs.append(Col(av, tok - av.base))
-        lo, hi = float(self.lo[i]), float(self.hi[i])
-        return coefs, vs, None if np.isinf(lo) else lo, None if np.isinf(hi) else hi
-
 
 def _pyomo_rows() -> bool:
     return os.environ.get("FLEXPLAN_PYOMO_ROWS", "") not in ("", "0")
@@ -227,11 +212,10 @@ def materialize_rows(model) -> int:
     """Turn every row family of ``model`` into the ``pyo.Constraint`` it stands for (same
     block, name and index), and every array variable into its ``pyo.Var``
     (:func:`.arrays.materialize_arrays`); returns the number of rows created.  Idempotent."""
-    from .arrays import materialize_arrays
-    from .arrays import registry as array_registry_of
+    from .arrays import materialize_arrays, registry
 
     materialize_arrays(model)
-    reg = array_registry_of(model, create=False)
+    reg = registry(model, create=False)
     registry = model.__dict__.get(_ATTR, [])
     n = 0
     for fam in registry:
@@ -270,9 +254,3 @@ def materialize_rows(model) -> int:
         model.del_component(GUARD)
         model.del_component(GUARD + "_var")
     return n
-
-
-def array_registry(model, create: bool = True):
-    from .arrays import registry as _reg
-
-    return _reg(model, create)

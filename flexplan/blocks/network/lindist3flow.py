@@ -109,13 +109,9 @@ def branch_matrices(net, where: str) -> tuple[np.ndarray, ...]:
     return mp, mq, np_, nq
 
 
-def _phase_split(hub, j: int, t: int):
-    """Fixed withdrawals (MW, Mvar) of bus j at op t per phase, and the variable injections per
-    phase as lists of (coefficient, expression)."""
-    pw, qw = hub.p_withdraw[j, t], hub.q_withdraw[j, t]
-    pp, qp = hub.p_phase[j, :, t], hub.q_phase[j, :, t]
-    wp = pp + (pw - pp.sum()) / 3.0
-    wq = qp + (qw - qp.sum()) / 3.0
+def _phase_injections(hub, j: int, t: int):
+    """The variable injections of bus j at op t per phase as lists of (coefficient, expression):
+    an injection the Hub holds with a phase goes to that phase, the rest is split evenly."""
     ip, iq = [[] for _ in PH], [[] for _ in PH]
     for src, spec, out in ((hub.p_terms, hub.p_phase_terms, ip), (hub.q_terms, hub.q_phase_terms, iq)):
         total = src.get((j, t), ())
@@ -124,7 +120,7 @@ def _phase_split(hub, j: int, t: int):
             out[k] += [(1.0, e) for e in phased[k]]
             out[k] += [(1.0 / 3.0, e) for e in total]
             out[k] += [(-1.0 / 3.0, e) for kk in PH for e in phased[kk]]
-    return wp, wq, ip, iq
+    return ip, iq
 
 
 def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
@@ -184,13 +180,13 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
     tP, tQ, tY, tTH = b.P.tokens(), b.Q.tokens(), b.y.tokens(), b.th.tokens()
 
     # fixed withdrawals per phase (a power the Hub holds with a phase goes to it, the rest is
-    # split evenly), and the variable injections per (bus, op) with terms (_phase_split)
+    # split evenly), and the variable injections per (bus, op) with terms (_phase_injections)
     wp = hub.p_phase + ((hub.p_withdraw - hub.p_phase.sum(axis=1)) / 3.0)[:, None, :]  # (bus, phase, op)
     wq = hub.q_phase + ((hub.q_withdraw - hub.q_phase.sum(axis=1)) / 3.0)[:, None, :]
     term_keys = {(j, t) for (j, t), v in hub.p_terms.items() if v} | {(j, t) for (j, t), v in hub.q_terms.items() if v}
     term_keys |= {(j, t) for (j, t, _), v in hub.p_phase_terms.items() if v}
     term_keys |= {(j, t) for (j, t, _), v in hub.q_phase_terms.items() if v}
-    split = {key: _phase_split(hub, *key) for key in sorted(term_keys)}
+    split = {key: _phase_injections(hub, *key) for key in sorted(term_keys)}
 
     # load shedding per phase, in proportion to the bus's sheddable share
     ps, _ = hub.sheddable()
@@ -224,7 +220,7 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
             coefs.append(qr[ok] if reactive else np.ones(int(ok.sum())))
         rhs = w[np.asarray(to, dtype=np.int64)].reshape(-1) if nK else np.empty(0)  # (K, 3, T) -> row order
         x_row, x_coef, x_var = [], [], []
-        for (j, t), (_, _, ip, iq) in split.items():
+        for (j, t), (ip, iq) in split.items():
             k = feeds_of.get(j)
             if k is None:
                 continue
@@ -391,12 +387,11 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
             therm += [(k, ph, m, t) for ph in PH for m in ms]
     over_keys = sorted({(k, ph, t) for k, ph, _, t in therm})
     b.s_over = ArrayVar(b, "s_over", keys=over_keys, lb=0.0)
-    over_pos = {key: i for i, key in enumerate(over_keys)}
 
     def thermal(k, ph, m, t):
         """a_m P + b_m Q - e_m s_over - e_m loading rating/3 <= 0"""
         e = edges[m][2]
-        a = Affine(0.0, [edges[m][0], edges[m][1], -e], [b.P[k, ph, t], b.Q[k, ph, t], b.s_over[over_keys[over_pos[k, ph, t]]]])
+        a = Affine(0.0, [edges[m][0], edges[m][1], -e], [b.P[k, ph, t], b.Q[k, ph, t], b.s_over[k, ph, t]])
         a.add(rating_aff[k, opnode[t]], -e * load_frac / 3.0)
         return a.coefs, a.vars, None, -a.const
 

@@ -471,7 +471,6 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         np.repeat(-2.0 * np.asarray(x, dtype=float)[pk] / sb, nT) if nPl else np.empty(0)]
     const = np.zeros((nPl, nT))
     x_row, x_coef, x_var = [], [], []
-    tokV = b.v.tokens()
     for i, k in enumerate(plain):
         for bus, sign in ((frm[k], 1.0), (to[k], -1.0)):
             if bus in slack_v:
@@ -482,7 +481,7 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
                     x_var.extend(supply_dv[bus][t] for t in T)
             else:
                 rows.append(prow[i])
-                toks.append(tokV[bpos[bus]])
+                toks.append(tokV2[bpos[bus]])
                 coefs.append(np.full(nT, sign))
         if losses:
             for t in Tl:
@@ -711,7 +710,7 @@ def add_lindistflow(b, inst, ix, hub, cfg: LinDistFlowConfig) -> None:
         b._loss_by_t = loss_by_t
 
     # -- voltage band ---------------------------------------------------------------------
-    tokV, tokLo, tokHi = b.v.tokens().reshape(-1), b.s_vlo.tokens().reshape(-1), b.s_vhi.tokens().reshape(-1)
+    tokV, tokLo, tokHi = tokV2.reshape(-1), b.s_vlo.tokens().reshape(-1), b.s_vhi.tokens().reshape(-1)
     rr = np.arange(nB * nT, dtype=np.int64)
     if hub.v_margin is None:
         lo = np.full(nB * nT, vmin2)
