@@ -445,10 +445,58 @@ def test_three_phase_reinforcement_refuses_what_it_cannot_model(tmp_path):
     rec = {"name": "r", "blocks": ["demand", "reinforcement"], "network": {"formulation": "lindist3flow"}}
     with pytest.raises(fp.RecipeError, match="zero-sequence impedance of every replacement.*r0_ohm_per_km"):
         fp.build_model(inst, rec)
-    par = HALF_CABLE.replace('generate = ["replace"]', 'generate = ["parallel"]')
-    inst = feeder3(tmp_path, "par", [("b2", 0.027, 0.0, "a")], reinforcement=par)
-    with pytest.raises(fp.RecipeError, match="not parallel candidates"):
+    both = HALF_CABLE.replace('generate = ["replace"]', 'generate = ["replace", "parallel"]')
+    inst = feeder3(tmp_path, "par", [("b2", 0.027, 0.0, "a")], reinforcement=both)
+    with pytest.raises(fp.RecipeError, match="parallel candidate may have no other candidate.*'l2'"):
         fp.build_model(inst, rec)
+
+
+SAME_CABLE = HALF_CABLE.replace('generate = ["replace"]', 'generate = ["parallel"]').replace(
+    "r_ohm_per_km = 0.05", "r_ohm_per_km = 0.1").replace("x_ohm_per_km = 0.025", "x_ohm_per_km = 0.05").replace(
+    "r0_ohm_per_km = 0.15", "r0_ohm_per_km = 0.3").replace("x0_ohm_per_km = 0.05", "x0_ohm_per_km = 0.1").replace(
+    "max_i_ka = 1.0", f"max_i_ka = {0.5 / (np.sqrt(3) * 0.4)}")
+
+
+def test_a_parallel_cable_in_three_phases_halves_the_branch_as_pandapower_has_it(tmp_path):
+    """The 27 kW on phase a of the test above, with l2 reinforceable by a second cable of its own
+    kind in parallel (0.1 + 0.05j Ω/km, zero sequence 0.3 + 0.1j, 0.2 km, 0.5 MVA): the plan
+    builds it, and phase a is at sqrt(1 - 1.5 d) as with the cable of half the impedance (by
+    hand: the two cables halve l2's impedance in both sequences); l2's rating in place is twice
+    its own (two equal parts).  Independently, pandapower's runpp_3ph on the feeder with two real
+    parallel lines gives phase a within 0.005 pu of the model and within 1e-6 pu of the AC check
+    (which replays the pair as one branch of the combined impedance)."""
+    import pandapower as pp
+    from pandapower.pf.runpp_3ph import runpp_3ph
+
+    from flexplan.threephase import check_ac_3ph
+
+    inst = feeder3(tmp_path, "par", [("b2", 0.027, 0.0, "a")], v_min=0.97, reinforcement=SAME_CABLE)
+    assert list(inst.candidates["kind"]) == ["parallel"]
+    z, z0 = complex(0.02, 0.01), complex(0.06, 0.02)
+    d = 2 * 3 / 0.16 * ((z0 + 2 * z) / 3).real * 0.027
+    pm = fp.build_model(inst, {"name": "r", "blocks": ["demand", "reinforcement"],
+                               "network": {"formulation": "lindist3flow", "vuf_max_pct": 0.0}})
+    res = fp.solve(pm, mip_gap=0.0)
+    assert res.status == "optimal" and list(res.builds["asset"]) == ["l2"]
+    assert res.cost_breakdown_eur.get("penalty_voltage", 0.0) == pytest.approx(0.0, abs=1e-6)
+    v = res.tables["voltages_3ph"].set_index("bus").loc["b2"]
+    assert v["v_a_pu"] == pytest.approx(np.sqrt(1 - 1.5 * d), abs=1e-9)
+    assert res.line_loading.set_index("line").loc["l2", "rating_mva"] == pytest.approx(1.0, rel=1e-9)
+    _, ac = check_ac_3ph(pm)
+    assert ac["holds"] and ac["converged"] == 1
+    # pandapower with the two cables as two lines
+    net = pp.create_empty_network()
+    b = [pp.create_bus(net, 0.4) for _ in range(3)]
+    pp.create_ext_grid(net, b[0], vm_pu=1.0, s_sc_max_mva=1e6, rx_max=0.1, r0x0_max=0.1, x0x_max=1.0)
+    for i, j in ((0, 1), (1, 2), (1, 2)):
+        pp.create_line_from_parameters(net, b[i], b[j], 0.2, 0.1, 0.05, 0.0, 1.0, r0_ohm_per_km=0.3,
+                                       x0_ohm_per_km=0.1, c0_nf_per_km=0.0)
+    pp.create_asymmetric_load(net, b[2], p_a_mw=0.027)
+    runpp_3ph(net)
+    va = float(net.res_bus_3ph.at[b[2], "vm_a_pu"])
+    print(f"phase a at b2: model {v['v_a_pu']:.6f}, AC check {ac['v_min_pu']:.6f}, two lines in runpp_3ph {va:.6f}")
+    assert abs(va - v["v_a_pu"]) < 0.005
+    assert ac["v_min_pu"] == pytest.approx(va, abs=1e-6)
 
 
 def test_phase_planning_reports_the_under_build_and_the_value_of_phase_balancing(tmp_path):

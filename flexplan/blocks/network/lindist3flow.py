@@ -34,7 +34,9 @@ c's impedances (positive and zero sequence, ``r0_pu``/``x0_pu`` of the candidate
 in place, the others' rows are relaxed by M_a,φ(t) = max_b Σ_s (|M_P(b) − M_P(a)|_φs P̄ +
 |M_Q(b) − M_Q(a)|_φs Q̄) (the largest value alternative a's residual takes while b is in place,
 from the flow bounds), and the thermal rows see the rating in place, S_k + Σ_c (S_c − S_k) z_c,
-a third of it per phase.  Parallel candidates are not modelled in three phases (refused).
+a third of it per phase.  A parallel candidate (the only candidate of its branch) enters as the
+replacement it amounts to (:func:`parallel_as_replacement`: the two cables' impedances in
+parallel per sequence, the rating at which the more loaded part reaches its own).
 Losses are neglected, as in LinDistFlow.
 """
 from __future__ import annotations
@@ -109,6 +111,30 @@ def branch_matrices(net, where: str) -> tuple[np.ndarray, ...]:
     return mp, mq, np_, nq
 
 
+def parallel_as_replacement(o, branch):
+    """A parallel candidate ``o`` on ``branch`` as the replacement it amounts to: the two cables
+    in parallel, per sequence z = z_k z_c / (z_k + z_c) (exact: a phase impedance matrix of
+    sequence impedances z1, z0 stays one under inversion and sums), and the rating at which the
+    more loaded part reaches its own rating, S = min(S_k / d_k, S_c / d_c), with d the part's
+    share of the current, the larger of the positive- and zero-sequence divisions (|z_c / (z_k +
+    z_c)| for the branch).  Exact for a parallel of the same impedance angle and sequence ratio
+    as the branch (a second cable of the same kind: the shares are the impedance ratio); else
+    an approximation on the side of the larger share."""
+    import dataclasses
+
+    z1 = complex(branch["r_pu"], branch["x_pu"])
+    z0 = complex(branch.get("r0_pu", np.nan), branch.get("x0_pu", np.nan))
+    zk = (z1, z0 if np.isfinite(z0.real) and np.isfinite(z0.imag) else z1)  # a virtual branch: z0 = z1
+    zc = (complex(o.r_pu, o.x_pu), complex(o.r0_pu, o.x0_pu))
+    eq = [a * c / (a + c) for a, c in zip(zk, zc)]
+    dk = max(abs(c / (a + c)) for a, c in zip(zk, zc))
+    dc = max(abs(a / (a + c)) for a, c in zip(zk, zc))
+    sk = float(branch["rating_mva"])
+    rating = min(sk / dk if sk < UNLIMITED_MVA else np.inf, o.rating_mva / dc)
+    return dataclasses.replace(o, kind="replace", r_pu=eq[0].real, x_pu=eq[0].imag, r0_pu=eq[1].real,
+                               x0_pu=eq[1].imag, rating_mva=min(rating, UNLIMITED_MVA))
+
+
 def _phase_injections(hub, j: int, t: int):
     """The variable injections of bus j at op t per phase as lists of (coefficient, expression):
     an injection the Hub holds with a phase goes to that phase, the rest is split evenly."""
@@ -127,11 +153,12 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
     net = inst.network
     lim, pen = inst.limits, inst.penalties
     options = {k: list(opts) for k, opts in hub.branch_options.items() if opts}
-    parallel = [o.candidate for opts in options.values() for o in opts if o.kind != "replace"]
-    if parallel:
-        raise RecipeError(f"{inst.name}: the three-phase formulation models replacements, not parallel candidates "
-                          f"({', '.join(parallel[:3])}{' ...' if len(parallel) > 3 else ''}); generate replacements "
-                          "only ([reinforcement] generate = [\"replace\"]) or plan with 'lindistflow'")
+    mixed = [str(net.branches.at[k, "name"]) for k, opts in options.items()
+             if any(o.kind != "replace" for o in opts) and len(opts) > 1]
+    if mixed:
+        raise RecipeError(f"{inst.name}: in three phases a branch with a parallel candidate may have no other candidate; "
+                          f"branch(es) {', '.join(repr(m) for m in mixed[:3])}{' ...' if len(mixed) > 3 else ''} have "
+                          "several (list one candidate per branch in the candidates CSV, or plan with 'lindistflow')")
     no_z0 = [o.candidate for opts in options.values() for o in opts
              if not (np.isfinite(getattr(o, "r0_pu", np.nan)) and np.isfinite(getattr(o, "x0_pu", np.nan)))]
     if no_z0:
@@ -139,6 +166,8 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
                           f"replacement; candidate(s) {', '.join(no_z0[:3])}{' ...' if len(no_z0) > 3 else ''} have "
                           "none (give r0_ohm_per_km and x0_ohm_per_km in the line type)")
     br = net.branches
+    options = {k: [parallel_as_replacement(o, br.loc[k]) if o.kind != "replace" else o for o in opts]
+               for k, opts in options.items()}
     frm, to = br["from_bus"].tolist(), br["to_bus"].tolist()
     rating = br["rating_mva"].astype(float).tolist()
     mp, mq, nmp, nmq = branch_matrices(net, f"instance '{inst.name}'")
