@@ -759,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
     ph.add_argument("--model", default="reinforce_only", help="a recipe with reinforcement (default reinforce_only)")
     ph.add_argument("--loads", help="loads that may change phase (comma-separated; default: every single-phase load "
                     "unless --fleets is given)")
-    ph.add_argument("--fleets", help="single-phase uncontrolled EV fleets whose chargers may change phase")
+    ph.add_argument("--fleets", help="single-phase EV fleets (uncontrolled, smart or V2G) whose chargers may change phase")
     ph.add_argument("--move-cost", type=_finite, default=250.0, help="EUR per reconnection (default 250)")
     ph.add_argument("--out", help="CSV table (default out/INSTANCE-MODEL-phases.csv); .json summary and .png beside it")
     ph.add_argument("--time-limit", type=_seconds, default=None)
