@@ -14,7 +14,7 @@ from flexplan.paths import shipped_instances
 pytestmark = pytest.mark.component
 
 INSTANCES = sorted(p.parent.name for p in shipped_instances().glob("*/instance.toml"))
-#: european_lv has no candidates on purpose: the three-phase formulation does not plan reinforcement yet
+#: european_lv has no candidates on purpose: the IEEE test case comes with no cable or transformer catalogue
 WITHOUT_CANDIDATES = {"european_lv"}
 
 

@@ -18,8 +18,8 @@ their peak, shaped by the residential class of ``instances/cigre_lv`` (the mean 
 H0 household profiles, peak 1, five representative days); limits ±10 % (EN 50160); one home-charging
 EV fleet per phase at the houses of that phase (each house's charger on the house's phase,
 single-phase: the documented phase assignment), 0.2 EVs per house in 2025, 0.6 in 2030, 1.0 in
-2035 (an assumed uptake).  No reinforcement candidates: the three-phase formulation does not plan
-reinforcements yet.
+2035 (an assumed uptake).  No reinforcement candidates: the IEEE test case comes with no cable or
+transformer catalogue (``instances/sb_lv_semiurb_3ph`` has one).
 """
 from __future__ import annotations
 
