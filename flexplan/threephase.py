@@ -228,19 +228,21 @@ def _series_pu(r: float, x: float) -> tuple[float, float]:
     return _series(r, x)
 
 
-def branch_currents(v: np.ndarray, frm, to, vn_kv, zbase, z) -> np.ndarray:
+def branch_currents(v: np.ndarray, frm, to, vn_kv, zbase, z, phasors: bool = False) -> np.ndarray:
     """|I| per branch and phase (kA) from complex phase voltages ``v`` (buses x 3, pu of the
     phase-to-neutral base) through each branch's phase impedance matrix built from ``z`` =
-    (r, x, r0, x0, rating) in pu of ``zbase`` (Ω); a branch without impedance gets 0."""
+    (r, x, r0, x0, rating) in pu of ``zbase`` (Ω); a branch without impedance gets 0.
+    ``phasors``: the complex currents instead (their sum is the neutral's return current)."""
     zr, zx, zr0, zx0 = z[:4]
-    out = np.zeros((len(frm), 3))
+    out = np.zeros((len(frm), 3), dtype=complex if phasors else float)
     for k in range(len(frm)):
         z1 = complex(zr[k], zx[k]) * zbase[k]
         if abs(z1) == 0:
             continue
         z0 = complex(zr0[k], zx0[k]) * zbase[k] if np.isfinite(zr0[k]) and np.isfinite(zx0[k]) else z1
         dv = (v[frm[k]] - v[to[k]]) * vn_kv[k] / np.sqrt(3)  # kV
-        out[k] = np.abs(np.linalg.solve(phase_matrix(z1, z0), dv))  # kA
+        i = np.linalg.solve(phase_matrix(z1, z0), dv)  # kA
+        out[k] = i if phasors else np.abs(i)
     return out
 
 
@@ -255,7 +257,9 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
     violations of the instance's limits.  The branches are those in service at the op's node
     (a replacement the plan built replaces its branch's impedances and rating), and the loading
     is each branch's largest phase current (from AC's phase voltages through its impedance
-    matrix) against its rated current.  ``ops``: the ops to replay (default all)."""
+    matrix) against its rated current; the neutral's loading is the phases' sum (the return
+    current) against the same rated current (a four-core cable's neutral is a full conductor),
+    and counts in ``holds``.  ``ops``: the ops to replay (default all)."""
     import pandapower as pp
     import pyomo.environ as pyo
     from pandapower.pf.runpp_3ph import runpp_3ph
@@ -314,7 +318,8 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
     names = network.buses["name"].astype(str).to_numpy()
     frame = ix.op_frame()
     rows = []
-    worst = dict(v_min=(np.inf, None), v_max=(-np.inf, None), vuf=(0.0, None), loading=(np.nan, None))
+    worst = dict(v_min=(np.inf, None), v_max=(-np.inf, None), vuf=(0.0, None), loading=(np.nan, None),
+                 neutral=(np.nan, None))
     t0 = __import__("time").perf_counter()
     for n_done, t in enumerate(T):
         wp, wq = np.zeros((nb, 3)), np.zeros((nb, 3))
@@ -351,19 +356,25 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
             # runpp_3ph reports no currents for impedance elements (pandapower 3.x): each branch's
             # phase currents from AC's phase voltages through its 3x3 impedance, I = Z_abc⁻¹ ΔV
             va = np.deg2rad(r[["va_a_degree", "va_b_degree", "va_c_degree"]].to_numpy())
-            cur = branch_currents(vm * np.exp(1j * va), frm, to, vn, zbase, z_node[node])
+            phasor = branch_currents(vm * np.exp(1j * va), frm, to, vn, zbase, z_node[node], phasors=True)
+            cur = np.abs(phasor)
             i_rated = i_rated_by_node[node]
             with np.errstate(divide="ignore", invalid="ignore"):
                 pct = 100 * cur.max(axis=1) / np.where(i_rated > 0, i_rated, np.nan)
+                # the neutral returns the phases' sum (a four-core cable: neutral rated as a phase)
+                npct = 100 * np.abs(phasor.sum(axis=1)) / np.where(i_rated > 0, i_rated, np.nan)
             limited_k = np.isfinite(pct) & (z_node[node][4] < 1e4)
             loading = float(pct[limited_k].max()) if limited_k.any() else np.nan
+            neutral = float(npct[limited_k].max()) if limited_k.any() else np.nan
             row.update(v_min_pu=float(vm.min()), v_min_bus=names[low[0]], v_min_phase=PHASES[low[1]],
                        v_max_pu=float(vm.max()), unbalance_max_pct=float(np.nanmax(vuf)),
                        unbalance_bus=names[int(np.nanargmax(vuf))], loading_max_pct=loading,
+                       neutral_loading_max_pct=neutral,
                        max_diff_pu=float(np.abs(vm - V[:, :, t]).max()))
             where = f"{f['node']} {int(f['year'])} {f['day']} {int(f['hour'])}"
             for key, val, better in (("v_min", row["v_min_pu"], min), ("v_max", row["v_max_pu"], max),
-                                     ("vuf", row["unbalance_max_pct"], max), ("loading", loading, max)):
+                                     ("vuf", row["unbalance_max_pct"], max), ("loading", loading, max),
+                                     ("neutral", neutral, max)):
                 if np.isfinite(val) and (not np.isfinite(worst[key][0]) or better(val, worst[key][0]) == val):
                     worst[key] = (val, where)
         rows.append(row)
@@ -375,11 +386,13 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
                    v_min_pu=worst["v_min"][0], v_min_where=worst["v_min"][1],
                    v_max_pu=worst["v_max"][0], unbalance_max_pct=worst["vuf"][0], unbalance_where=worst["vuf"][1],
                    loading_max_pct=worst["loading"][0] if np.isfinite(worst["loading"][0]) else None,
+                   neutral_loading_max_pct=worst["neutral"][0] if np.isfinite(worst["neutral"][0]) else None,
                    max_diff_pu=float(table["max_diff_pu"].max()) if "max_diff_pu" in table else None)
     summary["holds"] = bool(summary["converged"] == len(rows) and summary["v_min_pu"] >= lim.v_min_pu - 1e-6
                             and summary["v_max_pu"] <= lim.v_max_pu + 1e-6
                             and (cfg_vuf is None or summary["unbalance_max_pct"] <= cfg_vuf + 1e-6)
-                            and not (summary["loading_max_pct"] or 0.0) > lim.max_loading_pct + 1e-6)
+                            and not (summary["loading_max_pct"] or 0.0) > lim.max_loading_pct + 1e-6
+                            and not (summary["neutral_loading_max_pct"] or 0.0) > lim.max_loading_pct + 1e-6)
     return table, summary
 
 

@@ -439,6 +439,29 @@ def test_reinforcement_in_three_phases_builds_what_the_balanced_model_misses(tmp
     assert ac0["v_min_pu"] == pytest.approx(np.sqrt(1 - 2 * d), abs=0.005)
 
 
+def test_the_ac_check_reports_the_neutral_current(tmp_path):
+    """The neutral returns the sum of the phase currents: 0 for 27 kW spread evenly on the three
+    phases, the phase current itself for 27 kW on phase a alone (by hand: I_n = I_a, the other
+    phases carry nothing), so its loading equals phase a's, 3 V_even / V_a times the even case's.
+    A neutral rated as a phase never binds before the phases for loads of one power factor (three
+    phasors 120° apart sum to at most the largest), which is why the model limits the phases only."""
+    from flexplan.threephase import check_ac_3ph
+
+    rec = {"name": "3ph", "blocks": ["demand"], "network": {"formulation": "lindist3flow", "vuf_max_pct": 0.0}}
+    out = {}
+    for case, phase in (("even", "abc"), ("one", "a")):
+        pm = fp.build_model(feeder3(tmp_path, case, [("b2", 0.027, 0.0, phase)]), rec)
+        fp.solve(pm)
+        _, out[case] = check_ac_3ph(pm)
+    print(out)
+    assert out["even"]["neutral_loading_max_pct"] == pytest.approx(0.0, abs=1e-6)
+    assert out["even"]["loading_max_pct"] > 1.0
+    assert out["one"]["neutral_loading_max_pct"] == pytest.approx(out["one"]["loading_max_pct"], rel=1e-6)
+    # I = P / V: three times the current of a third, at phase a's lower voltage
+    assert out["one"]["loading_max_pct"] == pytest.approx(
+        3 * out["even"]["loading_max_pct"] * out["even"]["v_min_pu"] / out["one"]["v_min_pu"], rel=0.002)
+
+
 def test_three_phase_reinforcement_refuses_what_it_cannot_model(tmp_path):
     no_z0 = HALF_CABLE.replace("r0_ohm_per_km = 0.15\n", "").replace("x0_ohm_per_km = 0.05\n", "")
     inst = feeder3(tmp_path, "noz0", [("b2", 0.027, 0.0, "a")], reinforcement=no_z0)
