@@ -416,10 +416,11 @@ def phase_planning(inst, recipe, balancing: dict | None = None, mip_gap: float =
     three phases for the limits it breaks), ``value_of_phase_balancing_eur`` (three-phase plan's
     cost less the plan with phase balancing), and the results of each plan (``results``)."""
     import dataclasses
+    import time
 
     import pyomo.environ as pyo
 
-    from . import build_model, solve
+    from . import build_model, decision_values, solve
     from .errors import RecipeError
     from .recipe import resolve_recipe, with_formulation
 
@@ -435,16 +436,22 @@ def phase_planning(inst, recipe, balancing: dict | None = None, mip_gap: float =
                              options={**three.options, "phase_balancing": balancing})
     results, rows = {}, []
 
-    def run(label, r, fix=None):
-        say(f"phase planning: {label} ({r.formulation}) ...")
+    step = [0]
+
+    def run(label, r, fix=None, start=None):
+        step[0] += 1
+        say(f"phase planning {step[0]}/4: {label} ({r.formulation}) ...")
+        t0 = time.perf_counter()
         pm = build_model(inst, dataclasses.replace(r, name=f"{r.name} [{label}]"))
         if fix is not None:
             blk = pm.blocks["reinforcement"][1]
             for key, var in blk.build.items():
                 var.fix(fix.get(key, 0.0))
-        res = solve(pm, mip_gap=mip_gap, **solve_kw)
+        res = solve(pm, mip_gap=mip_gap, start=start, **solve_kw)
         if not res.has_solution:
             raise RecipeError(f"phase planning, {label}: no plan ({res.status}, HiGHS: {res.highs_status})")
+        say(f"phase planning {step[0]}/4: {label}: {res.status}, {res.objective_eur:,.2f} EUR "
+            f"({time.perf_counter() - t0:.0f} s)")
         results[label] = res
         return pm, res
 
@@ -462,10 +469,12 @@ def phase_planning(inst, recipe, balancing: dict | None = None, mip_gap: float =
                     moves=int(moves["moved"].sum()) if moves is not None and len(moves) else 0,
                     builds=", ".join(sorted(res.builds["candidate"].astype(str))) if len(res.builds) else "", **extra)
 
+    # each plan is a MIP start for the next (every plan of the one before stays feasible: the
+    # limits are soft and a move is optional), so that branch and bound prunes from the start
     pm_b, res_b = run("balanced", bal)
     _, res_b3 = run("balanced plan in three phases", three, fix=builds_of(pm_b))
-    _, res_3 = run("three_phase", three)
-    _, res_pb = run("phase_balancing", pb)
+    pm_3, res_3 = run("three_phase", three, start=decision_values(pm_b))
+    _, res_pb = run("phase_balancing", pb, start=decision_values(pm_3))
     rows.append(row("balanced", res_b, formulation="lindistflow", cost_in_three_phases_eur=float(res_b3.objective_eur)))
     rows.append(row("three_phase", res_3, formulation="lindist3flow", cost_in_three_phases_eur=float(res_3.objective_eur)))
     rows.append(row("phase_balancing", res_pb, formulation="lindist3flow",
