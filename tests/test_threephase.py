@@ -623,3 +623,43 @@ def test_phase_balancing_moves_a_smart_fleet_whose_charging_cannot_fit_on_its_ph
     assert charged > 24 * room  # more than phase a could have taken beside the house all day long
     v = moved.tables["voltages_3ph"].set_index("bus").loc["b2"]
     assert v["v_a_pu"].min() == pytest.approx(np.sqrt(1 - 2 * per_mw * 0.020), abs=1e-9)  # the house alone
+
+
+def test_two_unlike_cables_in_parallel_are_one_branch_of_the_combined_sequence_impedances():
+    """parallel_as_replacement: two cables of different kinds (different r/x and zero-sequence
+    ratios) in parallel under a single-phase load are, in runpp_3ph, the one branch of per-sequence
+    impedance z_k z_c / (z_k + z_c) to 1e-9 pu on every phase; the rating is where the more loaded
+    part reaches its own: with shares 2/3 and 1/3 (by hand, for equal sequence ratios) and 0.5 MVA
+    each, 0.75 MVA."""
+    import pandapower as pp
+    import pandas as pd
+    from pandapower.pf.runpp_3ph import runpp_3ph
+
+    from flexplan.blocks.network.lindist3flow import parallel_as_replacement
+    from flexplan.hub import BranchOption
+
+    zb = 0.4 ** 2 / 1.0
+    k = pd.Series(dict(r_pu=0.05 / zb, x_pu=0.02 / zb, r0_pu=0.2 / zb, x0_pu=0.03 / zb, rating_mva=0.5))
+    o = BranchOption("c", 0, "parallel", 0.03 / zb, 0.03 / zb, 0.5, {}, r0_pu=0.06 / zb, x0_pu=0.05 / zb)
+    eq = parallel_as_replacement(o, k)
+    assert eq.kind == "replace" and eq.candidate == "c"
+
+    def feeder(lines):
+        net = pp.create_empty_network()
+        b = [pp.create_bus(net, 0.4) for _ in range(2)]
+        pp.create_ext_grid(net, b[0], vm_pu=1.0, s_sc_max_mva=1e6, rx_max=0.1, r0x0_max=0.1, x0x_max=1.0)
+        for r, x, r0, x0 in lines:
+            pp.create_line_from_parameters(net, b[0], b[1], 1.0, r, x, 0.0, 1.0, r0_ohm_per_km=r0,
+                                           x0_ohm_per_km=x0, c0_nf_per_km=0.0)
+        pp.create_asymmetric_load(net, b[1], p_a_mw=0.03, q_a_mvar=0.01, p_b_mw=0.01)
+        runpp_3ph(net)
+        return net.res_bus_3ph[["vm_a_pu", "vm_b_pu", "vm_c_pu", "va_a_degree"]].to_numpy()
+
+    two = feeder([(0.05, 0.02, 0.2, 0.03), (0.03, 0.03, 0.06, 0.05)])
+    one = feeder([(eq.r_pu * zb, eq.x_pu * zb, eq.r0_pu * zb, eq.x0_pu * zb)])
+    assert np.abs(two - one).max() < 1e-9 and np.abs(two[1, :3] - 1).max() > 0.01
+    # like cables: shares by the impedance ratio
+    z = complex(0.05, 0.02) / zb
+    same = BranchOption("c", 0, "parallel", 2 * z.real, 2 * z.imag, 0.5, {}, r0_pu=2 * 4 * z.real, x0_pu=2 * 4 * z.imag)
+    like = pd.Series(dict(r_pu=z.real, x_pu=z.imag, r0_pu=4 * z.real, x0_pu=4 * z.imag, rating_mva=0.5))
+    assert parallel_as_replacement(same, like).rating_mva == pytest.approx(0.75)
