@@ -259,7 +259,9 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
     is each branch's largest phase current (from AC's phase voltages through its impedance
     matrix) against its rated current; the neutral's loading is the phases' sum (the return
     current) against the same rated current (a four-core cable's neutral is a full conductor),
-    and counts in ``holds``.  ``ops``: the ops to replay (default all)."""
+    and counts in ``holds``.  A parallel cable in service is replayed with the branch as one
+    impedance of the pair, and each part's current (the same voltage drop through its own
+    impedance) against its own rating.  ``ops``: the ops to replay (default all)."""
     import pandapower as pp
     import pyomo.environ as pyo
     from pandapower.pf.runpp_3ph import runpp_3ph
@@ -298,6 +300,11 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
                 if float(pyo.value(o.state[n])) > 0.5:
                     zr[k], zx[k], zr0[k], zx0[k], rat[k] = o.r_pu, o.x_pu, o.r0_pu, o.x0_pu, o.rating_mva
         z_node[n] = (zr, zx, zr0, zx0, rat)
+    # a parallel cable in service: the branch and the new cable, each with its own impedance
+    # and rating (the model holds the pair as one branch of their combined impedance)
+    pars = blk._meta.get("parallels", {})
+    par_on = {n: [k for k, o in pars.items() if float(pyo.value(o.state[n])) > 0.5] for n in ix.node_names}
+    own = (z1[0], z1[1], r0, x0, rating.astype(float))
     vn = br["vn_kv"].to_numpy(float)
     zbase = vn ** 2 / float(network.s_base_mva)  # Ω
     i_rated_by_node = {n: z[4] / (np.sqrt(3) * vn) for n, z in z_node.items()}  # kA
@@ -363,6 +370,18 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
                 pct = 100 * cur.max(axis=1) / np.where(i_rated > 0, i_rated, np.nan)
                 # the neutral returns the phases' sum (a four-core cable: neutral rated as a phase)
                 npct = 100 * np.abs(phasor.sum(axis=1)) / np.where(i_rated > 0, i_rated, np.nan)
+            for k in par_on[node]:  # the pair's parts: the more loaded against its own rating
+                o = pars[k]
+                parts = [tuple(np.array([a[k]]) for a in own),
+                         tuple(np.array([a]) for a in (o.r_pu, o.x_pu, o.r0_pu, o.x0_pu, o.rating_mva))]
+                p_pct, n_pct = [], []
+                for z in parts:
+                    i = branch_currents(vm * np.exp(1j * va), frm[k:k + 1], to[k:k + 1], vn[k:k + 1],
+                                        zbase[k:k + 1], z, phasors=True)[0]
+                    rated = z[4][0] / (np.sqrt(3) * vn[k]) if z[4][0] < 1e4 else np.inf
+                    p_pct.append(100 * np.abs(i).max() / rated)
+                    n_pct.append(100 * abs(i.sum()) / rated)
+                pct[k], npct[k] = max(p_pct), max(n_pct)
             limited_k = np.isfinite(pct) & (z_node[node][4] < 1e4)
             loading = float(pct[limited_k].max()) if limited_k.any() else np.nan
             neutral = float(npct[limited_k].max()) if limited_k.any() else np.nan

@@ -663,3 +663,43 @@ def test_two_unlike_cables_in_parallel_are_one_branch_of_the_combined_sequence_i
     same = BranchOption("c", 0, "parallel", 2 * z.real, 2 * z.imag, 0.5, {}, r0_pu=2 * 4 * z.real, x0_pu=2 * 4 * z.imag)
     like = pd.Series(dict(r_pu=z.real, x_pu=z.imag, r0_pu=4 * z.real, x0_pu=4 * z.imag, rating_mva=0.5))
     assert parallel_as_replacement(same, like).rating_mva == pytest.approx(0.75)
+
+
+UNLIKE_CABLE = SAME_CABLE.replace("r0_ohm_per_km = 0.3", "r0_ohm_per_km = 0.2").replace(
+    "x0_ohm_per_km = 0.1", "x0_ohm_per_km = 0.15").replace("x_ohm_per_km = 0.05", "x_ohm_per_km = 0.08").replace(
+    f"max_i_ka = {0.5 / (np.sqrt(3) * 0.4)}", "max_i_ka = 0.1")
+
+
+def test_the_ac_check_rates_each_part_of_a_parallel_pair_as_pandapower_does(tmp_path):
+    """27 kW on phase a, l2 reinforced by a cable of another kind (0.1 + 0.08j Ω/km, zero sequence
+    0.2 + 0.15j, 0.1 kA): the AC check replays the pair as one branch and rates each part's current
+    against its own rating; pandapower's runpp_3ph on the feeder with the cable as a line of its own
+    gives the same largest phase loading and neutral loading (its res_line_3ph) to 1e-4."""
+    import pandapower as pp
+    from pandapower.pf.runpp_3ph import runpp_3ph
+
+    from flexplan.threephase import check_ac_3ph
+
+    inst = feeder3(tmp_path, "unlike", [("b2", 0.027, 0.0, "a")], v_min=0.97, reinforcement=UNLIKE_CABLE)
+    pm = fp.build_model(inst, {"name": "r", "blocks": ["demand", "reinforcement"],
+                               "network": {"formulation": "lindist3flow", "vuf_max_pct": 0.0}})
+    res = fp.solve(pm, mip_gap=0.0)
+    assert list(res.builds["kind"]) == ["parallel"]
+    _, ac = check_ac_3ph(pm)
+    net = pp.create_empty_network()
+    b = [pp.create_bus(net, 0.4) for _ in range(3)]
+    pp.create_ext_grid(net, b[0], vm_pu=1.0, s_sc_max_mva=1e6, rx_max=0.1, r0x0_max=0.1, x0x_max=1.0)
+    i_max = 0.5 / (np.sqrt(3) * 0.4)
+    for i, j, r, x, r0, x0, imax in ((0, 1, 0.1, 0.05, 0.3, 0.1, i_max), (1, 2, 0.1, 0.05, 0.3, 0.1, i_max),
+                                     (1, 2, 0.1, 0.08, 0.2, 0.15, 0.1)):
+        pp.create_line_from_parameters(net, b[i], b[j], 0.2, r, x, 0.0, imax, r0_ohm_per_km=r0, x0_ohm_per_km=x0,
+                                       c0_nf_per_km=0.0)
+    pp.create_asymmetric_load(net, b[2], p_a_mw=0.027)
+    runpp_3ph(net)
+    rl = net.res_line_3ph
+    loading = 100 * rl[["i_a_ka", "i_b_ka", "i_c_ka"]].max(axis=1) / net.line["max_i_ka"]
+    neutral = 100 * rl["i_n_ka"] / net.line["max_i_ka"]
+    print(ac, loading.to_dict(), neutral.to_dict())
+    assert loading.idxmax() == 2  # the new cable is the most loaded part
+    assert ac["loading_max_pct"] == pytest.approx(loading.max(), rel=1e-4)
+    assert ac["neutral_loading_max_pct"] == pytest.approx(neutral.max(), rel=1e-4)

@@ -166,6 +166,8 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
                           f"replacement; candidate(s) {', '.join(no_z0[:3])}{' ...' if len(no_z0) > 3 else ''} have "
                           "none (give r0_ohm_per_km and x0_ohm_per_km in the line type)")
     br = net.branches
+    # the parallel candidates as they are (branch -> option), for the AC check's part currents
+    parallels = {k: o for k, opts in options.items() for o in opts if o.kind != "replace"}
     options = {k: [parallel_as_replacement(o, br.loc[k]) if o.kind != "replace" else o for o in opts]
                for k, opts in options.items()}
     frm, to = br["from_bus"].tolist(), br["to_bus"].tolist()
@@ -449,7 +451,7 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
             parts.append(ArrayExpr(reg, pen.voltage_eur_per_pu2h * hu, b.s_unb.tokens()[:, ts_a].reshape(-1)))
         hub.cost("penalty_voltage", n, ArrayExpr.total(reg, parts), year=y)
     b._meta = dict(slack_v=slack_v, rating=rating, feed=feed, vuf=cfg.vuf_max_pct > 0, rating_at=rating_at,
-                   options=options, buses=buses)
+                   options=options, parallels=parallels, buses=buses)
     b._vuf_limit = cfg.vuf_max_pct if cfg.vuf_max_pct > 0 else None
 
 
