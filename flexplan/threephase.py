@@ -228,6 +228,13 @@ def _series_pu(r: float, x: float) -> tuple[float, float]:
     return _series(r, x)
 
 
+def in_parallel(zs) -> complex:
+    """The impedance of impedances ``zs`` in parallel (one sequence): 1 / Σ 1/z.  For phase
+    matrices built from sequence impedances this is exact per sequence, since such a matrix stays
+    one under inversion and sums."""
+    return 1.0 / sum(1.0 / z for z in zs)
+
+
 def branch_currents(v: np.ndarray, frm, to, vn_kv, zbase, z, phasors: bool = False) -> np.ndarray:
     """|I| per branch and phase (kA) from complex phase voltages ``v`` (buses x 3, pu of the
     phase-to-neutral base) through each branch's phase impedance matrix built from ``z`` =
@@ -259,9 +266,9 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
     is each branch's largest phase current (from AC's phase voltages through its impedance
     matrix) against its rated current; the neutral's loading is the phases' sum (the return
     current) against the same rated current (a four-core cable's neutral is a full conductor),
-    and counts in ``holds``.  A parallel cable in service is replayed with the branch as one
-    impedance of the pair, and each part's current (the same voltage drop through its own
-    impedance) against its own rating.  ``ops``: the ops to replay (default all)."""
+    and counts in ``holds``.  Parallel cables in service are replayed with the branch as one
+    impedance of all its parts, and each part's current (the same voltage drop through its own
+    impedance) is rated against its own rating.  ``ops``: the ops to replay (default all)."""
     import pandapower as pp
     import pyomo.environ as pyo
     from pandapower.pf.runpp_3ph import runpp_3ph
@@ -300,17 +307,42 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
                 if float(pyo.value(o.state[n])) > 0.5:
                     zr[k], zx[k], zr0[k], zx0[k], rat[k] = o.r_pu, o.x_pu, o.r0_pu, o.x0_pu, o.rating_mva
         z_node[n] = (zr, zx, zr0, zx0, rat)
-    # a parallel cable in service: the branch and the new cable, each with its own impedance
-    # and rating (the model holds the pair as one branch of their combined impedance)
-    pars = blk._meta.get("parallels", {})
-    par_on = {n: [k for k, o in pars.items() if float(pyo.value(o.state[n])) > 0.5] for n in ix.node_names}
-    own = (z1[0], z1[1], r0, x0, rating.astype(float))
+    # parallel cables in service: the branch is replayed as one impedance of all its parts
+    # (per sequence, exact), and each part's current is rated against its own rating
+    pars = blk._meta.get("parallels", [])
+    par_on = {n: [c for c, (_, o) in enumerate(pars) if float(pyo.value(o.state[n])) > 0.5] for n in ix.node_names}
+    own_node = z_node
+    z_node = {}
+    for n, (zr, zx, zr0, zx0, rat) in own_node.items():
+        zr, zx, zr0, zx0 = zr.copy(), zx.copy(), zr0.copy(), zx0.copy()
+        for k in sorted({pars[c][0] for c in par_on[n]}):
+            group = [(complex(zr[k], zx[k]), complex(zr0[k], zx0[k]))]
+            group += [(complex(o.r_pu, o.x_pu), complex(o.r0_pu, o.x0_pu)) for c in par_on[n]
+                      for kk, o in [pars[c]] if kk == k]
+            e1, e0 = in_parallel([g[0] for g in group]), in_parallel([g[1] for g in group])
+            zr[k], zx[k], zr0[k], zx0[k] = e1.real, e1.imag, e0.real, e0.imag
+        z_node[n] = (zr, zx, zr0, zx0, rat)
+    # the parts of every branch with parallel cables in service, per node: (r, x, r0, x0, rating)
+    paired = blk._meta.get("paired", {})
+    orig = (z1[0], z1[1], r0, x0, rating.astype(float))
+    groups = {}
+    for n in ix.node_names:
+        g = {}
+        for c in par_on[n]:
+            k, o = pars[c]
+            g.setdefault(k, [tuple(a[k] for a in own_node[n])]).append((o.r_pu, o.x_pu, o.r0_pu, o.x0_pu, o.rating_mva))
+        for k, o in paired.items():  # the model held the pair as one branch; AC rates each cable
+            if float(pyo.value(o.state[n])) > 0.5:
+                g[k] = [tuple(a[k] for a in orig), (o.r_pu, o.x_pu, o.r0_pu, o.x0_pu, o.rating_mva)]
+        groups[n] = g
     vn = br["vn_kv"].to_numpy(float)
     zbase = vn ** 2 / float(network.s_base_mva)  # Ω
     i_rated_by_node = {n: z[4] / (np.sqrt(3) * vn) for n, z in z_node.items()}  # kA
     last_node = [None]
     P = blk.P.value_array().reshape(len(br), 3, ix.n_ops)
     Q = blk.Q.value_array().reshape(len(br), 3, ix.n_ops)
+    Pc = blk.Pc.value_array().reshape(len(pars), 3, ix.n_ops) if pars else np.zeros((0, 3, ix.n_ops))
+    Qc = blk.Qc.value_array().reshape(len(pars), 3, ix.n_ops) if pars else np.zeros((0, 3, ix.n_ops))
     nb = network.n_buses
     V = np.ones((nb, 3, ix.n_ops))
     for bus, v2 in blk._meta["slack_v"].items():
@@ -335,6 +367,11 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
             wq[to[k]] += Q[k, :, t]
             wp[frm[k]] -= P[k, :, t]
             wq[frm[k]] -= Q[k, :, t]
+        for c, (k, _) in enumerate(pars):
+            wp[to[k]] += Pc[c, :, t]
+            wq[to[k]] += Qc[c, :, t]
+            wp[frm[k]] -= Pc[c, :, t]
+            wq[frm[k]] -= Qc[c, :, t]
         for s in blk._meta["slack_v"]:
             wp[s] = wq[s] = 0.0
         for k, ph in enumerate(PHASES):
@@ -370,10 +407,8 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
                 pct = 100 * cur.max(axis=1) / np.where(i_rated > 0, i_rated, np.nan)
                 # the neutral returns the phases' sum (a four-core cable: neutral rated as a phase)
                 npct = 100 * np.abs(phasor.sum(axis=1)) / np.where(i_rated > 0, i_rated, np.nan)
-            for k in par_on[node]:  # the pair's parts: the more loaded against its own rating
-                o = pars[k]
-                parts = [tuple(np.array([a[k]]) for a in own),
-                         tuple(np.array([a]) for a in (o.r_pu, o.x_pu, o.r0_pu, o.x0_pu, o.rating_mva))]
+            for k, group in groups[node].items():  # each part against its own rating
+                parts = [tuple(np.array([a]) for a in part) for part in group]
                 p_pct, n_pct = [], []
                 for z in parts:
                     i = branch_currents(vm * np.exp(1j * va), frm[k:k + 1], to[k:k + 1], vn[k:k + 1],

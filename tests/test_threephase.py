@@ -468,10 +468,6 @@ def test_three_phase_reinforcement_refuses_what_it_cannot_model(tmp_path):
     rec = {"name": "r", "blocks": ["demand", "reinforcement"], "network": {"formulation": "lindist3flow"}}
     with pytest.raises(fp.RecipeError, match="zero-sequence impedance of every replacement.*r0_ohm_per_km"):
         fp.build_model(inst, rec)
-    both = HALF_CABLE.replace('generate = ["replace"]', 'generate = ["replace", "parallel"]')
-    inst = feeder3(tmp_path, "par", [("b2", 0.027, 0.0, "a")], reinforcement=both)
-    with pytest.raises(fp.RecipeError, match="parallel candidate may have no other candidate.*'l2'"):
-        fp.build_model(inst, rec)
 
 
 SAME_CABLE = HALF_CABLE.replace('generate = ["replace"]', 'generate = ["parallel"]').replace(
@@ -504,6 +500,7 @@ def test_a_parallel_cable_in_three_phases_halves_the_branch_as_pandapower_has_it
     assert res.cost_breakdown_eur.get("penalty_voltage", 0.0) == pytest.approx(0.0, abs=1e-6)
     v = res.tables["voltages_3ph"].set_index("bus").loc["b2"]
     assert v["v_a_pu"] == pytest.approx(np.sqrt(1 - 1.5 * d), abs=1e-9)
+    # the pair as one branch (its only candidate): two equal parts, twice the rating
     assert res.line_loading.set_index("line").loc["l2", "rating_mva"] == pytest.approx(1.0, rel=1e-9)
     _, ac = check_ac_3ph(pm)
     assert ac["holds"] and ac["converged"] == 1
@@ -626,23 +623,13 @@ def test_phase_balancing_moves_a_smart_fleet_whose_charging_cannot_fit_on_its_ph
 
 
 def test_two_unlike_cables_in_parallel_are_one_branch_of_the_combined_sequence_impedances():
-    """parallel_as_replacement: two cables of different kinds (different r/x and zero-sequence
-    ratios) in parallel under a single-phase load are, in runpp_3ph, the one branch of per-sequence
-    impedance z_k z_c / (z_k + z_c) to 1e-9 pu on every phase; the rating is where the more loaded
-    part reaches its own: with shares 2/3 and 1/3 (by hand, for equal sequence ratios) and 0.5 MVA
-    each, 0.75 MVA."""
+    """The AC check replays parallel cables as one branch of impedance 1 / Σ 1/z per sequence
+    (in_parallel): two cables of different kinds (different r/x and zero-sequence ratios) under an
+    unbalanced load give, in runpp_3ph, the voltages of that one branch to 1e-9 pu on every phase."""
     import pandapower as pp
-    import pandas as pd
     from pandapower.pf.runpp_3ph import runpp_3ph
 
-    from flexplan.blocks.network.lindist3flow import parallel_as_replacement
-    from flexplan.hub import BranchOption
-
-    zb = 0.4 ** 2 / 1.0
-    k = pd.Series(dict(r_pu=0.05 / zb, x_pu=0.02 / zb, r0_pu=0.2 / zb, x0_pu=0.03 / zb, rating_mva=0.5))
-    o = BranchOption("c", 0, "parallel", 0.03 / zb, 0.03 / zb, 0.5, {}, r0_pu=0.06 / zb, x0_pu=0.05 / zb)
-    eq = parallel_as_replacement(o, k)
-    assert eq.kind == "replace" and eq.candidate == "c"
+    from flexplan.threephase import in_parallel
 
     def feeder(lines):
         net = pp.create_empty_network()
@@ -655,15 +642,11 @@ def test_two_unlike_cables_in_parallel_are_one_branch_of_the_combined_sequence_i
         runpp_3ph(net)
         return net.res_bus_3ph[["vm_a_pu", "vm_b_pu", "vm_c_pu", "va_a_degree"]].to_numpy()
 
-    two = feeder([(0.05, 0.02, 0.2, 0.03), (0.03, 0.03, 0.06, 0.05)])
-    one = feeder([(eq.r_pu * zb, eq.x_pu * zb, eq.r0_pu * zb, eq.x0_pu * zb)])
+    cables = [(0.05, 0.02, 0.2, 0.03), (0.03, 0.03, 0.06, 0.05)]
+    e1 = in_parallel([complex(r, x) for r, x, _, _ in cables])
+    e0 = in_parallel([complex(r0, x0) for _, _, r0, x0 in cables])
+    two, one = feeder(cables), feeder([(e1.real, e1.imag, e0.real, e0.imag)])
     assert np.abs(two - one).max() < 1e-9 and np.abs(two[1, :3] - 1).max() > 0.01
-    # like cables: shares by the impedance ratio
-    z = complex(0.05, 0.02) / zb
-    same = BranchOption("c", 0, "parallel", 2 * z.real, 2 * z.imag, 0.5, {}, r0_pu=2 * 4 * z.real, x0_pu=2 * 4 * z.imag)
-    like = pd.Series(dict(r_pu=z.real, x_pu=z.imag, r0_pu=4 * z.real, x0_pu=4 * z.imag, rating_mva=0.5))
-    assert parallel_as_replacement(same, like).rating_mva == pytest.approx(0.75)
-
 
 UNLIKE_CABLE = SAME_CABLE.replace("r0_ohm_per_km = 0.3", "r0_ohm_per_km = 0.2").replace(
     "x0_ohm_per_km = 0.1", "x0_ohm_per_km = 0.15").replace("x_ohm_per_km = 0.05", "x_ohm_per_km = 0.08").replace(
@@ -703,3 +686,53 @@ def test_the_ac_check_rates_each_part_of_a_parallel_pair_as_pandapower_does(tmp_
     assert loading.idxmax() == 2  # the new cable is the most loaded part
     assert ac["loading_max_pct"] == pytest.approx(loading.max(), rel=1e-4)
     assert ac["neutral_loading_max_pct"] == pytest.approx(neutral.max(), rel=1e-4)
+
+
+def test_a_branch_with_a_replacement_and_a_parallel_cable_carries_its_parts_as_pandapower(tmp_path):
+    """l2 with two candidates of the half-impedance type (a replacement and a parallel cable):
+    each parallel is then a branch of its own.  With the parallel built, the model splits the 27 kW
+    between l2 and the new cable within 1 kW of runpp_3ph on the feeder with two lines (AC has the
+    losses), phase a within 0.005 pu, and the AC check's loadings are pandapower's to 1e-4; solved
+    freely the plan reinforces l2 (either way) and breaks no limit."""
+    import pandapower as pp
+    from pandapower.pf.runpp_3ph import runpp_3ph
+
+    from flexplan.threephase import check_ac_3ph
+
+    both = HALF_CABLE.replace('generate = ["replace"]', 'generate = ["replace", "parallel"]')
+    inst = feeder3(tmp_path, "both", [("b2", 0.027, 0.0, "a")], v_min=0.97, reinforcement=both)
+    assert sorted(inst.candidates["kind"]) == ["parallel", "replace"]
+    rec = {"name": "r", "blocks": ["demand", "reinforcement"],
+           "network": {"formulation": "lindist3flow", "vuf_max_pct": 0.0}}
+    free = fp.solve(fp.build_model(inst, rec), mip_gap=0.0)
+    assert free.status == "optimal" and len(free.builds) == 1
+    assert sum(v for k, v in free.cost_breakdown_eur.items() if k.startswith("penalty")) == pytest.approx(0, abs=1e-6)
+    pm = fp.build_model(inst, rec)
+    blk = pm.blocks["reinforcement"][1]
+    kinds = list(inst.candidates["kind"])
+    for (c, _n), var in blk.build.items():
+        var.fix(1.0 if kinds[c] == "parallel" else 0.0)
+    res = fp.solve(pm)
+    cand = str(res.builds["candidate"].iloc[0])
+    _, ac = check_ac_3ph(pm)
+    net = pp.create_empty_network()
+    b = [pp.create_bus(net, 0.4) for _ in range(3)]
+    pp.create_ext_grid(net, b[0], vm_pu=1.0, s_sc_max_mva=1e6, rx_max=0.1, r0x0_max=0.1, x0x_max=1.0)
+    i_max = 0.5 / (np.sqrt(3) * 0.4)
+    for i, j, r, x, r0, x0, imax in ((0, 1, 0.1, 0.05, 0.3, 0.1, i_max), (1, 2, 0.1, 0.05, 0.3, 0.1, i_max),
+                                     (1, 2, 0.05, 0.025, 0.15, 0.05, 1.0)):
+        pp.create_line_from_parameters(net, b[i], b[j], 0.2, r, x, 0.0, imax, r0_ohm_per_km=r0, x0_ohm_per_km=x0,
+                                       c0_nf_per_km=0.0)
+    pp.create_asymmetric_load(net, b[2], p_a_mw=0.027)
+    runpp_3ph(net)
+    rl = net.res_line_3ph
+    ll = res.line_loading.set_index("line")
+    model = ll.loc[["l2", cand], "p_mw"].to_numpy()
+    ac_p = rl.loc[[1, 2], ["p_a_from_mw", "p_b_from_mw", "p_c_from_mw"]].sum(axis=1).to_numpy()
+    print("model split", model, "AC", ac_p, ac)
+    assert model.sum() == pytest.approx(0.027, rel=1e-6) and model[1] > model[0]
+    assert model == pytest.approx(ac_p, abs=0.001)
+    v = res.tables["voltages_3ph"].set_index("bus").loc["b2", "v_a_pu"]
+    assert abs(v - net.res_bus_3ph.at[b[2], "vm_a_pu"]) < 0.005
+    loading = 100 * rl[["i_a_ka", "i_b_ka", "i_c_ka"]].max(axis=1) / net.line["max_i_ka"]
+    assert ac["loading_max_pct"] == pytest.approx(loading.max(), rel=1e-4)

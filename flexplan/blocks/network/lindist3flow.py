@@ -34,9 +34,13 @@ c's impedances (positive and zero sequence, ``r0_pu``/``x0_pu`` of the candidate
 in place, the others' rows are relaxed by M_a,φ(t) = max_b Σ_s (|M_P(b) − M_P(a)|_φs P̄ +
 |M_Q(b) − M_Q(a)|_φs Q̄) (the largest value alternative a's residual takes while b is in place,
 from the flow bounds), and the thermal rows see the rating in place, S_k + Σ_c (S_c − S_k) z_c,
-a third of it per phase.  A parallel candidate (the only candidate of its branch) enters as the
-replacement it amounts to (:func:`parallel_as_replacement`: the two cables' impedances in
-parallel per sequence, the rating at which the more loaded part reaches its own).
+a third of it per phase.  A parallel cable that is its branch's only candidate enters as the
+replacement it amounts to (:func:`parallel_as_replacement`: the pair's impedance per sequence,
+the rating at which the more loaded part reaches its own).  Otherwise (several parallels, or
+parallels and replacements on one branch) a parallel candidate c is a branch of its own beside
+k: per-phase flows P_c, Q_c (zero until built: |P_c| ≤ P̄ z_c), the same drops of Y and θ as k
+while built (relaxed by the largest drop along k otherwise), its own rating, a third per phase;
+the to-bus balance takes P_k + Σ_c P_c.  This is exact but its relaxation is weaker.
 Losses are neglected, as in LinDistFlow.
 """
 from __future__ import annotations
@@ -153,12 +157,6 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
     net = inst.network
     lim, pen = inst.limits, inst.penalties
     options = {k: list(opts) for k, opts in hub.branch_options.items() if opts}
-    mixed = [str(net.branches.at[k, "name"]) for k, opts in options.items()
-             if any(o.kind != "replace" for o in opts) and len(opts) > 1]
-    if mixed:
-        raise RecipeError(f"{inst.name}: in three phases a branch with a parallel candidate may have no other candidate; "
-                          f"branch(es) {', '.join(repr(m) for m in mixed[:3])}{' ...' if len(mixed) > 3 else ''} have "
-                          "several (list one candidate per branch in the candidates CSV, or plan with 'lindistflow')")
     no_z0 = [o.candidate for opts in options.values() for o in opts
              if not (np.isfinite(getattr(o, "r0_pu", np.nan)) and np.isfinite(getattr(o, "x0_pu", np.nan)))]
     if no_z0:
@@ -166,10 +164,14 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
                           f"replacement; candidate(s) {', '.join(no_z0[:3])}{' ...' if len(no_z0) > 3 else ''} have "
                           "none (give r0_ohm_per_km and x0_ohm_per_km in the line type)")
     br = net.branches
-    # the parallel candidates as they are (branch -> option), for the AC check's part currents
-    parallels = {k: o for k, opts in options.items() for o in opts if o.kind != "replace"}
-    options = {k: [parallel_as_replacement(o, br.loc[k]) if o.kind != "replace" else o for o in opts]
-               for k, opts in options.items()}
+    # a parallel cable that is its branch's only candidate enters as the replacement it amounts
+    # to (tight: two alternatives whose drops differ little); other parallel cables are branches
+    # of their own (flows, drops, ratings); `options` keeps the alternatives of the branch itself
+    paired = {k: opts[0] for k, opts in options.items() if len(opts) == 1 and opts[0].kind != "replace"}
+    parallels = [(k, o) for k, opts in options.items() if k not in paired for o in opts if o.kind != "replace"]
+    options = {k: rs for k, opts in options.items()
+               if (rs := ([parallel_as_replacement(paired[k], br.loc[k])] if k in paired
+                          else [o for o in opts if o.kind == "replace"]))}
     frm, to = br["from_bus"].tolist(), br["to_bus"].tolist()
     rating = br["rating_mva"].astype(float).tolist()
     mp, mq, nmp, nmq = branch_matrices(net, f"instance '{inst.name}'")
@@ -199,11 +201,23 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
         inj = hub.max_injection[bs].sum()
         fmax[k] = pa[bs].sum(axis=0) + inj
         qmax[k] = qa[bs].sum(axis=0) + inj
+    # where a branch has parallel cables, each part carries a share of the pair's current: per
+    # sequence at most all of it (|z_c / Σ z| <= 1 for impedances with r, x >= 0), so a part's
+    # phase current is at most |I0| + |I1| + |I2| <= Σ_φ |I_φ|, in power at most P̄ + Q̄ (the
+    # bounds hold everything below on one phase) -- on P and on Q alike, since unlike cables
+    # exchange reactive power between the parts where the total has none; doubled as a margin
+    for k in {k for k, _ in parallels}:
+        fmax[k] = qmax[k] = 2.0 * (fmax[k] + qmax[k])
     # the network's variables are array variables (blocks/arrays.py); var[key] is one element
     reg = registry(b.model())
     fb, qb = np.repeat(fmax[:, None, :], 3, axis=1), np.repeat(qmax[:, None, :], 3, axis=1)
     b.P = ArrayVar(b, "P", axes=(K, PH, T), lb=-fb, ub=fb)
     b.Q = ArrayVar(b, "Q", axes=(K, PH, T), lb=-qb, ub=qb)
+    C = range(len(parallels))
+    pbr = np.asarray([k for k, _ in parallels], dtype=np.int64)
+    b.Pc = ArrayVar(b, "Pc", axes=(C, PH, T), lb=-fb[pbr], ub=fb[pbr])
+    b.Qc = ArrayVar(b, "Qc", axes=(C, PH, T), lb=-qb[pbr], ub=qb[pbr])
+    tPc, tQc = b.Pc.tokens(), b.Qc.tokens()
     b.y = ArrayVar(b, "y", axes=(buses, PH, T), lb=cfg.v_hard_min_pu ** 2, ub=cfg.v_hard_max_pu ** 2)
     b.s_vlo = ArrayVar(b, "s_vlo", axes=(buses, PH, T), lb=0.0)
     b.s_vhi = ArrayVar(b, "s_vhi", axes=(buses, PH, T), lb=0.0)
@@ -243,6 +257,16 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
             rows.append(brow[ks].reshape(-1))
             toks.append(tok[cs].reshape(-1))
             coefs.append(-np.ones(len(ks) * 3 * nT))
+        tc = tPc if tok is tP else tQc
+        for c, k in enumerate(pbr.tolist()):  # a parallel cable feeds its branch's to-bus ...
+            rows.append(brow[k].reshape(-1))
+            toks.append(tc[c].reshape(-1))
+            coefs.append(np.ones(3 * nT))
+            up = feeds_of.get(frm[k])  # ... and is fed through the branch above
+            if up is not None:
+                rows.append(brow[up].reshape(-1))
+                toks.append(tc[c].reshape(-1))
+                coefs.append(-np.ones(3 * nT))
         fed = np.array([feeds_of.get(j, -1) for j in sj.tolist()], dtype=np.int64)
         ok = fed >= 0
         if ok.any():
@@ -323,12 +347,32 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
                          + np.abs(bq - aq).sum(axis=1)[:, None] * qmax[k][None, :] for bp, bq, _, _, _ in zs], axis=0)
             mth = np.max([np.abs(bp - anp).sum(axis=1)[:, None] * fmax[k][None, :]
                           + np.abs(bq - anq).sum(axis=1)[:, None] * qmax[k][None, :] for _, _, bp, bq, _ in zs], axis=0)
-            alts.append((k, ap.tolist(), aq.tolist(), anp.tolist(), anq.tolist(), st, my.tolist(), mth.tolist()))
+            alts.append((k, ap.tolist(), aq.tolist(), anp.tolist(), anq.tolist(), st, my.tolist(), mth.tolist(),
+                         (b.P, b.Q, k)))
+    # parallel cables: their own drop while built; while not, they carry nothing and the residual
+    # is the drop along the branch with any of its alternatives in place
+    par_state = []
+    for c, (k, o) in enumerate(parallels):
+        st = {n: affine(o.state[n]) for n in ix.node_names}
+        par_state.append(st)
+        z = phase_matrix(complex(o.r_pu, o.x_pu), complex(o.r0_pu, o.x0_pu))
+        a_p, a_q = flow_matrices(z, 1.0)
+        n_p, n_q = angle_matrices(z, 1.0)
+        own = [(mp[k], mq[k], nmp[k], nmq[k])]
+        for r in options.get(k, ()):
+            zr = phase_matrix(complex(r.r_pu, r.x_pu), complex(r.r0_pu, r.x0_pu))
+            own.append((*(m * scale for m in flow_matrices(zr, 1.0)), *(m * scale for m in angle_matrices(zr, 1.0))))
+        my = np.max([np.abs(bp).sum(axis=1)[:, None] * fmax[k][None, :] + np.abs(bq).sum(axis=1)[:, None]
+                     * qmax[k][None, :] for bp, bq, _, _ in own], axis=0)
+        mth = np.max([np.abs(bp).sum(axis=1)[:, None] * fmax[k][None, :] + np.abs(bq).sum(axis=1)[:, None]
+                      * qmax[k][None, :] for _, _, bp, bq in own], axis=0)
+        alts.append((k, (a_p * scale).tolist(), (a_q * scale).tolist(), (n_p * scale).tolist(),
+                     (n_q * scale).tolist(), st, my.tolist(), mth.tolist(), (b.Pc, b.Qc, c)))
     A = range(len(alts))
 
     def relaxed(i, ph, t, angle, sign):
         """sign (V_to - V_from - M_P P - M_Q Q) + M state <= M (the alternative's drop while in place)."""
-        k, ap, aq, anp, anq, st, my, mth = alts[i]
+        k, ap, aq, anp, anq, st, my, mth, (VP, VQ, e) = alts[i]
         cp, cq, M = (anp, anq, mth) if angle else (ap, aq, my)
         tV = b.th if angle else b.y
         a = Affine(0.0)
@@ -338,7 +382,7 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
             else:
                 a.term(sgn, tV[bus, ph, t])
         for s in PH:
-            a.term(-sign * cp[ph][s], b.P[k, s, t]).term(-sign * cq[ph][s], b.Q[k, s, t])
+            a.term(-sign * cp[ph][s], VP[e, s, t]).term(-sign * cq[ph][s], VQ[e, s, t])
         a.add(st[opnode[t]], M[ph][t])
         return a.coefs, a.vars, None, M[ph][t] - a.const
 
@@ -346,6 +390,18 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
         for suffix, sign in (("_up", 1.0), ("_dn", -1.0)):
             add_rows(b, name + suffix, product(A, PH, T), lambda i, ph, t, angle=angle, sign=sign:
                      relaxed(i, ph, t, angle, sign))
+
+    def carries(c, ph, t, V, bound, sign):
+        """sign F_c - bound z_c <= 0: a parallel cable carries nothing until it is built."""
+        k = pbr[c]
+        a = Affine(0.0, [sign], [V[c, ph, t]])
+        a.add(par_state[c][opnode[t]], -float(bound[k, t]))
+        return a.coefs, a.vars, None, -a.const
+
+    for name, V, bound in (("par_p", b.Pc, fmax), ("par_q", b.Qc, qmax)):
+        for suffix, sign in (("_up", 1.0), ("_dn", -1.0)):
+            add_rows(b, name + suffix, product(C, PH, T), lambda c, ph, t, V=V, bound=bound, sign=sign:
+                     carries(c, ph, t, V, bound, sign))
 
     vmin2, vmax2 = lim.v_min_pu ** 2, lim.v_max_pu ** 2
     n3 = nB * 3 * nT
@@ -428,21 +484,46 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
 
     add_rows(b, "thermal", therm, thermal)
 
+    # parallel cables: each within its own rating, a third per phase (nothing flows until built)
+    therm_c = []
+    for c, (k, o) in enumerate(parallels):
+        cap = load_frac * o.rating_mva / 3.0
+        if not o.rating_mva < UNLIMITED_MVA:
+            continue
+        f, q = fmax[k], qmax[k]
+        busy = np.hypot(f, q) > E[0, 2] * cap
+        binds = (np.abs(E[:, 0])[None, :] * f[:, None] + np.abs(E[:, 1])[None, :] * q[:, None]) > E[:, 2][None, :] * cap
+        for t in np.flatnonzero(busy).tolist():
+            therm_c += [(c, ph, m, t) for ph in PH for m in np.flatnonzero(binds[t]).tolist()]
+    over_c = sorted({(c, ph, t) for c, ph, _, t in therm_c})
+    b.s_over_par = ArrayVar(b, "s_over_par", keys=over_c, lb=0.0)
+
+    def thermal_par(c, ph, m, t):
+        """a_m Pc + b_m Qc - e_m s_over_par <= e_m loading rating_c/3"""
+        e = edges[m][2]
+        a = Affine(0.0, [edges[m][0], edges[m][1], -e], [b.Pc[c, ph, t], b.Qc[c, ph, t], b.s_over_par[c, ph, t]])
+        return a.coefs, a.vars, None, e * load_frac * parallels[c][1].rating_mva / 3.0
+
+    add_rows(b, "thermal_par", therm_c, thermal_par)
+
     by_ny = defaultdict(list)
     for t in T:
         by_ny[(opnode[t], int(ix.op_year[t]))].append(t)
     tvlo, tvhi = b.s_vlo.tokens(), b.s_vhi.tokens()
     over_t = np.asarray([t for _, _, t in over_keys], dtype=np.int64)
     tover = b.s_over.tokens(np.arange(len(over_keys)))
+    over_ct = np.asarray([t for _, _, t in over_c], dtype=np.int64)
+    tover_c = b.s_over_par.tokens(np.arange(len(over_c)))
     for (n, y), ts in by_ny.items():
         ts_a = np.asarray(ts, dtype=np.int64)
         in_ts = np.zeros(nT, dtype=bool)
         in_ts[ts_a] = True
         sel = in_ts[st_]
         hub.cost("penalty_unserved", n, ArrayExpr(reg, pen.voll_eur_per_mwh * hours[st_[sel]], tshed[sel]), year=y)
-        s1 = in_ts[over_t]
-        hub.cost("penalty_overload", n, ArrayExpr(reg, pen.overload_eur_per_mvah * hours[over_t[s1]], tover[s1]),
-                 year=y)
+        s1, s2 = in_ts[over_t], in_ts[over_ct]
+        hub.cost("penalty_overload", n, ArrayExpr.total(reg, [
+            ArrayExpr(reg, pen.overload_eur_per_mvah * hours[over_t[s1]], tover[s1]),
+            ArrayExpr(reg, pen.overload_eur_per_mvah * hours[over_ct[s2]], tover_c[s2])]), year=y)
         hv = np.broadcast_to(hours[ts_a][None, None, :], (nB, 3, len(ts_a))).reshape(-1)
         parts = [ArrayExpr(reg, pen.voltage_eur_per_pu2h * hv, tvlo[:, :, ts_a].reshape(-1)),
                  ArrayExpr(reg, pen.voltage_eur_per_pu2h * hv, tvhi[:, :, ts_a].reshape(-1))]
@@ -451,7 +532,7 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
             parts.append(ArrayExpr(reg, pen.voltage_eur_per_pu2h * hu, b.s_unb.tokens()[:, ts_a].reshape(-1)))
         hub.cost("penalty_voltage", n, ArrayExpr.total(reg, parts), year=y)
     b._meta = dict(slack_v=slack_v, rating=rating, feed=feed, vuf=cfg.vuf_max_pct > 0, rating_at=rating_at,
-                   options=options, parallels=parallels, buses=buses)
+                   options=options, parallels=parallels, paired=paired, buses=buses)
     b._vuf_limit = cfg.vuf_max_pct if cfg.vuf_max_pct > 0 else None
 
 
@@ -490,6 +571,18 @@ def extract_lindist3flow(b, inst, ix) -> dict:
             pct = np.where(rat > 0, 100 * s / (rat / 3.0), np.nan)
         rows.append(ops.assign(line=net.branches.at[k, "name"], p_mw=P[k].sum(axis=0), q_mvar=Q[k].sum(axis=0),
                                rating_mva=rat, loading_pct=pct))
+    pars = meta.get("parallels", [])
+    if pars:  # parallel cables: rows of their own while built
+        Pc = b.Pc.value_array().reshape(len(pars), 3, T)
+        Qc = b.Qc.value_array().reshape(len(pars), 3, T)
+        for c, (k, o) in enumerate(pars):
+            built = np.array([float(pyo.value(o.state[n])) > 0.5 for n in ix.node_names])[ix.op_node]
+            rat = np.where(built, o.rating_mva, np.nan)
+            s = np.hypot(Pc[c], Qc[c]).max(axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                pct = np.where(rat > 0, 100 * s / (rat / 3.0), np.nan)
+            rows.append(ops.assign(line=str(o.candidate), p_mw=Pc[c].sum(axis=0), q_mvar=Qc[c].sum(axis=0),
+                                   rating_mva=rat, loading_pct=pct))
     w = ix.op_expected_hours()
     shed_t = np.asarray([t for _, _, t in b.shed.keys], dtype=np.int64)
     shed = float(np.nan_to_num(b.shed.value_array()) @ w[shed_t]) if len(shed_t) else 0.0
