@@ -104,6 +104,12 @@ def test_the_converter_replaces_only_its_own_output(tmp_path, capsys):
     (pp_inst / "instance.toml").write_text('name = "x"\n[network]\nsource = "pandapower"\n')
     assert phases.main([str(pp_inst), "--out", str(tmp_path / "x")]) == 2
     assert 'network.source must be "csv"' in capsys.readouterr().out and not (tmp_path / "x").exists()
+    broken = tmp_path / "broken"
+    shutil.copytree(RURAL, broken)
+    (broken / "loads.csv").unlink()
+    with pytest.raises(phases.ConversionError, match=r"loads.csv: no such file \(network.loads"):
+        phases.convert(broken, tmp_path / "y")
+    assert not (tmp_path / "y").exists()
 
 
 def test_the_shipped_simbench_instance_is_the_converters_output(tmp_path):

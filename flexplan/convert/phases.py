@@ -136,7 +136,10 @@ def convert(src: Path, out: Path, seed: int = 7, home_evs: dict | None = None, n
     if not toml_path.is_file():
         raise ConversionError(f"{toml_path}: no such file (give an instance folder)")
     text = toml_path.read_text()
-    data = tomllib.loads(text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConversionError(f"{toml_path}: not valid TOML ({e})") from None
     netw = data.get("network", {})
     if netw.get("source") != "csv":
         raise ConversionError(f"{toml_path}: network.source must be \"csv\" (got {netw.get('source')!r})")
@@ -146,9 +149,19 @@ def convert(src: Path, out: Path, seed: int = 7, home_evs: dict | None = None, n
     name = name or f"{data.get('name', src.name)}_3ph"
     rho_r, rho_x = cable_zero_sequence_ratios()
 
-    lines = pd.read_csv(src / netw["lines"])
-    trafos = pd.read_csv(src / netw["transformers"])
-    loads = pd.read_csv(src / netw["loads"])
+    if not (isinstance(seed, int) and seed >= 0):
+        raise ConversionError(f"seed must be a whole number >= 0, got {seed!r}")
+
+    def table(key):
+        path = src / str(netw[key])
+        try:
+            return pd.read_csv(path)
+        except FileNotFoundError:
+            raise ConversionError(f"{path}: no such file (network.{key} in {toml_path})") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise ConversionError(f"{path}: not a readable CSV ({e})") from None
+
+    lines, trafos, loads = table("lines"), table("transformers"), table("loads")
     for df, file, cols in ((lines, netw["lines"], ("r_ohm", "x_ohm")), (trafos, netw["transformers"],
                            ("vk_percent", "vkr_percent")), (loads, netw["loads"], ("bus", "p_mw", "class"))):
         miss = [c for c in cols if c not in df]
