@@ -226,8 +226,16 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
 
     # fixed withdrawals per phase (a power the Hub holds with a phase goes to it, the rest is
     # split evenly), and the variable injections per (bus, op) with terms (_phase_injections)
-    wp = hub.p_phase + ((hub.p_withdraw - hub.p_phase.sum(axis=1)) / 3.0)[:, None, :]  # (bus, phase, op)
-    wq = hub.q_phase + ((hub.q_withdraw - hub.q_phase.sum(axis=1)) / 3.0)[:, None, :]
+    def evenly(total, phased):
+        """What is not on a phase, a third per phase; a rounding residue (below 1 µW: a bus whose
+        power is all on phases, a load moved off a phase) is 0, not 1e-20 MW that HiGHS would take
+        as data."""
+        out = phased + ((total - phased.sum(axis=1)) / 3.0)[:, None, :]
+        out[np.abs(out) < 1e-12] = 0.0
+        return out
+
+    wp = evenly(hub.p_withdraw, hub.p_phase)  # (bus, phase, op)
+    wq = evenly(hub.q_withdraw, hub.q_phase)
     term_keys = {(j, t) for (j, t), v in hub.p_terms.items() if v} | {(j, t) for (j, t), v in hub.q_terms.items() if v}
     term_keys |= {(j, t) for (j, t, _), v in hub.p_phase_terms.items() if v}
     term_keys |= {(j, t) for (j, t, _), v in hub.q_phase_terms.items() if v}
