@@ -295,7 +295,6 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
     eg = net.ext_grid  # a stiff source: the model holds the slack's three phases at vm
     eg["s_sc_max_mva"], eg["rx_max"], eg["r0x0_max"], eg["x0x_max"] = 1e6, 0.1, 0.1, 1.0
     T = range(ix.n_ops) if ops is None else list(ops)
-    K = range(len(br))
     frm, to = br["from_bus"].to_numpy(int), br["to_bus"].to_numpy(int)
     # the impedances (pu: positive, zero sequence) and rating of every branch at each node of the
     # plan: a replacement in service there replaces the branch's
@@ -307,43 +306,48 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
                 if float(pyo.value(o.state[n])) > 0.5:
                     zr[k], zx[k], zr0[k], zx0[k], rat[k] = o.r_pu, o.x_pu, o.r0_pu, o.x0_pu, o.rating_mva
         z_node[n] = (zr, zx, zr0, zx0, rat)
-    # parallel cables in service: the branch is replayed as one impedance of all its parts
-    # (per sequence, exact), and each part's current is rated against its own rating
+    # parallel cables in service: the parts of each such branch per node, (r, x, r0, x0, rating)
+    # each; the branch is replayed as one impedance of its parts (per sequence, exact) and each
+    # part's current is rated against its own rating.  A pair the model held as one branch (its
+    # only candidate, "paired") has the original branch and the new cable as its parts.
     pars = blk._meta.get("parallels", [])
-    par_on = {n: [c for c, (_, o) in enumerate(pars) if float(pyo.value(o.state[n])) > 0.5] for n in ix.node_names}
-    own_node = z_node
-    z_node = {}
-    for n, (zr, zx, zr0, zx0, rat) in own_node.items():
-        zr, zx, zr0, zx0 = zr.copy(), zx.copy(), zr0.copy(), zx0.copy()
-        for k in sorted({pars[c][0] for c in par_on[n]}):
-            group = [(complex(zr[k], zx[k]), complex(zr0[k], zx0[k]))]
-            group += [(complex(o.r_pu, o.x_pu), complex(o.r0_pu, o.x0_pu)) for c in par_on[n]
-                      for kk, o in [pars[c]] if kk == k]
-            e1, e0 = in_parallel([g[0] for g in group]), in_parallel([g[1] for g in group])
-            zr[k], zx[k], zr0[k], zx0[k] = e1.real, e1.imag, e0.real, e0.imag
-        z_node[n] = (zr, zx, zr0, zx0, rat)
-    # the parts of every branch with parallel cables in service, per node: (r, x, r0, x0, rating)
     paired = blk._meta.get("paired", {})
     orig = (z1[0], z1[1], r0, x0, rating.astype(float))
+
+    def cable(o):
+        return o.r_pu, o.x_pu, o.r0_pu, o.x0_pu, o.rating_mva
+
     groups = {}
-    for n in ix.node_names:
+    for n, zn in z_node.items():
         g = {}
-        for c in par_on[n]:
-            k, o = pars[c]
-            g.setdefault(k, [tuple(a[k] for a in own_node[n])]).append((o.r_pu, o.x_pu, o.r0_pu, o.x0_pu, o.rating_mva))
-        for k, o in paired.items():  # the model held the pair as one branch; AC rates each cable
+        for k, o in pars:
             if float(pyo.value(o.state[n])) > 0.5:
-                g[k] = [tuple(a[k] for a in orig), (o.r_pu, o.x_pu, o.r0_pu, o.x0_pu, o.rating_mva)]
+                g.setdefault(k, [tuple(a[k] for a in zn)]).append(cable(o))
+        for k, o in paired.items():
+            if float(pyo.value(o.state[n])) > 0.5:
+                g[k] = [tuple(a[k] for a in orig), cable(o)]
         groups[n] = g
+        for k, parts in g.items():  # the branch as one impedance of its parts
+            e1 = in_parallel([complex(p[0], p[1]) for p in parts])
+            e0 = in_parallel([complex(p[2], p[3]) for p in parts])
+            zn[0][k], zn[1][k], zn[2][k], zn[3][k] = e1.real, e1.imag, e0.real, e0.imag
     vn = br["vn_kv"].to_numpy(float)
     zbase = vn ** 2 / float(network.s_base_mva)  # Ω
     i_rated_by_node = {n: z[4] / (np.sqrt(3) * vn) for n, z in z_node.items()}  # kA
     last_node = [None]
     P = blk.P.value_array().reshape(len(br), 3, ix.n_ops)
     Q = blk.Q.value_array().reshape(len(br), 3, ix.n_ops)
-    Pc = blk.Pc.value_array().reshape(len(pars), 3, ix.n_ops) if pars else np.zeros((0, 3, ix.n_ops))
-    Qc = blk.Qc.value_array().reshape(len(pars), 3, ix.n_ops) if pars else np.zeros((0, 3, ix.n_ops))
     nb = network.n_buses
+    # each bus's net withdrawal per phase and op: the flows in minus out (the parallel cables' too)
+    W = np.zeros((nb, 3, ix.n_ops), dtype=complex)
+    np.add.at(W, to, P + 1j * Q)
+    np.add.at(W, frm, -(P + 1j * Q))
+    if pars:
+        pk = np.asarray([k for k, _ in pars], dtype=np.int64)
+        S = (blk.Pc.value_array() + 1j * blk.Qc.value_array()).reshape(len(pars), 3, ix.n_ops)
+        np.add.at(W, to[pk], S)
+        np.add.at(W, frm[pk], -S)
+    W[list(blk._meta["slack_v"])] = 0.0
     V = np.ones((nb, 3, ix.n_ops))
     for bus, v2 in blk._meta["slack_v"].items():
         V[bus] = np.sqrt(v2)
@@ -361,21 +365,8 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
                  neutral=(np.nan, None))
     t0 = __import__("time").perf_counter()
     for n_done, t in enumerate(T):
-        wp, wq = np.zeros((nb, 3)), np.zeros((nb, 3))
-        for k in K:
-            wp[to[k]] += P[k, :, t]
-            wq[to[k]] += Q[k, :, t]
-            wp[frm[k]] -= P[k, :, t]
-            wq[frm[k]] -= Q[k, :, t]
-        for c, (k, _) in enumerate(pars):
-            wp[to[k]] += Pc[c, :, t]
-            wq[to[k]] += Qc[c, :, t]
-            wp[frm[k]] -= Pc[c, :, t]
-            wq[frm[k]] -= Qc[c, :, t]
-        for s in blk._meta["slack_v"]:
-            wp[s] = wq[s] = 0.0
         for k, ph in enumerate(PHASES):
-            al[f"p_{ph}_mw"], al[f"q_{ph}_mvar"] = wp[:, k], wq[:, k]
+            al[f"p_{ph}_mw"], al[f"q_{ph}_mvar"] = W[:, k, t].real, W[:, k, t].imag
         node = ix.node_names[ix.op_node[t]]
         if node != last_node[0]:  # the branches in service at this op's node
             zr, zx, zr0, zx0, _ = z_node[node]
@@ -408,9 +399,8 @@ def check_ac_3ph(pm, res=None, ops=None, progress=None) -> tuple[pd.DataFrame, d
                 # the neutral returns the phases' sum (a four-core cable: neutral rated as a phase)
                 npct = 100 * np.abs(phasor.sum(axis=1)) / np.where(i_rated > 0, i_rated, np.nan)
             for k, group in groups[node].items():  # each part against its own rating
-                parts = [tuple(np.array([a]) for a in part) for part in group]
                 p_pct, n_pct = [], []
-                for z in parts:
+                for z in (tuple(np.array([a]) for a in part) for part in group):
                     i = branch_currents(vm * np.exp(1j * va), frm[k:k + 1], to[k:k + 1], vn[k:k + 1],
                                         zbase[k:k + 1], z, phasors=True)[0]
                     rated = z[4][0] / (np.sqrt(3) * vn[k]) if z[4][0] < 1e4 else np.inf

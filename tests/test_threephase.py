@@ -470,6 +470,35 @@ def test_three_phase_reinforcement_refuses_what_it_cannot_model(tmp_path):
         fp.build_model(inst, rec)
 
 
+#: feeder3's lines as pandapower lines (from, to, r, x, r0, x0 in Ω/km over 0.2 km, max_i_ka: 0.5 MVA)
+PP_L1 = (0, 1, 0.1, 0.05, 0.3, 0.1, 0.5 / (np.sqrt(3) * 0.4))
+PP_L2 = (1, 2, 0.1, 0.05, 0.3, 0.1, 0.5 / (np.sqrt(3) * 0.4))
+
+
+def runpp3(lines, n_buses=3, length_km=0.2, **load):
+    """pandapower's runpp_3ph on a 0.4 kV feeder of ``n_buses`` with the AC check's stiff source at
+    bus 0: ``lines`` (from, to, r, x, r0, x0 Ω/km, max_i_ka) of ``length_km``, one asymmetric load
+    (``load``: p_a_mw=...) at the last bus.  Returns the solved net."""
+    import pandapower as pp
+    from pandapower.pf.runpp_3ph import runpp_3ph
+
+    net = pp.create_empty_network()
+    b = [pp.create_bus(net, 0.4) for _ in range(n_buses)]
+    pp.create_ext_grid(net, b[0], vm_pu=1.0, s_sc_max_mva=1e6, rx_max=0.1, r0x0_max=0.1, x0x_max=1.0)
+    for i, j, r, x, r0, x0, imax in lines:
+        pp.create_line_from_parameters(net, b[i], b[j], length_km, r, x, 0.0, imax, r0_ohm_per_km=r0,
+                                       x0_ohm_per_km=x0, c0_nf_per_km=0.0)
+    pp.create_asymmetric_load(net, b[-1], **load)
+    runpp_3ph(net)
+    return net
+
+
+def line_loadings(net):
+    """pandapower's largest phase loading and neutral loading per line, % of max_i_ka."""
+    rl, imax = net.res_line_3ph, net.line["max_i_ka"]
+    return 100 * rl[["i_a_ka", "i_b_ka", "i_c_ka"]].max(axis=1) / imax, 100 * rl["i_n_ka"] / imax
+
+
 SAME_CABLE = HALF_CABLE.replace('generate = ["replace"]', 'generate = ["parallel"]').replace(
     "r_ohm_per_km = 0.05", "r_ohm_per_km = 0.1").replace("x_ohm_per_km = 0.025", "x_ohm_per_km = 0.05").replace(
     "r0_ohm_per_km = 0.15", "r0_ohm_per_km = 0.3").replace("x0_ohm_per_km = 0.05", "x0_ohm_per_km = 0.1").replace(
@@ -484,9 +513,6 @@ def test_a_parallel_cable_in_three_phases_halves_the_branch_as_pandapower_has_it
     its own (two equal parts).  Independently, pandapower's runpp_3ph on the feeder with two real
     parallel lines gives phase a within 0.005 pu of the model and within 1e-6 pu of the AC check
     (which replays the pair as one branch of the combined impedance)."""
-    import pandapower as pp
-    from pandapower.pf.runpp_3ph import runpp_3ph
-
     from flexplan.threephase import check_ac_3ph
 
     inst = feeder3(tmp_path, "par", [("b2", 0.027, 0.0, "a")], v_min=0.97, reinforcement=SAME_CABLE)
@@ -505,15 +531,8 @@ def test_a_parallel_cable_in_three_phases_halves_the_branch_as_pandapower_has_it
     _, ac = check_ac_3ph(pm)
     assert ac["holds"] and ac["converged"] == 1
     # pandapower with the two cables as two lines
-    net = pp.create_empty_network()
-    b = [pp.create_bus(net, 0.4) for _ in range(3)]
-    pp.create_ext_grid(net, b[0], vm_pu=1.0, s_sc_max_mva=1e6, rx_max=0.1, r0x0_max=0.1, x0x_max=1.0)
-    for i, j in ((0, 1), (1, 2), (1, 2)):
-        pp.create_line_from_parameters(net, b[i], b[j], 0.2, 0.1, 0.05, 0.0, 1.0, r0_ohm_per_km=0.3,
-                                       x0_ohm_per_km=0.1, c0_nf_per_km=0.0)
-    pp.create_asymmetric_load(net, b[2], p_a_mw=0.027)
-    runpp_3ph(net)
-    va = float(net.res_bus_3ph.at[b[2], "vm_a_pu"])
+    net = runpp3([PP_L1, PP_L2, PP_L2], p_a_mw=0.027)
+    va = float(net.res_bus_3ph.at[2, "vm_a_pu"])
     print(f"phase a at b2: model {v['v_a_pu']:.6f}, AC check {ac['v_min_pu']:.6f}, two lines in runpp_3ph {va:.6f}")
     assert abs(va - v["v_a_pu"]) < 0.005
     assert ac["v_min_pu"] == pytest.approx(va, abs=1e-6)
@@ -626,20 +645,11 @@ def test_two_unlike_cables_in_parallel_are_one_branch_of_the_combined_sequence_i
     """The AC check replays parallel cables as one branch of impedance 1 / Σ 1/z per sequence
     (in_parallel): two cables of different kinds (different r/x and zero-sequence ratios) under an
     unbalanced load give, in runpp_3ph, the voltages of that one branch to 1e-9 pu on every phase."""
-    import pandapower as pp
-    from pandapower.pf.runpp_3ph import runpp_3ph
-
     from flexplan.threephase import in_parallel
 
     def feeder(lines):
-        net = pp.create_empty_network()
-        b = [pp.create_bus(net, 0.4) for _ in range(2)]
-        pp.create_ext_grid(net, b[0], vm_pu=1.0, s_sc_max_mva=1e6, rx_max=0.1, r0x0_max=0.1, x0x_max=1.0)
-        for r, x, r0, x0 in lines:
-            pp.create_line_from_parameters(net, b[0], b[1], 1.0, r, x, 0.0, 1.0, r0_ohm_per_km=r0,
-                                           x0_ohm_per_km=x0, c0_nf_per_km=0.0)
-        pp.create_asymmetric_load(net, b[1], p_a_mw=0.03, q_a_mvar=0.01, p_b_mw=0.01)
-        runpp_3ph(net)
+        net = runpp3([(0, 1, *z, 1.0) for z in lines], n_buses=2, length_km=1.0, p_a_mw=0.03, q_a_mvar=0.01,
+                     p_b_mw=0.01)
         return net.res_bus_3ph[["vm_a_pu", "vm_b_pu", "vm_c_pu", "va_a_degree"]].to_numpy()
 
     cables = [(0.05, 0.02, 0.2, 0.03), (0.03, 0.03, 0.06, 0.05)]
@@ -658,9 +668,6 @@ def test_the_ac_check_rates_each_part_of_a_parallel_pair_as_pandapower_does(tmp_
     0.2 + 0.15j, 0.1 kA): the AC check replays the pair as one branch and rates each part's current
     against its own rating; pandapower's runpp_3ph on the feeder with the cable as a line of its own
     gives the same largest phase loading and neutral loading (its res_line_3ph) to 1e-4."""
-    import pandapower as pp
-    from pandapower.pf.runpp_3ph import runpp_3ph
-
     from flexplan.threephase import check_ac_3ph
 
     inst = feeder3(tmp_path, "unlike", [("b2", 0.027, 0.0, "a")], v_min=0.97, reinforcement=UNLIKE_CABLE)
@@ -669,19 +676,8 @@ def test_the_ac_check_rates_each_part_of_a_parallel_pair_as_pandapower_does(tmp_
     res = fp.solve(pm, mip_gap=0.0)
     assert list(res.builds["kind"]) == ["parallel"]
     _, ac = check_ac_3ph(pm)
-    net = pp.create_empty_network()
-    b = [pp.create_bus(net, 0.4) for _ in range(3)]
-    pp.create_ext_grid(net, b[0], vm_pu=1.0, s_sc_max_mva=1e6, rx_max=0.1, r0x0_max=0.1, x0x_max=1.0)
-    i_max = 0.5 / (np.sqrt(3) * 0.4)
-    for i, j, r, x, r0, x0, imax in ((0, 1, 0.1, 0.05, 0.3, 0.1, i_max), (1, 2, 0.1, 0.05, 0.3, 0.1, i_max),
-                                     (1, 2, 0.1, 0.08, 0.2, 0.15, 0.1)):
-        pp.create_line_from_parameters(net, b[i], b[j], 0.2, r, x, 0.0, imax, r0_ohm_per_km=r0, x0_ohm_per_km=x0,
-                                       c0_nf_per_km=0.0)
-    pp.create_asymmetric_load(net, b[2], p_a_mw=0.027)
-    runpp_3ph(net)
-    rl = net.res_line_3ph
-    loading = 100 * rl[["i_a_ka", "i_b_ka", "i_c_ka"]].max(axis=1) / net.line["max_i_ka"]
-    neutral = 100 * rl["i_n_ka"] / net.line["max_i_ka"]
+    net = runpp3([PP_L1, PP_L2, (1, 2, 0.1, 0.08, 0.2, 0.15, 0.1)], p_a_mw=0.027)
+    loading, neutral = line_loadings(net)
     print(ac, loading.to_dict(), neutral.to_dict())
     assert loading.idxmax() == 2  # the new cable is the most loaded part
     assert ac["loading_max_pct"] == pytest.approx(loading.max(), rel=1e-4)
@@ -694,9 +690,6 @@ def test_a_branch_with_a_replacement_and_a_parallel_cable_carries_its_parts_as_p
     between l2 and the new cable within 1 kW of runpp_3ph on the feeder with two lines (AC has the
     losses), phase a within 0.005 pu, and the AC check's loadings are pandapower's to 1e-4; solved
     freely the plan reinforces l2 (either way) and breaks no limit."""
-    import pandapower as pp
-    from pandapower.pf.runpp_3ph import runpp_3ph
-
     from flexplan.threephase import check_ac_3ph
 
     both = HALF_CABLE.replace('generate = ["replace"]', 'generate = ["replace", "parallel"]')
@@ -715,16 +708,7 @@ def test_a_branch_with_a_replacement_and_a_parallel_cable_carries_its_parts_as_p
     res = fp.solve(pm)
     cand = str(res.builds["candidate"].iloc[0])
     _, ac = check_ac_3ph(pm)
-    net = pp.create_empty_network()
-    b = [pp.create_bus(net, 0.4) for _ in range(3)]
-    pp.create_ext_grid(net, b[0], vm_pu=1.0, s_sc_max_mva=1e6, rx_max=0.1, r0x0_max=0.1, x0x_max=1.0)
-    i_max = 0.5 / (np.sqrt(3) * 0.4)
-    for i, j, r, x, r0, x0, imax in ((0, 1, 0.1, 0.05, 0.3, 0.1, i_max), (1, 2, 0.1, 0.05, 0.3, 0.1, i_max),
-                                     (1, 2, 0.05, 0.025, 0.15, 0.05, 1.0)):
-        pp.create_line_from_parameters(net, b[i], b[j], 0.2, r, x, 0.0, imax, r0_ohm_per_km=r0, x0_ohm_per_km=x0,
-                                       c0_nf_per_km=0.0)
-    pp.create_asymmetric_load(net, b[2], p_a_mw=0.027)
-    runpp_3ph(net)
+    net = runpp3([PP_L1, PP_L2, (1, 2, 0.05, 0.025, 0.15, 0.05, 1.0)], p_a_mw=0.027)
     rl = net.res_line_3ph
     ll = res.line_loading.set_index("line")
     model = ll.loc[["l2", cand], "p_mw"].to_numpy()
@@ -733,6 +717,7 @@ def test_a_branch_with_a_replacement_and_a_parallel_cable_carries_its_parts_as_p
     assert model.sum() == pytest.approx(0.027, rel=1e-6) and model[1] > model[0]
     assert model == pytest.approx(ac_p, abs=0.001)
     v = res.tables["voltages_3ph"].set_index("bus").loc["b2", "v_a_pu"]
-    assert abs(v - net.res_bus_3ph.at[b[2], "vm_a_pu"]) < 0.005
-    loading = 100 * rl[["i_a_ka", "i_b_ka", "i_c_ka"]].max(axis=1) / net.line["max_i_ka"]
+    assert abs(v - net.res_bus_3ph.at[2, "vm_a_pu"]) < 0.005
+    loading, neutral = line_loadings(net)
     assert ac["loading_max_pct"] == pytest.approx(loading.max(), rel=1e-4)
+    assert ac["neutral_loading_max_pct"] == pytest.approx(neutral.max(), rel=1e-4)

@@ -52,8 +52,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .simbench import _toml_str
+
 HEADER = "# written by flexplan.convert.phases"
-#: the largest single-phase charger or device, kVA (VDE-AR-N 4100's 4.6 kVA unbalance limit [check])
+#: the largest single-phase charger, kW (taken at unity power factor from VDE-AR-N 4100's 4.6 kVA
+#: limit on a customer's unbalance [check the clause])
 SINGLE_PHASE_MAX_KW = 4.6
 #: EVs per household, by year (an assumed uptake, as instances/european_lv)
 HOME_EVS = {2025: 0.1, 2035: 0.5, 2044: 1.0}
@@ -104,13 +107,9 @@ def deal_phases(loads: pd.DataFrame, seed: int) -> pd.Series:
     return pd.Series(phase, index=loads.index, name="phase")
 
 
-def _fmt_list(xs) -> str:
-    return "[" + ", ".join(f'"{x}"' for x in xs) + "]"
-
-
 def _fmt_value(v) -> str:
     if isinstance(v, str):
-        return f'"{v}"'
+        return _toml_str(v)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, dict):

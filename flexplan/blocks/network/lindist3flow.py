@@ -336,6 +336,12 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
 
     # replaced branches: one pair of relaxed rows per alternative (the branch as it is, each candidate)
     scale = 3.0 / float(net.s_base_mva)
+
+    def matrices(o):
+        """(M_P, M_Q, N_P, N_Q) of candidate ``o``, per MW of per-phase flow (as branch_matrices)."""
+        z = phase_matrix(complex(o.r_pu, o.x_pu), complex(o.r0_pu, o.x0_pu))
+        return tuple(m * scale for m in (*flow_matrices(z, 1.0), *angle_matrices(z, 1.0)))
+
     alts = []  # (branch, matrices (mp, mq, np, nq), state by node as an Affine, M per phase and op)
     for k, opts in options.items():
         states = {id(o): {n: affine(o.state[n]) for n in ix.node_names} for o in opts}
@@ -343,12 +349,7 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
         for o in opts:
             for n in ix.node_names:
                 existing[n].add(states[id(o)][n], -1.0)
-        zs = [(mp[k], mq[k], nmp[k], nmq[k], existing)]
-        for o in opts:
-            z = phase_matrix(complex(o.r_pu, o.x_pu), complex(o.r0_pu, o.x0_pu))
-            a_p, a_q = flow_matrices(z, 1.0)
-            n_p, n_q = angle_matrices(z, 1.0)
-            zs.append((a_p * scale, a_q * scale, n_p * scale, n_q * scale, states[id(o)]))
+        zs = [(mp[k], mq[k], nmp[k], nmq[k], existing)] + [(*matrices(o), states[id(o)]) for o in opts]
         for ap, aq, anp, anq, st in zs:
             # M per phase and op: the largest residual while another alternative is in place
             my = np.max([np.abs(bp - ap).sum(axis=1)[:, None] * fmax[k][None, :]
@@ -363,19 +364,12 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
     for c, (k, o) in enumerate(parallels):
         st = {n: affine(o.state[n]) for n in ix.node_names}
         par_state.append(st)
-        z = phase_matrix(complex(o.r_pu, o.x_pu), complex(o.r0_pu, o.x0_pu))
-        a_p, a_q = flow_matrices(z, 1.0)
-        n_p, n_q = angle_matrices(z, 1.0)
-        own = [(mp[k], mq[k], nmp[k], nmq[k])]
-        for r in options.get(k, ()):
-            zr = phase_matrix(complex(r.r_pu, r.x_pu), complex(r.r0_pu, r.x0_pu))
-            own.append((*(m * scale for m in flow_matrices(zr, 1.0)), *(m * scale for m in angle_matrices(zr, 1.0))))
+        own = [(mp[k], mq[k], nmp[k], nmq[k])] + [matrices(r) for r in options.get(k, ())]
         my = np.max([np.abs(bp).sum(axis=1)[:, None] * fmax[k][None, :] + np.abs(bq).sum(axis=1)[:, None]
                      * qmax[k][None, :] for bp, bq, _, _ in own], axis=0)
         mth = np.max([np.abs(bp).sum(axis=1)[:, None] * fmax[k][None, :] + np.abs(bq).sum(axis=1)[:, None]
                       * qmax[k][None, :] for _, _, bp, bq in own], axis=0)
-        alts.append((k, (a_p * scale).tolist(), (a_q * scale).tolist(), (n_p * scale).tolist(),
-                     (n_q * scale).tolist(), st, my.tolist(), mth.tolist(), (b.Pc, b.Qc, c)))
+        alts.append((k, *(m.tolist() for m in matrices(o)), st, my.tolist(), mth.tolist(), (b.Pc, b.Qc, c)))
     A = range(len(alts))
 
     def relaxed(i, ph, t, angle, sign):
@@ -469,17 +463,21 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
     rating_at = {key: a.expr() for key, a in rating_aff.items()}
     smallest = {k: min([base[k]] + [o.rating_mva for o in options.get(k, ())]) for k in K}
     E = np.asarray(edges, dtype=float)
-    therm = []  # (k, ph, m, t) in the order of the loops: branch, op, phase, edge
-    for k in K:
-        if not (rating[k] < UNLIMITED_MVA or k in options):
-            continue
-        cap = load_frac * smallest[k] / 3.0
+
+    def binding(k, cap):
+        """(phase, edge, op) of the polygon edges that the flow bounds of branch k let bind at a
+        per-phase capacity ``cap``, in the order op, phase, edge."""
         f, q = fmax[k], qmax[k]
         busy = np.hypot(f, q) > E[0, 2] * cap
         binds = (np.abs(E[:, 0])[None, :] * f[:, None] + np.abs(E[:, 1])[None, :] * q[:, None]) > E[:, 2][None, :] * cap
+        out = []
         for t in np.flatnonzero(busy).tolist():
             ms = np.flatnonzero(binds[t]).tolist()
-            therm += [(k, ph, m, t) for ph in PH for m in ms]
+            out += [(ph, m, t) for ph in PH for m in ms]
+        return out
+
+    therm = [(k, ph, m, t) for k in K if rating[k] < UNLIMITED_MVA or k in options
+             for ph, m, t in binding(k, load_frac * smallest[k] / 3.0)]  # branch, op, phase, edge
     over_keys = sorted({(k, ph, t) for k, ph, _, t in therm})
     b.s_over = ArrayVar(b, "s_over", keys=over_keys, lb=0.0)
 
@@ -493,16 +491,8 @@ def add_lindist3flow(b, inst, ix, hub, cfg: LinDist3FlowConfig) -> None:
     add_rows(b, "thermal", therm, thermal)
 
     # parallel cables: each within its own rating, a third per phase (nothing flows until built)
-    therm_c = []
-    for c, (k, o) in enumerate(parallels):
-        cap = load_frac * o.rating_mva / 3.0
-        if not o.rating_mva < UNLIMITED_MVA:
-            continue
-        f, q = fmax[k], qmax[k]
-        busy = np.hypot(f, q) > E[0, 2] * cap
-        binds = (np.abs(E[:, 0])[None, :] * f[:, None] + np.abs(E[:, 1])[None, :] * q[:, None]) > E[:, 2][None, :] * cap
-        for t in np.flatnonzero(busy).tolist():
-            therm_c += [(c, ph, m, t) for ph in PH for m in np.flatnonzero(binds[t]).tolist()]
+    therm_c = [(c, ph, m, t) for c, (k, o) in enumerate(parallels) if o.rating_mva < UNLIMITED_MVA
+               for ph, m, t in binding(k, load_frac * o.rating_mva / 3.0)]
     over_c = sorted({(c, ph, t) for c, ph, _, t in therm_c})
     b.s_over_par = ArrayVar(b, "s_over_par", keys=over_c, lb=0.0)
 
